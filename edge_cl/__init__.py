@@ -1,0 +1,22 @@
+"""edge_cl: online, task-free continual learning for edge devices."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edge_cl import models
+
+__version__ = "0.1.0"
+__all__ = ["OnlineLearner", "models", "__version__"]
+
+if TYPE_CHECKING:
+    from edge_cl.learner import OnlineLearner
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import edge_cl` stays cheap for the CLI and inference processes.
+    if name == "OnlineLearner":
+        from edge_cl.learner import OnlineLearner
+
+        return OnlineLearner
+    raise AttributeError(f"module 'edge_cl' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The ``edge-cl`` command line: one module per command, registered in :mod:`edge_cl.cli.main`."""
