@@ -1,0 +1,91 @@
+"""Byte accounting for everything a learner owns, and sizing of the replay buffer from what is left."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+# The parts of the learner's state, in the order they are reported.
+PARTS = ("parameters", "gradients", "optimizer", "importance", "buffer", "scratch")
+
+
+def tensor_bytes(tensors: Iterable[Tensor]) -> int:
+    """Sum of ``nbytes`` over tensors, each storage counted once."""
+    seen: set[tuple[str, int]] = set()
+    total = 0
+    for t in tensors:
+        key = (str(t.device), t.untyped_storage().data_ptr()) if t.numel() else (str(t.device), id(t))
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.nbytes
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Splits ``budget_bytes`` into the fixed state (``fixed`` bytes by part) and the replay buffer.
+
+    The buffer gets what is left: ``capacity = (budget - fixed) // bytes_per_sample``, capped at
+    ``max_buffer_samples`` when given. Raises ValueError with the figures when the budget cannot hold
+    the fixed part plus ``min_buffer_samples``.
+    """
+
+    budget_bytes: int
+    fixed: Mapping[str, int]
+    bytes_per_sample: int
+    min_buffer_samples: int = 0
+    max_buffer_samples: int | None = None
+    buffer_capacity: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget_bytes, bool) or not isinstance(self.budget_bytes, int) or self.budget_bytes <= 0:
+            raise ValueError(f"budget_bytes must be a positive integer, got {self.budget_bytes!r}")
+        unknown = set(self.fixed) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown budget parts {sorted(unknown)}; known parts are {PARTS}")
+        needed = self.fixed_bytes + self.min_buffer_samples * self.bytes_per_sample
+        if needed > self.budget_bytes:
+            lines = ", ".join(f"{k} {v:,}" for k, v in self.fixed.items() if v)
+            extra = (f" + {self.min_buffer_samples} buffer samples x {self.bytes_per_sample:,} B"
+                     if self.min_buffer_samples else "")
+            raise ValueError(
+                f"budget_bytes={self.budget_bytes:,} is too small: this learner needs at least {needed:,} bytes "
+                f"({lines}{extra}). Raise budget_bytes to {needed:,} or more, or shrink the model, the replay "
+                "batch, or use compact storage / no importance.")
+        capacity = (self.budget_bytes - self.fixed_bytes) // self.bytes_per_sample if self.bytes_per_sample else 0
+        if self.max_buffer_samples is not None:
+            capacity = min(capacity, self.max_buffer_samples)
+        object.__setattr__(self, "buffer_capacity", int(capacity))
+
+    @property
+    def fixed_bytes(self) -> int:
+        return sum(self.fixed.values())
+
+    @property
+    def reserved_bytes(self) -> int:
+        """Fixed part plus the buffer at full capacity: the most the learner will ever hold."""
+        return self.fixed_bytes + self.buffer_capacity * self.bytes_per_sample
+
+    @staticmethod
+    def required(fixed: Mapping[str, int], bytes_per_sample: int, buffer_samples: int) -> int:
+        """The budget that gives exactly ``buffer_samples`` of buffer on top of ``fixed``."""
+        return sum(fixed.values()) + buffer_samples * bytes_per_sample
+
+    def report(self, owned: Mapping[str, list[Tensor]], buffer_size: int) -> dict[str, object]:
+        """Bytes used by part (measured from the tensors in ``owned``) against the budget."""
+        used = {part: tensor_bytes(owned.get(part, [])) for part in PARTS}
+        total = tensor_bytes(t for part in PARTS for t in owned.get(part, []))
+        return {
+            "budget_bytes": self.budget_bytes,
+            "used_bytes": total,
+            "free_bytes": self.budget_bytes - total,
+            "reserved_bytes": self.reserved_bytes,
+            "buffer_capacity": self.buffer_capacity,
+            "buffer_size": buffer_size,
+            "bytes_per_sample": self.bytes_per_sample,
+            "parts": used,
+            **{f"{part}_bytes": used[part] for part in PARTS},
+        }

@@ -1,0 +1,160 @@
+"""Reservoir replay buffer: a fixed-capacity sample store on the learner's device.
+
+Algorithm R (Vitter 1985): after ``n`` inserts every sample seen has been kept with probability
+``capacity / n``, with no task boundaries. The class-balanced variant (Chrysakis & Moens 2020, CBRS)
+evicts from the currently largest class so that rare classes survive in imbalanced streams.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from edge_cl.storage import Codec
+
+LABEL_DTYPE = torch.int64
+
+
+class ReservoirBuffer:
+    """Fixed-capacity reservoir of ``(x, y)`` pairs, stored with ``codec`` on ``device``."""
+
+    def __init__(self, capacity: int, input_dim: int, *, device: torch.device | str = "cpu",
+                 codec: Codec | None = None, class_balanced: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        if input_dim <= 0:
+            raise ValueError(f"input_dim must be positive, got {input_dim}")
+        self.capacity = int(capacity)
+        self.input_dim = int(input_dim)
+        self.device = torch.device(device)
+        self.codec = codec or Codec()
+        self.class_balanced = bool(class_balanced)
+        self.generator = generator or torch.Generator(device=self.device).manual_seed(0)
+        if self.generator.device.type != self.device.type:
+            raise ValueError(f"generator is on {self.generator.device}, buffer on {self.device}: use one device")
+        self.x = torch.zeros((self.capacity, self.input_dim), dtype=self.codec.dtype, device=self.device)
+        self.y = torch.zeros((self.capacity,), dtype=LABEL_DTYPE, device=self.device)
+        self.size = 0
+        self.seen = 0
+        self._class_counts: dict[int, int] = {}  # stored samples per class (class-balanced mode)
+        self._class_seen: dict[int, int] = {}    # stream samples per class (class-balanced mode)
+
+    @staticmethod
+    def bytes_per_sample(input_dim: int, codec: Codec | None = None) -> int:
+        """Bytes one stored sample costs: the encoded input plus its label."""
+        codec = codec or Codec()
+        return input_dim * codec.element_bytes + torch.empty((), dtype=LABEL_DTYPE).element_size()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def tensors(self) -> list[Tensor]:
+        """The tensors this buffer owns (for byte accounting)."""
+        return [self.x, self.y]
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        """Offer a batch ``x [B, D]`` (float32, on this device) with labels ``y [B]`` to the reservoir."""
+        if x.ndim != 2 or x.shape[1] != self.input_dim or y.shape != (x.shape[0],):
+            raise ValueError(f"expected x [B, {self.input_dim}] and y [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+        if self.capacity == 0 or x.shape[0] == 0:
+            self.seen += x.shape[0]
+            return
+        if self.class_balanced:
+            self._add_class_balanced(x, y)
+        else:
+            self._add_reservoir(x, y)
+
+    def _add_reservoir(self, x: Tensor, y: Tensor) -> None:
+        b = x.shape[0]
+        # Sample i of the batch is the (seen + i + 1)-th of the stream: kept in slot j ~ U[0, n) if j < capacity.
+        n = torch.arange(self.seen + 1, self.seen + b + 1, device=self.device, dtype=torch.float64)
+        draws = (torch.rand(b, generator=self.generator, device=self.device, dtype=torch.float64) * n).long()
+        fill = torch.arange(self.seen, self.seen + b, device=self.device)
+        slots = torch.where(fill < self.capacity, fill, draws)
+        keep = slots < self.capacity
+        self.seen += b
+        self.size = min(self.seen, self.capacity)
+        slots, rows = slots[keep], torch.nonzero(keep).squeeze(1)
+        if slots.numel() == 0:
+            return
+        # Algorithm R is sequential: when two samples of one batch draw the same slot, the later one wins.
+        uniq, inverse = torch.unique(slots, return_inverse=True)
+        last = torch.full((uniq.numel(),), -1, dtype=rows.dtype, device=self.device)
+        last = last.scatter_reduce(0, inverse, rows, reduce="amax")
+        self.x.index_copy_(0, uniq, self.codec.encode(x.index_select(0, last)))
+        self.y.index_copy_(0, uniq, y.index_select(0, last).to(LABEL_DTYPE))
+
+    def _add_class_balanced(self, x: Tensor, y: Tensor) -> None:
+        # CBRS decides per sample from the class counts, so this path loops over the (small) micro-batch.
+        labels = y.tolist()
+        for i, label in enumerate(labels):
+            self.seen += 1
+            self._class_seen[label] = self._class_seen.get(label, 0) + 1
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            else:
+                largest = max(self._class_counts.values())
+                if self._class_counts.get(label, 0) < largest:
+                    full = [c for c, k in self._class_counts.items() if k == largest]
+                    victim_class = full[self._randint(len(full))]
+                    slot = self._random_slot_of(victim_class)
+                else:
+                    # Reservoir sampling within the sample's own class.
+                    stored, seen = self._class_counts[label], self._class_seen[label]
+                    if self._randint(seen) >= stored:
+                        continue
+                    slot = self._random_slot_of(label)
+                    victim_class = label
+                self._class_counts[victim_class] -= 1
+            self.x[slot] = self.codec.encode(x[i])
+            self.y[slot] = label
+            self._class_counts[label] = self._class_counts.get(label, 0) + 1
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator, device=self.device).item())
+
+    def _random_slot_of(self, label: int) -> int:
+        slots = torch.nonzero(self.y[: self.size] == label).squeeze(1)
+        return int(slots[self._randint(slots.numel())].item())
+
+    def sample(self, k: int) -> tuple[Tensor, Tensor]:
+        """``k`` stored samples drawn uniformly (with replacement), decoded to float32: ``(x [k, D], y [k])``.
+
+        Returns everything stored (in slot order) when the buffer holds ``k`` samples or fewer.
+        """
+        if k <= 0 or self.size == 0:
+            return (torch.empty((0, self.input_dim), device=self.device),
+                    torch.empty((0,), dtype=LABEL_DTYPE, device=self.device))
+        if self.size <= k:
+            return self.codec.decode(self.x[: self.size]), self.y[: self.size].clone()
+        idx = torch.randint(self.size, (k,), generator=self.generator, device=self.device)
+        return self.codec.decode(self.x.index_select(0, idx)), self.y.index_select(0, idx)
+
+    def class_histogram(self) -> dict[int, int]:
+        """Stored samples per class label."""
+        labels, counts = torch.unique(self.y[: self.size], return_counts=True)
+        return dict(zip(labels.tolist(), counts.tolist(), strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x[: self.size].clone(), "y": self.y[: self.size].clone(), "size": self.size,
+                "seen": self.seen, "capacity": self.capacity, "codec": self.codec.kind,
+                "class_seen": {str(k): v for k, v in self._class_seen.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = int(state["size"])
+        if size > self.capacity:
+            raise ValueError(f"saved buffer holds {size} samples but this budget gives capacity {self.capacity}; "
+                             "load with the same budget_bytes")
+        if state["codec"] != self.codec.kind:
+            raise ValueError(f"saved buffer uses storage={state['codec']!r}, this learner {self.codec.kind!r}")
+        self.x.zero_()
+        self.y.zero_()
+        self.x[:size] = state["x"].to(self.device)
+        self.y[:size] = state["y"].to(self.device)
+        self.size, self.seen = size, int(state["seen"])
+        self._class_seen = {int(k): int(v) for k, v in state.get("class_seen", {}).items()}
+        self._class_counts = {int(k): int(v) for k, v in self.class_histogram().items()} if self.class_balanced else {}

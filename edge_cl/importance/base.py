@@ -1,0 +1,166 @@
+"""Parameter-importance regularisers with one shared quadratic penalty.
+
+Each method only says how to estimate importance from a batch (``estimate``); keeping a running
+estimate, consolidating it into ``omega`` with an anchor ``theta*``, and the penalty
+``lambda * sum omega * (theta - theta*)^2`` are written once here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+
+class Importance:
+    """Online importance: running estimate -> consolidated ``omega`` + anchor, quadratic penalty.
+
+    ``update`` folds a new estimate into ``current`` (a running mean since the last consolidation);
+    ``consolidate`` sets ``omega <- gamma * omega + current`` and moves the anchor to the present weights.
+    """
+
+    name = "importance"
+    needs_labels = True
+
+    def __init__(self, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10,
+                 chunk: int = 32, generator: torch.Generator | None = None) -> None:
+        if lam < 0:
+            raise ValueError(f"importance_lambda must be >= 0, got {lam}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"importance_gamma must be in [0, 1], got {gamma}")
+        if samples <= 0:
+            raise ValueError(f"importance_samples must be positive, got {samples}")
+        self.model = model
+        self.lam = float(lam)
+        self.gamma = float(gamma)
+        self.samples = int(samples)
+        self.chunk = max(1, int(chunk))
+        self.generator = generator
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        params = dict(model.named_parameters())
+        self.params = [params[n] for n in self.names]
+        self.omega = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.current = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.anchor = [p.detach().clone() for p in self.params]
+        self.current_count = 0      # estimates folded into `current` since the last consolidation
+        self.consolidations = 0
+        self.updates = 0
+        self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
+
+    @staticmethod
+    def reserved_bytes(model: nn.Module) -> int:
+        """Bytes this regulariser allocates: omega, the running estimate and the anchor."""
+        return 3 * sum(p.nbytes for p in model.parameters() if p.requires_grad)
+
+    def tensors(self) -> list[Tensor]:
+        return [*self.omega, *self.current, *self.anchor]
+
+    @property
+    def active(self) -> bool:
+        """True once something has been consolidated, i.e. the penalty can be non-zero."""
+        return self.consolidations > 0
+
+    # --- estimation -------------------------------------------------------------------------------
+    def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
+        """The per-sample scalar whose parameter gradient defines importance."""
+        raise NotImplementedError
+
+    def reduce(self, per_sample_grads: Tensor) -> Tensor:
+        """Turns per-sample gradients ``[k, *shape]`` into their summed importance ``[*shape]``."""
+        raise NotImplementedError
+
+    def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
+        """Importance of every parameter, averaged over the samples of ``x`` (per-sample gradients)."""
+        params = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
+        buffers = dict(self.model.named_buffers())
+
+        def one(p: dict[str, Tensor], xi: Tensor, yi: Tensor | None) -> Tensor:
+            logits = functional_call(self.model, (p, buffers), (xi.unsqueeze(0),))
+            return self.sample_loss(logits, None if yi is None else yi.unsqueeze(0))
+
+        per_sample = vmap(grad(one), in_dims=(None, 0, None if y is None else 0))
+        totals = [torch.zeros_like(p) for p in self.params]
+        # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
+        for start in range(0, x.shape[0], self.chunk):
+            xs = x[start:start + self.chunk]
+            ys = None if y is None else y[start:start + self.chunk]
+            grads = per_sample(params, xs, ys)
+            for total, n in zip(totals, self.names, strict=True):
+                total.add_(self.reduce(grads[n]))
+        return [t.div_(x.shape[0]) for t in totals]
+
+    def update(self, x: Tensor, y: Tensor | None) -> None:
+        """Estimate importance on up to ``samples`` rows of ``x`` and fold it into the running mean."""
+        if y is None and self.needs_labels:
+            raise ValueError(f"{self.name} importance needs labels; use importance='mas' for unlabeled data")
+        if x.shape[0] == 0:
+            return
+        started = time.perf_counter()
+        if x.shape[0] > self.samples:
+            idx = torch.randperm(x.shape[0], generator=self.generator, device=x.device)[: self.samples]
+            x = x.index_select(0, idx)
+            y = None if y is None else y.index_select(0, idx)
+        new = self.estimate(x, y)
+        self.current_count += 1
+        weight = 1.0 / self.current_count
+        torch._foreach_lerp_(self.current, new, weight)
+        self.updates += 1
+        self.seconds += time.perf_counter() - started
+
+    def consolidate(self) -> None:
+        """Fold the running estimate into ``omega`` and anchor the penalty at the present weights."""
+        with torch.no_grad():
+            torch._foreach_mul_(self.omega, self.gamma)
+            torch._foreach_add_(self.omega, self.current)
+            for a, p in zip(self.anchor, self.params, strict=True):
+                a.copy_(p)
+            torch._foreach_zero_(self.current)
+        self.current_count = 0
+        self.consolidations += 1
+
+    # --- penalty ----------------------------------------------------------------------------------
+    def penalty(self) -> Tensor:
+        """``lambda * sum omega * (theta - theta*)^2`` as a differentiable scalar."""
+        total = self.params[0].new_zeros(())
+        for o, a, p in zip(self.omega, self.anchor, self.params, strict=True):
+            total = total + (o * (p - a).pow(2)).sum()
+        return self.lam * total
+
+    @torch.no_grad()
+    def add_penalty_grad_(self) -> Tensor:
+        """Add the penalty's gradient ``2 lambda omega (theta - theta*)`` to each ``param.grad``.
+
+        Cheaper than backpropagating :meth:`penalty`; returns the penalty value (a 0-d tensor).
+        """
+        diffs = torch._foreach_sub(self.params, self.anchor)
+        weighted = torch._foreach_mul(diffs, self.omega)
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise ValueError("add_penalty_grad_ needs every parameter's .grad allocated; run backward first")
+        torch._foreach_add_(grads, weighted, alpha=2.0 * self.lam)  # type: ignore[arg-type]
+        value = torch.stack([torch.dot(w.flatten(), d.flatten()) for w, d in zip(weighted, diffs, strict=True)])
+        return value.sum() * self.lam
+
+    # --- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "omega": [t.clone() for t in self.omega],
+                "current": [t.clone() for t in self.current], "anchor": [t.clone() for t in self.anchor],
+                "current_count": self.current_count, "consolidations": self.consolidations,
+                "updates": self.updates, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["name"] != self.name:
+            raise ValueError(f"saved importance is {state['name']!r}, this learner uses {self.name!r}")
+        for key in ("omega", "current", "anchor"):
+            mine = getattr(self, key)
+            if len(state[key]) != len(mine):
+                raise ValueError(f"saved importance {key} has {len(state[key])} tensors, model has {len(mine)}")
+            for dst, src in zip(mine, state[key], strict=True):
+                dst.copy_(src)
+        self.current_count = int(state["current_count"])
+        self.consolidations = int(state["consolidations"])
+        self.updates = int(state["updates"])
+        self.seconds = float(state["seconds"])

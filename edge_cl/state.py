@@ -1,0 +1,43 @@
+"""Atomic, pickle-free persistence of state dicts (tensors, numbers, strings, lists and dicts)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_save(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, rename over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # makes the rename itself durable
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a file written by :func:`atomic_save` without unpickling arbitrary objects."""
+    target = Path(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"no learner state at {target}")
+    state = torch.load(target, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{target} does not hold an edge_cl state dict")
+    return state

@@ -1,0 +1,161 @@
+"""When to consolidate, decided from the training-loss stream alone (no task boundaries).
+
+- ``plateau``: the loss rose significantly above the last plateau (a peak: new data) and has since
+  stopped falling (a new plateau: it was learned), as in Aljundi et al., "Task-Free Continual
+  Learning" (CVPR 2019). Thresholds are in standard errors, so they do not depend on the loss scale.
+- ``adwin`` / ``page-hinkley``: a river drift detector on the loss fires when the loss level rises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Protocol
+
+from river import drift
+
+
+class ConsolidationTrigger(Protocol):
+    """Observes one loss per step; returns True when the learner should consolidate."""
+
+    name: str
+    fired: int
+
+    def observe(self, loss: float) -> bool: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _mean_var(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, sum((v - mean) ** 2 for v in values) / max(n - 1, 1)
+
+
+class PlateauTrigger:
+    """Fires when the loss settles on a plateau after a significant peak.
+
+    Losses are averaged over consecutive windows of ``window`` steps. A window whose mean exceeds the
+    last plateau's mean by ``peak_z`` standard errors marks a peak (the first window always does:
+    nothing is learned yet). After a peak, the first window whose mean is no longer below the previous
+    window's by ``plateau_z`` standard errors is a plateau: the trigger fires.
+    """
+
+    name = "plateau"
+
+    def __init__(self, window: int = 50, peak_z: float = 4.0, plateau_z: float = 1.0) -> None:
+        if window < 2:
+            raise ValueError(f"trigger window must be >= 2 steps, got {window}")
+        self.window, self.peak_z, self.plateau_z = int(window), float(peak_z), float(plateau_z)
+        self._values: list[float] = []
+        self._prev: tuple[float, float] | None = None      # (mean, var) of the previous window
+        self._plateau: tuple[float, float] | None = None   # (mean, var) of the last plateau
+        self._in_peak = False
+        self.fired = 0
+
+    def observe(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return False
+        self._values.append(float(loss))
+        if len(self._values) < self.window:
+            return False
+        mean, var = _mean_var(self._values)
+        self._values.clear()
+        fire = False
+        if not self._in_peak:
+            if self._plateau is None:
+                self._in_peak = True
+            else:
+                p_mean, p_var = self._plateau
+                if mean > p_mean + self.peak_z * math.sqrt((var + p_var) / self.window):
+                    self._in_peak = True
+        elif self._prev is not None:
+            q_mean, q_var = self._prev
+            if mean > q_mean - self.plateau_z * math.sqrt((var + q_var) / self.window):
+                self._in_peak, self._plateau, fire = False, (mean, var), True
+                self.fired += 1
+        self._prev = (mean, var)
+        return fire
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "values": list(self._values), "prev": self._prev, "plateau": self._plateau,
+                "in_peak": self._in_peak, "fired": self.fired}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._values = [float(v) for v in state["values"]]
+        self._prev = None if state["prev"] is None else tuple(state["prev"])  # type: ignore[assignment]
+        self._plateau = None if state["plateau"] is None else tuple(state["plateau"])  # type: ignore[assignment]
+        self._in_peak, self.fired = bool(state["in_peak"]), int(state["fired"])
+
+
+class DriftTrigger:
+    """Fires when a river drift detector (ADWIN or Page-Hinkley) sees the loss level rise.
+
+    river's detectors cannot be serialised without pickle, so the trigger keeps the losses fed since
+    the detector was (re)built, at most ``history`` of them, and rebuilds the detector from them on load
+    and whenever the history is trimmed. A detection where the loss fell (learning progress) is ignored.
+    """
+
+    def __init__(self, detector: str = "adwin", history: int = 2000, recent: int = 20, **params: Any) -> None:
+        factories = {"adwin": drift.ADWIN, "page-hinkley": drift.PageHinkley}
+        if detector not in factories:
+            raise ValueError(f"trigger detector {detector!r} is unknown; use one of {sorted(factories)}")
+        if history < 2 * recent:
+            raise ValueError(f"trigger history ({history}) must be at least twice recent ({recent})")
+        self.name = detector
+        self._factory, self._params = factories[detector], params
+        self.history, self.recent = int(history), int(recent)
+        self._losses: deque[float] = deque()
+        self._detector = self._factory(**self._params)
+        self.detections = 0
+        self.fired = 0
+
+    def _rebuild(self, keep: list[float]) -> None:
+        self._detector = self._factory(**self._params)
+        self._losses = deque()
+        for v in keep:
+            self._losses.append(v)
+            self._detector.update(v)
+
+    def observe(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return False
+        self._losses.append(float(loss))
+        self._detector.update(float(loss))
+        if not self._detector.drift_detected:
+            if len(self._losses) > self.history:
+                self._rebuild(list(self._losses)[-self.history // 2:])
+            return False
+        self.detections += 1
+        values = list(self._losses)
+        recent, before = values[-self.recent:], values[:-self.recent]
+        rose = bool(before) and sum(recent) / len(recent) > sum(before) / len(before)
+        # Start afresh from the new level so the next change is measured against it.
+        self._rebuild(recent)
+        if rose:
+            self.fired += 1
+        return rose
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "losses": list(self._losses), "detections": self.detections,
+                "fired": self.fired}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["name"] != self.name:
+            raise ValueError(f"saved trigger is {state['name']!r}, this learner uses {self.name!r}")
+        self._rebuild([float(v) for v in state["losses"]])
+        self.detections, self.fired = int(state["detections"]), int(state["fired"])
+
+
+TRIGGERS = ("plateau", "adwin", "page-hinkley")
+
+
+def make_trigger(name: str | None, **params: Any) -> ConsolidationTrigger | None:
+    """Build the trigger registered as ``name`` (None: never consolidate)."""
+    if name is None:
+        return None
+    if name == "plateau":
+        return PlateauTrigger(**params)
+    if name in ("adwin", "page-hinkley"):
+        return DriftTrigger(name, **params)
+    raise ValueError(f"trigger={name!r} is unknown; use one of {TRIGGERS} or None")
