@@ -30,7 +30,7 @@ def version() -> None:
 
 
 # Command registration: one line per command module (each module defines `register(app)`).
-for _name in ():
+for _name in ("export", "predict", "run", "check_config", "demo", "bench"):
     __import__(f"edge_cl.cli.{_name}", fromlist=["register"]).register(app)
 
 

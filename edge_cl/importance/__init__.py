@@ -8,7 +8,7 @@ from edge_cl.importance.mas import OnlineMAS
 
 REGISTRY: dict[str, type[Importance]] = {"ewc": OnlineEWC, "mas": OnlineMAS}
 # Penalty strengths that work for the default models (importance scales differ per method).
-DEFAULT_LAMBDA: dict[str, float] = {"ewc": 100.0, "mas": 1.0}
+DEFAULT_LAMBDA: dict[str, float] = {"ewc": 10.0, "mas": 0.2}
 
 __all__ = ["Importance", "OnlineEWC", "OnlineMAS", "REGISTRY", "DEFAULT_LAMBDA", "get"]
 

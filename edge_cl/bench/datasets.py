@@ -1,0 +1,131 @@
+"""Loaders for the local benchmark data (MNIST / Fashion-MNIST IDX files, Elec2 CSV); never downloads."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "EDGE_CL_DATA"
+_IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte.gz",
+    "train_y": "train-labels-idx1-ubyte.gz",
+    "test_x": "t10k-images-idx3-ubyte.gz",
+    "test_y": "t10k-labels-idx1-ubyte.gz",
+}
+IMAGE_SETS = ("mnist", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image classification set as uint8 pixels ``[N, H*W]`` and int64 labels."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    shape: tuple[int, int]
+
+
+def _candidates() -> list[Path]:
+    repo = Path(__file__).resolve().parents[2]
+    cwd = Path.cwd()
+    return [repo.parent / "shared" / "data", cwd / "shared" / "data", cwd.parent / "shared" / "data"]
+
+
+def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: ``data_dir``, else ``$EDGE_CL_DATA``, else ``../shared/data`` next to the repo or cwd."""
+    if data_dir is not None:
+        path = Path(data_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--data-dir {str(path)!r} is not a directory; point it at the folder that "
+                                    "holds mnist/, fashion-mnist/ and elec2/")
+        return path
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{ENV_VAR}={env!r} is not a directory; point it at the folder that holds "
+                                    "mnist/, fashion-mnist/ and elec2/")
+        return path
+    for path in _candidates():
+        if path.is_dir():
+            return path
+    tried = ", ".join(str(p) for p in _candidates())
+    raise FileNotFoundError(f"no benchmark data folder found (tried {tried}); pass --data-dir or set {ENV_VAR}. "
+                            "edge_cl never downloads data.")
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark data file {str(path)!r} is missing; copy it there, or pass --data-dir / "
+                                f"set {ENV_VAR} to a folder that has it (edge_cl never downloads data)")
+    return path
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a (gzipped) IDX file of unsigned bytes into an array of its declared shape."""
+    p = _require(Path(path))
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{str(p)!r} is not an IDX file of unsigned bytes (bad magic {raw[:4].hex()})")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims)) if dims else 0
+    if len(raw) - offset != expected:
+        raise ValueError(f"{str(p)!r} is truncated: header says {dims} ({expected} bytes), file has "
+                         f"{len(raw) - offset}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def load_images(name: str = "mnist", data_dir: str | os.PathLike[str] | None = None) -> ImageData:
+    """Load ``mnist`` or ``fashion-mnist`` from ``<data_dir>/<name>/`` as flat uint8 images."""
+    if name not in IMAGE_SETS:
+        raise ValueError(f"image data set {name!r} is unknown; use one of {IMAGE_SETS}")
+    folder = find_data_dir(data_dir) / name
+    arrays = {key: read_idx(folder / fname) for key, fname in _IDX_FILES.items()}
+    h, w = arrays["train_x"].shape[1:]
+    return ImageData(
+        train_x=np.ascontiguousarray(arrays["train_x"].reshape(len(arrays["train_x"]), h * w)),
+        train_y=arrays["train_y"].astype(np.int64),
+        test_x=np.ascontiguousarray(arrays["test_x"].reshape(len(arrays["test_x"]), h * w)),
+        test_y=arrays["test_y"].astype(np.int64),
+        shape=(int(h), int(w)),
+    )
+
+
+ELEC2_FEATURES = ("date", "day", "period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer")
+
+
+def load_elec2(data_dir: str | os.PathLike[str] | None = None,
+               features: tuple[str, ...] = ELEC2_FEATURES[2:]) -> tuple[np.ndarray, np.ndarray]:
+    """Elec2 in time order: float32 ``[45312, len(features)]`` and labels (1 = UP, 0 = DOWN).
+
+    ``date`` and ``day`` are left out by default, as in MOA / scikit-multiflow's ``elec``: ``date`` is a
+    time stamp that leaks the position in the stream.
+    """
+    unknown = [f for f in features if f not in ELEC2_FEATURES]
+    if unknown:
+        raise ValueError(f"elec2 features {unknown} are unknown; use names from {ELEC2_FEATURES}")
+    path = _require(find_data_dir(data_dir) / "elec2" / "electricity.csv")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    x = np.array([[float(r[f]) for f in features] for r in rows], dtype=np.float32)
+    labels = {"UP": 1, "DOWN": 0}
+    try:
+        y = np.array([labels[r["class"]] for r in rows], dtype=np.int64)
+    except KeyError as exc:
+        raise ValueError(f"{str(path)!r} has a class value {exc} that is neither UP nor DOWN") from None
+    # day of week is 1..7: scale to [0, 1] like the other columns.
+    if "day" in features:
+        j = features.index("day")
+        x[:, j] = (x[:, j] - 1.0) / 6.0
+    return x, y

@@ -1,0 +1,76 @@
+"""Markdown tables of a bench document (stdout and BENCHMARKS.md sections)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(r: dict[str, Any], key: str, signed: bool = False) -> str:
+    v = r.get(key)
+    if v is None:
+        return "-"
+    s = f"{v * 100:+.2f}" if signed else f"{v * 100:.2f}"
+    std = r.get(f"{key}_std")
+    return f"{s} ± {std * 100:.2f}" if std is not None else s
+
+
+def _num(r: dict[str, Any], key: str, fmt: str) -> str:
+    v = r.get(key)
+    if v is None:
+        return "-"
+    s = format(v, fmt)
+    std = r.get(f"{key}_std")
+    return f"{s} ± {format(std, fmt)}" if std is not None else s
+
+
+def _budget(r: dict[str, Any]) -> str:
+    b, cap = r.get("budget_bytes"), r.get("buffer_capacity")
+    if not b:
+        return "-"
+    return f"{int(b):,} B / {int(cap or 0)} samples"
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """One row per method and peer: accuracies in %, throughput, latency, budget and RSS."""
+    stream = doc.get("stream", {})
+    tasks = stream.get("kind") == "tasks"
+    head = ["method"]
+    if tasks:
+        head += ["ACC %", "BWT %", "FWT %", "forgetting %"]
+    head += ["prequential %", "samples/s", "vs bare", "learn p50 ms", "learn p99 ms", "budget (bytes / buffer)",
+             "used bytes", "peak RSS MB", "consolidations"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = list(doc.get("methods", {}).items()) + [(f"river {k}", v) for k, v in doc.get("peers", {}).items()]
+    notes = []
+    for name, r in rows:
+        cells = [name]
+        if tasks:
+            cells += [_pct(r, "acc"), _pct(r, "bwt", True), _pct(r, "fwt", True), _pct(r, "forgetting")]
+        vs = r.get("vs_bare")
+        cells += [_pct(r, "prequential_acc"), _num(r, "samples_per_s", ",.0f"),
+                  f"{vs:.2f}x {r.get('bare_reference')}" if vs is not None else "-",
+                  _num(r, "latency_ms_p50", ".3f"), _num(r, "latency_ms_p99", ".3f"), _budget(r),
+                  f"{int(r['used_bytes']):,}" if r.get("used_bytes") else "-", _num(r, "peak_rss_mb", ".0f"),
+                  _num(r, "consolidations", ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+        if r.get("note"):
+            notes.append(f"- {name}: {r['note']}")
+    cfg = doc.get("config", {})
+    seeds = cfg.get("repeat", 1)
+    intro = (f"Stream `{stream.get('name')}` ({stream.get('setting')}, {stream.get('num_tasks') or 1} task(s), "
+             f"{stream.get('samples'):,} training samples, scale {cfg.get('scale')}); protocol `{cfg.get('protocol')}`: "
+             f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, plain SGD; "
+             f"model {_model_text(doc)}; {seeds} seed(s) from {cfg.get('seed')}"
+             + (" (mean ± std)" if seeds > 1 else "") + f". Budget: {doc.get('budget', {}).get('note')}.")
+    foot = ("samples/s counts only time inside `learn` (no evaluation); `vs bare` divides it by the hand-written "
+            "PyTorch loop with the same model, batches and replay. Peak RSS is the process high-water mark "
+            "(data sets included), not per method.")
+    return "\n".join([intro, "", *lines, "", foot, *([""] + notes if notes else [])])
+
+
+def _model_text(doc: dict[str, Any]) -> str:
+    spec = doc.get("config", {}).get("model")
+    if spec is None:
+        shape = doc.get("stream", {}).get("input_shape", [])
+        return f"MLP {shape[0] if shape else '?'}-100-100-{doc.get('stream', {}).get('num_classes')}"
+    return str(spec)

@@ -1,0 +1,159 @@
+"""`edge-cl bench`: continual-learning benchmarks (streams x methods x budget) and the device budget fit."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+DEFAULT_METHODS = "sgd,er,ewc,mas,er+ewc,er+mas,joint,no-change"
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def bench(
+    stream: Annotated[str, typer.Option(help="rotated-mnist, permuted-mnist, split-mnist, gradual-rotation, elec2, "
+                                             "sea, agrawal, rbf.")] = "rotated-mnist",
+    methods: Annotated[str, typer.Option(help="Comma list: sgd, er, ewc, mas, er+ewc, er+mas, joint, no-change, "
+                                              "bare-sgd, bare-er.")] = DEFAULT_METHODS,
+    budget_samples: Annotated[int | None, typer.Option(help="Budget as N float32 samples of buffer plus each "
+                                                            "method's fixed state (default 500).")] = None,
+    budget_bytes: Annotated[int | None, typer.Option(help="One byte budget for every method.")] = None,
+    scale: Annotated[float, typer.Option(help="Fraction of each task's samples (1.0 = full protocol).")] = 1.0,
+    protocol: Annotated[str, typer.Option(help="'edge' (batch 10, replay 10, lr 0.1) or 'der' (batch 128, "
+                                               "replay 128, lr 0.2, as Buzzega et al. 2020).")] = "edge",
+    batch: Annotated[int | None, typer.Option(help="New samples per step (overrides the protocol).")] = None,
+    replay_batch: Annotated[int | None, typer.Option(help="Replayed samples per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="SGD learning rate.")] = None,
+    storage: Annotated[str, typer.Option(help="Buffer storage: float32, float16, uint8.")] = "float32",
+    trigger: Annotated[str, typer.Option(help="Consolidation trigger for ewc/mas: plateau, adwin, page-hinkley, "
+                                              "none.")] = "plateau",
+    importance_lambda: Annotated[float | None, typer.Option(help="Penalty strength (learner default if unset).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    repeat: Annotated[int, typer.Option(help="Run K seeds and report mean ± std.")] = 1,
+    tasks: Annotated[int, typer.Option(help="Tasks of rotated/permuted MNIST.")] = 20,
+    joint_epochs: Annotated[int, typer.Option(help="Epochs of the offline joint upper bound.")] = 1,
+    bare: Annotated[bool, typer.Option(help="Also run the bare PyTorch loops (overhead reference).")] = True,
+    peers: Annotated[str, typer.Option(help="river peers for prequential streams: logreg,hat,arf.")] = "",
+    peer_max_samples: Annotated[int | None, typer.Option(help="Subsample peers to the first N samples.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $EDGE_CL_DATA or ../shared/data).")]
+    = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    write_benchmarks: Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
+    = None,
+    benchmarks_file: Annotated[Path, typer.Option(help="File for --write-benchmarks.")] = Path("BENCHMARKS.md"),
+    config: Annotated[Path | None, typer.Option(help="Budget fit: the daemon's config TOML (plus an optional "
+                                                     "[bench] section).")] = None,
+    latency_budget_ms: Annotated[float | None, typer.Option(help="Budget fit: update latency budget (p99).")]
+    = None,
+    sweep: Annotated[bool, typer.Option(help="Budget fit: try buffer and replay sizes, print the largest that "
+                                             "fits.")] = False,
+    fit_steps: Annotated[int, typer.Option(help="Budget fit: learn steps timed per configuration.")] = 300,
+) -> None:
+    """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots), or with --config,
+    answer whether a device configuration fits its latency and memory budgets."""
+    command = "edge-cl bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if config is not None:
+        _budget_fit(config, latency_budget_ms, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file,
+                    command)
+        return
+    from edge_cl.bench.methods import parse_methods
+    from edge_cl.bench.runner import BenchConfig, run_bench
+
+    try:
+        cfg = BenchConfig(
+            stream=stream, methods=parse_methods(methods), scale=scale, seed=seed, repeat=repeat, protocol=protocol,
+            batch=batch, replay_batch=replay_batch, lr=lr,
+            budget_samples=None if budget_bytes is not None and budget_samples is None else (budget_samples or 500),
+            budget_bytes=budget_bytes, storage=storage, trigger=None if trigger == "none" else trigger,
+            importance_lambda=importance_lambda, device=device, joint_epochs=joint_epochs, bare=bare,
+            peers=[p.strip() for p in peers.split(",") if p.strip()], peer_max_samples=peer_max_samples,
+            data_dir=str(data_dir) if data_dir else None, num_tasks=tasks).resolved()
+    except ValueError as exc:
+        _fail(str(exc))
+    doc = _run_with_progress(cfg)
+    _emit(doc, json_path, plots, write_benchmarks, benchmarks_file, command)
+
+
+def _run_with_progress(cfg: Any) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from edge_cl.bench.runner import run_bench
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=True, stderr=True) as prog:
+        task = prog.add_task(f"bench {cfg.stream}", total=None)
+        try:
+            return run_bench(cfg, progress=lambda n: prog.advance(task, n),
+                             on_total=lambda n: prog.update(task, total=n))
+        except (ValueError, FileNotFoundError) as exc:
+            prog.stop()
+            _fail(str(exc))
+    raise AssertionError("unreachable")  # _fail raises
+
+
+def _emit(doc: dict[str, Any], json_path: Path | None, plots: Path | None, section: str | None,
+          benchmarks_file: Path, command: str) -> None:
+    from edge_cl.bench.report import markdown_table
+
+    table = markdown_table(doc)
+    typer.echo(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(doc, indent=1))
+        typer.echo(f"\nwrote {json_path}", err=True)
+    if plots is not None:
+        from edge_cl.bench.plots import write_plots
+
+        try:
+            files = write_plots(doc, plots)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote {len(files)} plot(s) into {plots}", err=True)
+    if section is not None:
+        from edge_cl.reporting import machine_line, write_section
+
+        body = f"### {section}\n\nMeasured on: {machine_line(str(doc.get('device', 'cpu')))}\n\n{table}"
+        try:
+            write_section(section, body, command, benchmarks_file)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote section {section!r} of {benchmarks_file}", err=True)
+
+
+def _budget_fit(config: Path, latency_budget_ms: float | None, sweep: bool, steps: int, json_path: Path | None,
+                section: str | None, benchmarks_file: Path, command: str) -> None:
+    from edge_cl.bench.budget_fit import fit_report_markdown, load_fit_config, run_fit, run_sweep
+
+    try:
+        fit_cfg = load_fit_config(config, latency_budget_ms)
+        doc = run_sweep(fit_cfg, steps=steps) if sweep else run_fit(fit_cfg, steps=steps)
+    except ValueError as exc:
+        _fail(str(exc))
+    text = fit_report_markdown(doc)
+    typer.echo(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(doc, indent=1))
+    if section is not None:
+        from edge_cl.reporting import machine_line, write_section
+
+        write_section(section, f"### {section}\n\nMeasured on: {machine_line()}\n\n{text}", command, benchmarks_file)
+    if not doc.get("fits", False):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench`` to the ``edge-cl`` app."""
+    app.command(name="bench")(bench)

@@ -1,0 +1,87 @@
+"""``edge-cl predict SNAPSHOT_OR_DIR --input FILE``: onnxruntime predictions from a snapshot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predict`` command to ``app``."""
+    app.command("predict")(predict)
+
+
+def read_inputs(path: Path) -> np.ndarray:
+    """Samples from ``.npy`` (``[N, D]`` or ``[D]``) or JSON lines (a list per line, or ``{"x": [...]}``)."""
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise ValueError(f"{path}: array has shape {arr.shape}; expected [N, D] or [D]")
+        return arr.astype(np.float32, copy=False)
+    rows: list[Any] = []
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is neither .npy nor UTF-8 JSON lines; write samples as .npy [N, D] or "
+                         "one JSON list per line") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc}); each line must be a list of numbers or "
+                             '{"x": [...]}') from None
+        rows.append(item["x"] if isinstance(item, dict) and "x" in item else item)
+    if not rows:
+        raise ValueError(f"{path} holds no samples")
+    try:
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: lines must be equally long lists of numbers ({exc})") from None
+
+
+def predict(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot directory (follows manifest.json) or an .onnx file.",
+                                             exists=True)],
+    input: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False,
+                                        help=".npy [N, D] or JSON lines of samples.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help=".npy (ids, or probabilities with --proba) or .jsonl; "
+                                                     "default: JSON lines on stdout.")] = None,
+    proba: Annotated[bool, typer.Option("--proba", help="Include class probabilities.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per onnxruntime call.")] = 256,
+) -> None:
+    """Predict classes of the samples in --input with onnxruntime on a published snapshot."""
+    from rich.console import Console
+
+    from edge_cl.runtime import SnapshotError, SnapshotRunner
+
+    console = Console(stderr=True)
+    try:
+        runner = SnapshotRunner(snapshot)
+        x = read_inputs(input)
+        probabilities = np.concatenate([runner.predict_proba(x[i:i + batch_size])
+                                        for i in range(0, len(x), batch_size)])
+    except (SnapshotError, ValueError, OSError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    classes = probabilities.argmax(axis=1).astype(np.int64)
+    if output is not None and output.suffix == ".npy":
+        np.save(output, probabilities if proba else classes)
+    else:
+        lines = (json.dumps({"class": int(c), **({"probabilities": [round(float(p), 7) for p in row]}
+                                                 if proba else {})})
+                 for c, row in zip(classes, probabilities))
+        if output is None:
+            sys.stdout.writelines(line + "\n" for line in lines)
+        else:
+            output.write_text("".join(line + "\n" for line in lines))
+    console.print(f"{len(classes)} predictions from snapshot step {runner.step} ({snapshot})")

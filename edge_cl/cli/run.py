@@ -1,0 +1,44 @@
+"""`edge-cl run CONFIG`: the daemon in the foreground (systemd runs it like this)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+
+def run(config: Path = typer.Argument(..., help="TOML config file (see deploy/config/example.toml).")) -> None:
+    """Run the daemon until SIGTERM/SIGINT; resumes from the latest checkpoint automatically."""
+    from edge_cl.config import ConfigError, load_config
+    from edge_cl.daemon.logsetup import configure_logging
+    from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    configure_logging(cfg.logging.level, cfg.logging.format)
+    apply_process_settings(cfg)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = Daemon(cfg).run(stop)
+    except ValueError as exc:  # checkpoint mismatch, budget too small ...: actionable, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        code = EXIT_ERROR
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `run` command."""
+    app.command("run")(run)

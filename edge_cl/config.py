@@ -1,0 +1,415 @@
+"""The daemon's configuration: one TOML file, validated whole by pydantic before any I/O.
+
+Secrets never live in the TOML: the broker password comes from ``password_file`` or the environment
+variable named by ``password_env``. Errors name the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MASK = "***"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message lists every problem found."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerProtocol(str, Enum):
+    """MQTT protocol version spoken to the broker."""
+
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+class BrokerConfig(_Section):
+    """Where the MQTT broker is and how to authenticate to it."""
+
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is the usual TLS port).")
+    client_id: str = Field("edge-cl", min_length=1, max_length=128,
+                           description="MQTT client id; must be stable, the persistent session is keyed by it.")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    protocol: BrokerProtocol = Field(BrokerProtocol.V5, description="'5' (default) or '3.1.1' (e.g. amqtt).")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600, ge=1, le=4294967295,
+        description="MQTT v5 SessionExpiryInterval: how long the broker keeps the session (and queues "
+                    "QoS 1 messages) while the daemon is away. Must be > 0, or the session ends at disconnect.")
+    ca_file: Path | None = Field(None, description="CA certificate (PEM) to verify the broker; enables TLS.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS; a secret, keep 0600.")
+    tls_insecure: bool = Field(False, description="Skip host name verification (testing only).")
+    username: str | None = Field(None, description="User name for password authentication.")
+    password_file: Path | None = Field(None, description="File whose first line is the password.")
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
+    reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles up to the max.")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Largest reconnect delay (with jitter).")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600,
+                                     description="Give up the first connection attempt after this long.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("broker.password must not be written in the TOML; put it in a file named by "
+                             "broker.password_file or an environment variable named by broker.password_env")
+        return data
+
+    @model_validator(mode="after")
+    def _coherent(self) -> BrokerConfig:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("set only one of broker.password_file and broker.password_env")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("broker.username is required when a password source is given")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("broker.cert_file and broker.key_file must be given together")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"broker.reconnect_max_s={self.reconnect_max_s} is below "
+                             f"broker.reconnect_min_s={self.reconnect_min_s}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """True when a CA file is set (TLS on)."""
+        return self.ca_file is not None
+
+    def password(self) -> str | None:
+        """Read the password from its file or environment variable (at connect time, not at load)."""
+        import os
+
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().splitlines()[0] if self.password_file.stat().st_size else ""
+            except OSError as exc:
+                raise ConfigError(f"broker.password_file={str(self.password_file)!r} cannot be read: {exc}") from None
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"broker.password_env={self.password_env!r}: the environment variable is not set")
+            return value
+        return None
+
+
+class TopicsConfig(_Section):
+    """MQTT topics read and written by the daemon."""
+
+    samples: str = Field("edge-cl/samples", min_length=1, description="Sensor samples in (wildcards allowed).")
+    labels: str | None = Field("edge-cl/labels", description="Delayed labels in: {\"id\", \"y\"}; empty to disable.")
+    predictions: str = Field("edge-cl/predictions", min_length=1, description="Predictions out.")
+    dead_letter: str = Field("edge-cl/dead-letter", min_length=1, description="Rejected inputs out, with the reason.")
+    status: str | None = Field("edge-cl/status", description="Retained online/offline status (and last will).")
+    qos: Literal[1] = Field(1, description="Subscription QoS; 1 (at-least-once) is what the spool relies on.")
+    predictions_qos: Literal[0, 1] = Field(1, description="QoS of published predictions and dead letters.")
+
+    @field_validator("predictions", "dead_letter", "status")
+    @classmethod
+    def _no_wildcards(cls, v: str | None) -> str | None:
+        if v is not None and ("+" in v or "#" in v):
+            raise ValueError(f"publish topic {v!r} must not contain MQTT wildcards '+' or '#'")
+        return v
+
+
+class InputFormat(str, Enum):
+    """Wire format of sample messages."""
+
+    JSON = "json"
+    BINARY = "binary"
+
+
+class InputConfig(_Section):
+    """What a sample looks like on the wire."""
+
+    format: InputFormat = Field(InputFormat.JSON, description="'json' or 'binary' (see deploy/README.md).")
+    dim: int | None = Field(None, ge=1, description="Flat feature count; give dim or shape.")
+    shape: list[int] | None = Field(None, description="Feature shape, e.g. [channels, window]; flattened on input.")
+    num_classes: int = Field(..., ge=2, description="Labels must lie in [0, num_classes).")
+    max_payload_bytes: int = Field(1 << 20, ge=16, le=256 << 20, description="Larger messages are rejected.")
+
+    @model_validator(mode="after")
+    def _dim_or_shape(self) -> InputConfig:
+        if self.dim is None and self.shape is None:
+            raise ValueError("input needs 'dim' (flat feature count) or 'shape' (e.g. [3, 32])")
+        if self.shape is not None:
+            if not self.shape or any(s < 1 for s in self.shape):
+                raise ValueError(f"input.shape={self.shape} must be a non-empty list of positive integers")
+            if self.dim is not None and self.dim != math.prod(self.shape):
+                raise ValueError(f"input.dim={self.dim} disagrees with input.shape={self.shape} "
+                                 f"(product {math.prod(self.shape)}); give one of them")
+        return self
+
+    @property
+    def flat_dim(self) -> int:
+        """Number of float features per sample."""
+        return self.dim if self.dim is not None else math.prod(self.shape or [])
+
+
+class LearnerConfig(_Section):
+    """Arguments of OnlineLearner, plus the daemon's micro-batching."""
+
+    budget_bytes: int = Field(2_000_000, ge=1024, description="Byte budget for all learner state (see design.md).")
+    importance: Literal["ewc", "mas", "none"] = Field("mas", description="'ewc', 'mas' or 'none'.")
+    replay_batch: int = Field(10, ge=0, le=4096, description="Replayed samples mixed into every step.")
+    lr: float = Field(0.1, gt=0, le=10, description="Learning rate.")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="'sgd' or 'adam'.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
+    importance_lambda: float | None = Field(None, ge=0, description="Penalty strength; learner default when unset.")
+    trigger: Literal["plateau", "adwin", "page-hinkley", "none"] = Field(
+        "plateau", description="When to consolidate: 'plateau', 'adwin', 'page-hinkley' or 'none'.")
+    storage: Literal["float32", "float16", "uint8"] = Field("float32", description="Replay buffer storage.")
+    input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
+    class_balanced: bool = Field(False, description="Class-balanced reservoir.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")
+    seed: int = Field(0, ge=0, description="Seed of the learner's own generators.")
+    threads: int = Field(1, ge=0, le=256,
+                         description="torch intra-op threads for the daemon process (0: torch's default). One "
+                                     "thread is far faster for small models on a busy CPU.")
+    max_batch: int = Field(16, ge=1, le=4096,
+                           description="Most new samples per step; steps grow toward it when a backlog builds.")
+
+    @model_validator(mode="after")
+    def _uint8_needs_range(self) -> LearnerConfig:
+        if self.storage == "uint8" and self.input_range is None:
+            raise ValueError("learner.storage='uint8' needs learner.input_range = [lo, hi]")
+        return self
+
+
+class LabelsConfig(_Section):
+    """The delayed-label join."""
+
+    window_samples: int = Field(10_000, ge=1, le=10_000_000, description="Most unlabeled samples waiting.")
+    window_s: float = Field(300.0, gt=0, description="How long an unlabeled sample waits for its label.")
+    early_labels: int = Field(10_000, ge=0, description="Labels kept that arrived before their sample.")
+
+
+class CheckpointConfig(_Section):
+    """Where and how often the learner's whole state is saved."""
+
+    dir: Path = Field(Path("checkpoints"), description="Directory of checkpoints.")
+    every_steps: int = Field(500, ge=1, description="Checkpoint after this many learn steps ...")
+    every_s: float = Field(60.0, gt=0, description="... or this many seconds, whichever comes first.")
+    keep: int = Field(3, ge=1, le=1000, description="How many checkpoints are kept.")
+
+
+class SnapshotConfig(_Section):
+    """ONNX snapshots for inference processes (edge_cl.export)."""
+
+    enabled: bool = Field(True, description="Export ONNX snapshots.")
+    dir: Path = Field(Path("snapshots"), description="Directory of snapshots and their manifest.")
+    every_steps: int = Field(2000, ge=1, description="Export after this many learn steps ...")
+    every_s: float = Field(300.0, gt=0, description="... or this many seconds, whichever comes first.")
+    keep: int = Field(5, ge=1, le=1000, description="How many snapshots are kept.")
+
+
+class OverflowPolicy(str, Enum):
+    """What the spool drops when it is full."""
+
+    DROP_OLDEST_UNLABELED = "drop-oldest-unlabeled"
+    DROP_OLDEST = "drop-oldest"
+
+
+class SpoolConfig(_Section):
+    """The durable queue between the network and the learner."""
+
+    path: Path = Field(Path("spool.sqlite"), description="SQLite file (WAL mode).")
+    max_bytes: int = Field(256 << 20, ge=4096, description="Payload bytes kept before the overflow policy drops.")
+    overflow: OverflowPolicy = Field(OverflowPolicy.DROP_OLDEST_UNLABELED,
+                                     description="'drop-oldest-unlabeled' or 'drop-oldest' (not yet learned).")
+    dedupe_window: int = Field(100_000, ge=1, description="Message ids remembered after learning, for dedupe.")
+    lag_high_water: int = Field(10_000, ge=1, description="Backlog (messages) above which only a subsample is learned.")
+    catchup_learn_fraction: float = Field(0.25, gt=0, le=1,
+                                          description="Fraction of labeled samples learned while over the high water.")
+
+
+class MetricsConfig(_Section):
+    """Prometheus endpoint."""
+
+    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
+    host: str = Field("127.0.0.1", description="Listen address.")
+    port: int = Field(9464, ge=0, le=65535, description="Listen port (0: any free port).")
+
+
+class LoggingConfig(_Section):
+    """Log output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["plain", "json"] = Field("plain", description="'plain' or 'json' (one JSON object a line).")
+    warn_interval_s: float = Field(10.0, ge=0, description="Repeated warnings of one kind at most this often.")
+
+
+class Config(_Section):
+    """The whole daemon configuration."""
+
+    broker: BrokerConfig = BrokerConfig()
+    topics: TopicsConfig = TopicsConfig()
+    input: InputConfig
+    model: dict[str, Any] = Field(..., description="A spec for edge_cl.models.build: {type = 'mlp', ...}.")
+    learner: LearnerConfig = LearnerConfig()
+    labels: LabelsConfig = LabelsConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
+    spool: SpoolConfig = SpoolConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _model_type(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "type" not in v:
+            raise ValueError("model needs a 'type': 'mlp', 'cnn1d', 'cnn2d' or 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _model_matches_input(self) -> Config:
+        model = self.build_model()
+        in_dim = getattr(model, "input_dim", None)
+        n_cls = getattr(model, "num_classes", None)
+        if in_dim is not None and in_dim != self.input.flat_dim:
+            raise ValueError(f"model input_dim={in_dim} but input has {self.input.flat_dim} features; make them agree")
+        if n_cls is not None and n_cls != self.input.num_classes:
+            raise ValueError(f"model num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
+                             "make them agree")
+        return self
+
+    def build_model(self) -> Any:
+        """Build the torch module of ``model`` (raises ValueError naming the bad spec)."""
+        from edge_cl import models
+
+        return models.build(self.model)
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved config as plain data with secrets masked, for printing."""
+        data = self.model_dump(mode="json")
+        broker = data["broker"]
+        for key in ("key_file", "password_file"):
+            if broker.get(key):
+                broker[key] = f"{broker[key]} (secret file)"
+        if broker.get("password_env"):
+            broker["password_env"] = f"{broker['password_env']} (value {MASK})"
+        return data
+
+    def resolve_paths(self, base: Path) -> Config:
+        """A copy with relative file paths taken relative to ``base`` (the config file's directory)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None or p.is_absolute() else base / p
+
+        def rel(section: BaseModel, *names: str) -> dict[str, Any]:
+            return {n: (fix(getattr(section, n)) or getattr(section, n)) for n in names}
+
+        return self.model_copy(update={
+            "broker": self.broker.model_copy(update=rel(self.broker, "ca_file", "cert_file", "key_file",
+                                                        "password_file")),
+            "checkpoint": self.checkpoint.model_copy(update=rel(self.checkpoint, "dir")),
+            "snapshot": self.snapshot.model_copy(update=rel(self.snapshot, "dir")),
+            "spool": self.spool.model_copy(update=rel(self.spool, "path")),
+        })
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key; check the spelling against deploy/config/example.toml"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{loc} = {shown}: {msg}"
+
+
+def parse_config(data: dict[str, Any], base: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return cfg.resolve_paths(base) if base is not None else cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config; relative paths in it are relative to the file's directory."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    return parse_config(data, p.resolve().parent)
+
+
+_EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
+    "broker": {"ca_file": "/etc/edge-cl/tls/ca.crt", "cert_file": "/etc/edge-cl/tls/client.crt",
+               "key_file": "/etc/edge-cl/tls/client.key", "username": "edge-cl",
+               "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
+    "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
+    "learner": {"importance_lambda": 1.0, "input_range": [0.0, 1.0]},
+}
+_EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
+                  "hidden": 32}
+_COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
+              ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
+              ("learner", "importance_lambda"), ("learner", "input_range")}
+
+
+def _toml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, Enum):
+        v = v.value
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot render {v!r} as TOML")
+
+
+def render_example() -> str:
+    """The documented example config (deploy/config/example.toml) generated from the field descriptions."""
+    out = ["# edge-cl daemon configuration: every key, its default and what it means.",
+           "# Generated by edge_cl.config.render_example(); relative paths are relative to this file.",
+           "# Secrets never go here: the MQTT password comes from broker.password_file or broker.password_env.", ""]
+    for name, field in Config.model_fields.items():
+        out.append(f"[{name}]")
+        if name == "model":
+            out.append("# A spec for edge_cl.models.build: type = 'mlp' | 'cnn1d' | 'cnn2d' | 'package.module:function';")
+            out.append("# the other keys are the builder's arguments. Its input size and classes must match [input].")
+            out += [f"{k} = {_toml_value(v)}" for k, v in _EXAMPLE_MODEL.items()]
+            out.append("")
+            continue
+        section = field.annotation
+        if section is None or not hasattr(section, "model_fields"):
+            raise TypeError(f"section {name} is not a model")
+        doc = (section.__doc__ or "").strip()
+        if doc:
+            out.append(f"# {doc}")
+        for key, f in section.model_fields.items():
+            out.append(f"# {f.description or ''}".rstrip())
+            value = _EXAMPLE_VALUES.get(name, {}).get(key, f.default)
+            if value is None:
+                continue
+            line = f"{key} = {_toml_value(value)}"
+            out.append(f"# {line}" if (name, key) in _COMMENTED else line)
+        out.append("")
+    return "\n".join(out)

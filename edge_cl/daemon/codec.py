@@ -1,0 +1,228 @@
+"""Decoding and validation of sample and label messages; bad input becomes a value, never an exception.
+
+Binary sample layout (little-endian), for high message rates::
+
+    offset  size  field
+    0       2     magic b"EC"
+    2       1     version (1)
+    3       1     flags: bit 0 = a label follows the id
+    4       2     id_len (uint16), then id_len bytes of UTF-8 id
+    ...     4     label (int32), only when flags bit 0 is set
+    ...     4*D   features (float32 x D)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+MAGIC = b"EC"
+VERSION = 1
+_HEAD = struct.Struct("<2sBBH")
+_LABEL = struct.Struct("<i")
+MAX_ID_LEN = 256
+
+
+class BadReason(str, Enum):
+    """Why an input was rejected (the `reason` label of edge_cl_bad_inputs_total)."""
+
+    MALFORMED = "malformed"          # not JSON / not the binary layout / missing fields
+    SHAPE = "shape"                  # wrong number of features
+    NON_FINITE = "non_finite"        # NaN or Inf in the features
+    LABEL_RANGE = "label_range"      # label not an int in [0, num_classes)
+    TOO_LARGE = "too_large"          # payload over max_payload_bytes
+    UNKNOWN_FORMAT = "unknown_format"  # binary where JSON expected, or neither
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A validated sample: ``x`` float32 [D], ``y`` an int label or None."""
+
+    id: str
+    x: np.ndarray
+    y: int | None
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    """A delayed label for the sample with this id."""
+
+    id: str
+    y: int
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A rejected message: the reason, a short detail and the id when one could be read."""
+
+    reason: BadReason
+    detail: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Decodes messages for one input format, feature count and label range."""
+
+    format: str  # "json" | "binary"
+    dim: int
+    num_classes: int
+    max_payload_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.format not in ("json", "binary"):
+            raise ValueError(f"input.format={self.format!r} is not supported; use 'json' or 'binary'")
+        if self.dim < 1 or self.num_classes < 2:
+            raise ValueError(f"dim={self.dim} must be >= 1 and num_classes={self.num_classes} >= 2")
+
+    def message_id(self, payload: bytes) -> str | None:
+        """The message id used to de-duplicate, or None when it cannot be read (the message is kept anyway)."""
+        if len(payload) > self.max_payload_bytes:
+            return None
+        if payload[:2] == MAGIC and len(payload) >= _HEAD.size:
+            _, _, _, n = _HEAD.unpack_from(payload)
+            try:
+                return payload[_HEAD.size:_HEAD.size + n].decode("utf-8") if n <= MAX_ID_LEN else None
+            except UnicodeDecodeError:
+                return None
+        try:
+            obj = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        mid = obj.get("id") if isinstance(obj, dict) else None
+        return mid if isinstance(mid, str) and 0 < len(mid) <= MAX_ID_LEN else None
+
+    def is_labeled(self, payload: bytes) -> bool:
+        """Cheap check whether a sample message carries a label (for the spool's drop policy)."""
+        if payload[:2] == MAGIC and len(payload) >= _HEAD.size:
+            return bool(payload[3] & 1)
+        return b'"y"' in payload
+
+    def decode_sample(self, payload: bytes) -> Sample | Bad:
+        """Decode and validate one sample message."""
+        if len(payload) > self.max_payload_bytes:
+            return Bad(BadReason.TOO_LARGE, f"{len(payload)} bytes > max_payload_bytes={self.max_payload_bytes}")
+        if payload[:2] == MAGIC:
+            if self.format != "binary":
+                return Bad(BadReason.UNKNOWN_FORMAT, "binary message on a json input", self._peek_id(payload))
+            return self._decode_binary(payload)
+        if self.format != "json":
+            return Bad(BadReason.UNKNOWN_FORMAT, "message lacks the binary magic b'EC'")
+        return self._decode_json(payload)
+
+    def decode_label(self, payload: bytes) -> Label | Bad:
+        """Decode a delayed-label message ``{"id": str, "y": int}``."""
+        if len(payload) > self.max_payload_bytes:
+            return Bad(BadReason.TOO_LARGE, f"{len(payload)} bytes > max_payload_bytes={self.max_payload_bytes}")
+        try:
+            obj = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Bad(BadReason.MALFORMED, f"label is not JSON: {exc}"[:200])
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or "y" not in obj:
+            return Bad(BadReason.MALFORMED, "label must be an object with string 'id' and int 'y'")
+        y = self._label(obj["y"])
+        if y is None:
+            return Bad(BadReason.LABEL_RANGE, f"y={obj['y']!r} not an int in [0, {self.num_classes})", obj["id"])
+        return Label(obj["id"], y)
+
+    def _label(self, v: object) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.num_classes:
+            return None
+        return v
+
+    def _peek_id(self, payload: bytes) -> str | None:
+        try:
+            return self.message_id(payload)
+        except struct.error:
+            return None
+
+    def _decode_json(self, payload: bytes) -> Sample | Bad:
+        try:
+            obj = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Bad(BadReason.MALFORMED, f"not JSON: {exc}"[:200])
+        if not isinstance(obj, dict):
+            return Bad(BadReason.MALFORMED, "sample must be a JSON object")
+        mid = obj.get("id")
+        if not isinstance(mid, str) or not 0 < len(mid) <= MAX_ID_LEN:
+            return Bad(BadReason.MALFORMED, f"'id' must be a non-empty string of at most {MAX_ID_LEN} chars")
+        xs = obj.get("x")
+        if not isinstance(xs, list):
+            return Bad(BadReason.MALFORMED, "'x' must be a list of numbers", mid)
+        if len(xs) != self.dim:
+            return Bad(BadReason.SHAPE, f"'x' has {len(xs)} values, expected {self.dim}", mid)
+        try:
+            # json parses NaN/Infinity literals into floats; strings and nested lists fail here.
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs):
+                raise TypeError
+            x = np.asarray(xs, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            return Bad(BadReason.MALFORMED, "'x' must contain only numbers", mid)
+        if not np.isfinite(x).all():
+            return Bad(BadReason.NON_FINITE, "'x' contains NaN or Inf", mid)
+        y: int | None = None
+        if obj.get("y") is not None:
+            y = self._label(obj["y"])
+            if y is None:
+                return Bad(BadReason.LABEL_RANGE, f"y={obj['y']!r} not an int in [0, {self.num_classes})", mid)
+        ts = obj.get("ts")
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts)):
+            return Bad(BadReason.MALFORMED, f"ts={ts!r} must be a finite number", mid)
+        return Sample(mid, x, y, None if ts is None else float(ts))
+
+    def _decode_binary(self, payload: bytes) -> Sample | Bad:
+        if len(payload) < _HEAD.size:
+            return Bad(BadReason.MALFORMED, "binary message shorter than its header")
+        _, version, flags, n = _HEAD.unpack_from(payload)
+        if version != VERSION:
+            return Bad(BadReason.UNKNOWN_FORMAT, f"binary version {version}, expected {VERSION}")
+        off = _HEAD.size + n
+        if n == 0 or n > MAX_ID_LEN or len(payload) < off:
+            return Bad(BadReason.MALFORMED, f"bad id length {n}")
+        try:
+            mid = payload[_HEAD.size:off].decode("utf-8")
+        except UnicodeDecodeError:
+            return Bad(BadReason.MALFORMED, "id is not UTF-8")
+        y: int | None = None
+        if flags & 1:
+            if len(payload) < off + _LABEL.size:
+                return Bad(BadReason.MALFORMED, "binary message truncated before its label", mid)
+            (raw,) = _LABEL.unpack_from(payload, off)
+            off += _LABEL.size
+            y = self._label(raw)
+            if y is None:
+                return Bad(BadReason.LABEL_RANGE, f"y={raw} not in [0, {self.num_classes})", mid)
+        body = len(payload) - off
+        if body != 4 * self.dim:
+            return Bad(BadReason.SHAPE, f"{body} feature bytes, expected {4 * self.dim} ({self.dim} float32)", mid)
+        x = np.frombuffer(payload, dtype="<f4", count=self.dim, offset=off).astype(np.float32)
+        if not np.isfinite(x).all():
+            return Bad(BadReason.NON_FINITE, "features contain NaN or Inf", mid)
+        return Sample(mid, x, y)
+
+
+def encode_binary(mid: str, x: np.ndarray, y: int | None = None) -> bytes:
+    """Encode a sample in the binary layout (for publishers and tests)."""
+    raw = mid.encode("utf-8")
+    if not 0 < len(raw) <= MAX_ID_LEN:
+        raise ValueError(f"id of {len(raw)} bytes; must be 1..{MAX_ID_LEN} bytes of UTF-8")
+    head = _HEAD.pack(MAGIC, VERSION, 1 if y is not None else 0, len(raw)) + raw
+    if y is not None:
+        head += _LABEL.pack(int(y))
+    return head + np.ascontiguousarray(x, dtype="<f4").tobytes()
+
+
+def encode_json(mid: str, x: np.ndarray | list[float], y: int | None = None, ts: float | None = None) -> bytes:
+    """Encode a sample as JSON (for publishers and tests)."""
+    obj: dict[str, object] = {"id": mid, "x": [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]}
+    if y is not None:
+        obj["y"] = int(y)
+    if ts is not None:
+        obj["ts"] = float(ts)
+    return json.dumps(obj).encode()

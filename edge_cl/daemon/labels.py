@@ -1,0 +1,79 @@
+"""The delayed-label join: unlabeled samples wait (bounded in count and time) for a label by id."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An unlabeled sample waiting for its label."""
+
+    seq: int
+    id: str
+    x: np.ndarray
+    arrived: float
+
+
+class LabelJoin:
+    """Holds unlabeled samples and early labels; both bounded, oldest evicted first."""
+
+    def __init__(self, window_samples: int, window_s: float, early_labels: int) -> None:
+        if window_samples < 1 or window_s <= 0 or early_labels < 0:
+            raise ValueError(f"labels window_samples={window_samples} (>= 1), window_s={window_s} (> 0) and "
+                             f"early_labels={early_labels} (>= 0) are out of range")
+        self.window_samples = window_samples
+        self.window_s = window_s
+        self.max_early = early_labels
+        self._pending: OrderedDict[str, Pending] = OrderedDict()
+        self._early: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add_sample(self, p: Pending) -> tuple[int | None, list[Pending]]:
+        """Register an unlabeled sample; returns (its label if it already arrived, samples evicted for room)."""
+        y = self._early.pop(p.id, None)
+        if y is not None:
+            return y, []
+        self._pending[p.id] = p
+        self._pending.move_to_end(p.id)
+        evicted: list[Pending] = []
+        while len(self._pending) > self.window_samples:
+            evicted.append(self._pending.popitem(last=False)[1])
+        return None, evicted
+
+    def add_label(self, mid: str, y: int) -> Pending | None:
+        """Join a label: the waiting sample it completes, or None (then the label is kept for a later sample)."""
+        p = self._pending.pop(mid, None)
+        if p is None and self.max_early:
+            self._early[mid] = y
+            while len(self._early) > self.max_early:
+                self._early.popitem(last=False)
+        return p
+
+    def expire(self, now: float) -> list[Pending]:
+        """Remove and return samples that waited longer than the window."""
+        out: list[Pending] = []
+        while self._pending:
+            first = next(iter(self._pending.values()))
+            if now - first.arrived <= self.window_s:
+                break
+            out.append(self._pending.popitem(last=False)[1])
+        return out
+
+    def pending_seqs(self) -> list[int]:
+        """Spool positions of the waiting samples (saved in checkpoints to rebuild the window)."""
+        return [p.seq for p in self._pending.values()]
+
+    def early_labels(self) -> dict[str, int]:
+        """Labels that arrived before their sample (saved in checkpoints)."""
+        return dict(self._early)
+
+    def restore_early(self, labels: dict[str, int]) -> None:
+        """Reload early labels from a checkpoint."""
+        for k, v in labels.items():
+            self._early[str(k)] = int(v)

@@ -1,0 +1,65 @@
+"""Prometheus metrics of one daemon, in its own CollectorRegistry (no process-wide globals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edge_cl.daemon.codec import BadReason
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    """Every metric the daemon exports; ``serve`` starts the HTTP endpoint (owned by the daemon)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.messages_received = Counter("edge_cl_messages_received", "Messages received from the broker.",
+                                         ["kind"], registry=r)
+        self.duplicates = Counter("edge_cl_duplicates", "Redelivered messages ignored by the spool.", registry=r)
+        self.samples_learned = Counter("edge_cl_samples_learned", "Samples learned (new, not replayed).", registry=r)
+        self.samples_observed = Counter("edge_cl_samples_observed",
+                                        "Unlabeled samples used for label-free importance.", registry=r)
+        self.samples_skipped = Counter("edge_cl_samples_not_learned",
+                                       "Labeled samples not learned, by reason.", ["reason"], registry=r)
+        self.predictions_published = Counter("edge_cl_predictions_published", "Predictions published.", registry=r)
+        self.outbound_dropped = Counter("edge_cl_outbound_dropped", "Outbound messages dropped (queue full).",
+                                        registry=r)
+        self.bad_inputs = Counter("edge_cl_bad_inputs", "Rejected inputs, by reason.", ["reason"], registry=r)
+        for reason in BadReason:
+            self.bad_inputs.labels(reason.value)
+        self.spool_dropped = Counter("edge_cl_spool_dropped", "Spooled messages dropped by the overflow policy.",
+                                     registry=r)
+        self.update_latency = Histogram("edge_cl_update_latency_seconds", "Wall time of one learn step.",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.spool_latency = Histogram("edge_cl_spool_write_seconds", "Wall time of one durable spool write.",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.spool_depth = Gauge("edge_cl_spool_depth", "Messages spooled and not yet consumed (the lag).",
+                                 registry=r)
+        self.buffer_fill = Gauge("edge_cl_buffer_fill_ratio", "Replay buffer size / capacity.", registry=r)
+        self.budget_used = Gauge("edge_cl_budget_used_bytes", "Bytes of learner state in the budget.", registry=r)
+        self.budget_total = Gauge("edge_cl_budget_bytes", "The configured byte budget.", registry=r)
+        self.consolidations = Counter("edge_cl_consolidations", "Importance consolidations.", registry=r)
+        self.prequential_accuracy = Gauge("edge_cl_prequential_accuracy", "Running test-then-train accuracy.",
+                                          registry=r)
+        self.model_step = Gauge("edge_cl_model_step", "Learn steps taken by the model.", registry=r)
+        self.checkpoints = Counter("edge_cl_checkpoints", "Checkpoints written.", registry=r)
+        self.snapshots = Counter("edge_cl_snapshots", "ONNX snapshots, by outcome.", ["outcome"], registry=r)
+        self.snapshot_version = Gauge("edge_cl_snapshot_version", "Model step of the latest ONNX snapshot.",
+                                      registry=r)
+        self.connected = Gauge("edge_cl_broker_connected", "1 while connected to the broker.", registry=r)
+        self.reconnects = Counter("edge_cl_broker_reconnects", "Connection attempts after a loss.", registry=r)
+
+    def serve(self, host: str, port: int) -> tuple[Any, int]:
+        """Start the HTTP endpoint; returns (server, bound port). The caller shuts the server down."""
+        from prometheus_client import start_http_server
+
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        return server, int(server.server_port)
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample by its exported name (for tests and summaries)."""
+        got = self.registry.get_sample_value(name, labels or None)
+        return 0.0 if got is None else float(got)

@@ -1,0 +1,327 @@
+"""The one adapter around paho-mqtt: intake into the spool with manual acks, and all publishing.
+
+paho is not fully thread-safe, so exactly one thread (the link's network thread) ever calls into the
+client: it reads packets, writes arrived messages to the spool in one fsync'd transaction, acknowledges
+them only then, and drains the outbound queue that the learner fills. paho errors become
+:class:`BrokerError` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
+from edge_cl.daemon.codec import Codec
+from edge_cl.daemon.metrics import Metrics
+from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Spool
+
+log = logging.getLogger("edge_cl.daemon.mqtt")
+
+# CONNACK reasons that retrying cannot fix: bad credentials, refused id, unsupported protocol, banned.
+_FATAL_REASONS = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
+
+
+class BrokerError(RuntimeError):
+    """The broker refused us in a way that retrying will not fix (credentials, TLS, protocol)."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for the network thread to publish."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+class Outbox:
+    """Bounded queue from the learner to the network thread; counts what it has to drop."""
+
+    def __init__(self, maxsize: int, metrics: Metrics) -> None:
+        self._q: queue.Queue[Outgoing] = queue.Queue(maxsize)
+        self._metrics = metrics
+
+    def put(self, msg: Outgoing, timeout: float = 1.0) -> bool:
+        """Queue a message, waiting up to ``timeout`` for room; False (and counted) when it was dropped."""
+        try:
+            self._q.put(msg, timeout=timeout)
+            return True
+        except queue.Full:
+            self._metrics.outbound_dropped.inc()
+            return False
+
+    def get_nowait(self) -> Outgoing | None:
+        """The next message, or None."""
+        try:
+            return self._q.get_nowait()
+        except queue.Empty:
+            return None
+
+    def __len__(self) -> int:
+        return self._q.qsize()
+
+
+class MqttLink:
+    """Owns the paho client and its network thread (started by :meth:`start`, ended by :meth:`close`)."""
+
+    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: Codec, open_spool: Callable[[], Spool],
+                 metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.codec = codec
+        self._open_spool = open_spool
+        self.metrics = metrics
+        self.outbox = outbox
+        self._consumed = consumed
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._intake = threading.Event()
+        self._intake.set()
+        self._first_result = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
+        self._connected = False
+        self._session_known = False
+        self.fatal: BaseException | None = None
+        self.spooled = threading.Condition()  # notified after each spool write (wakes the learner)
+        self._client: Any = None
+
+    # ---- lifecycle (called from the daemon's main thread) -------------------------------------------
+    def start(self) -> None:
+        """Start the network thread and wait for the first connection; raise BrokerError if refused."""
+        self._thread = threading.Thread(target=self._run, name="edge-cl-mqtt", daemon=True)
+        self._thread.start()
+        if not self._first_result.wait(self.broker.connect_timeout_s):
+            log.warning("no connection to %s:%d within %.0fs; still retrying in the background",
+                        self.broker.host, self.broker.port, self.broker.connect_timeout_s)
+        if self.fatal is not None:
+            self.close(timeout=2.0)
+            raise BrokerError(str(self.fatal))
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker session is up."""
+        return self._connected
+
+    def stop_intake(self) -> None:
+        """Stop accepting messages: later arrivals are neither spooled nor acked, so the broker keeps them."""
+        self._intake.clear()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what is queued (up to ``timeout``), mark the status offline, disconnect, join the thread."""
+        self._stop.set()
+        self._close_deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout + 2.0)
+
+    # ---- network thread -----------------------------------------------------------------------------
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+
+        v5 = self.broker.protocol == BrokerProtocol.V5
+        kwargs: dict[str, Any] = {}
+        if not v5:
+            kwargs["clean_session"] = False  # 3.1.1: the persistent session
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.broker.client_id,
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **kwargs)
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(100)
+        if self.broker.tls:
+            client.tls_set(ca_certs=str(self.broker.ca_file),
+                           certfile=str(self.broker.cert_file) if self.broker.cert_file else None,
+                           keyfile=str(self.broker.key_file) if self.broker.key_file else None)
+            client.tls_insecure_set(self.broker.tls_insecure)
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password())
+        if self.topics.status:
+            client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _run(self) -> None:
+        spool: Spool | None = None
+        try:
+            spool = self._open_spool()
+            self._session_known = spool.get_meta("mqtt_session") == self.broker.client_id
+            self._client = self._make_client()
+            self._serve(spool)
+        except BaseException as exc:  # noqa: BLE001 - the thread must report, never die silently
+            if self.fatal is None:
+                self.fatal = exc
+            log.error("MQTT link stopped: %s", exc)
+        finally:
+            self._first_result.set()
+            self._connected = False
+            self.metrics.connected.set(0)
+            with self.spooled:
+                self.spooled.notify_all()
+            if spool is not None:
+                spool.close()
+
+    def _serve(self, spool: Spool) -> None:
+        import paho.mqtt.client as mqtt
+
+        delay = self.broker.reconnect_min_s
+        last_limit_check = 0.0
+        sock_up = False
+        while not self._stop.is_set() and self.fatal is None:
+            if not sock_up:
+                try:
+                    self._connect()
+                    sock_up = True
+                except (OSError, ssl.SSLError) as exc:
+                    if isinstance(exc, ssl.SSLCertVerificationError):
+                        self.fatal = BrokerError(f"TLS: cannot verify the broker certificate "
+                                                 f"(broker.ca_file={str(self.broker.ca_file)!r}): {exc}")
+                        break
+                    log.warning("cannot connect to %s:%d (%s); retrying in %.1fs",
+                                self.broker.host, self.broker.port, exc, delay)
+                    self.metrics.reconnects.inc()
+                    self._stop.wait(delay * (0.5 + self._rng.random()))
+                    delay = min(delay * 2, self.broker.reconnect_max_s)
+                    continue
+            rc = self._client.loop(0.005)
+            # loop() reads one packet per call when nothing is in flight; drain what is buffered.
+            for _ in range(512):
+                before = len(self._arrived)
+                if rc != mqtt.MQTT_ERR_SUCCESS or len(self._arrived) >= 256:
+                    break
+                rc = self._client.loop(0.0)
+                if len(self._arrived) == before:
+                    break
+            self._flush(spool)
+            if self._connected:
+                delay = self.broker.reconnect_min_s
+                self._drain_outbox()
+            now = time.monotonic()
+            if now - last_limit_check > 1.0:
+                last_limit_check = now
+                dropped = spool.enforce_limit(self._consumed())
+                if dropped:
+                    self.metrics.spool_dropped.inc(dropped)
+                    log.warning("spool over max_bytes: dropped %d unconsumed messages", dropped)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                if self.fatal is not None:
+                    break
+                self._arrived.clear()  # unacked: the broker redelivers them in the resumed session
+                sock_up = False
+                log.warning("connection to the broker lost (%s); reconnecting", mqtt.error_string(rc))
+        self._shutdown()
+
+    def _connect(self) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        if self.broker.protocol == BrokerProtocol.V5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.broker.session_expiry_s
+            props.ReceiveMaximum = 1000
+            # Clean start only the very first time: later starts resume the queued session.
+            self._client.connect(self.broker.host, self.broker.port, self.broker.keepalive,
+                                 clean_start=not self._session_known, properties=props)
+        else:
+            self._client.connect(self.broker.host, self.broker.port, self.broker.keepalive)
+        _ = mqtt  # imported for its side effect-free constants only
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            msg = f"broker {self.broker.host}:{self.broker.port} refused the connection: {reason}"
+            if int(reason.value) in _FATAL_REASONS:
+                self.fatal = BrokerError(msg + " (check broker.username / password source / client_id)")
+                self._first_result.set()
+            else:
+                log.warning("%s; will retry", msg)
+            return
+        self._connected = True
+        self.metrics.connected.set(1)
+        subs = [(self.topics.samples, self.topics.qos)]
+        if self.topics.labels:
+            subs.append((self.topics.labels, self.topics.qos))
+        client.subscribe(subs)  # renewed on every connect
+        if self.topics.status:
+            client.publish(self.topics.status, b"online", qos=1, retain=True)
+        resumed = bool(getattr(flags, "session_present", False))
+        log.info("connected to %s:%d (MQTT %s, session %s)", self.broker.host, self.broker.port,
+                 self.broker.protocol.value, "resumed" if resumed else "new")
+        self._first_result.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connected = False
+        self.metrics.connected.set(0)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if not self._intake.is_set():
+            return  # not acked: stays with the broker
+        is_label = bool(self.topics.labels) and msg.topic == self.topics.labels
+        payload = bytes(msg.payload)
+        mid = self.codec.message_id(payload)
+        if is_label:
+            item = Incoming(LABEL, mid, True, payload)
+        else:
+            item = Incoming(SAMPLE, mid, self.codec.is_labeled(payload), payload)
+        self.metrics.messages_received.labels("label" if is_label else "sample").inc()
+        self._arrived.append((item, msg.mid, msg.qos))
+
+    def _flush(self, spool: Spool) -> None:
+        if not self._arrived:
+            return
+        batch, self._arrived = self._arrived, []
+        t0 = time.perf_counter()
+        seqs = spool.put_many([it for it, _, _ in batch])
+        self.metrics.spool_latency.observe(time.perf_counter() - t0)
+        if not self._session_known and self._connected:
+            spool.set_meta("mqtt_session", self.broker.client_id)
+            self._session_known = True
+        dups = sum(1 for s in seqs if s is None)
+        if dups:
+            self.metrics.duplicates.inc(dups)
+        with self.spooled:
+            self.spooled.notify_all()
+        for _, mid, qos in batch:  # durable now: acknowledge
+            if qos > 0:
+                self._client.ack(mid, qos)
+
+    def _drain_outbox(self, limit: int = 2000) -> None:
+        for _ in range(limit):
+            out = self.outbox.get_nowait()
+            if out is None:
+                return
+            self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+
+    def _shutdown(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        client = self._client
+        if client is None or not self._connected:
+            return
+        deadline = getattr(self, "_close_deadline", time.monotonic() + 5.0)
+        try:
+            while time.monotonic() < deadline:
+                self._drain_outbox()
+                client.loop(0.01)
+                if len(self.outbox) == 0 and not client.want_write() and not client._out_messages:
+                    break
+            if self.topics.status:
+                client.publish(self.topics.status, b"offline", qos=1, retain=True)
+                end = time.monotonic() + 1.0
+                while client.want_write() and time.monotonic() < end:
+                    client.loop(0.01)
+            client.disconnect()
+            client.loop(0.05)
+        except (OSError, ValueError) as exc:
+            log.warning("disconnect was not clean: %s", exc)
+        _ = (mqtt, socket, select)

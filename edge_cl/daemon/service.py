@@ -1,0 +1,384 @@
+"""The daemon: wires config, spool, MQTT link, learner, metrics, checkpoints and snapshots; owns lifecycle.
+
+Threads: the caller's thread runs the learning loop (it alone touches the learner), the MQTT link owns
+its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
+consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
+samples still waiting and the early labels, so after a crash every message is learned exactly once
+relative to the restored model.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_cl.config import Config
+from edge_cl.daemon.codec import Bad, Codec, Sample
+from edge_cl.daemon.labels import LabelJoin, Pending
+from edge_cl.daemon.logsetup import RateLimiter
+from edge_cl.daemon.metrics import Metrics
+from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
+from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
+from edge_cl.daemon.spool import LABEL, Row, Spool
+
+log = logging.getLogger("edge_cl.daemon")
+
+EXIT_OK = 0
+EXIT_BROKER = 2
+EXIT_ERROR = 3
+_CKPT = re.compile(r"ckpt-(\d{12})\.pt$")
+_DIGEST_MOD = 1 << 64
+
+
+def id_digest(mid: str) -> int:
+    """64-bit hash of a message id; the sum of these over learned ids fingerprints what was learned."""
+    return int.from_bytes(hashlib.blake2b(mid.encode(), digest_size=8).digest(), "little")
+
+
+def apply_process_settings(cfg: Config) -> None:
+    """Process-wide settings the daemon owns (called by the CLI, never on import): torch's thread count."""
+    if cfg.learner.threads:
+        import torch
+
+        torch.set_num_threads(cfg.learner.threads)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint with the highest spool position in ``directory``, or None."""
+    if not directory.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _CKPT.search(p.name)))
+    return found[-1][1] if found else None
+
+
+@dataclass
+class Progress:
+    """What the learning loop has done; the part saved in checkpoints is plain JSON-able data."""
+
+    position: int = 0           # last spool seq consumed
+    learned: int = 0            # samples learned by this daemon's lineage (checkpointed)
+    digest: int = 0             # sum of id_digest over learned ids, mod 2**64
+    not_learned: dict[str, int] = field(default_factory=dict)
+
+    def extra(self, join: LabelJoin) -> dict[str, Any]:
+        return {"spool_position": self.position, "learned": self.learned, "learned_digest": str(self.digest),
+                "pending": join.pending_seqs(), "early_labels": join.early_labels()}
+
+
+class Daemon:
+    """One edge_cl daemon; :meth:`run` blocks until ``stop`` is set (or the broker refuses us)."""
+
+    def __init__(self, cfg: Config, metrics: Metrics | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.codec = Codec(cfg.input.format.value, cfg.input.flat_dim, cfg.input.num_classes,
+                           cfg.input.max_payload_bytes)
+        self.progress = Progress()
+        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels)
+        self.learner: Any = None
+        self.metrics_port: int | None = None
+        self.ready = threading.Event()
+        self.exit_reason = ""
+        self._warn = RateLimiter(cfg.logging.warn_interval_s)
+        self._rng = np.random.default_rng(cfg.learner.seed)
+        self._catching_up = False
+        self._last_ckpt_path: Path | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------------------
+    def _new_learner(self) -> Any:
+        from edge_cl.learner import OnlineLearner
+
+        lc = self.cfg.learner
+        opts: dict[str, Any] = {"optimizer": lc.optimizer, "momentum": lc.momentum, "storage": lc.storage,
+                                "class_balanced": lc.class_balanced,
+                                "trigger": None if lc.trigger == "none" else lc.trigger}
+        if lc.importance_lambda is not None:
+            opts["importance_lambda"] = lc.importance_lambda
+        if lc.input_range is not None:
+            opts["input_range"] = tuple(lc.input_range)
+        return OnlineLearner(self.cfg.build_model(), budget_bytes=lc.budget_bytes,
+                             importance=None if lc.importance == "none" else lc.importance,
+                             replay_batch=lc.replay_batch, lr=lc.lr, device=lc.device, seed=lc.seed, **opts)
+
+    def _restore(self, spool: Spool) -> None:
+        from edge_cl.learner import OnlineLearner
+
+        path = latest_checkpoint(self.cfg.checkpoint.dir)
+        if path is None:
+            self.learner = self._new_learner()
+            log.info("no checkpoint in %s: starting a new model", self.cfg.checkpoint.dir)
+            return
+        try:
+            self.learner = OnlineLearner.load(path, model=self.cfg.build_model(), device=self.cfg.learner.device)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path} does not fit the configured model ({exc}); move it out of "
+                             f"checkpoint.dir={str(self.cfg.checkpoint.dir)!r} to start afresh") from None
+        extra = self.learner.extra
+        self.progress.position = int(extra.get("spool_position", 0))
+        self.progress.learned = int(extra.get("learned", 0))
+        self.progress.digest = int(extra.get("learned_digest", "0"))
+        self.join.restore_early({str(k): int(v) for k, v in dict(extra.get("early_labels", {})).items()})
+        now = time.monotonic()
+        for row in spool.read_seqs(int(s) for s in extra.get("pending", [])):
+            s = self.codec.decode_sample(row.payload)
+            if isinstance(s, Sample):
+                self.join.add_sample(Pending(row.seq, s.id, s.x, now))
+        self._last_ckpt_path = path
+        log.info("resumed from checkpoint %s: model step %d, spool position %d, %d samples learned, "
+                 "%d unlabeled samples waiting", path, self.learner.step, self.progress.position,
+                 self.progress.learned, len(self.join))
+
+    # ---- main loop ------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> int:
+        """Run until ``stop`` is set; returns the process exit code."""
+        cfg = self.cfg
+        spool = Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
+                      drop_labeled=cfg.spool.overflow.value == "drop-oldest")
+        server = None
+        link: MqttLink | None = None
+        worker: SnapshotWorker | None = None
+        code = EXIT_OK
+        try:
+            self._restore(spool)
+            self.metrics.budget_total.set(cfg.learner.budget_bytes)
+            if cfg.metrics.enabled:
+                server, self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics_port)
+            worker = self._start_snapshots()
+            outbox = Outbox(10_000, self.metrics)
+            link = MqttLink(cfg.broker, cfg.topics, self.codec,
+                            lambda: Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
+                                          drop_labeled=cfg.spool.overflow.value == "drop-oldest"),
+                            self.metrics, outbox, lambda: self.progress.position, seed=cfg.learner.seed)
+            self.outbox = outbox
+            link.start()
+            self.ready.set()
+            self._loop(stop, spool, link, worker)
+            if link.fatal is not None:
+                code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
+                self.exit_reason = str(link.fatal)
+                log.error("stopping: %s", link.fatal)
+        except BrokerError as exc:
+            self.exit_reason = str(exc)
+            log.error("%s", exc)
+            code = EXIT_BROKER
+        finally:
+            self.ready.set()
+            if link is not None:
+                link.stop_intake()
+            if self.learner is not None and code != EXIT_BROKER:
+                self._guard("checkpoint", lambda: self._checkpoint(spool))
+            if worker is not None:
+                final = make_job(self.learner) if self.learner is not None and self.learner.step else None
+                self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
+            if link is not None:
+                self._guard("disconnect", lambda: link.close(timeout=3.0))
+            if server is not None:
+                self._guard("metrics server", lambda: (server.shutdown(), server.server_close()))
+            spool.close()
+            log.info("stopped (exit code %d)", code)
+        return code
+
+    @staticmethod
+    def _guard(what: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - each shutdown step runs even when another failed
+            log.error("shutdown step %r failed: %s", what, exc)
+
+    def _start_snapshots(self) -> SnapshotWorker | None:
+        sc = self.cfg.snapshot
+        if not sc.enabled:
+            return None
+        publish = find_publisher()
+        if publish is None:
+            log.warning("snapshots enabled but edge_cl.export.publish_snapshot is unavailable: no ONNX snapshots")
+            return None
+        return SnapshotWorker(publish, sc.dir, sc.keep, self.metrics)
+
+    def _loop(self, stop: threading.Event, spool: Spool, link: MqttLink, worker: SnapshotWorker | None) -> None:
+        cfg = self.cfg
+        last_ckpt_t = last_snap_t = last_stats_t = time.monotonic()
+        last_ckpt_step = last_snap_step = self.learner.step
+        ckpt_position = self.progress.position
+        while not stop.is_set() and link.fatal is None:
+            rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
+            if rows:
+                self._process(rows)
+            else:
+                with link.spooled:
+                    link.spooled.wait(0.02)
+            now = time.monotonic()
+            if now - last_stats_t >= 0.5:
+                last_stats_t = now
+                self._expire(now)
+                self._refresh_gauges(spool)
+            step = self.learner.step
+            if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
+                    and self.progress.position != ckpt_position:
+                self._checkpoint(spool)
+                last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
+            if worker is not None and step > last_snap_step and (
+                    step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
+                worker.offer(make_job(self.learner))
+                last_snap_step, last_snap_t = step, now
+
+    # ---- one chunk of spooled messages ------------------------------------------------------------------
+    def _process(self, rows: list[Row]) -> None:
+        samples: list[tuple[Row, Sample]] = []
+        to_learn: list[tuple[str, np.ndarray, int]] = []
+        for row in rows:
+            if row.kind == LABEL:
+                got = self.codec.decode_label(row.payload)
+                if isinstance(got, Bad):
+                    self._bad(got, row, "labels")
+                    continue
+                waiting = self.join.add_label(got.id, got.y)
+                if waiting is not None:
+                    to_learn.append((waiting.id, waiting.x, got.y))
+                continue
+            s = self.codec.decode_sample(row.payload)
+            if isinstance(s, Bad):
+                self._bad(s, row, "samples")
+                continue
+            samples.append((row, s))
+        if samples:
+            self._predict(samples)
+            now = time.monotonic()
+            for row, s in samples:
+                if s.y is not None:
+                    to_learn.append((s.id, s.x, s.y))
+                    continue
+                y, evicted = self.join.add_sample(Pending(row.seq, s.id, s.x, now))
+                if y is not None:
+                    to_learn.append((s.id, s.x, y))
+                self._observe(evicted)
+        if to_learn:
+            self._learn(to_learn)
+        self.progress.position = rows[-1].seq
+
+    def _predict(self, samples: list[tuple[Row, Sample]]) -> None:
+        x = np.stack([s.x for _, s in samples])
+        proba = self.learner.predict_proba(x)
+        pred = proba.argmax(1)
+        step = int(self.learner.step)
+        now = time.time()
+        qos = self.cfg.topics.predictions_qos
+        for i, (row, s) in enumerate(samples):
+            msg = {"id": s.id, "pred": int(pred[i]), "proba": [round(float(p), 6) for p in proba[i]],
+                   "model_step": step, "latency_ms": round((now - row.received) * 1000.0, 3)}
+            if self.outbox.put(Outgoing(self.cfg.topics.predictions, json.dumps(msg).encode(), qos)):
+                self.metrics.predictions_published.inc()
+
+    def _learn(self, items: list[tuple[str, np.ndarray, int]]) -> None:
+        if self._catching_up:
+            keep = self._rng.random(len(items)) < self.cfg.spool.catchup_learn_fraction
+            dropped = len(items) - int(keep.sum())
+            if dropped:
+                self.metrics.samples_skipped.labels("catch_up").inc(dropped)
+            items = [it for it, k in zip(items, keep) if k]
+        mb = self.cfg.learner.max_batch
+        for i in range(0, len(items), mb):
+            part = items[i:i + mb]
+            x = np.stack([it[1] for it in part])
+            y = np.asarray([it[2] for it in part], dtype=np.int64)
+            stats = self.learner.learn(x, y)
+            self.metrics.update_latency.observe(stats.seconds)
+            if stats.skipped:
+                self.metrics.samples_skipped.labels("non_finite_loss").inc(len(part))
+                self._warn_once("skip", "learn step skipped: non-finite loss on %d samples", len(part))
+                continue
+            self.metrics.samples_learned.inc(len(part))
+            self.progress.learned += len(part)
+            self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
+            if stats.consolidated:
+                self.metrics.consolidations.inc()
+
+    def _observe(self, evicted: list[Pending]) -> None:
+        if not evicted:
+            return
+        if self.learner.observe(np.stack([p.x for p in evicted])):
+            self.metrics.samples_observed.inc(len(evicted))
+
+    def _expire(self, now: float) -> None:
+        self._observe(self.join.expire(now))
+
+    def _bad(self, bad: Bad, row: Row, source: str) -> None:
+        self.metrics.bad_inputs.labels(bad.reason.value).inc()
+        self._warn_once(f"bad:{bad.reason.value}", "bad input on %s (%s): %s", source, bad.reason.value, bad.detail)
+        body = {"reason": bad.reason.value, "detail": bad.detail, "id": bad.id if bad.id is not None else row.msg_id,
+                "source": source, "payload_b64": base64.b64encode(row.payload[:1024]).decode()}
+        self.outbox.put(Outgoing(self.cfg.topics.dead_letter, json.dumps(body).encode(), self.cfg.topics.predictions_qos))
+
+    def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
+        ok, held = self._warn.allow(key)
+        if ok:
+            log.warning(fmt + (f" ({held} similar suppressed)" if held else ""), *args)
+
+    # ---- periodic work -----------------------------------------------------------------------------------
+    def _refresh_gauges(self, spool: Spool) -> None:
+        depth = spool.depth(self.progress.position)
+        self.metrics.spool_depth.set(depth)
+        was = self._catching_up
+        self._catching_up = depth > self.cfg.spool.lag_high_water
+        if self._catching_up != was:
+            log.warning("learning %s: %d messages behind (high water %d)",
+                        "falls behind, learning a subsample" if self._catching_up else "caught up",
+                        depth, self.cfg.spool.lag_high_water)
+        lr = self.learner
+        cap = lr.budget.buffer_capacity
+        self.metrics.buffer_fill.set(len(lr.buffer) / cap if cap else 0.0)
+        self.metrics.budget_used.set(sum(t.nbytes for ts in lr.owned_tensors().values() for t in ts))
+        if lr.prequential_accuracy is not None:
+            self.metrics.prequential_accuracy.set(lr.prequential_accuracy)
+        self.metrics.model_step.set(lr.step)
+
+    def _checkpoint(self, spool: Spool) -> Path:
+        """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
+        cc = self.cfg.checkpoint
+        path = cc.dir / f"ckpt-{self.progress.position:012d}.pt"
+        self.learner.save(path, extra=self.progress.extra(self.join))
+        self.metrics.checkpoints.inc()
+        self._last_ckpt_path = path
+        olds = sorted(p for p in cc.dir.iterdir() if _CKPT.search(p.name))
+        for old in olds[:-cc.keep]:
+            old.unlink(missing_ok=True)
+        pending = self.join.pending_seqs()
+        safe = min([self.progress.position, *(s - 1 for s in pending)])
+        spool.compact(safe, self.cfg.spool.dedupe_window)
+        log.debug("checkpoint %s (step %d)", path, self.learner.step)
+        return path
+
+    # ---- for the demo and tests ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """A few live numbers (read from another thread: values may be one step stale)."""
+        lr = self.learner
+        if lr is None:
+            return {}
+        m = self.metrics
+        hist_sum = m.value("edge_cl_update_latency_seconds_sum")
+        hist_n = m.value("edge_cl_update_latency_seconds_count")
+        return {"step": lr.step, "samples_learned": self.progress.learned,
+                "prequential_accuracy": lr.prequential_accuracy, "consolidations": lr.consolidations,
+                "buffer_fill": m.value("edge_cl_buffer_fill_ratio"), "budget_used": m.value("edge_cl_budget_used_bytes"),
+                "budget": self.cfg.learner.budget_bytes, "spool_depth": m.value("edge_cl_spool_depth"),
+                "update_ms": 1000.0 * hist_sum / hist_n if hist_n else None,
+                "received": m.value("edge_cl_messages_received_total", kind="sample"),
+                "predictions": m.value("edge_cl_predictions_published_total"),
+                "bad_inputs": sum(m.value("edge_cl_bad_inputs_total", reason=r.value) for r in _reasons())}
+
+
+def _reasons() -> list[Any]:
+    from edge_cl.daemon.codec import BadReason
+
+    return list(BadReason)

@@ -1,0 +1,185 @@
+"""A durable, bounded, de-duplicating queue between the network and the learner (SQLite in WAL mode).
+
+Rows get an increasing ``seq``; the learner consumes them in order and checkpoints the last ``seq`` it
+learned. A message is acknowledged to the broker only after :meth:`Spool.put_many` returned (the rows are
+fsync'd), and a redelivered message (same kind and id) is ignored, so each message is learned once.
+Each thread opens its own ``Spool`` on the same file (SQLite connections are per thread).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE = 0
+LABEL = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     INTEGER NOT NULL,
+    msg_id   TEXT,
+    labeled  INTEGER NOT NULL DEFAULT 0,
+    nbytes   INTEGER NOT NULL,
+    received REAL NOT NULL,
+    payload  BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS spool_dedupe ON spool(kind, msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spool_live ON spool(seq, nbytes) WHERE payload IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One spooled message."""
+
+    seq: int
+    kind: int
+    msg_id: str | None
+    payload: bytes
+    received: float
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message to spool: kind (SAMPLE or LABEL), id for dedupe (None: no dedupe), labeled flag, payload."""
+
+    kind: int
+    msg_id: str | None
+    labeled: bool
+    payload: bytes
+
+
+class Spool:
+    """One connection to the spool file; not shared between threads."""
+
+    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"spool.max_bytes={max_bytes} must be positive")
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.drop_labeled = drop_labeled
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=True)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit is fsync'd, so an acknowledged message survives power loss.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+
+    def put_many(self, items: Sequence[Incoming]) -> list[int | None]:
+        """Store messages durably in one transaction; per item its new seq, or None for a duplicate."""
+        out: list[int | None] = []
+        if not items:
+            return out
+        now = time.time()
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for it in items:
+                cur.execute("INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) "
+                            "VALUES (?,?,?,?,?,?)",
+                            (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
+                out.append(cur.lastrowid if cur.rowcount == 1 else None)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return out
+
+    def read_after(self, position: int, limit: int) -> list[Row]:
+        """Up to ``limit`` rows with seq > position, in order (rows dropped by overflow are skipped)."""
+        rows = self._db.execute(
+            "SELECT seq, kind, msg_id, payload, received FROM spool WHERE seq > ? AND payload IS NOT NULL "
+            "ORDER BY seq LIMIT ?", (position, limit)).fetchall()
+        return [Row(int(s), int(k), m, bytes(p), float(r)) for s, k, m, p, r in rows]
+
+    def read_seqs(self, seqs: Iterable[int]) -> list[Row]:
+        """The rows with these seqs that still hold a payload, in seq order."""
+        wanted = sorted(set(int(s) for s in seqs))
+        out: list[Row] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [Row(int(s), int(k), m, bytes(p), float(r)) for s, k, m, p, r in self._db.execute(
+                f"SELECT seq, kind, msg_id, payload, received FROM spool WHERE seq IN ({marks}) AND payload IS NOT NULL "
+                "ORDER BY seq", chunk)]
+        return out
+
+    def depth(self, position: int) -> int:
+        """How many messages wait after ``position`` (the learner's lag)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM spool WHERE seq > ? AND payload IS NOT NULL",
+                                    (position,)).fetchone()[0])
+
+    def live_bytes(self) -> int:
+        """Payload bytes still held."""
+        return int(self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM spool WHERE payload IS NOT NULL")
+                   .fetchone()[0])
+
+    def last_seq(self) -> int:
+        """The largest seq ever given (0 for an empty spool)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='spool'").fetchone()
+        return int(row[0]) if row else 0
+
+    def enforce_limit(self, consumed: int) -> int:
+        """Drop oldest not-yet-consumed payloads until under ``max_bytes``; return how many were dropped.
+
+        Unlabeled samples go first; labeled ones and labels only when ``drop_labeled`` is set.
+        Rows at or below ``consumed`` are kept: the learner may still need them after a crash.
+        """
+        excess = self.live_bytes() - self.max_bytes
+        if excess <= 0:
+            return 0
+        dropped = 0
+        where = ["kind = 0 AND labeled = 0"] + (["1 = 1"] if self.drop_labeled else [])
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for cond in where:
+                rows = self._db.execute(
+                    f"SELECT seq, nbytes FROM spool WHERE seq > ? AND payload IS NOT NULL AND {cond} ORDER BY seq",
+                    (consumed,))
+                victims: list[int] = []
+                for seq, nbytes in rows:
+                    if excess <= 0:
+                        break
+                    victims.append(int(seq))
+                    excess -= int(nbytes)
+                self._db.executemany("UPDATE spool SET payload = NULL WHERE seq = ?", [(s,) for s in victims])
+                dropped += len(victims)
+                if excess <= 0:
+                    break
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return dropped
+
+    def compact(self, upto: int, dedupe_window: int) -> None:
+        """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL", (upto,))
+            self._db.execute("DELETE FROM spool WHERE seq <= ? AND payload IS NULL", (upto - dedupe_window,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the small key/value table (e.g. whether an MQTT session was ever created)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of the key/value table, durably."""
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))

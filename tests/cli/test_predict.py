@@ -1,0 +1,75 @@
+"""Tests of ``edge-cl predict``: .npy and JSON-lines inputs, stdout and file outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edge_cl import models
+from edge_cl.cli.main import app
+from edge_cl.cli.predict import read_inputs
+from edge_cl.export import publish_snapshot
+
+
+@pytest.fixture()
+def snapshot(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = models.mlp(input_dim=6, hidden=[8], num_classes=3).eval()
+    publish_snapshot(model, tmp_path / "snaps", step=3, sample_inputs=torch.randn(4, 6))
+    return tmp_path / "snaps", model
+
+
+def _expected(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x)), -1).numpy()
+
+
+def test_read_inputs_accepts_npy_and_json_lines(tmp_path: Path) -> None:
+    np.save(tmp_path / "one.npy", np.arange(4, dtype=np.float64))
+    assert read_inputs(tmp_path / "one.npy").shape == (1, 4)
+    (tmp_path / "x.jsonl").write_text('[1, 2]\n\n{"x": [3, 4]}\n')
+    np.testing.assert_array_equal(read_inputs(tmp_path / "x.jsonl"), [[1, 2], [3, 4]])
+    (tmp_path / "bad.jsonl").write_text("[1, 2]\n[3\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        read_inputs(tmp_path / "bad.jsonl")
+    (tmp_path / "ragged.jsonl").write_text("[1, 2]\n[3]\n")
+    with pytest.raises(ValueError, match="equally long"):
+        read_inputs(tmp_path / "ragged.jsonl")
+
+
+@pytest.mark.integration
+def test_predict_npy_to_stdout_with_probabilities(tmp_path: Path, snapshot: tuple[Path, torch.nn.Module]) -> None:
+    directory, model = snapshot
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = CliRunner().invoke(app, ["predict", str(directory), "--input", str(tmp_path / "x.npy"), "--proba"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    expected = _expected(model, x)
+    assert [r["class"] for r in rows] == expected.argmax(1).tolist()
+    np.testing.assert_allclose([r["probabilities"] for r in rows], expected, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_predict_json_lines_to_npy_file(tmp_path: Path, snapshot: tuple[Path, torch.nn.Module]) -> None:
+    directory, model = snapshot
+    x = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
+    (tmp_path / "x.jsonl").write_text("".join(json.dumps(r.tolist()) + "\n" for r in x))
+    out = tmp_path / "classes.npy"
+    result = CliRunner().invoke(app, ["predict", str(directory), "-i", str(tmp_path / "x.jsonl"), "-o", str(out),
+                                      "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(out), _expected(model, x).argmax(1))
+
+
+@pytest.mark.integration
+def test_predict_reports_wrong_width(tmp_path: Path, snapshot: tuple[Path, torch.nn.Module]) -> None:
+    directory, _ = snapshot
+    np.save(tmp_path / "x.npy", np.zeros((2, 7), np.float32))
+    result = CliRunner().invoke(app, ["predict", str(directory), "--input", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and "[B, 6]" in result.output

@@ -1,0 +1,29 @@
+"""Fixtures for the daemon tests: a real Mosquitto broker (skipped, or failed under EDGE_CL_REQUIRE_BROKER=1,
+when the binary is missing)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.broker import Mosquitto, find_mosquitto
+
+
+@pytest.fixture
+def mosquitto_bin() -> str:
+    found = find_mosquitto()
+    if found is None:
+        reason = "mosquitto is not installed (not on PATH nor /usr/sbin/mosquitto); apt-get install mosquitto"
+        if os.environ.get("EDGE_CL_REQUIRE_BROKER") == "1":
+            pytest.fail(f"EDGE_CL_REQUIRE_BROKER=1 but {reason}")
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture
+def broker(mosquitto_bin: str, tmp_path: Path) -> Iterator[Mosquitto]:
+    b = Mosquitto(mosquitto_bin, tmp_path / "broker").start()
+    yield b
+    b.stop()

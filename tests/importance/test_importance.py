@@ -1,0 +1,143 @@
+"""Oracle tests for online EWC and MAS: per-sample maths against slow loops, the shared penalty."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edge_cl import models
+from edge_cl.importance import OnlineEWC, OnlineMAS, get
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return models.mlp(6, [5], 3)
+
+
+def _slow_importance(model, x, y, method):
+    total = [torch.zeros_like(p) for p in model.parameters()]
+    for i in range(x.shape[0]):
+        model.zero_grad()
+        out = model(x[i:i + 1])
+        if method == "ewc":
+            F.cross_entropy(out, y[i:i + 1]).backward()
+            contrib = [p.grad.pow(2) for p in model.parameters()]
+        else:
+            out.pow(2).sum().backward()
+            contrib = [p.grad.abs() for p in model.parameters()]
+        for t, c in zip(total, contrib):
+            t += c / x.shape[0]
+    return total
+
+
+@pytest.mark.parametrize("cls,method", [(OnlineEWC, "ewc"), (OnlineMAS, "mas")])
+@pytest.mark.parametrize("chunk", [2, 32])
+def test_estimate_matches_a_slow_per_sample_loop(cls, method, chunk):
+    model = _model()
+    imp = cls(model, lam=1.0, chunk=chunk)
+    x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
+    fast = imp.estimate(x, y if method == "ewc" else None)
+    slow = _slow_importance(model, x, y, method)
+    for f, s in zip(fast, slow):
+        torch.testing.assert_close(f, s, rtol=1e-5, atol=1e-7)
+
+
+def test_per_sample_is_not_the_batch_gradient():
+    """Squaring per-sample gradients differs from squaring the batch gradient: guards the oracle."""
+    model = _model()
+    x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    batch_sq = [p.grad.pow(2) for p in model.parameters()]
+    fast = OnlineEWC(model, lam=1.0).estimate(x, y)
+    assert not torch.allclose(fast[0], batch_sq[0])
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_penalty_gradient_is_2_lambda_omega_times_displacement(cls):
+    model = _model()
+    imp = cls(model, lam=0.7)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    imp.update(x, y)
+    imp.consolidate()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    expected = [2 * 0.7 * o * (p.detach() - a) for o, p, a in zip(imp.omega, imp.params, imp.anchor)]
+    model.zero_grad()
+    imp.penalty().backward()
+    for p, e in zip(imp.params, expected):
+        torch.testing.assert_close(p.grad, e)
+    # The hot path adds the same gradient without autograd, and returns the same value.
+    for p in imp.params:
+        p.grad = torch.zeros_like(p)
+    value = imp.add_penalty_grad_()
+    for p, e in zip(imp.params, expected):
+        torch.testing.assert_close(p.grad, e)
+    torch.testing.assert_close(value, imp.penalty().detach())
+    assert value > 0
+
+
+def test_online_ewc_fisher_decays_with_gamma_and_running_mean_is_exact():
+    model = _model()
+    imp = OnlineEWC(model, lam=1.0, gamma=0.5, samples=100)
+    batches = [(torch.randn(4, 6), torch.randint(0, 3, (4,))) for _ in range(3)]
+    estimates = [imp.estimate(x, y) for x, y in batches]
+    for x, y in batches:
+        imp.update(x, y)
+    mean = [sum(e[i] for e in estimates) / 3 for i in range(len(imp.params))]
+    for cur, m in zip(imp.current, mean):
+        torch.testing.assert_close(cur, m)
+    imp.consolidate()
+    first = [o.clone() for o in imp.omega]
+    imp.update(*batches[0])
+    imp.consolidate()
+    for o, f, e in zip(imp.omega, first, estimates[0]):
+        torch.testing.assert_close(o, 0.5 * f + e)  # F <- gamma F + F_new
+    assert imp.consolidations == 2 and imp.current_count == 0
+
+
+def test_update_subsamples_to_bound_cost():
+    model = _model()
+    imp = OnlineMAS(model, lam=1.0, samples=3, generator=torch.Generator().manual_seed(0))
+    imp.update(torch.randn(50, 6), None)
+    assert imp.updates == 1 and imp.seconds > 0
+
+
+def test_mas_needs_no_labels_ewc_does():
+    model = _model()
+    OnlineMAS(model, lam=1.0).update(torch.randn(4, 6), None)
+    with pytest.raises(ValueError, match="needs labels"):
+        OnlineEWC(model, lam=1.0).update(torch.randn(4, 6), None)
+
+
+def test_penalty_is_zero_at_the_anchor_and_inactive_before_consolidation():
+    imp = OnlineMAS(_model(), lam=5.0)
+    assert not imp.active
+    imp.update(torch.randn(4, 6), None)
+    imp.consolidate()
+    assert imp.active and imp.penalty().detach().item() == 0.0
+
+
+def test_registry_and_argument_errors():
+    assert get("ewc") is OnlineEWC and get("mas") is OnlineMAS
+    with pytest.raises(ValueError, match="importance='si' is unknown"):
+        get("si")
+    with pytest.raises(ValueError, match="importance_gamma"):
+        OnlineEWC(_model(), lam=1.0, gamma=1.5)
+    with pytest.raises(ValueError, match="importance_lambda"):
+        OnlineEWC(_model(), lam=-1.0)
+
+
+def test_state_roundtrip():
+    model = _model()
+    imp = OnlineEWC(model, lam=1.0)
+    imp.update(torch.randn(4, 6), torch.randint(0, 3, (4,)))
+    imp.consolidate()
+    imp.update(torch.randn(4, 6), torch.randint(0, 3, (4,)))
+    other = OnlineEWC(model, lam=1.0)
+    other.load_state_dict(imp.state_dict())
+    for a, b in zip(other.tensors(), imp.tensors()):
+        assert torch.equal(a, b)
+    assert (other.current_count, other.consolidations) == (1, 1)
+    with pytest.raises(ValueError, match="'ewc'"):
+        OnlineMAS(model, lam=1.0).load_state_dict(imp.state_dict())

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from edge_cl.buffer import ReservoirBuffer
+from edge_cl.storage import Codec
+
+
+def _stream_ids(buffer: ReservoirBuffer, n: int, batch: int) -> None:
+    for start in range(0, n, batch):
+        ids = torch.arange(start, min(start + batch, n), dtype=torch.float32)
+        buffer.add(ids[:, None], torch.zeros(ids.shape[0], dtype=torch.int64))
+
+
+def _inclusion_counts(n: int, capacity: int, runs: int, batch: int) -> np.ndarray:
+    counts = np.zeros(n)
+    for seed in range(runs):
+        buf = ReservoirBuffer(capacity, 1, generator=torch.Generator().manual_seed(seed))
+        _stream_ids(buf, n, batch)
+        counts[buf.x[:, 0].long().numpy()] += 1
+    return counts
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_reservoir_keeps_every_sample_with_probability_capacity_over_n(batch):
+    n, capacity, runs = 40, 8, 800
+    counts = _inclusion_counts(n, capacity, runs, batch)
+    assert counts.sum() == runs * capacity  # each run ends full
+    expected = np.full(n, runs * capacity / n)
+    _, p = stats.chisquare(counts, expected)
+    assert p > 1e-3, f"inclusion frequencies not uniform (chi-square p={p:.2g})"
+
+
+def test_chisquare_check_catches_a_biased_buffer():
+    """The uniformity check above must be able to fail: keeping the first samples is rejected."""
+    n, capacity, runs = 60, 12, 1500
+    counts = np.zeros(n)
+    counts[:capacity] = runs  # a "buffer" that never replaces
+    _, p = stats.chisquare(counts, np.full(n, runs * capacity / n))
+    assert p < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(0, 20), batches=st.lists(st.integers(0, 9), max_size=12))
+def test_length_is_min_of_seen_and_capacity(capacity, batches):
+    buf = ReservoirBuffer(capacity, 2)
+    seen = 0
+    for b in batches:
+        buf.add(torch.randn(b, 2), torch.zeros(b, dtype=torch.int64))
+        seen += b
+        assert len(buf) == min(seen, capacity)
+        assert buf.seen == seen
+
+
+def test_stored_pairs_stay_together():
+    buf = ReservoirBuffer(8, 3, generator=torch.Generator().manual_seed(1))
+    for start in range(0, 100, 5):
+        ids = torch.arange(start, start + 5)
+        buf.add(ids[:, None].float().repeat(1, 3), ids)
+    x, y = buf.sample(50)
+    assert torch.equal(x[:, 0].long(), y)
+    assert torch.equal(x[:, 0], x[:, 2])
+
+
+def test_sample_shapes_and_small_buffer_returns_all():
+    buf = ReservoirBuffer(10, 4)
+    x, y = buf.sample(5)
+    assert x.shape == (0, 4) and y.shape == (0,)
+    buf.add(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    x, y = buf.sample(5)
+    assert x.shape == (3, 4) and sorted(y.tolist()) == [0, 1, 2]
+    buf.add(torch.randn(10, 4), torch.zeros(10, dtype=torch.int64))
+    x, y = buf.sample(5)
+    assert x.shape == (5, 4) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_class_balanced_keeps_rare_classes():
+    gen = torch.Generator().manual_seed(0)
+    plain = ReservoirBuffer(50, 2, generator=torch.Generator().manual_seed(0))
+    balanced = ReservoirBuffer(50, 2, class_balanced=True, generator=gen)
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # 2% of the stream is class 1
+        y = torch.from_numpy((rng.random(10) < 0.02).astype(np.int64))
+        x = torch.randn(10, 2)
+        plain.add(x, y)
+        balanced.add(x, y)
+    rare_seen = balanced._class_seen[1]
+    hist = balanced.class_histogram()
+    assert hist[1] == min(rare_seen, 25)  # rare class keeps everything up to half the buffer
+    assert plain.class_histogram().get(1, 0) < hist[1]
+    assert len(balanced) == 50
+
+
+@pytest.mark.parametrize("kind,lo,hi", [("float16", 0.0, 1.0), ("uint8", 0.0, 1.0)])
+def test_compact_storage_fits_more_samples_in_the_same_bytes(kind, lo, hi):
+    dim, budget = 784, 1_000_000
+    f32 = budget // ReservoirBuffer.bytes_per_sample(dim)
+    compact = budget // ReservoirBuffer.bytes_per_sample(dim, Codec(kind, lo, hi))
+    assert compact > 1.9 * f32 if kind == "float16" else compact > 3.5 * f32
+    buf = ReservoirBuffer(compact, dim, codec=Codec(kind, lo, hi))
+    assert sum(t.nbytes for t in buf.tensors()) <= budget
+    x = torch.rand(4, dim)
+    buf.add(x, torch.arange(4))
+    got, _ = buf.sample(4)
+    assert (got - x).abs().max() < 1 / 255  # decodes back to float32 within a quantisation step
+
+
+def test_state_roundtrip_restores_contents():
+    buf = ReservoirBuffer(5, 2)
+    buf.add(torch.randn(9, 2), torch.arange(9) % 3)
+    other = ReservoirBuffer(5, 2)
+    other.load_state_dict(buf.state_dict())
+    assert torch.equal(other.x, buf.x) and torch.equal(other.y, buf.y)
+    assert (len(other), other.seen) == (5, 9)
+    with pytest.raises(ValueError, match="capacity 3"):
+        ReservoirBuffer(3, 2).load_state_dict(buf.state_dict())

@@ -1,0 +1,170 @@
+"""OnlineLearner: learning, reduced forgetting, the public contract, non-finite steps, argument errors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from edge_cl import OnlineLearner, models
+from tests.streams import permuted_prototypes
+
+METHODS = {
+    "sgd": {"replay_batch": 0, "importance": None},
+    "er": {"replay_batch": 10, "importance": None},
+    "mas": {"replay_batch": 0, "importance": "mas"},
+    "ewc": {"replay_batch": 0, "importance": "ewc"},
+}
+
+
+def two_task_run(method: str, seed: int, n: int = 3000) -> tuple[float, float]:
+    """Learn task 0 then task 1 (a feature permutation) online; returns (task-0 acc, task-1 acc) at the end."""
+    draw = permuted_prototypes(seed)
+    torch.manual_seed(seed)
+    learner = OnlineLearner(models.mlp(32, [32], 10), budget_bytes=200_000, lr=0.05, seed=seed,
+                            device="cpu", **METHODS[method])
+    (x0, y0), (x1, y1) = draw(n, 0), draw(n, 1)
+    (t0, u0), (t1, u1) = draw(2000, 0), draw(2000, 1)
+    for x, y in ((x0, y0), (x1, y1)):
+        for i in range(0, n, 10):
+            learner.learn(x[i:i + 10], y[i:i + 10])
+    return float((learner.predict(t0) == u0).mean()), float((learner.predict(t1) == u1).mean())
+
+
+@pytest.fixture(scope="module")
+def two_task_results() -> dict[str, tuple[float, float]]:
+    results = {}
+    for method in METHODS:
+        runs = [two_task_run(method, seed) for seed in (0, 1)]
+        results[method] = (float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs])))
+    return results
+
+
+def test_fine_tuning_forgets_task_one(two_task_results):
+    old, new = two_task_results["sgd"]
+    assert old < 0.35 and new > 0.7  # the problem really causes forgetting
+
+
+@pytest.mark.parametrize("method", ["er", "mas", "ewc"])
+def test_methods_keep_task_one_clearly_above_fine_tuning(two_task_results, method):
+    old, new = two_task_results[method]
+    sgd_old, _ = two_task_results["sgd"]
+    assert old >= sgd_old + 0.2, f"{method}: task-1 acc {old:.3f} vs fine-tuning {sgd_old:.3f}"
+    assert new >= 0.4, f"{method}: task 2 was not learned ({new:.3f}); a frozen model is no answer"
+
+
+def test_public_contract_from_the_issue():
+    rng = np.random.default_rng(0)
+    model = models.mlp(input_dim=784, hidden=[100, 100], num_classes=10)
+    learner = OnlineLearner(model, budget_bytes=2_000_000, importance="mas", replay_batch=10, lr=0.1,
+                            device="auto", seed=0)
+    x = rng.random((10, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 10)
+    stats = learner.learn(x, y)
+    assert stats.step == 1 and stats.batch_size == 10 and stats.replay_size == 0 and not stats.skipped
+    stats = learner.learn(torch.from_numpy(x), torch.from_numpy(y))
+    assert stats.replay_size == 10
+    y_hat = learner.predict(x)
+    assert y_hat.shape == (10,) and y_hat.dtype == np.int64
+    proba = learner.predict_proba(x)
+    assert proba.shape == (10, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    report = learner.memory_report()
+    assert report["buffer_size"] == 20 and report["used_bytes"] <= report["budget_bytes"]
+
+
+def test_learning_improves_prequential_accuracy():
+    draw = permuted_prototypes(5, noise=1.0)
+    learner = OnlineLearner(models.mlp(32, [32], 10), 500_000, importance="mas", lr=0.05, device="cpu")
+    correct = []
+    for _ in range(200):
+        x, y = draw(10, 0)
+        correct.append(learner.learn(x, y).new_correct)
+    assert np.mean(correct[:20]) < 4 and np.mean(correct[-50:]) > 8  # from chance towards right
+    assert learner.prequential_accuracy == pytest.approx(sum(correct) / 2000)
+
+
+def test_non_finite_loss_skips_and_leaves_state_untouched():
+    learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, importance="ewc", device="cpu", importance_every=1)
+    for _ in range(5):
+        learner.learn(np.random.rand(5, 4).astype(np.float32), np.array([0, 1, 2, 0, 1]))
+    before = {k: v.clone() for k, v in learner.state_dict()["model"].items()}
+    buf_seen, step = learner.buffer.seen, learner.step
+    bad = np.random.rand(5, 4).astype(np.float32)
+    bad[2, 1] = np.nan
+    stats = learner.learn(bad, np.array([0, 1, 2, 0, 1]))
+    assert stats.skipped and learner.skipped_steps == 1
+    assert learner.step == step and learner.buffer.seen == buf_seen
+    for k, v in learner.state_dict()["model"].items():
+        assert torch.equal(v, before[k])
+    bad[2, 1] = np.inf
+    assert learner.learn(bad, np.array([0, 1, 2, 0, 1])).skipped
+
+
+def test_observe_updates_mas_without_labels_only():
+    mas = OnlineLearner(models.mlp(4, [8], 3), 100_000, importance="mas", device="cpu")
+    assert mas.observe(np.random.rand(6, 4).astype(np.float32))
+    assert mas.importance.updates == 1 and mas.step == 0
+    ewc = OnlineLearner(models.mlp(4, [8], 3), 100_000, importance="ewc", device="cpu")
+    assert not ewc.observe(np.random.rand(6, 4).astype(np.float32))
+
+
+def test_trigger_consolidates_on_a_task_switch():
+    draw = permuted_prototypes(2, noise=1.0)
+    learner = OnlineLearner(models.mlp(32, [32], 10), 300_000, importance="mas", lr=0.05, device="cpu",
+                            trigger="adwin")
+    for task in (0, 1):
+        for _ in range(300):
+            x, y = draw(10, task)
+            stats = learner.learn(x, y)
+            if stats.consolidated:
+                switch_step = stats.step
+    assert learner.consolidations >= 1
+    assert 300 < switch_step <= 400  # fired within 100 steps after the switch at step 300
+    assert learner.importance.active
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"replay_batch": -1}, "replay_batch"),
+    ({"lr": 0.0}, "lr"),
+    ({"importance": "si"}, "importance='si'"),
+    ({"trigger": "often"}, "trigger='often'"),
+    ({"optimizer": "lbfgs"}, "optimizer='lbfgs'"),
+    ({"storage": "uint8"}, "input_range"),
+    ({"device": "tpu"}, "device"),
+    ({"frobnicate": 1}, "options are"),
+])
+def test_bad_arguments_are_clear(kwargs, message):
+    args = {"budget_bytes": 1_000_000} | kwargs
+    with pytest.raises(ValueError, match=message):
+        OnlineLearner(models.mlp(4, [8], 3), **args)
+
+
+def test_bad_inputs_are_clear():
+    learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, device="cpu")
+    with pytest.raises(ValueError, match="x\\[None\\]"):
+        learner.learn(np.zeros(4, dtype=np.float32), [0])
+    with pytest.raises(ValueError, match="5 features"):
+        learner.learn(np.zeros((2, 5), dtype=np.float32), [0, 1])
+    with pytest.raises(ValueError, match="labels must be in \\[0, 3\\)"):
+        learner.learn(np.zeros((2, 4), dtype=np.float32), [0, 3])
+    with pytest.raises(ValueError, match="integer class ids"):
+        learner.learn(np.zeros((2, 4), dtype=np.float32), [0.0, 1.0])
+    with pytest.raises(ValueError, match="2 labels for 3"):
+        learner.learn(np.zeros((3, 4), dtype=np.float32), [0, 1])
+
+
+def test_model_without_input_dim_needs_it_passed():
+    with pytest.raises(ValueError, match="input_dim="):
+        OnlineLearner(torch.nn.Linear(4, 2), 100_000)
+    learner = OnlineLearner(torch.nn.Linear(4, 2), 100_000, input_dim=4, device="cpu")
+    assert learner.num_classes == 2
+
+
+def test_auto_device_logs_its_choice(caplog):
+    with caplog.at_level(logging.INFO, logger="edge_cl"):
+        learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert learner.device.type == expected
+    assert f"learner on {expected}" in caplog.text
