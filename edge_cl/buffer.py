@@ -69,23 +69,23 @@ class ReservoirBuffer:
 
     def _add_reservoir(self, x: Tensor, y: Tensor) -> None:
         b = x.shape[0]
-        # Sample i of the batch is the (seen + i + 1)-th of the stream: kept in slot j ~ U[0, n) if j < capacity.
-        n = torch.arange(self.seen + 1, self.seen + b + 1, device=self.device, dtype=torch.float64)
-        draws = (torch.rand(b, generator=self.generator, device=self.device, dtype=torch.float64) * n).long()
-        fill = torch.arange(self.seen, self.seen + b, device=self.device)
-        slots = torch.where(fill < self.capacity, fill, draws)
-        keep = slots < self.capacity
+        draws = torch.rand(b, generator=self.generator, device=self.device, dtype=torch.float64).tolist()
+        # Sample i of the batch is the n-th of the stream (n = seen + i + 1): it takes slot n - 1 while the
+        # buffer fills, then slot j ~ U[0, n) if j < capacity. Decided in Python: b is a micro-batch.
+        slot_of_row: dict[int, int] = {}
+        for i, u in enumerate(draws):
+            n = self.seen + i + 1
+            slot = n - 1 if n <= self.capacity else int(u * n)
+            if slot < self.capacity:
+                slot_of_row[slot] = i  # algorithm R is sequential: a later sample wins a shared slot
         self.seen += b
         self.size = min(self.seen, self.capacity)
-        slots, rows = slots[keep], torch.nonzero(keep).squeeze(1)
-        if slots.numel() == 0:
+        if not slot_of_row:
             return
-        # Algorithm R is sequential: when two samples of one batch draw the same slot, the later one wins.
-        uniq, inverse = torch.unique(slots, return_inverse=True)
-        last = torch.full((uniq.numel(),), -1, dtype=rows.dtype, device=self.device)
-        last = last.scatter_reduce(0, inverse, rows, reduce="amax")
-        self.x.index_copy_(0, uniq, self.codec.encode(x.index_select(0, last)))
-        self.y.index_copy_(0, uniq, y.index_select(0, last).to(LABEL_DTYPE))
+        slots = torch.tensor(list(slot_of_row), dtype=torch.int64).to(self.device, non_blocking=True)
+        rows = torch.tensor(list(slot_of_row.values()), dtype=torch.int64).to(self.device, non_blocking=True)
+        self.x.index_copy_(0, slots, self.codec.encode(x.index_select(0, rows)))
+        self.y.index_copy_(0, slots, y.index_select(0, rows).to(LABEL_DTYPE))
 
     def _add_class_balanced(self, x: Tensor, y: Tensor) -> None:
         # CBRS decides per sample from the class counts, so this path loops over the (small) micro-batch.

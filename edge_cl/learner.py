@@ -163,6 +163,7 @@ class OnlineLearner:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         for p in self.params:  # gradients live for the learner's lifetime, so they are counted once
             p.grad = torch.zeros_like(p)
+        self._grads = [p.grad for p in self.params]
         self.optimizer = _make_optimizer(cfg, self.params)
         self.importance = None
         if cfg.importance is not None:
@@ -207,13 +208,11 @@ class OnlineLearner:
     def memory_report(self) -> dict[str, Any]:
         """Every byte of learner state by part against the budget, plus process RSS beside it."""
         report = self.budget.report(self.owned_tensors(), len(self.buffer))
-        n_params = sum(p.numel() for p in self.params)
-        chunk = min(self.config.importance_samples, 32) if self.importance is not None else 0
         report.update({
             "device": str(self.device),
             "buffer_fill_ratio": len(self.buffer) / self.budget.buffer_capacity if self.budget.buffer_capacity else 0.0,
-            # Transient, freed after each step: per-sample gradients of one importance chunk.
-            "step_workspace_bytes": chunk * n_params * 4,
+            # Transient, freed after each importance estimate; not learner state, so not in used_bytes.
+            "step_workspace_bytes": self.importance.workspace_bytes() if self.importance is not None else 0,
             "importance_updates": self.importance.updates if self.importance is not None else 0,
             "importance_seconds": self.importance.seconds if self.importance is not None else 0.0,
             "process_rss_bytes": _rss_bytes(),
@@ -257,7 +256,8 @@ class OnlineLearner:
         replay = rx.shape[0]
         xs, ys = (torch.cat([xb, rx]), torch.cat([yb, ry])) if replay else (xb, yb)
 
-        self.model.train()
+        if not self.model.training:
+            self.model.train()
         logits = self.model(xs)
         losses = F.cross_entropy(logits, ys, reduction="none")
         loss = losses.mean()
@@ -269,7 +269,7 @@ class OnlineLearner:
             return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
                               time.perf_counter() - started)
 
-        self.optimizer.zero_grad(set_to_none=False)
+        torch._foreach_zero_(self._grads)  # gradients stay allocated: they are counted in the budget
         loss.backward()
         penalty = 0.0
         if self.importance is not None and self.importance.active:

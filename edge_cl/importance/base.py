@@ -65,15 +65,34 @@ class Importance:
 
     # --- estimation -------------------------------------------------------------------------------
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
-        """The per-sample scalar whose parameter gradient defines importance."""
+        """The per-sample scalar whose parameter gradient defines importance (summed over a batch)."""
         raise NotImplementedError
 
-    def reduce(self, per_sample_grads: Tensor) -> Tensor:
-        """Turns per-sample gradients ``[k, *shape]`` into their summed importance ``[*shape]``."""
+    def phi(self, grads: Tensor) -> Tensor:
+        """Elementwise map of per-sample gradients summed into importance (square for EWC, abs for MAS).
+
+        It must be multiplicative, phi(a * b) = phi(a) * phi(b), which lets linear layers use the
+        outer-product shortcut in :meth:`_estimate_linear`.
+        """
         raise NotImplementedError
 
     def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
-        """Importance of every parameter, averaged over the samples of ``x`` (per-sample gradients)."""
+        """Importance of every parameter, averaged over the samples of ``x`` from per-sample gradients."""
+        totals = self._estimate_linear(x, y) if self._linear_only() else self._estimate_vmap(x, y)
+        return [t.div_(x.shape[0]) for t in totals]
+
+    def workspace_bytes(self) -> int:
+        """Transient bytes one estimate allocates (freed after it): activations or per-sample gradients."""
+        if self._linear_only():
+            widths = sum(m.in_features + m.out_features for m in self.model.modules() if type(m) is nn.Linear)
+            return 2 * self.samples * widths * 4
+        return min(self.samples, self.chunk) * sum(p.numel() for p in self.params) * 4
+
+    def _linear_only(self) -> bool:
+        with_params = [m for m in self.model.modules() if any(True for _ in m.parameters(recurse=False))]
+        return bool(with_params) and all(type(m) is nn.Linear for m in with_params)
+
+    def _estimate_vmap(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
         params = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
         buffers = dict(self.model.named_buffers())
 
@@ -85,12 +104,40 @@ class Importance:
         totals = [torch.zeros_like(p) for p in self.params]
         # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
         for start in range(0, x.shape[0], self.chunk):
-            xs = x[start:start + self.chunk]
-            ys = None if y is None else y[start:start + self.chunk]
-            grads = per_sample(params, xs, ys)
+            grads = per_sample(params, x[start:start + self.chunk], None if y is None else y[start:start + self.chunk])
             for total, n in zip(totals, self.names, strict=True):
-                total.add_(self.reduce(grads[n]))
-        return [t.div_(x.shape[0]) for t in totals]
+                total.add_(self.phi(grads[n]).sum(0))
+        return totals
+
+    def _estimate_linear(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
+        """Exact per-sample importance for networks of Linear layers without materialising per-sample
+        gradients: sample i's weight gradient is the outer product g_i a_i^T of the layer's output
+        gradient and input, so sum_i phi(g_i a_i^T) = phi(G)^T phi(A), one matmul per layer."""
+        inputs: dict[nn.Module, list[Tensor]] = {}
+        outputs: dict[nn.Module, list[Tensor]] = {}
+
+        def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+            inputs.setdefault(module, []).append(args[0].detach())
+            outputs.setdefault(module, []).append(out)
+
+        layers = [m for m in self.model.modules() if type(m) is nn.Linear]
+        handles = [m.register_forward_hook(hook) for m in layers]
+        try:
+            with torch.enable_grad():
+                loss = self.sample_loss(self.model(x), y)
+        finally:
+            for h in handles:
+                h.remove()
+        if any(len(inputs.get(m, [])) != 1 or inputs[m][0].ndim != 2 for m in layers):
+            return self._estimate_vmap(x, y)  # a layer used twice or on non-flat inputs: no shortcut
+        grads_out = torch.autograd.grad(loss, [outputs[m][0] for m in layers])
+        per_param: dict[int, Tensor] = {}
+        for m, g in zip(layers, grads_out, strict=True):
+            pg = self.phi(g)
+            per_param[id(m.weight)] = pg.T @ self.phi(inputs[m][0])
+            if m.bias is not None:
+                per_param[id(m.bias)] = pg.sum(0)
+        return [per_param[id(p)] for p in self.params]
 
     def update(self, x: Tensor, y: Tensor | None) -> None:
         """Estimate importance on up to ``samples`` rows of ``x`` and fold it into the running mean."""

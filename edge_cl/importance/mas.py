@@ -16,5 +16,5 @@ class OnlineMAS(Importance):
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
         return logits.pow(2).sum()
 
-    def reduce(self, per_sample_grads: Tensor) -> Tensor:
-        return per_sample_grads.abs().sum(0)
+    def phi(self, grads: Tensor) -> Tensor:
+        return grads.abs()

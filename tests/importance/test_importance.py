@@ -29,16 +29,31 @@ def _slow_importance(model, x, y, method):
     return total
 
 
+def _cnn(seed=0):
+    torch.manual_seed(seed)
+    return models.cnn1d(channels=2, length=3, num_classes=3, conv=[4], kernel_size=3, hidden=5)
+
+
 @pytest.mark.parametrize("cls,method", [(OnlineEWC, "ewc"), (OnlineMAS, "mas")])
-@pytest.mark.parametrize("chunk", [2, 32])
-def test_estimate_matches_a_slow_per_sample_loop(cls, method, chunk):
-    model = _model()
+@pytest.mark.parametrize("make,chunk", [(_model, 32), (_cnn, 2), (_cnn, 32)])
+def test_estimate_matches_a_slow_per_sample_loop(cls, method, make, chunk):
+    """The MLP takes the linear-layer shortcut, the CNN the vmap path (in chunks): both are exact."""
+    model = make()
     imp = cls(model, lam=1.0, chunk=chunk)
+    assert imp._linear_only() == (make is _model)
     x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
     fast = imp.estimate(x, y if method == "ewc" else None)
     slow = _slow_importance(model, x, y, method)
     for f, s in zip(fast, slow):
         torch.testing.assert_close(f, s, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_linear_shortcut_equals_vmap(cls):
+    imp = cls(_model(), lam=1.0)
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    for a, b in zip(imp._estimate_linear(x, y), imp._estimate_vmap(x, y)):
+        torch.testing.assert_close(a, b)
 
 
 def test_per_sample_is_not_the_batch_gradient():
