@@ -163,7 +163,7 @@ class OnlineLearner:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         for p in self.params:  # gradients live for the learner's lifetime, so they are counted once
             p.grad = torch.zeros_like(p)
-        self._grads = [p.grad for p in self.params]
+        self._grads: list[Tensor] = [p.grad for p in self.params if p.grad is not None]
         self.optimizer = _make_optimizer(cfg, self.params)
         self.importance = None
         if cfg.importance is not None:

@@ -78,7 +78,7 @@ class Classifier(base.Classifier):
             self._pending_x.clear()
             self._pending_y.clear()
 
-    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Hashable, float]:
+    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Any, float]:
         if self.learner is None or not self.classes:
             return {}
         proba = self.learner.predict_proba(self._vector(x)[None])[0]

@@ -41,7 +41,7 @@ class Importance:
         self.generator = generator
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = dict(model.named_parameters())
-        self.params = [params[n] for n in self.names]
+        self.params: list[Tensor] = [params[n] for n in self.names]
         self.omega = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.current = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.anchor = [p.detach().clone() for p in self.params]
