@@ -130,7 +130,8 @@ class ReservoirBuffer:
             return (torch.empty((0, self.input_dim), device=self.device),
                     torch.empty((0,), dtype=LABEL_DTYPE, device=self.device))
         if self.size <= k:
-            return self.codec.decode(self.x[: self.size]), self.y[: self.size].clone()
+            # clone: a float32 decode is a view, and callers must not be able to write into the buffer
+            return self.codec.decode(self.x[: self.size]).clone(), self.y[: self.size].clone()
         idx = torch.randint(self.size, (k,), generator=self.generator, device=self.device)
         return self.codec.decode(self.x.index_select(0, idx)), self.y.index_select(0, idx)
 

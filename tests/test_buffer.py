@@ -55,6 +55,31 @@ def test_length_is_min_of_seen_and_capacity(capacity, batches):
         assert buf.seen == seen
 
 
+@settings(max_examples=25, deadline=None)
+@given(capacity=st.integers(1, 12), sizes=st.lists(st.integers(1, 9), min_size=1, max_size=10),
+       seed=st.integers(0, 2**16))
+def test_adding_a_batch_equals_adding_its_samples_one_by_one(capacity, sizes, seed):
+    whole = ReservoirBuffer(capacity, 1, generator=torch.Generator().manual_seed(seed))
+    single = ReservoirBuffer(capacity, 1, generator=torch.Generator().manual_seed(seed))
+    start = 0
+    for b in sizes:
+        ids = torch.arange(start, start + b, dtype=torch.float32)[:, None]
+        labels = torch.arange(start, start + b)
+        whole.add(ids, labels)
+        for i in range(b):
+            single.add(ids[i:i + 1], labels[i:i + 1])
+        start += b
+    assert torch.equal(whole.x, single.x) and torch.equal(whole.y, single.y)
+
+
+def test_sample_returns_copies():
+    buf = ReservoirBuffer(4, 2)
+    buf.add(torch.ones(2, 2), torch.zeros(2, dtype=torch.int64))
+    x, _ = buf.sample(8)
+    x.fill_(7.0)
+    assert torch.equal(buf.x[:2], torch.ones(2, 2))
+
+
 def test_stored_pairs_stay_together():
     buf = ReservoirBuffer(8, 3, generator=torch.Generator().manual_seed(1))
     for start in range(0, 100, 5):

@@ -74,6 +74,22 @@ def test_public_contract_from_the_issue():
     assert report["buffer_size"] == 20 and report["used_bytes"] <= report["budget_bytes"]
 
 
+def test_inputs_are_not_mutated():
+    learner = OnlineLearner(models.mlp(6, [8], 3), 200_000, importance="ewc", storage="uint8", input_range=(0, 1),
+                            importance_every=1, device="cpu")
+    x = np.random.rand(5, 6).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    x0, y0 = x.copy(), y.copy()
+    xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+    for _ in range(3):
+        learner.learn(x, y)
+        learner.learn(xt, yt)
+        learner.predict(x)
+        learner.observe(x)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)
+    assert np.array_equal(xt.numpy(), x0) and np.array_equal(yt.numpy(), y0)
+
+
 def test_learning_improves_prequential_accuracy():
     draw = permuted_prototypes(5, noise=1.0)
     learner = OnlineLearner(models.mlp(32, [32], 10), 500_000, importance="mas", lr=0.05, device="cpu")
