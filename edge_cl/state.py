@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,12 @@ def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"no learner state at {target}")
-    state = torch.load(target, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(target, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        # weights_only refuses anything but tensors and plain containers; a truncated file fails here too
+        raise ValueError(f"{target} is not a readable edge_cl state file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'empty'})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{target} does not hold an edge_cl state dict")
     return state

@@ -106,3 +106,15 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatc
     monkeypatch.undo()
     assert torch.equal(safe_load(target)["v"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]  # no temp files left behind
+
+
+def test_unreadable_files_raise_value_error_naming_the_file(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"definitely not a torch file")
+    with pytest.raises(ValueError, match="junk.pt is not a readable edge_cl state file"):
+        OnlineLearner.load(tmp_path / "junk.pt")
+    learner = OnlineLearner(models.mlp(4, [4], 2), 100_000, device="cpu")
+    learner.save(tmp_path / "s.pt")
+    data = (tmp_path / "s.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pt"):
+        OnlineLearner.load(tmp_path / "cut.pt")
