@@ -141,23 +141,20 @@ class SnapshotRunner:
         if now < self._next_check:
             return
         self._next_check = now + self.poll_seconds
+        signature: tuple[int, int, int] | None = None
         try:
             signature = self._signature()
             if signature in (self._seen, self._refused_sig):
                 return
             self.refresh()
         except (SnapshotError, OSError) as exc:
+            if signature is None and self.last_error == str(exc):
+                return  # manifest still missing: already reported
             # Keep serving the verified snapshot we have; try again when the manifest changes.
-            self._refused_sig = self._seen_or_none()
+            self._refused_sig = signature
             self.refused += 1
             self.last_error = str(exc)
             log.error("refused new snapshot, still serving step %s: %s", self.step, exc)
-
-    def _seen_or_none(self) -> tuple[int, int, int] | None:
-        try:
-            return self._signature()
-        except SnapshotError:
-            return None
 
     def _signature(self) -> tuple[int, int, int]:
         try:
@@ -170,7 +167,7 @@ class SnapshotRunner:
     def _load(self, data: bytes, manifest: dict[str, Any] | None) -> None:
         try:
             session = make_session(data, threads=self.threads)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's exception types are its own
+        except Exception as exc:  # onnxruntime's exception types are its own
             raise SnapshotError(f"onnxruntime cannot load the snapshot in {self.path}: {exc}") from exc
         inputs = session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 2:

@@ -122,3 +122,17 @@ def test_corrupt_new_snapshot_is_refused_and_old_one_keeps_serving(tmp_path: Pat
     assert runner.refused == 1  # not retried until the manifest changes
     with pytest.raises(SnapshotIntegrityError, match="sha256"):
         runner.refresh()
+
+
+def test_removed_manifest_keeps_serving_and_is_reported_once(tmp_path: Path) -> None:
+    model = _model(0)
+    publish_snapshot(model, tmp_path, step=1, sample_inputs=torch.from_numpy(_x(4)))
+    runner = SnapshotRunner(tmp_path, poll_seconds=0.0)
+    (tmp_path / "manifest.json").unlink()
+    x = _x()
+    for _ in range(3):
+        np.testing.assert_allclose(runner.predict_proba(x), _torch_proba(model, x), atol=1e-5)
+    assert runner.refused == 1 and "manifest.json" in (runner.last_error or "")
+    publish_snapshot(_model(1), tmp_path, step=2, sample_inputs=torch.from_numpy(_x(4)))
+    runner.predict(x)
+    assert runner.step == 2

@@ -25,7 +25,11 @@ _WHERE = {
     "SnapshotPublisher": "publish", "SnapshotResult": "publish", "current_snapshot": "publish",
     "publish_snapshot": "publish", "publish_state": "publish",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ExportError", "Exporter", "ParityResult", "SnapshotError", "SnapshotIntegrityError", "SnapshotPublisher",
+    "SnapshotResult", "check_parity", "current_snapshot", "export_onnx", "publish_snapshot", "publish_state",
+    "read_manifest", "read_metadata",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ import io
 import json
 import math
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -82,14 +82,14 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
     try:
         with torch.no_grad():
             logits, _ = wrapped(example)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot run cannot be exported
+    except Exception as exc:  # a model that cannot run cannot be exported
         raise ExportError(f"model forward on a [2, {dim}] float32 input failed: {type(exc).__name__}: {exc}") from exc
     if logits.dim() != 2 or logits.shape[0] != 2:
         raise ExportError(f"model returns shape {tuple(logits.shape)} for input [2, {dim}]; expected [2, num_classes]")
     num_classes = int(logits.shape[1])
     try:
         raw = _run_exporter(wrapped, example, exporter, opset)
-    except Exception as exc:  # noqa: BLE001 - any exporter failure means "no snapshot", with the reason
+    except Exception as exc:  # any exporter failure means "no snapshot", with the reason
         raise ExportError(f"{exporter.value} export failed: {type(exc).__name__}: {exc}") from exc
     proto = onnx.load_from_string(raw)
     meta: dict[str, str] = {
@@ -98,7 +98,7 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
         "input_shape": json.dumps(list(shape)),
         "input_dim": str(dim),
         "num_classes": str(num_classes),
-        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "prequential_accuracy": "" if prequential_accuracy is None else repr(float(prequential_accuracy)),
         "exporter": exporter.value,
         "torch": torch.__version__,
@@ -126,7 +126,9 @@ def _run_exporter(wrapped: nn.Module, example: Tensor, exporter: Exporter, opset
         with warnings.catch_warnings():
             # The deprecation notice is known; the exporter was chosen by measured speed and parity.
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(wrapped, (example,), buffer, dynamo=False, dynamic_axes=axes, **common)
+            # The TorchScript exporter writes to file objects too (the annotation names paths only).
+            torch.onnx.export(wrapped, (example,), buffer, dynamo=False,  # type: ignore[arg-type]
+                              dynamic_axes=axes, **common)
         return buffer.getvalue()
     program = torch.onnx.export(wrapped, (example,), None, dynamo=True, verbose=False,
                                 dynamic_shapes={"x": {0: torch.export.Dim(BATCH_AXIS)}}, **common)

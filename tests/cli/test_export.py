@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def _saved_learner(path: Path, steps: int = 12) -> OnlineLearner:
     torch.manual_seed(0)
-    spec = {"input_dim": 10, "hidden": [8], "num_classes": 3}
+    spec: dict[str, Any] = {"input_dim": 10, "hidden": [8], "num_classes": 3}
     learner = OnlineLearner(models.mlp(**spec), OnlineLearner.required_bytes(models.mlp(**spec), buffer_samples=40),
                             device="cpu", seed=0)
     rng = np.random.default_rng(0)

@@ -30,6 +30,10 @@ def _model(seed: int = 0) -> torch.nn.Module:
     return models.mlp(input_dim=10, hidden=[8], num_classes=3).eval()
 
 
+def _first_linear(model: torch.nn.Module) -> torch.nn.Linear:
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
 def _inputs() -> torch.Tensor:
     return torch.randn(8, 10, generator=torch.Generator().manual_seed(3))
 
@@ -80,7 +84,7 @@ def test_failed_gate_keeps_previous_snapshot_and_counts(tmp_path: Path, caplog: 
     before = (tmp_path / "manifest.json").read_bytes()
     broken = _model()
     with torch.no_grad():
-        broken.body[0].weight.fill_(math.nan)
+        _first_linear(broken).weight.fill_(math.nan)
     with caplog.at_level(logging.WARNING, logger="edge_cl.export"):
         result = publisher.publish(broken, step=2, sample_inputs=_inputs())
     assert not result.published and result.path is None and result.sha256 is None
