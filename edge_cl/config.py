@@ -249,17 +249,17 @@ class LoggingConfig(_Section):
 class Config(_Section):
     """The whole daemon configuration."""
 
-    broker: BrokerConfig = BrokerConfig()
-    topics: TopicsConfig = TopicsConfig()
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
     input: InputConfig
     model: dict[str, Any] = Field(..., description="A spec for edge_cl.models.build: {type = 'mlp', ...}.")
-    learner: LearnerConfig = LearnerConfig()
-    labels: LabelsConfig = LabelsConfig()
-    checkpoint: CheckpointConfig = CheckpointConfig()
-    snapshot: SnapshotConfig = SnapshotConfig()
-    spool: SpoolConfig = SpoolConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    logging: LoggingConfig = LoggingConfig()
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("model")
     @classmethod

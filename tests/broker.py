@@ -155,11 +155,12 @@ class Collector:
 
 
 def publish_all(port: int, topic: str, payloads: Iterable[bytes], client_id: str = "test-publisher",
-                rate: float | None = None) -> int:
+                rate: float | None = None, v5: bool = True) -> int:
     """Publish payloads with QoS 1 and wait until the broker acknowledged all of them; returns the count."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
-def check_config(config: Path = typer.Argument(..., help="TOML config file."),
-                 as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def check_config(config: Annotated[Path, typer.Argument(help="TOML config file.")],
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
+                 ) -> None:
     """Validate CONFIG (exit 1 with every problem listed) and print the resolved config."""
     from rich.console import Console
     from rich.table import Table

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 
-def demo(duration: float = typer.Option(60.0, help="Seconds to run.")) -> None:
-    """Run the self-contained demo (embedded broker, drifting sensor stream, live view)."""
+def demo(duration: Annotated[float, typer.Option(help="Seconds to run.")] = 60.0,
+         rate: Annotated[float, typer.Option(help="Samples per second the simulated sensor publishes.")] = 200.0,
+         broker: Annotated[str, typer.Option(help="'auto' (Mosquitto when installed, else amqtt), 'mosquitto', "
+                                                  "'amqtt'.")] = "auto") -> None:
+    """Run the self-contained demo: embedded broker, drifting sensor stream, the daemon, a live view."""
     from edge_cl.daemon.demo import run_demo
 
-    raise typer.Exit(run_demo(duration=duration))
+    try:
+        code = run_demo(duration=duration, rate=rate, broker=broker)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

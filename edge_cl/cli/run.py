@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
-def run(config: Path = typer.Argument(..., help="TOML config file (see deploy/config/example.toml).")) -> None:
+def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deploy/config/example.toml).")]) -> None:
     """Run the daemon until SIGTERM/SIGINT; resumes from the latest checkpoint automatically."""
     from edge_cl.config import ConfigError, load_config
     from edge_cl.daemon.logsetup import configure_logging

@@ -6,16 +6,17 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, and any ``extra`` fields that are JSON-able."""
 
-    _STD = set(vars(logging.makeLogRecord({})))
+    _STD = frozenset(vars(logging.makeLogRecord({})))
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        out: dict[str, object] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         for k, v in vars(record).items():
             if k not in self._STD and k not in out:
@@ -43,7 +44,7 @@ def configure_logging(level: str = "INFO", fmt: str = "plain") -> None:
 class RateLimiter:
     """Lets one event per key through every ``interval`` seconds and counts the ones it held back."""
 
-    def __init__(self, interval: float, clock: "type[time.monotonic] | None" = None) -> None:
+    def __init__(self, interval: float, clock: Callable[[], float] | None = None) -> None:
         if interval < 0:
             raise ValueError(f"interval={interval} must be >= 0")
         self.interval = interval

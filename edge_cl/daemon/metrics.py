@@ -56,7 +56,7 @@ class Metrics:
         """Start the HTTP endpoint; returns (server, bound port). The caller shuts the server down."""
         from prometheus_client import start_http_server
 
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server, int(server.server_port)
 
     def value(self, name: str, **labels: str) -> float:

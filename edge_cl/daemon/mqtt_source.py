@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import select
-import socket
 import ssl
 import threading
 import time
@@ -55,7 +53,10 @@ class Outbox:
     def put(self, msg: Outgoing, timeout: float = 1.0) -> bool:
         """Queue a message, waiting up to ``timeout`` for room; False (and counted) when it was dropped."""
         try:
-            self._q.put(msg, timeout=timeout)
+            if timeout > 0:
+                self._q.put(msg, timeout=timeout)
+            else:
+                self._q.put_nowait(msg)
             return True
         except queue.Full:
             self._metrics.outbound_dropped.inc()
@@ -96,6 +97,8 @@ class MqttLink:
         self.fatal: BaseException | None = None
         self.spooled = threading.Condition()  # notified after each spool write (wakes the learner)
         self._client: Any = None
+        self._close_deadline = 0.0
+        self._spool: Spool | None = None
 
     # ---- lifecycle (called from the daemon's main thread) -------------------------------------------
     def start(self) -> None:
@@ -120,8 +123,8 @@ class MqttLink:
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish what is queued (up to ``timeout``), mark the status offline, disconnect, join the thread."""
-        self._stop.set()
         self._close_deadline = time.monotonic() + timeout
+        self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout + 2.0)
 
@@ -154,7 +157,7 @@ class MqttLink:
     def _run(self) -> None:
         spool: Spool | None = None
         try:
-            spool = self._open_spool()
+            spool = self._spool = self._open_spool()
             self._session_known = spool.get_meta("mqtt_session") == self.broker.client_id
             self._client = self._make_client()
             self._serve(spool)
@@ -222,7 +225,6 @@ class MqttLink:
         self._shutdown()
 
     def _connect(self) -> None:
-        import paho.mqtt.client as mqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -235,7 +237,6 @@ class MqttLink:
                                  clean_start=not self._session_known, properties=props)
         else:
             self._client.connect(self.broker.host, self.broker.port, self.broker.keepalive)
-        _ = mqtt  # imported for its side effect-free constants only
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -248,6 +249,10 @@ class MqttLink:
             return
         self._connected = True
         self.metrics.connected.set(1)
+        if not self._session_known and self._spool is not None:
+            # From now on the broker holds our session: never clean-start it again, even after a restart.
+            self._spool.set_meta("mqtt_session", self.broker.client_id)
+            self._session_known = True
         subs = [(self.topics.samples, self.topics.qos)]
         if self.topics.labels:
             subs.append((self.topics.labels, self.topics.qos))
@@ -283,9 +288,6 @@ class MqttLink:
         t0 = time.perf_counter()
         seqs = spool.put_many([it for it, _, _ in batch])
         self.metrics.spool_latency.observe(time.perf_counter() - t0)
-        if not self._session_known and self._connected:
-            spool.set_meta("mqtt_session", self.broker.client_id)
-            self._session_known = True
         dups = sum(1 for s in seqs if s is None)
         if dups:
             self.metrics.duplicates.inc(dups)
@@ -303,16 +305,16 @@ class MqttLink:
             self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
 
     def _shutdown(self) -> None:
-        import paho.mqtt.client as mqtt
-
         client = self._client
         if client is None or not self._connected:
             return
-        deadline = getattr(self, "_close_deadline", time.monotonic() + 5.0)
+        deadline = self._close_deadline or time.monotonic() + 5.0
         try:
             while time.monotonic() < deadline:
                 self._drain_outbox()
                 client.loop(0.01)
+                # paho holds QoS 1 messages beyond the inflight window in _out_messages (no public
+                # accessor); leaving before they are out would drop the last predictions.
                 if len(self.outbox) == 0 and not client.want_write() and not client._out_messages:
                     break
             if self.topics.status:
@@ -324,4 +326,3 @@ class MqttLink:
             client.loop(0.05)
         except (OSError, ValueError) as exc:
             log.warning("disconnect was not clean: %s", exc)
-        _ = (mqtt, socket, select)

@@ -93,6 +93,9 @@ class Daemon:
         self._rng = np.random.default_rng(cfg.learner.seed)
         self._catching_up = False
         self._last_ckpt_path: Path | None = None
+        self._link: MqttLink | None = None
+        self._snap_step = -1
+        self.outbox = Outbox(10_000, self.metrics)
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -148,22 +151,29 @@ class Daemon:
         link: MqttLink | None = None
         worker: SnapshotWorker | None = None
         code = EXIT_OK
+        consistent = False  # True once the loop ended between two chunks: safe to checkpoint
         try:
             self._restore(spool)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
-                server, self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                try:
+                    server, self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                except OSError as exc:
+                    raise ValueError(f"metrics.host={cfg.metrics.host!r} metrics.port={cfg.metrics.port}: cannot "
+                                     f"listen ({exc.strerror}); pick a free port or set metrics.enabled = false"
+                                     ) from None
                 log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics_port)
             worker = self._start_snapshots()
-            outbox = Outbox(10_000, self.metrics)
+            outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
                             lambda: Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
                                           drop_labeled=cfg.spool.overflow.value == "drop-oldest"),
                             self.metrics, outbox, lambda: self.progress.position, seed=cfg.learner.seed)
-            self.outbox = outbox
+            self._link = link
             link.start()
             self.ready.set()
             self._loop(stop, spool, link, worker)
+            consistent = True
             if link.fatal is not None:
                 code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
                 self.exit_reason = str(link.fatal)
@@ -176,10 +186,11 @@ class Daemon:
             self.ready.set()
             if link is not None:
                 link.stop_intake()
-            if self.learner is not None and code != EXIT_BROKER:
+            if consistent:
                 self._guard("checkpoint", lambda: self._checkpoint(spool))
             if worker is not None:
-                final = make_job(self.learner) if self.learner is not None and self.learner.step else None
+                fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
+                final = make_job(self.learner) if fresh else None
                 self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
             if link is not None:
                 self._guard("disconnect", lambda: link.close(timeout=3.0))
@@ -214,7 +225,12 @@ class Daemon:
         while not stop.is_set() and link.fatal is None:
             rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
             if rows:
-                self._process(rows)
+                try:
+                    self._process(rows)
+                except Exception:  # one poison chunk must not crash-loop the daemon
+                    log.exception("internal error on spool rows %d..%d; skipping them", rows[0].seq, rows[-1].seq)
+                    self.metrics.samples_skipped.labels("internal_error").inc(len(rows))
+                    self.progress.position = rows[-1].seq
             else:
                 with link.spooled:
                     link.spooled.wait(0.02)
@@ -230,7 +246,8 @@ class Daemon:
                 last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
-                worker.offer(make_job(self.learner))
+                if worker.offer(make_job(self.learner)):
+                    self._snap_step = step
                 last_snap_step, last_snap_t = step, now
 
     # ---- one chunk of spooled messages ------------------------------------------------------------------
@@ -277,7 +294,7 @@ class Daemon:
         for i, (row, s) in enumerate(samples):
             msg = {"id": s.id, "pred": int(pred[i]), "proba": [round(float(p), 6) for p in proba[i]],
                    "model_step": step, "latency_ms": round((now - row.received) * 1000.0, 3)}
-            if self.outbox.put(Outgoing(self.cfg.topics.predictions, json.dumps(msg).encode(), qos)):
+            if self._send(Outgoing(self.cfg.topics.predictions, json.dumps(msg).encode(), qos)):
                 self.metrics.predictions_published.inc()
 
     def _learn(self, items: list[tuple[str, np.ndarray, int]]) -> None:
@@ -318,7 +335,12 @@ class Daemon:
         self._warn_once(f"bad:{bad.reason.value}", "bad input on %s (%s): %s", source, bad.reason.value, bad.detail)
         body = {"reason": bad.reason.value, "detail": bad.detail, "id": bad.id if bad.id is not None else row.msg_id,
                 "source": source, "payload_b64": base64.b64encode(row.payload[:1024]).decode()}
-        self.outbox.put(Outgoing(self.cfg.topics.dead_letter, json.dumps(body).encode(), self.cfg.topics.predictions_qos))
+        self._send(Outgoing(self.cfg.topics.dead_letter, json.dumps(body).encode(), self.cfg.topics.predictions_qos))
+
+    def _send(self, msg: Outgoing) -> bool:
+        # While the broker is away, drop (counted) at once rather than stall learning on a full queue.
+        connected = self._link is not None and self._link.connected
+        return self.outbox.put(msg, timeout=0.5 if connected else 0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)

@@ -33,7 +33,7 @@ def find_publisher() -> Any | None:
     try:
         from edge_cl import export
 
-        return getattr(export, "publish_snapshot")
+        return export.publish_snapshot
     except (ImportError, AttributeError):
         return None
 

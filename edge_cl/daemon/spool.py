@@ -106,7 +106,7 @@ class Spool:
 
     def read_seqs(self, seqs: Iterable[int]) -> list[Row]:
         """The rows with these seqs that still hold a payload, in seq order."""
-        wanted = sorted(set(int(s) for s in seqs))
+        wanted = sorted({int(s) for s in seqs})
         out: list[Row] = []
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]

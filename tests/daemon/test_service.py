@@ -1,0 +1,153 @@
+"""Unit tests of the daemon's learning loop without a broker: spool rows in, outbox messages out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge_cl.config import parse_config
+from edge_cl.daemon.codec import encode_json
+from edge_cl.daemon.mqtt_source import Outbox
+from edge_cl.daemon.service import Daemon, id_digest, latest_checkpoint
+from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Spool
+
+DIM, CLASSES = 6, 3
+
+
+def config(tmp_path: Path, **spool: object):  # type: ignore[no-untyped-def]
+    return parse_config({
+        "input": {"dim": DIM, "num_classes": CLASSES},
+        "model": {"type": "mlp", "input_dim": DIM, "hidden": [8], "num_classes": CLASSES},
+        "learner": {"budget_bytes": 100_000, "replay_batch": 2, "device": "cpu", "max_batch": 4},
+        "checkpoint": {"dir": str(tmp_path / "ckpt")},
+        "spool": {"path": str(tmp_path / "spool.db"), **spool},
+        "snapshot": {"enabled": False}, "metrics": {"enabled": False},
+    })
+
+
+@pytest.fixture(autouse=True)
+def one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make(tmp_path: Path, **spool: object) -> tuple[Daemon, Spool]:
+    d = Daemon(config(tmp_path, **spool))
+    sp = Spool(d.cfg.spool.path)
+    d._restore(sp)
+    d.outbox = Outbox(10_000, d.metrics)
+    return d, sp
+
+
+def drain(d: Daemon) -> list[tuple[str, dict]]:
+    out = []
+    while (m := d.outbox.get_nowait()) is not None:
+        out.append((m.topic, json.loads(m.payload)))
+    return out
+
+
+def sample(i: int, y: int | None) -> Incoming:
+    x = np.full(DIM, float(i % CLASSES))
+    return Incoming(SAMPLE, f"s{i}", y is not None, encode_json(f"s{i}", x, y))
+
+
+def test_process_predicts_all_learns_labeled_and_dead_letters(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    sp.put_many([sample(0, 0), sample(1, None), Incoming(SAMPLE, None, False, b"junk"), sample(2, 2)])
+    d._process(sp.read_after(0, 100))
+    out = drain(d)
+    preds = [m for t, m in out if t == d.cfg.topics.predictions]
+    dead = [m for t, m in out if t == d.cfg.topics.dead_letter]
+    assert [p["id"] for p in preds] == ["s0", "s1", "s2"]
+    assert dead and dead[0]["reason"] == "malformed"
+    assert d.progress.learned == 2 and d.progress.position == sp.last_seq()
+    assert d.progress.digest == (id_digest("s0") + id_digest("s2")) % (1 << 64)
+    assert len(d.join) == 1  # s1 waits for its label
+
+
+def test_delayed_label_survives_a_checkpoint(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    sp.put_many([sample(i, None) for i in range(3)])
+    d._process(sp.read_after(0, 100))
+    d._checkpoint(sp)
+    assert latest_checkpoint(d.cfg.checkpoint.dir) is not None
+    # a fresh daemon (after a crash) rebuilds the waiting samples from the spool
+    d2, sp2 = make(tmp_path)
+    assert len(d2.join) == 3 and d2.progress.position == d.progress.position
+    sp2.put_many([Incoming(LABEL, "s1", True, b'{"id": "s1", "y": 1}')])
+    d2._process(sp2.read_after(d2.progress.position, 100))
+    assert d2.progress.learned == 1 and len(d2.join) == 2
+
+
+def test_catch_up_learns_a_subsample_but_predicts_everything(tmp_path: Path) -> None:
+    d, sp = make(tmp_path, catchup_learn_fraction=0.25, lag_high_water=5)
+    sp.put_many([sample(i, i % CLASSES) for i in range(200)])
+    d._refresh_gauges(sp)
+    assert d._catching_up
+    pos = 0
+    while rows := sp.read_after(pos, 50):
+        d._process(rows)
+        pos = d.progress.position
+    preds = [m for t, m in drain(d) if t == d.cfg.topics.predictions]
+    assert len(preds) == 200
+    skipped = d.metrics.value("edge_cl_samples_not_learned_total", reason="catch_up")
+    assert d.progress.learned + skipped == 200
+    assert 20 <= d.progress.learned <= 80
+    d._refresh_gauges(sp)
+    assert not d._catching_up and d.metrics.value("edge_cl_spool_depth") == 0
+
+
+def test_checkpoint_frees_spool_payloads_but_keeps_pending(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    sp.put_many([sample(0, 0), sample(1, None), sample(2, 1)])
+    d._process(sp.read_after(0, 100))
+    d._checkpoint(sp)
+    # s1 (unlabeled, waiting) must stay readable for a restart; the learned rows before it may go
+    assert [r.msg_id for r in sp.read_after(0, 100)] == ["s1", "s2"]
+    assert sp.read_seqs(d.join.pending_seqs())
+
+
+def test_old_checkpoints_are_pruned(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    for i in range(5):
+        sp.put_many([sample(10 + i, 0)])
+        d._process(sp.read_after(d.progress.position, 10))
+        d._checkpoint(sp)
+    assert len(list(d.cfg.checkpoint.dir.glob("ckpt-*.pt"))) == d.cfg.checkpoint.keep
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    sp.put_many([sample(0, 0)])
+    d._process(sp.read_after(0, 10))
+    d._checkpoint(sp)
+    other = config(tmp_path).model_copy(update={"model": {"type": "mlp", "input_dim": DIM, "hidden": [5],
+                                                          "num_classes": CLASSES}})
+    with pytest.raises(ValueError, match="does not fit the configured model"):
+        Daemon(other)._restore(sp)
+
+
+@pytest.mark.cuda
+def test_learning_loop_and_resume_on_cuda(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(update={"learner": cfg.learner.model_copy(update={"device": "cuda"})})
+    d = Daemon(cfg)
+    sp = Spool(cfg.spool.path)
+    d._restore(sp)
+    assert d.learner.device.type == "cuda"
+    sp.put_many([sample(i, i % CLASSES) for i in range(20)] + [sample(99, None)])
+    d._process(sp.read_after(0, 100))
+    d._checkpoint(sp)
+    from edge_cl.daemon.snapshots import make_job
+
+    job = make_job(d.learner)
+    assert next(job.model.parameters()).device.type == "cpu" and job.sample_inputs.device.type == "cpu"
+    d2 = Daemon(cfg)
+    d2._restore(Spool(cfg.spool.path))
+    assert d2.learner.step == d.learner.step and len(d2.join) == 1
