@@ -170,9 +170,12 @@ class OnlineLearner:
             lam = cfg.importance_lambda
             if lam is None:
                 lam = importance_registry.DEFAULT_LAMBDA[cfg.importance]
+            # Plain SGD on lambda * omega * d^2 diverges once 2 * lr * lambda * omega > 2: cap omega at the
+            # no-overshoot point. Adam rescales steps, so it needs no cap.
+            max_omega = 1.0 / (2.0 * cfg.lr * lam) if cfg.optimizer == "sgd" and lam > 0 else None
             self.importance = importance_registry.get(cfg.importance)(
                 self.model, lam=lam, gamma=cfg.importance_gamma, samples=cfg.importance_samples,
-                generator=self.generator)
+                generator=self.generator, max_omega=max_omega)
         self.trigger = make_trigger(cfg.trigger, **(cfg.trigger_params or {}))
         self.step = 0
         self.samples_learned = 0

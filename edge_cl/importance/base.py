@@ -26,7 +26,8 @@ class Importance:
     needs_labels = True
 
     def __init__(self, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10,
-                 chunk: int = 32, generator: torch.Generator | None = None) -> None:
+                 chunk: int = 32, generator: torch.Generator | None = None,
+                 max_omega: float | None = None) -> None:
         if lam < 0:
             raise ValueError(f"importance_lambda must be >= 0, got {lam}")
         if not 0.0 <= gamma <= 1.0:
@@ -39,6 +40,9 @@ class Importance:
         self.samples = int(samples)
         self.chunk = max(1, int(chunk))
         self.generator = generator
+        if max_omega is not None and not max_omega > 0:
+            raise ValueError(f"max_omega must be positive or None, got {max_omega}")
+        self.max_omega = max_omega
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = dict(model.named_parameters())
         self.params: list[Tensor] = [params[n] for n in self.names]
@@ -47,6 +51,7 @@ class Importance:
         self.anchor = [p.detach().clone() for p in self.params]
         self.current_count = 0      # estimates folded into `current` since the last consolidation
         self.consolidations = 0
+        self.clamped = 0            # entries of omega held at max_omega by the last consolidation
         self.updates = 0
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
 
@@ -158,10 +163,18 @@ class Importance:
         self.seconds += time.perf_counter() - started
 
     def consolidate(self) -> None:
-        """Fold the running estimate into ``omega`` and anchor the penalty at the present weights."""
+        """Fold the running estimate into ``omega`` and anchor the penalty at the present weights.
+
+        With ``max_omega`` set, omega is capped there: for SGD with learning rate ``lr`` the learner
+        passes ``1 / (2 lr lambda)``, beyond which one step on the penalty would overshoot the anchor
+        (and beyond twice that, diverge), so the cap keeps the strongest useful pull and stays stable.
+        """
         with torch.no_grad():
             torch._foreach_mul_(self.omega, self.gamma)
             torch._foreach_add_(self.omega, self.current)
+            if self.max_omega is not None:
+                self.clamped = int(sum(int((o > self.max_omega).sum()) for o in self.omega))
+                torch._foreach_clamp_max_(self.omega, self.max_omega)
             for a, p in zip(self.anchor, self.params, strict=True):
                 a.copy_(p)
             torch._foreach_zero_(self.current)
@@ -196,6 +209,7 @@ class Importance:
         return {"name": self.name, "omega": [t.clone() for t in self.omega],
                 "current": [t.clone() for t in self.current], "anchor": [t.clone() for t in self.anchor],
                 "current_count": self.current_count, "consolidations": self.consolidations,
+                "clamped": self.clamped,
                 "updates": self.updates, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -209,5 +223,6 @@ class Importance:
                 dst.copy_(src)
         self.current_count = int(state["current_count"])
         self.consolidations = int(state["consolidations"])
+        self.clamped = int(state.get("clamped", 0))
         self.updates = int(state["updates"])
         self.seconds = float(state["seconds"])

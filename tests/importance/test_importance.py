@@ -156,3 +156,40 @@ def test_state_roundtrip():
     assert (other.current_count, other.consolidations) == (1, 1)
     with pytest.raises(ValueError, match="'ewc'"):
         OnlineMAS(model, lam=1.0).load_state_dict(imp.state_dict())
+
+
+def test_max_omega_caps_consolidated_importance():
+    model = _model()
+    imp = OnlineMAS(model, lam=1.0, max_omega=1e-3)
+    imp.update(torch.randn(8, 6) * 10, None)
+    raw = [c.clone() for c in imp.current]
+    imp.consolidate()
+    assert imp.clamped == sum(int((r > 1e-3).sum()) for r in raw) > 0
+    for o, r in zip(imp.omega, raw):
+        torch.testing.assert_close(o, r.clamp(max=1e-3))
+    with pytest.raises(ValueError, match="max_omega"):
+        OnlineMAS(model, lam=1.0, max_omega=0.0)
+
+
+def test_capped_penalty_keeps_sgd_stable_where_the_raw_one_diverges():
+    """SGD on the penalty alone: with 2 lr lambda omega > 2 it diverges; the learner's cap prevents it."""
+    lr, lam = 0.5, 10.0
+    for cap, should_diverge in ((None, True), (1.0 / (2 * lr * lam), False)):
+        model = _model()
+        imp = OnlineEWC(model, lam=lam, max_omega=cap)
+        for o in imp.current:
+            o.fill_(1.0)  # 2 * lr * lam * omega = 10
+        imp.current_count = 1
+        imp.consolidate()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1)
+        for _ in range(20):
+            for p in imp.params:
+                p.grad = torch.zeros_like(p)
+            imp.add_penalty_grad_()
+            with torch.no_grad():
+                for p in imp.params:
+                    p.sub_(lr * p.grad)
+        distance = max(float((p - a).abs().max()) for p, a in zip(imp.params, imp.anchor))
+        assert (distance > 1.0) == should_diverge, distance
