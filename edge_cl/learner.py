@@ -43,7 +43,7 @@ class LearnStats:
     replay_size: int
     skipped: bool           # True: non-finite loss, nothing was changed
     consolidated: bool      # the trigger fired and importance was consolidated
-    penalty: float          # importance penalty value before the update
+    penalty: float          # importance penalty value, refreshed every importance_every steps
     importance_updated: bool
     seconds: float          # wall time of the step
 
@@ -183,6 +183,7 @@ class OnlineLearner:
         self.skipped_steps = 0
         self.consolidations = 0
         self.unlabeled_seen = 0
+        self._penalty = 0.0
         self.extra: dict[str, Any] = {}
 
     # --- budget -----------------------------------------------------------------------------------
@@ -240,9 +241,10 @@ class OnlineLearner:
         t = t.reshape(-1)
         if t.shape[0] != batch:
             raise ValueError(f"y has {t.shape[0]} labels for {batch} samples")
-        if batch and (int(t.min()) < 0 or int(t.max()) >= self.num_classes):
-            raise ValueError(f"labels must be in [0, {self.num_classes}); got min {int(t.min())}, "
-                             f"max {int(t.max())}")
+        if batch:
+            lo, hi = (int(y.min()), int(y.max())) if isinstance(y, np.ndarray) else (int(t.min()), int(t.max()))
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(f"labels must be in [0, {self.num_classes}); got min {lo}, max {hi}")
         return t.to(device=self.device, dtype=torch.int64, non_blocking=True)
 
     # --- the step ---------------------------------------------------------------------------------
@@ -264,19 +266,23 @@ class OnlineLearner:
         logits = self.model(xs)
         losses = F.cross_entropy(logits, ys, reduction="none")
         loss = losses.mean()
-        correct = (logits[:batch].detach().argmax(1) == yb).sum()
-        loss_all, loss_new, n_correct = torch.stack(
-            [loss.detach(), losses[:batch].detach().mean(), correct.to(loss.dtype)]).tolist()
-        if not math.isfinite(loss_all):
+        correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
+        # One device-to-host transfer per step: every per-sample loss and the hit count.
+        values = torch.cat([losses.detach(), correct.unsqueeze(0)]).tolist()
+        n_correct = values.pop()
+        loss_new = sum(values[:batch]) / batch
+        if not all(math.isfinite(v) for v in values):
             self.skipped_steps += 1
             return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
                               time.perf_counter() - started)
 
         torch._foreach_zero_(self._grads)  # gradients stay allocated: they are counted in the budget
         loss.backward()
-        penalty = 0.0
         if self.importance is not None and self.importance.active:
-            penalty = float(self.importance.add_penalty_grad_())
+            # The value is only reported, so it is refreshed on importance steps, not every step.
+            value = self.importance.add_penalty_grad_(with_value=(self.step + 1) % self.config.importance_every == 0)
+            if value is not None:
+                self._penalty = float(value)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
@@ -290,8 +296,8 @@ class OnlineLearner:
         consolidated = self.trigger is not None and self.trigger.observe(loss_new)
         if consolidated:
             self.consolidate()
-        return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated, penalty, updated,
-                          time.perf_counter() - started)
+        return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated, self._penalty,
+                          updated, time.perf_counter() - started)
 
     def consolidate(self) -> None:
         """Fold the running importance into the consolidated one and move the anchor (the trigger calls this)."""

@@ -190,18 +190,21 @@ class Importance:
         return self.lam * total
 
     @torch.no_grad()
-    def add_penalty_grad_(self) -> Tensor:
+    def add_penalty_grad_(self, with_value: bool = True) -> Tensor | None:
         """Add the penalty's gradient ``2 lambda omega (theta - theta*)`` to each ``param.grad``.
 
-        Cheaper than backpropagating :meth:`penalty`; returns the penalty value (a 0-d tensor).
+        Cheaper than backpropagating :meth:`penalty`. Returns the penalty value (a 0-d tensor), or
+        None with ``with_value=False``, which skips that extra work on the hot path.
         """
-        diffs = torch._foreach_sub(self.params, self.anchor)
-        weighted = torch._foreach_mul(diffs, self.omega)
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             raise ValueError("add_penalty_grad_ needs every parameter's .grad allocated; run backward first")
-        torch._foreach_add_(grads, weighted, alpha=2.0 * self.lam)  # type: ignore[arg-type]
-        value = torch.stack([torch.dot(w.flatten(), d.flatten()) for w, d in zip(weighted, diffs, strict=True)])
+        diffs = torch._foreach_sub(self.params, self.anchor)
+        torch._foreach_addcmul_(grads, self.omega, diffs, value=2.0 * self.lam)  # type: ignore[arg-type]
+        if not with_value:
+            return None
+        torch._foreach_mul_(diffs, diffs)
+        value = torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(self.omega, diffs, strict=True)])
         return value.sum() * self.lam
 
     # --- state ------------------------------------------------------------------------------------
