@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["OnlineLearner", "models", "__version__"]
+__all__ = ["OnlineLearner", "__version__", "models"]
 
 if TYPE_CHECKING:
     from edge_cl import models

@@ -416,5 +416,5 @@ def _rss_bytes() -> int:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
-    except Exception:  # psutil missing or the platform refuses: RSS is informative only
+    except Exception:  # noqa: BLE001 - psutil missing or the platform refuses: RSS is informative only
         return 0

@@ -133,7 +133,7 @@ def build(spec: Mapping[str, Any]) -> nn.Module:
         model = factory(**kwargs)
         if not isinstance(model, nn.Module):
             raise ValueError(f"model factory {kind!r} returned {type(model).__name__}, not a torch.nn.Module")
-        setattr(model, "spec", dict(spec))  # lets a saved learner rebuild it
+        model.spec = dict(spec)  # type: ignore[assignment]  # lets a saved learner rebuild it
         return model
     raise ValueError(f"model type {kind!r} is unknown; use one of {sorted(BUILDERS)} or 'package.module:function'")
 

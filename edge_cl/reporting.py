@@ -7,7 +7,7 @@ import os
 import platform
 import re
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HEADER = ("# Benchmarks\n\nEvery section below is written by a benchmark command (named in the section); "
@@ -23,7 +23,7 @@ def machine_line(device: str = "cpu") -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         gpu = f", GPU {torch.cuda.get_device_name(0)}"
     return (f"{cpu}, {os.cpu_count()} logical CPUs{gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}; {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+            f"torch {torch.__version__}; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
 
 
 def write_section(name: str, body: str, command: str, path: str | os.PathLike[str] = "BENCHMARKS.md") -> Path:

@@ -45,5 +45,5 @@ def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "
         raise ValueError(f"{target} is not a readable edge_cl state file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'empty'})") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{target} does not hold an edge_cl state dict")
+        raise ValueError(f"{target} does not hold an edge_cl state dict")  # noqa: TRY004
     return state

@@ -10,7 +10,7 @@ REGISTRY: dict[str, type[Importance]] = {"ewc": OnlineEWC, "mas": OnlineMAS}
 # Penalty strengths that work for the default models (importance scales differ per method).
 DEFAULT_LAMBDA: dict[str, float] = {"ewc": 10.0, "mas": 0.2}
 
-__all__ = ["Importance", "OnlineEWC", "OnlineMAS", "REGISTRY", "DEFAULT_LAMBDA", "get"]
+__all__ = ["DEFAULT_LAMBDA", "REGISTRY", "Importance", "OnlineEWC", "OnlineMAS", "get"]
 
 
 def get(name: str) -> type[Importance]:
