@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edge_cl.bench import metrics
@@ -121,7 +120,7 @@ def measure(model_spec: dict[str, Any], learner_kwargs: dict[str, Any], batch: i
         learner.learn(xb, yb)
         lat.append(clock() - t0)
     rep = learner.memory_report()
-    out = metrics.latency_summary(lat)
+    out: dict[str, Any] = dict(metrics.latency_summary(lat))
     out.update({"budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
                 "buffer_capacity": rep["buffer_capacity"], "bytes_per_sample": rep.get("bytes_per_sample"),
                 "parts": rep.get("parts"), "step_workspace_bytes": rep.get("step_workspace_bytes"),
@@ -135,7 +134,8 @@ def run_fit(fit: FitConfig, steps: int = 300) -> dict[str, Any]:
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     doc: dict[str, Any] = {"kind": "budget-fit", "config": fit.source, "latency_budget_ms": fit.latency_budget_ms,
-                           "rss_budget_mb": fit.rss_budget_mb, "learner": _plain(fit.learner), "batch": fit.batch}
+                           "rss_budget_mb": fit.rss_budget_mb, "learner": _plain(fit.learner), "batch": fit.batch,
+                           "threads": torch.get_num_threads()}
     try:
         m = measure(fit.model, fit.learner, fit.batch, steps)
     except ValueError as exc:  # the budget cannot even hold the fixed state
@@ -196,21 +196,21 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 def fit_report_markdown(doc: dict[str, Any]) -> str:
     """A plain answer (FITS / DOES NOT FIT with the reasons) and, after a sweep, the table and the best pair."""
     m = doc.get("measured") or {}
-    lines = [f"**{'FITS' if doc['fits'] else 'DOES NOT FIT'}**: `{doc.get('config')}`, "
-             f"{doc['learner'].get('importance') or 'no'} importance, replay batch {doc['learner'].get('replay_batch')}, "
-             f"batch {doc.get('batch')}."]
+    lines = [(f"**{'FITS' if doc['fits'] else 'DOES NOT FIT'}**: `{doc.get('config')}`, "
+              f"{doc['learner'].get('importance') or 'no'} importance, replay batch "
+              f"{doc['learner'].get('replay_batch')}, batch {doc.get('batch')}, torch threads {doc.get('threads')}.")]
     lines += [f"- {r}" for r in doc.get("reasons", [])]
     if m:
         lines += [
             "",
             "| check | measured | budget | ok |", "|---|---|---|---|",
-            f"| learn latency p99 | {m['latency_ms_p99']:.3f} ms (p50 {m['latency_ms_p50']:.3f}) | "
-            f"{doc['latency_budget_ms']} ms | {'yes' if m['latency_ms_p99'] <= doc['latency_budget_ms'] else 'no'} |",
-            f"| learner state | {m['used_bytes']:,} B (buffer {m['buffer_capacity']} samples) | "
-            f"{m['budget_bytes']:,} B | {'yes' if m['used_bytes'] <= m['budget_bytes'] else 'no'} |",
-            f"| peak RSS (whole process) | {doc['peak_rss_mb']:.0f} MiB | "
-            f"{doc['rss_budget_mb'] if doc.get('rss_budget_mb') else '-'} | "
-            f"{'yes' if not doc.get('rss_budget_mb') or doc['peak_rss_mb'] <= doc['rss_budget_mb'] else 'no'} |",
+            (f"| learn latency p99 | {m['latency_ms_p99']:.3f} ms (p50 {m['latency_ms_p50']:.3f}) | "
+             f"{doc['latency_budget_ms']} ms | {'yes' if m['latency_ms_p99'] <= doc['latency_budget_ms'] else 'no'} |"),
+            (f"| learner state | {m['used_bytes']:,} B (buffer {m['buffer_capacity']} samples) | "
+             f"{m['budget_bytes']:,} B | {'yes' if m['used_bytes'] <= m['budget_bytes'] else 'no'} |"),
+            (f"| peak RSS (whole process) | {doc['peak_rss_mb']:.0f} MiB | "
+             f"{doc['rss_budget_mb'] if doc.get('rss_budget_mb') else '-'} | "
+             f"{'yes' if not doc.get('rss_budget_mb') or doc['peak_rss_mb'] <= doc['rss_budget_mb'] else 'no'} |"),
             f"| throughput | {m['samples_per_s']:,.0f} samples/s on {m['device']} | - | - |",
         ]
     if "sweep" in doc:

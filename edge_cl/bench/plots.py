@@ -65,12 +65,13 @@ def write_plots(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Pa
             ax.axvline(c, color=line.get_color(), alpha=0.35, lw=0.8, ls=":",
                        label=f"{name} consolidation / drift" if i == 0 else None)
     if any_line:
-        for e in (next(iter(methods.values()), {}).get("task_ends") or [])[:-1]:
+        first: dict[str, Any] = next(iter(methods.values()), {})
+        for e in (first.get("task_ends") or [])[:-1]:
             ax.axvline(e, color="grey", alpha=0.25, lw=0.6)
         ax.set_xlabel("samples seen")
         ax.set_ylabel("accuracy %")
         ax.set_title(f"{stream.get('name')}: accuracy over the stream (grey: task boundaries, unknown to learners)")
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         p = out / "stream_accuracy.png"
         fig.savefig(p, dpi=100, bbox_inches="tight")
         written.append(p)

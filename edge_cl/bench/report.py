@@ -48,7 +48,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
             cells += [_pct(r, "acc"), _pct(r, "bwt", True), _pct(r, "fwt", True), _pct(r, "forgetting")]
         vs = r.get("vs_bare")
         cells += [_pct(r, "prequential_acc"), _num(r, "samples_per_s", ",.0f"),
-                  f"{vs:.2f}x {r.get('bare_reference')}" if vs is not None else "-",
+                  (f"{vs:.2f}x / p50 {r['vs_bare_p50']:.2f}x {r.get('bare_reference')}"
+                   if vs is not None and r.get("vs_bare_p50") is not None else "-"),
                   _num(r, "latency_ms_p50", ".3f"), _num(r, "latency_ms_p99", ".3f"), _budget(r),
                   f"{int(r['used_bytes']):,}" if r.get("used_bytes") else "-", _num(r, "peak_rss_mb", ".0f"),
                   _num(r, "consolidations", ".0f")]
@@ -57,15 +58,23 @@ def markdown_table(doc: dict[str, Any]) -> str:
             notes.append(f"- {name}: {r['note']}")
     cfg = doc.get("config", {})
     seeds = cfg.get("repeat", 1)
-    intro = (f"Stream `{stream.get('name')}` ({stream.get('setting')}, {stream.get('num_tasks') or 1} task(s), "
+    images = "" if cfg.get("images", "mnist") == "mnist" or stream.get("kind") != "tasks" else f" of {cfg['images']}"
+    intro = (f"Stream `{stream.get('name')}`{images} ({stream.get('setting')}, {stream.get('num_tasks') or 1} task(s), "
              f"{stream.get('samples'):,} training samples, scale {cfg.get('scale')}); protocol `{cfg.get('protocol')}`: "
-             f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, plain SGD; "
+             f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, {_opt(cfg)}; "
              f"model {_model_text(doc)}; {seeds} seed(s) from {cfg.get('seed')}"
              + (" (mean ± std)" if seeds > 1 else "") + f". Budget: {doc.get('budget', {}).get('note')}.")
     foot = ("samples/s counts only time inside `learn` (no evaluation); `vs bare` divides it by the hand-written "
-            "PyTorch loop with the same model, batches and replay. Peak RSS is the process high-water mark "
+            "PyTorch loop with the same model, batches and replay (`p50`: its median step time over ours, robust to "
+            "stalls from other processes on a shared CPU). Peak RSS is the process high-water mark "
             "(data sets included), not per method.")
     return "\n".join([intro, "", *lines, "", foot, *([""] + notes if notes else [])])
+
+
+def _opt(cfg: dict[str, Any]) -> str:
+    if cfg.get("optimizer", "sgd") == "adam":
+        return "Adam"
+    return f"SGD momentum {cfg['momentum']}" if cfg.get("momentum") else "plain SGD"
 
 
 def _model_text(doc: dict[str, Any]) -> str:

@@ -22,10 +22,12 @@ from edge_cl.bench.streams import PrequentialStream, TaskStream, make_stream
 
 # DER protocol (Buzzega et al. 2020, mammoth best args for ER / buffer 500 on MNIST domain-IL).
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "edge": {"batch": 10, "replay_batch": 10, "lr": 0.1},
-    "der": {"batch": 128, "replay_batch": 128, "lr": 0.2},
+    "edge": {"batch": 10, "replay_batch": 10, "lr": 0.1, "init": "torch"},
+    # mammoth's MNISTMLP applies Xavier-uniform weights and zero biases.
+    "der": {"batch": 128, "replay_batch": 128, "lr": 0.2, "init": "xavier"},
 }
 EVAL_CHUNK = 10_000
+INITS = ("torch", "xavier")
 
 Progress = Callable[[int], None]
 
@@ -43,6 +45,9 @@ class BenchConfig:
     batch: int | None = None
     replay_batch: int | None = None
     lr: float | None = None
+    init: str | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.0
     budget_samples: int | None = 500
     budget_bytes: int | None = None
     storage: str = "float32"
@@ -56,6 +61,7 @@ class BenchConfig:
     model: dict[str, Any] | None = None
     data_dir: str | None = None
     num_tasks: int = 20
+    images: str = "mnist"
     window: int | None = None
 
     def resolved(self) -> BenchConfig:
@@ -67,6 +73,9 @@ class BenchConfig:
         out.batch = self.batch if self.batch is not None else p["batch"]
         out.replay_batch = self.replay_batch if self.replay_batch is not None else p["replay_batch"]
         out.lr = self.lr if self.lr is not None else p["lr"]
+        out.init = self.init if self.init is not None else p["init"]
+        if out.init not in INITS:
+            raise ValueError(f"init={out.init!r} is unknown; use one of {INITS}")
         for name in ("batch", "repeat", "joint_epochs", "num_tasks"):
             v = getattr(out, name)
             if not isinstance(v, int) or v < 1:
@@ -92,11 +101,24 @@ def default_model_spec(input_dim: int, num_classes: int) -> dict[str, Any]:
     return {"type": "mlp", "input_dim": input_dim, "hidden": [100, 100], "num_classes": num_classes}
 
 
-def build_model(spec: dict[str, Any], seed: int) -> nn.Module:
-    """Build ``spec`` with initial weights fixed by ``seed`` (the global RNG state is restored afterwards)."""
+def build_model(spec: dict[str, Any], seed: int, init: str = "torch") -> nn.Module:
+    """Build ``spec`` with initial weights fixed by ``seed`` (the global RNG state is restored afterwards).
+
+    ``init="xavier"`` re-initialises every Linear layer Xavier-uniform with zero bias, as mammoth's MNISTMLP.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return models.build(spec)
+        model = models.build(spec)
+        if init == "xavier":
+            with torch.no_grad():
+                for m in model.modules():
+                    if isinstance(m, nn.Linear):
+                        nn.init.xavier_uniform_(m.weight)
+                        if m.bias is not None:
+                            m.bias.zero_()
+        elif init != "torch":
+            raise ValueError(f"init={init!r} is unknown; use one of {INITS}")
+        return model
 
 
 def peak_rss_mb() -> float:
@@ -164,7 +186,8 @@ class _LearnerStepper:
         rep = self.learner.memory_report()
         return {"budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
                 "buffer_capacity": rep["buffer_capacity"], "buffer_size": rep.get("buffer_size"),
-                "bytes_per_sample": rep.get("bytes_per_sample"), "memory_report": _jsonable(rep)}
+                "bytes_per_sample": rep.get("bytes_per_sample"), "memory_report": _jsonable(rep),
+                "skipped_steps": int(getattr(self.learner, "skipped_steps", 0))}
 
 
 class _BareStepper:
@@ -228,15 +251,18 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
     return int(OnlineLearner.required_bytes(model, buffer_samples=int(cfg.budget_samples or 0),
                                             importance=kw["importance"], replay_batch=max(1, int(cfg.replay_batch or 1)),
-                                            storage="float32"))
+                                            storage="float32", optimizer=cfg.optimizer, momentum=cfg.momentum))
 
 
 def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int) -> _Stepper:
     from edge_cl.learner import OnlineLearner
 
-    model = build_model(spec, seed)
+    model = build_model(spec, seed, str(cfg.init))
     budget = _budget_for(cfg, spec, method)
     if method in ("bare-sgd", "bare-er"):
+        if cfg.optimizer != "sgd" or cfg.momentum:
+            raise ValueError(f"the bare loops use plain SGD; run them with --optimizer sgd --momentum 0 or pass "
+                             f"--no-bare (got optimizer={cfg.optimizer!r}, momentum={cfg.momentum})")
         # The bare loop gets the buffer the learner would get for ER under the same budget.
         probe = OnlineLearner(build_model(spec, seed), budget_bytes=budget, importance=None,
                               replay_batch=max(1, int(cfg.replay_batch or 1)), device=cfg.device, seed=seed,
@@ -247,7 +273,7 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
         return _BareStepper(bare, budget)
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
-    opts: dict[str, Any] = {"storage": cfg.storage}
+    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum}
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
     if cfg.importance_lambda is not None and kw["importance"] is not None:
@@ -276,24 +302,34 @@ def _finish(result: dict[str, Any], trace: _Trace, stepper: _Stepper | None, win
     })
     if stepper is not None:
         result.update(stepper.budget())
+    if result.get("skipped_steps"):
+        result["note"] = (f"{result['skipped_steps']} of {result['steps']} steps skipped on a non-finite loss: "
+                          "the run diverged (try a smaller --lr or --importance-lambda)")
     return result
 
 
+def baseline_accuracies(cfg: BenchConfig, stream: TaskStream, seed: int) -> list[float]:
+    """Accuracy of the untrained model (the seed's initial weights) on every task: ``b`` of FWT."""
+    spec = cfg.model or default_model_spec(stream.input_dim, stream.num_classes)
+    base_eval = _ModelEval(build_model(spec, seed, str(cfg.init)), torch.device("cpu"))
+    return [evaluate(base_eval, *stream.test(j)) for j in range(stream.num_tasks)]
+
+
 def run_task_stream(cfg: BenchConfig, stream: TaskStream, method: str, seed: int,
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None, baseline: list[float] | None = None) -> dict[str, Any]:
     """One method, one seed over a task stream: accuracy matrix (T x T) plus the online trace."""
+    cfg = cfg.resolved()
     spec = cfg.model or default_model_spec(stream.input_dim, stream.num_classes)
     t_count = stream.num_tasks
     res = empty_result(method, seed=seed)
     started = time.perf_counter()
-    base_eval = _ModelEval(build_model(spec, seed), torch.device("cpu"))
-    b = [evaluate(base_eval, *stream.test(j)) for j in range(t_count)]
+    b = baseline if baseline is not None else baseline_accuracies(cfg, stream, seed)
     res["baseline_acc"] = b
     window = cfg.window or max(1, stream.train_size(0) // 10)
 
     if method == "joint":
         xs, ys = zip(*(stream.train_raw(t) for t in range(t_count)))
-        model = build_model(spec, seed)
+        model = build_model(spec, seed, str(cfg.init))
         dev = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
         t0 = time.perf_counter()
         train_joint(model, xs, ys, epochs=cfg.joint_epochs, batch=int(cfg.batch or 10), lr=float(cfg.lr or 0.1),
@@ -342,6 +378,7 @@ def run_task_stream(cfg: BenchConfig, stream: TaskStream, method: str, seed: int
 def run_prequential_stream(cfg: BenchConfig, stream: PrequentialStream, method: str, seed: int,
                            progress: Progress | None = None) -> dict[str, Any]:
     """One method, one seed over a prequential stream (test-then-train on every micro-batch)."""
+    cfg = cfg.resolved()
     spec = cfg.model or default_model_spec(stream.input_dim, stream.num_classes)
     res = empty_result(method, seed=seed)
     window = cfg.window or max(1, len(stream) // 50)
@@ -412,15 +449,17 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None,
     stream_info: dict[str, Any] = {}
     peer_results: dict[str, Any] = {}
     for i, seed in enumerate(seeds):
-        stream = make_stream(cfg.stream, scale=cfg.scale, seed=seed, data_dir=cfg.data_dir, num_tasks=cfg.num_tasks)
+        stream = make_stream(cfg.stream, scale=cfg.scale, seed=seed, data_dir=cfg.data_dir, num_tasks=cfg.num_tasks,
+                             images=cfg.images)
         if i == 0:
             stream_info = _stream_info(stream)
             if on_total is not None:
                 total = stream_info["samples"] * len(methods) * len(seeds)
                 on_total(total)
+        b = baseline_accuracies(cfg, stream, seed) if isinstance(stream, TaskStream) else None
         for m in methods:
             if isinstance(stream, TaskStream):
-                per_method[m].append(run_task_stream(cfg, stream, m, seed, progress))
+                per_method[m].append(run_task_stream(cfg, stream, m, seed, progress, b))
             else:
                 per_method[m].append(run_prequential_stream(cfg, stream, m, seed, progress))
         if i == 0 and cfg.peers:
@@ -428,18 +467,29 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None,
     results = {m: _aggregate(r) for m, r in per_method.items()}
     for m, r in results.items():
         if m in LEARNER_METHODS and cfg.bare:
-            bare = results.get(method_spec(m).bare_equivalent, {})
-            ours, ref = r.get("samples_per_s"), bare.get("samples_per_s")
+            ref_result: dict[str, Any] = results.get(method_spec(m).bare_equivalent, {})
+            ours, ref = r.get("samples_per_s"), ref_result.get("samples_per_s")
             r["bare_reference"] = method_spec(m).bare_equivalent
             r["vs_bare"] = ours / ref if ours and ref else None
+            # Medians shrug off the stalls other processes cause on a shared CPU; the ratio of totals does not.
+            p50, ref_p50 = r.get("latency_ms_p50"), ref_result.get("latency_ms_p50")
+            r["vs_bare_p50"] = ref_p50 / p50 if p50 and ref_p50 else None
     return {
         "schema": SCHEMA,
+        "device": str(_device_of(cfg)),
+        "torch_threads": torch.get_num_threads(),
         "stream": stream_info,
         "config": _jsonable(asdict(cfg)),
         "budget": _budget_summary(cfg, results),
         "methods": results,
         "peers": peer_results,
     }
+
+
+def _device_of(cfg: BenchConfig) -> torch.device:
+    from edge_cl.devices import resolve_device
+
+    return resolve_device(cfg.device)
 
 
 def _stream_info(stream: TaskStream | PrequentialStream) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -256,6 +257,7 @@ def river_synth(name: str, n: int = 20_000, seed: int = 0, scale: float = 1.0) -
     scale = _check_scale(scale)
     n = _scaled(n, scale, floor=10)
     pos, width = n // 2, max(1, n // 50)
+    base: Any
     if name == "sea":
         base = synth.ConceptDriftStream(synth.SEA(variant=0, seed=seed), synth.SEA(variant=2, seed=seed + 1),
                                         position=pos, width=width, seed=seed)
@@ -282,10 +284,10 @@ def river_synth(name: str, n: int = 20_000, seed: int = 0, scale: float = 1.0) -
 
 
 def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os.PathLike[str] | None = None,
-                num_tasks: int = 20) -> TaskStream | PrequentialStream:
-    """Build a stream by name (one of :data:`STREAMS`)."""
+                num_tasks: int = 20, images: str = "mnist") -> TaskStream | PrequentialStream:
+    """Build a stream by name (one of :data:`STREAMS`); ``images`` swaps MNIST for ``fashion-mnist``."""
     if name in ("rotated-mnist", "permuted-mnist", "split-mnist", "gradual-rotation"):
-        data = load_images("mnist", data_dir)
+        data = load_images(images, data_dir)
         if name == "rotated-mnist":
             return rotated_mnist(data, num_tasks, scale, seed)
         if name == "permuted-mnist":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,25 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The command as the user gave it (options from the command line only), for BENCHMARKS.md."""
+    parts = ["edge-cl", "bench"]
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name != "COMMANDLINE":  # compared by name: typer may vendor click
+            continue
+        value = ctx.params[name]
+        if getattr(param, "is_flag", False) and isinstance(value, bool):
+            flags = list(param.opts) if value else list(getattr(param, "secondary_opts", []) or param.opts)
+            parts.append(flags[0])
+        else:
+            parts += [param.opts[0], shlex.quote(str(value))]
+    return " ".join(parts)
+
+
 def bench(
+    ctx: typer.Context,
     stream: Annotated[str, typer.Option(help="rotated-mnist, permuted-mnist, split-mnist, gradual-rotation, elec2, "
                                              "sea, agrawal, rbf.")] = "rotated-mnist",
     methods: Annotated[str, typer.Option(help="Comma list: sgd, er, ewc, mas, er+ewc, er+mas, joint, no-change, "
@@ -32,6 +49,10 @@ def bench(
     batch: Annotated[int | None, typer.Option(help="New samples per step (overrides the protocol).")] = None,
     replay_batch: Annotated[int | None, typer.Option(help="Replayed samples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate.")] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd or adam (the bare loops are plain SGD only).")] = "sgd",
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
+    init: Annotated[str | None, typer.Option(help="Initial weights: torch (default init) or xavier (mammoth's "
+                                                  "MNISTMLP); default from the protocol.")] = None,
     storage: Annotated[str, typer.Option(help="Buffer storage: float32, float16, uint8.")] = "float32",
     trigger: Annotated[str, typer.Option(help="Consolidation trigger for ewc/mas: plateau, adwin, page-hinkley, "
                                               "none.")] = "plateau",
@@ -39,6 +60,8 @@ def bench(
     = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     repeat: Annotated[int, typer.Option(help="Run K seeds and report mean ± std.")] = 1,
+    images: Annotated[str, typer.Option(help="Images behind the *-mnist streams: mnist or fashion-mnist.")]
+    = "mnist",
     tasks: Annotated[int, typer.Option(help="Tasks of rotated/permuted MNIST.")] = 20,
     joint_epochs: Annotated[int, typer.Option(help="Epochs of the offline joint upper bound.")] = 1,
     bare: Annotated[bool, typer.Option(help="Also run the bare PyTorch loops (overhead reference).")] = True,
@@ -59,26 +82,37 @@ def bench(
     sweep: Annotated[bool, typer.Option(help="Budget fit: try buffer and replay sizes, print the largest that "
                                              "fits.")] = False,
     fit_steps: Annotated[int, typer.Option(help="Budget fit: learn steps timed per configuration.")] = 300,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). 1 keeps small-model "
+                                              "latency steady on a shared or small CPU.")] = 1,
 ) -> None:
     """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots), or with --config,
     answer whether a device configuration fits its latency and memory budgets."""
-    command = "edge-cl bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = _command_line(ctx)
+    if threads < 0:
+        _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    if threads:
+        import torch
+
+        # The CLI owns the process: with more intra-op threads than free cores, OpenMP waits turn a 1 ms
+        # update into 100 ms stalls (measured on a shared 2-core host), so benchmarks pin the count.
+        torch.set_num_threads(threads)
     if config is not None:
         _budget_fit(config, latency_budget_ms, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file,
                     command)
         return
     from edge_cl.bench.methods import parse_methods
-    from edge_cl.bench.runner import BenchConfig, run_bench
+    from edge_cl.bench.runner import BenchConfig
 
     try:
         cfg = BenchConfig(
             stream=stream, methods=parse_methods(methods), scale=scale, seed=seed, repeat=repeat, protocol=protocol,
-            batch=batch, replay_batch=replay_batch, lr=lr,
+            batch=batch, replay_batch=replay_batch, lr=lr, init=init,
+            optimizer=optimizer, momentum=momentum,
             budget_samples=None if budget_bytes is not None and budget_samples is None else (budget_samples or 500),
             budget_bytes=budget_bytes, storage=storage, trigger=None if trigger == "none" else trigger,
             importance_lambda=importance_lambda, device=device, joint_epochs=joint_epochs, bare=bare,
             peers=[p.strip() for p in peers.split(",") if p.strip()], peer_max_samples=peer_max_samples,
-            data_dir=str(data_dir) if data_dir else None, num_tasks=tasks).resolved()
+            data_dir=str(data_dir) if data_dir else None, num_tasks=tasks, images=images).resolved()
     except ValueError as exc:
         _fail(str(exc))
     doc = _run_with_progress(cfg)
@@ -86,13 +120,20 @@ def bench(
 
 
 def _run_with_progress(cfg: Any) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from edge_cl.bench.runner import run_bench
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), transient=True, stderr=True) as prog:
+                  TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as prog:
         task = prog.add_task(f"bench {cfg.stream}", total=None)
         try:
             return run_bench(cfg, progress=lambda n: prog.advance(task, n),

@@ -26,7 +26,7 @@ def test_domain_il_shapes_counts_and_determinism(data, build):
     x, y = s.train(2)
     assert x.shape == (100, 64) and x.dtype == torch.float32 and y.shape == (100,)
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    xt, yt = s.test(1)
+    xt, _yt = s.test(1)
     assert xt.shape == (500, 64)
     again = build(data, num_tasks=4, scale=0.1, seed=3)
     assert _same(s.train(2), again.train(2)) and _same(s.test(3), again.test(3))
@@ -106,7 +106,7 @@ def test_real_mnist_stream_when_present():
         s = streams.make_stream("rotated-mnist", scale=0.01, seed=0)
     except FileNotFoundError as exc:
         pytest.skip(f"MNIST files not present: {exc}")
-    x, y = s.train(0)
+    x, _y = s.train(0)
     assert x.shape == (600, 784) and s.num_tasks == 20
     e = streams.make_stream("elec2")
     assert len(e) == 45312 and e.input_dim == 6

@@ -1,0 +1,70 @@
+import importlib.util
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_cl.bench.datasets import find_data_dir
+from edge_cl.bench.schema import REQUIRED_KEYS, check_document
+from edge_cl.cli.main import app
+
+
+def _mnist_present():
+    try:
+        return (find_data_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
+def test_rotated_mnist_end_to_end(tmp_path, one_thread):
+    out, plots, bm = tmp_path / "out.json", tmp_path / "plots", tmp_path / "BENCHMARKS.md"
+    with_plots = importlib.util.find_spec("matplotlib") is not None  # the [bench] extra
+    res = CliRunner().invoke(app, ["bench", "--stream", "rotated-mnist", "--scale", "0.01",
+                                   "--methods", "sgd,er,er+mas,joint,no-change", "--budget-samples", "500",
+                                   "--json", str(out), "--write-benchmarks", "ci-quick", "--benchmarks-file", str(bm),
+                                   *(["--plots", str(plots)] if with_plots else [])])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert check_document(doc) == []
+    assert set(doc["methods"]) == {"sgd", "er", "er+mas", "joint", "no-change", "bare-sgd", "bare-er"}
+    for name, r in doc["methods"].items():
+        assert all(k in r for k in REQUIRED_KEYS), name
+    er = doc["methods"]["er"]
+    assert len(er["accuracy_matrix"]) == 20 and er["buffer_capacity"] == 500
+    assert doc["stream"]["samples"] == 20 * 600
+    assert "| er |" in res.output
+    if with_plots:
+        assert (plots / "matrix_er.png").is_file() and (plots / "latency_hist.png").is_file()
+    text = bm.read_text()
+    assert "<!-- edge-cl:begin ci-quick -->" in text and "Produced by: `edge-cl bench --stream rotated-mnist" in text
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    res = CliRunner().invoke(app, ["bench", "--stream", "rotated-mnist", "--scale", "0.01",
+                                   "--data-dir", str(tmp_path / "absent"), "--threads", "0"])
+    assert res.exit_code == 2
+    assert "absent" in res.output
+
+
+def test_missing_file_is_named(tmp_path):
+    (tmp_path / "elec2").mkdir()
+    res = CliRunner().invoke(app, ["bench", "--stream", "elec2", "--data-dir", str(tmp_path), "--threads", "0"])
+    assert res.exit_code == 2
+    assert "electricity.csv" in res.output
+
+
+def test_bad_method_is_named():
+    res = CliRunner().invoke(app, ["bench", "--methods", "er,gem", "--threads", "0"])
+    assert res.exit_code == 2 and "gem" in res.output
+
+
+def test_budget_fit_exit_codes(tmp_path, one_thread):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[input]\ndim = 4\nnum_classes = 2\n[model]\ntype = "mlp"\ninput_dim = 4\nhidden = [8]\n'
+                   'num_classes = 2\n[learner]\nbudget_bytes = 50000\ndevice = "cpu"\n[bench]\nlatency_budget_ms = 5000\n')
+    ok = CliRunner().invoke(app, ["bench", "--config", str(cfg), "--fit-steps", "10"])
+    assert ok.exit_code == 0 and "FITS" in ok.output
+    bad = CliRunner().invoke(app, ["bench", "--config", str(cfg), "--fit-steps", "10", "--latency-budget-ms", "1e-7"])
+    assert bad.exit_code == 1 and "DOES NOT FIT" in bad.output
