@@ -246,6 +246,15 @@ class LoggingConfig(_Section):
     warn_interval_s: float = Field(10.0, ge=0, description="Repeated warnings of one kind at most this often.")
 
 
+class BenchConfig(_Section):
+    """Device budgets checked by `edge-cl bench --config` (the daemon itself ignores them)."""
+
+    latency_budget_ms: float | None = Field(None, gt=0, description="Update latency p99 the device allows (ms).")
+    rss_budget_mb: float | None = Field(None, gt=0, description="Process RSS the device allows (MiB).")
+    batch: int | None = Field(None, ge=1, description="New samples per learn step in the fit run "
+                                                      "(default: learner.max_batch).")
+
+
 class Config(_Section):
     """The whole daemon configuration."""
 
@@ -260,6 +269,7 @@ class Config(_Section):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
 
     @field_validator("model")
     @classmethod
@@ -359,12 +369,14 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"importance_lambda": 1.0, "input_range": [0.0, 1.0]},
+    "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
                   "hidden": 32}
 _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
-              ("learner", "importance_lambda"), ("learner", "input_range")}
+              ("learner", "importance_lambda"), ("learner", "input_range"),
+              ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
 
 def _toml_value(v: Any) -> str:

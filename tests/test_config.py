@@ -128,3 +128,10 @@ def test_example_file_is_the_generated_one() -> None:
     assert example.read_text().strip() == render_example().strip(), (
         "deploy/config/example.toml is stale: regenerate it with "
         "python -c 'from edge_cl.config import render_example; print(render_example())' > deploy/config/example.toml")
+
+
+def test_bench_table_for_budget_fit_is_part_of_the_schema() -> None:
+    cfg = parse_config(with_(bench={"latency_budget_ms": 5.0, "batch": 10}))
+    assert cfg.bench.latency_budget_ms == 5.0 and cfg.bench.rss_budget_mb is None
+    with pytest.raises(ConfigError, match="bench.latency_budget_ms"):
+        parse_config(with_(bench={"latency_budget_ms": -1}))
