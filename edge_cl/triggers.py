@@ -36,17 +36,24 @@ class PlateauTrigger:
     """Fires when the loss settles on a plateau after a significant peak.
 
     Losses are averaged over consecutive windows of ``window`` steps. A window whose mean exceeds the
-    last plateau's mean by ``peak_z`` standard errors marks a peak (the first window always does:
-    nothing is learned yet). After a peak, the first window whose mean is no longer below the previous
-    window's by ``plateau_z`` standard errors is a plateau: the trigger fires.
+    last plateau's mean by ``peak_z`` standard errors and by ``peak_rel`` of that mean marks a peak (the
+    first window always does: nothing is learned yet). After a peak, a window is a plateau, and the
+    trigger fires, when its mean moved from the previous window's by less than ``plateau_z`` standard
+    errors or less than ``plateau_rel`` of it, in either direction (a rise is not a plateau; a slow
+    decline of smooth, large-batch losses still counts as settled), and, after a later peak, the loss
+    has come back at least ``recovery`` of the way from the peak to the previous plateau. Between
+    peaks the plateau level follows the loss down, so peaks are measured from the lowest settled level.
     """
 
     name = "plateau"
 
-    def __init__(self, window: int = 50, peak_z: float = 4.0, plateau_z: float = 1.0) -> None:
+    def __init__(self, window: int = 25, peak_z: float = 4.0, plateau_z: float = 1.0, peak_rel: float = 0.2,
+                 plateau_rel: float = 0.05, recovery: float = 0.5) -> None:
         if window < 2:
             raise ValueError(f"trigger window must be >= 2 steps, got {window}")
         self.window, self.peak_z, self.plateau_z = int(window), float(peak_z), float(plateau_z)
+        self.peak_rel, self.plateau_rel, self.recovery = float(peak_rel), float(plateau_rel), float(recovery)
+        self._peak_mean = 0.0  # highest window mean since the current peak began
         self._values: list[float] = []
         self._prev: tuple[float, float] | None = None      # (mean, var) of the previous window
         self._plateau: tuple[float, float] | None = None   # (mean, var) of the last plateau
@@ -62,30 +69,43 @@ class PlateauTrigger:
         mean, var = _mean_var(self._values)
         self._values.clear()
         fire = False
+        if not self._in_peak and self._plateau is not None and mean < self._plateau[0] - self._tolerance(
+                mean, var, *self._plateau):
+            self._plateau = (mean, var)  # clearly still improving after the plateau: measure peaks from here
         if not self._in_peak:
             if self._plateau is None:
-                self._in_peak = True
+                self._in_peak, self._peak_mean = True, mean
             else:
                 p_mean, p_var = self._plateau
-                if mean > p_mean + self.peak_z * math.sqrt((var + p_var) / self.window):
-                    self._in_peak = True
+                margin = max(self.peak_z * math.sqrt((var + p_var) / self.window), self.peak_rel * abs(p_mean))
+                if mean > p_mean + margin:
+                    self._in_peak, self._peak_mean = True, mean
         elif self._prev is not None:
+            self._peak_mean = max(self._peak_mean, mean)
             q_mean, q_var = self._prev
-            if mean > q_mean - self.plateau_z * math.sqrt((var + q_var) / self.window):
+            tolerance = self._tolerance(mean, var, q_mean, q_var)
+            recovered = self._plateau is None or (
+                mean <= self._peak_mean - self.recovery * (self._peak_mean - self._plateau[0]))
+            if recovered and abs(mean - q_mean) < tolerance:
                 self._in_peak, self._plateau, fire = False, (mean, var), True
                 self.fired += 1
         self._prev = (mean, var)
         return fire
 
+    def _tolerance(self, mean: float, var: float, other_mean: float, other_var: float) -> float:
+        """How far two window means may differ and still be 'the same level'."""
+        return max(self.plateau_z * math.sqrt((var + other_var) / self.window), self.plateau_rel * abs(other_mean))
+
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "values": list(self._values), "prev": self._prev, "plateau": self._plateau,
-                "in_peak": self._in_peak, "fired": self.fired}
+                "in_peak": self._in_peak, "peak_mean": self._peak_mean, "fired": self.fired}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._values = [float(v) for v in state["values"]]
         self._prev = None if state["prev"] is None else tuple(state["prev"])  # type: ignore[assignment]
         self._plateau = None if state["plateau"] is None else tuple(state["plateau"])  # type: ignore[assignment]
         self._in_peak, self.fired = bool(state["in_peak"]), int(state["fired"])
+        self._peak_mean = float(state.get("peak_mean", 0.0))
 
 
 class DriftTrigger:

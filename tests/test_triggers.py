@@ -23,7 +23,7 @@ def fires(trigger, losses) -> list[int]:
 
 # Bounds stated in the docs: the trigger fires within DELAY steps of an abrupt switch, and on a
 # stationary stream of the same length at most MAX_FALSE times after the initial learning.
-DELAY = {"plateau": 800, "adwin": 200, "page-hinkley": 200}
+DELAY = {"plateau": 400, "adwin": 200, "page-hinkley": 200}
 MAX_FALSE = 1
 
 
@@ -71,3 +71,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="window"):
         PlateauTrigger(window=1)
     assert make_trigger(None) is None
+
+
+def test_plateau_waits_for_the_loss_to_come_back_from_a_peak():
+    """A loss that jumps and stays up is a new level, not yet learned: no plateau until it falls."""
+    trigger = PlateauTrigger(window=10)
+    assert fires(trigger, [1.0] * 200) == [19]  # first peak (start) then flat: fires once
+    stuck = [3.0] * 300  # jumped 3x and never recovers
+    assert fires(trigger, stuck) == []
+    recovered = [1.1] * 100
+    assert len(fires(trigger, recovered)) == 1
