@@ -347,15 +347,8 @@ def run_task_stream(cfg: BenchConfig, stream: TaskStream, method: str, seed: int
         return res
 
     if method == "no-change":
-        ys = [stream.train(t)[1].numpy() for t in range(t_count)]
-        correct = no_change_correct(np.concatenate(ys))
-        res.update({"prequential_acc": metrics.prequential_accuracy(correct), "samples": len(correct),
-                    "peak_rss_mb": peak_rss_mb(), "budget_bytes": 0, "used_bytes": 0, "buffer_capacity": 0,
-                    "stream_accuracy": {"window": window,
-                                        "values": metrics.windowed_accuracy(correct, window).tolist()}})
-        if progress is not None:
-            progress(len(correct))
-        return res
+        return _no_change(res, np.concatenate([stream.train(t)[1].numpy() for t in range(t_count)]), window,
+                          progress)
 
     stepper = _make_stepper(cfg, method, spec, seed)
     trace = _Trace()
@@ -375,6 +368,17 @@ def run_task_stream(cfg: BenchConfig, stream: TaskStream, method: str, seed: int
     return res
 
 
+def _no_change(res: dict[str, Any], labels: np.ndarray, window: int, progress: Progress | None) -> dict[str, Any]:
+    """The no-change baseline (predict the previous label) over a label sequence, prequentially."""
+    correct = no_change_correct(labels)
+    res.update({"prequential_acc": metrics.prequential_accuracy(correct), "samples": len(correct),
+                "peak_rss_mb": peak_rss_mb(), "budget_bytes": 0, "used_bytes": 0, "buffer_capacity": 0,
+                "stream_accuracy": {"window": window, "values": metrics.windowed_accuracy(correct, window).tolist()}})
+    if progress is not None:
+        progress(len(correct))
+    return res
+
+
 def run_prequential_stream(cfg: BenchConfig, stream: PrequentialStream, method: str, seed: int,
                            progress: Progress | None = None) -> dict[str, Any]:
     """One method, one seed over a prequential stream (test-then-train on every micro-batch)."""
@@ -387,14 +391,7 @@ def run_prequential_stream(cfg: BenchConfig, stream: PrequentialStream, method: 
         res["note"] = "skipped: joint needs a held-out test set; prequential streams have none"
         return res
     if method == "no-change":
-        correct = no_change_correct(stream.y)
-        res.update({"prequential_acc": metrics.prequential_accuracy(correct), "samples": len(correct),
-                    "peak_rss_mb": peak_rss_mb(), "budget_bytes": 0, "used_bytes": 0, "buffer_capacity": 0,
-                    "stream_accuracy": {"window": window,
-                                        "values": metrics.windowed_accuracy(correct, window).tolist()}})
-        if progress is not None:
-            progress(len(correct))
-        return res
+        return _no_change(res, stream.y, window, progress)
     stepper = _make_stepper(cfg, method, spec, seed)
     trace = _Trace()
     _online_pass(stepper, torch.from_numpy(stream.x), torch.from_numpy(stream.y), int(cfg.batch or 10), trace,
