@@ -358,9 +358,9 @@ class Daemon:
                         "falls behind, learning a subsample" if self._catching_up else "caught up",
                         depth, self.cfg.spool.lag_high_water)
         lr = self.learner
-        cap = lr.budget.buffer_capacity
-        self.metrics.buffer_fill.set(len(lr.buffer) / cap if cap else 0.0)
-        self.metrics.budget_used.set(sum(t.nbytes for ts in lr.owned_tensors().values() for t in ts))
+        report = lr.memory_report()  # the learner's own accounting: each storage counted once
+        self.metrics.buffer_fill.set(report["buffer_fill_ratio"])
+        self.metrics.budget_used.set(report["used_bytes"])
         if lr.prequential_accuracy is not None:
             self.metrics.prequential_accuracy.set(lr.prequential_accuracy)
         self.metrics.model_step.set(lr.step)
