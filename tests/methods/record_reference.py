@@ -1,0 +1,31 @@
+"""Records parameters after 500 seeded steps with the pre-plugin learner (run once, before the refactor)."""
+import hashlib, sys
+import numpy as np, torch
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+from edge_cl import OnlineLearner, models
+from tests.streams import permuted_prototypes
+
+torch.set_num_threads(1)
+CASES = {"sgd": dict(importance=None, replay_batch=0), "er": dict(importance=None, replay_batch=10),
+         "er+ewc": dict(importance="ewc", replay_batch=10), "er+mas": dict(importance="mas", replay_batch=10)}
+
+def run(kw):
+    torch.manual_seed(0)
+    model = models.mlp(input_dim=32, hidden=[32], num_classes=10)
+    budget = OnlineLearner.required_bytes(model, buffer_samples=200, **kw)
+    learner = OnlineLearner(model, budget_bytes=budget, lr=0.1, device="cpu", seed=3,
+                            trigger_params={"window": 20}, **kw)
+    draw = permuted_prototypes(seed=7)
+    for step in range(500):
+        x, y = draw(10, 0 if step < 250 else 1)
+        learner.learn(x, y)
+    params = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in params.values())).hexdigest()
+    return params, digest, learner.consolidations
+
+out = {}
+for name, kw in CASES.items():
+    params, digest, cons = run(kw)
+    out[name] = {"params": params, "sha256": digest, "consolidations": cons}
+    print(name, digest, "consolidations", cons)
+torch.save(out, str(__import__("pathlib").Path(__file__).with_name("reference_params_pre_plugins.pt")))
