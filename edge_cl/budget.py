@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-# The parts of the learner's state, in the order they are reported.
-PARTS = ("parameters", "gradients", "optimizer", "importance", "buffer", "scratch")
+# The learner's own parts; each method adds one part under its name, reported between optimizer and buffer.
+CORE_PARTS = ("parameters", "gradients", "optimizer")
+BUFFER_PART = "buffer"
+SCRATCH_PART = "scratch"
 
 
 def tensor_bytes(tensors: Iterable[Tensor]) -> int:
@@ -43,9 +45,11 @@ class MemoryBudget:
     def __post_init__(self) -> None:
         if isinstance(self.budget_bytes, bool) or not isinstance(self.budget_bytes, int) or self.budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be a positive integer, got {self.budget_bytes!r}")
-        unknown = set(self.fixed) - set(PARTS)
-        if unknown:
-            raise ValueError(f"unknown budget parts {sorted(unknown)}; known parts are {PARTS}")
+        if BUFFER_PART in self.fixed:
+            raise ValueError(f"'{BUFFER_PART}' is sized from what is left, it cannot be a fixed part")
+        negative = {k: v for k, v in self.fixed.items() if v < 0}
+        if negative:
+            raise ValueError(f"budget parts cannot be negative: {negative}")
         needed = self.fixed_bytes + self.min_buffer_samples * self.bytes_per_sample
         if needed > self.budget_bytes:
             lines = ", ".join(f"{k} {v:,}" for k, v in self.fixed.items() if v)
@@ -54,7 +58,7 @@ class MemoryBudget:
             raise ValueError(
                 f"budget_bytes={self.budget_bytes:,} is too small: this learner needs at least {needed:,} bytes "
                 f"({lines}{extra}). Raise budget_bytes to {needed:,} or more, or shrink the model, the replay "
-                "batch, or use compact storage / no importance.")
+                "batch, or use compact storage / a method with less state.")
         capacity = (self.budget_bytes - self.fixed_bytes) // self.bytes_per_sample if self.bytes_per_sample else 0
         if self.max_buffer_samples is not None:
             capacity = min(capacity, self.max_buffer_samples)
@@ -75,9 +79,9 @@ class MemoryBudget:
         return sum(fixed.values()) + buffer_samples * bytes_per_sample
 
     def report(self, owned: Mapping[str, list[Tensor]], buffer_size: int) -> dict[str, object]:
-        """Bytes used by part (measured from the tensors in ``owned``) against the budget."""
-        used = {part: tensor_bytes(owned.get(part, [])) for part in PARTS}
-        total = tensor_bytes(t for part in PARTS for t in owned.get(part, []))
+        """Bytes used by part (measured from the tensors in ``owned``, in its order) against the budget."""
+        used = {part: tensor_bytes(tensors) for part, tensors in owned.items()}
+        total = tensor_bytes(t for tensors in owned.values() for t in tensors)
         return {
             "budget_bytes": self.budget_bytes,
             "used_bytes": total,
@@ -87,5 +91,5 @@ class MemoryBudget:
             "buffer_size": buffer_size,
             "bytes_per_sample": self.bytes_per_sample,
             "parts": used,
-            **{f"{part}_bytes": used[part] for part in PARTS},
+            **{f"{part}_bytes": n for part, n in used.items()},
         }

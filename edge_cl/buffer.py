@@ -1,5 +1,8 @@
 """Reservoir replay buffer: a fixed-capacity sample store on the learner's device.
 
+Each stored sample holds its input (in the storage codec), its label and any per-sample fields the
+learner's methods declare (e.g. the logits DER stores), all preallocated at capacity.
+
 Algorithm R (Vitter 1985): after ``n`` inserts every sample seen has been kept with probability
 ``capacity / n``, with no task boundaries. The class-balanced variant (Chrysakis & Moens 2020, CBRS)
 evicts from the currently largest class so that rare classes survive in imbalanced streams.
@@ -7,22 +10,24 @@ evicts from the currently largest class so that rare classes survive in imbalanc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from edge_cl.storage import Codec
+from edge_cl.buffer_storage import StorageCodec
+from edge_cl.methods.base import SampleField
 
 LABEL_DTYPE = torch.int64
 
 
 class ReservoirBuffer:
-    """Fixed-capacity reservoir of ``(x, y)`` pairs, stored with ``codec`` on ``device``."""
+    """Fixed-capacity reservoir of ``(x, y, *fields)``, x stored with ``codec``, all on ``device``."""
 
     def __init__(self, capacity: int, input_dim: int, *, device: torch.device | str = "cpu",
-                 codec: Codec | None = None, class_balanced: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 codec: StorageCodec | None = None, class_balanced: bool = False,
+                 generator: torch.Generator | None = None, fields: Mapping[str, SampleField] | None = None) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         if input_dim <= 0:
@@ -30,44 +35,71 @@ class ReservoirBuffer:
         self.capacity = int(capacity)
         self.input_dim = int(input_dim)
         self.device = torch.device(device)
-        self.codec = codec or Codec()
+        self.codec = codec or StorageCodec()
         self.class_balanced = bool(class_balanced)
         self.generator = generator or torch.Generator(device=self.device).manual_seed(0)
         if self.generator.device.type != self.device.type:
             raise ValueError(f"generator is on {self.generator.device}, buffer on {self.device}: use one device")
         self.x = torch.zeros((self.capacity, self.input_dim), dtype=self.codec.dtype, device=self.device)
         self.y = torch.zeros((self.capacity,), dtype=LABEL_DTYPE, device=self.device)
+        self.fields = dict(fields or {})
+        clash = set(self.fields) & {"x", "y"}
+        if clash:
+            raise ValueError(f"per-sample field names {sorted(clash)} are reserved for the input and the label")
+        self.values: dict[str, Tensor] = {
+            name: torch.zeros((self.capacity, *f.shape), dtype=f.dtype, device=self.device)
+            for name, f in self.fields.items()}
         self.size = 0
         self.seen = 0
         self._class_counts: dict[int, int] = {}  # stored samples per class (class-balanced mode)
         self._class_seen: dict[int, int] = {}    # stream samples per class (class-balanced mode)
 
     @staticmethod
-    def bytes_per_sample(input_dim: int, codec: Codec | None = None) -> int:
-        """Bytes one stored sample costs: the encoded input plus its label."""
-        codec = codec or Codec()
-        return input_dim * codec.element_bytes + torch.empty((), dtype=LABEL_DTYPE).element_size()
+    def field_bytes(input_dim: int, codec: StorageCodec | None = None,
+                    fields: Mapping[str, SampleField] | None = None) -> dict[str, int]:
+        """Bytes one stored sample costs, by field: the encoded input, its label, and each declared field."""
+        codec = codec or StorageCodec()
+        out = {"x": input_dim * codec.element_bytes, "y": torch.empty((), dtype=LABEL_DTYPE).element_size()}
+        out.update({name: f.bytes for name, f in (fields or {}).items()})
+        return out
+
+    @staticmethod
+    def bytes_per_sample(input_dim: int, codec: StorageCodec | None = None,
+                         fields: Mapping[str, SampleField] | None = None) -> int:
+        """Bytes one stored sample costs: the encoded input, its label and every declared field."""
+        return sum(ReservoirBuffer.field_bytes(input_dim, codec, fields).values())
 
     def __len__(self) -> int:
         return self.size
 
     def tensors(self) -> list[Tensor]:
         """The tensors this buffer owns (for byte accounting)."""
-        return [self.x, self.y]
+        return [self.x, self.y, *self.values.values()]
 
-    def add(self, x: Tensor, y: Tensor) -> None:
-        """Offer a batch ``x [B, D]`` (float32, on this device) with labels ``y [B]`` to the reservoir."""
+    def tensors_by_field(self) -> dict[str, Tensor]:
+        """The buffer's tensors by field name (``x``, ``y`` and the declared fields)."""
+        return {"x": self.x, "y": self.y, **self.values}
+
+    def add(self, x: Tensor, y: Tensor, values: Mapping[str, Tensor] | None = None) -> None:
+        """Offer a batch ``x [B, D]`` (float32, on this device) with labels ``y [B]`` and the declared
+        per-sample ``values`` (each ``[B, *shape]``) to the reservoir."""
         if x.ndim != 2 or x.shape[1] != self.input_dim or y.shape != (x.shape[0],):
             raise ValueError(f"expected x [B, {self.input_dim}] and y [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+        values = dict(values or {})
+        if set(values) != set(self.fields):
+            raise ValueError(f"buffer fields are {sorted(self.fields)}, got values for {sorted(values)}")
+        for name, v in values.items():
+            if tuple(v.shape) != (x.shape[0], *self.fields[name].shape):
+                raise ValueError(f"field {name!r} expects [B, *{self.fields[name].shape}], got {tuple(v.shape)}")
         if self.capacity == 0 or x.shape[0] == 0:
             self.seen += x.shape[0]
             return
         if self.class_balanced:
-            self._add_class_balanced(x, y)
+            self._add_class_balanced(x, y, values)
         else:
-            self._add_reservoir(x, y)
+            self._add_reservoir(x, y, values)
 
-    def _add_reservoir(self, x: Tensor, y: Tensor) -> None:
+    def _add_reservoir(self, x: Tensor, y: Tensor, values: dict[str, Tensor]) -> None:
         b = x.shape[0]
         draws = torch.rand(b, generator=self.generator, device=self.device, dtype=torch.float64).tolist()
         # Sample i of the batch is the n-th of the stream (n = seen + i + 1): it takes slot n - 1 while the
@@ -86,8 +118,10 @@ class ReservoirBuffer:
         rows = torch.tensor(list(slot_of_row.values()), dtype=torch.int64).to(self.device, non_blocking=True)
         self.x.index_copy_(0, slots, self.codec.encode(x.index_select(0, rows)))
         self.y.index_copy_(0, slots, y.index_select(0, rows).to(LABEL_DTYPE))
+        for name, v in values.items():
+            self.values[name].index_copy_(0, slots, v.detach().index_select(0, rows).to(self.values[name].dtype))
 
-    def _add_class_balanced(self, x: Tensor, y: Tensor) -> None:
+    def _add_class_balanced(self, x: Tensor, y: Tensor, values: dict[str, Tensor]) -> None:
         # CBRS decides per sample from the class counts, so this path loops over the (small) micro-batch.
         labels = y.tolist()
         for i, label in enumerate(labels):
@@ -112,6 +146,8 @@ class ReservoirBuffer:
                 self._class_counts[victim_class] -= 1
             self.x[slot] = self.codec.encode(x[i])
             self.y[slot] = label
+            for name, v in values.items():
+                self.values[name][slot] = v[i].detach().to(self.values[name].dtype)
             self._class_counts[label] = self._class_counts.get(label, 0) + 1
 
     def _randint(self, high: int) -> int:
@@ -126,14 +162,25 @@ class ReservoirBuffer:
 
         Returns everything stored (in slot order) when the buffer holds ``k`` samples or fewer.
         """
+        drawn = self.draw(k)
+        return drawn["x"], drawn["y"]
+
+    def draw(self, k: int) -> dict[str, Tensor]:
+        """Like :meth:`sample`, with every field: ``{"x": [k, D] float32, "y": [k], name: [k, *shape]}``."""
         if k <= 0 or self.size == 0:
-            return (torch.empty((0, self.input_dim), device=self.device),
-                    torch.empty((0,), dtype=LABEL_DTYPE, device=self.device))
+            out = {"x": torch.empty((0, self.input_dim), device=self.device),
+                   "y": torch.empty((0,), dtype=LABEL_DTYPE, device=self.device)}
+            out.update({n: v[:0].clone() for n, v in self.values.items()})
+            return out
         if self.size <= k:
             # clone: a float32 decode is a view, and callers must not be able to write into the buffer
-            return self.codec.decode(self.x[: self.size]).clone(), self.y[: self.size].clone()
+            out = {"x": self.codec.decode(self.x[: self.size]).clone(), "y": self.y[: self.size].clone()}
+            out.update({n: v[: self.size].clone() for n, v in self.values.items()})
+            return out
         idx = torch.randint(self.size, (k,), generator=self.generator, device=self.device)
-        return self.codec.decode(self.x.index_select(0, idx)), self.y.index_select(0, idx)
+        out = {"x": self.codec.decode(self.x.index_select(0, idx)), "y": self.y.index_select(0, idx)}
+        out.update({n: v.index_select(0, idx) for n, v in self.values.items()})
+        return out
 
     def class_histogram(self) -> dict[int, int]:
         """Stored samples per class label."""
@@ -143,7 +190,8 @@ class ReservoirBuffer:
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x[: self.size].clone(), "y": self.y[: self.size].clone(), "size": self.size,
                 "seen": self.seen, "capacity": self.capacity, "codec": self.codec.kind,
-                "class_seen": {str(k): v for k, v in self._class_seen.items()}}
+                "class_seen": {str(k): v for k, v in self._class_seen.items()},
+                "fields": {n: v[: self.size].clone() for n, v in self.values.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         size = int(state["size"])
@@ -156,6 +204,13 @@ class ReservoirBuffer:
         self.y.zero_()
         self.x[:size] = state["x"].to(self.device)
         self.y[:size] = state["y"].to(self.device)
+        saved = dict(state.get("fields") or {})
+        if set(saved) != set(self.values):
+            raise ValueError(f"saved buffer has fields {sorted(saved)}, this learner's has {sorted(self.values)}; "
+                             "load with the same method")
+        for name, v in self.values.items():
+            v.zero_()
+            v[:size] = saved[name].to(self.device)
         self.size, self.seen = size, int(state["seen"])
         self._class_seen = {int(k): int(v) for k, v in state.get("class_seen", {}).items()}
         self._class_counts = {int(k): int(v) for k, v in self.class_histogram().items()} if self.class_balanced else {}

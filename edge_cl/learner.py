@@ -1,4 +1,4 @@
-"""OnlineLearner: one task-free online update step with replay and an importance penalty."""
+"""OnlineLearner: the one task-free online update step; continual-learning methods plug into it."""
 
 from __future__ import annotations
 
@@ -6,30 +6,41 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import Tensor, nn
 
-from edge_cl import importance as importance_registry
+from edge_cl import methods as method_registry
 from edge_cl import models
-from edge_cl.budget import MemoryBudget, tensor_bytes
+from edge_cl.budget import SCRATCH_PART, MemoryBudget, tensor_bytes
 from edge_cl.buffer import ReservoirBuffer
+from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
-from edge_cl.state import atomic_save, safe_load
-from edge_cl.storage import Codec
+from edge_cl.learner_config import LearnerConfig
+from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
+from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.triggers import make_trigger
 
 log = logging.getLogger("edge_cl")
 
 STATE_FORMAT = "edge_cl.learner"
-STATE_VERSION = 1
+STATE_VERSION = 2
 OPTIMIZERS = ("sgd", "adam")
 
 ArrayLike = np.ndarray | Tensor | list
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
 
 
 @dataclass(frozen=True)
@@ -40,48 +51,30 @@ class LearnStats:
     loss: float             # cross-entropy on the new micro-batch, before the update
     new_correct: int        # new samples predicted right before the update (test-then-train)
     batch_size: int
-    replay_size: int
+    replay_size: int        # replayed rows in this step, over every draw
     skipped: bool           # True: non-finite loss, nothing was changed
-    consolidated: bool      # the trigger fired and importance was consolidated
+    consolidated: bool      # the trigger fired and the methods consolidated
     penalty: float          # importance penalty value, refreshed every importance_every steps
     importance_updated: bool
     seconds: float          # wall time of the step
 
 
-@dataclass(frozen=True)
-class LearnerConfig:
-    """Every constructor argument except the model and device: what a saved state needs to rebuild."""
-
-    budget_bytes: int
-    importance: str | None = "mas"
-    replay_batch: int = 10
-    lr: float = 0.1
-    seed: int = 0
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    importance_lambda: float | None = None
-    importance_gamma: float = 0.9
-    importance_every: int = 10
-    importance_samples: int = 10
-    trigger: str | None = "plateau"
-    trigger_params: dict[str, Any] | None = None
-    storage: str = "float32"
-    input_range: tuple[float, float] | None = None
-    class_balanced: bool = False
-    max_buffer_samples: int | None = None
-    input_dim: int | None = None
-
-    def validate(self) -> None:
-        if self.replay_batch < 0:
-            raise ValueError(f"replay_batch must be >= 0 (0 turns replay off), got {self.replay_batch}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}")
-        if self.importance_every <= 0:
-            raise ValueError(f"importance_every must be >= 1 step, got {self.importance_every}")
-        if self.storage == "uint8" and self.input_range is None:
-            raise ValueError("storage='uint8' needs input_range=(lo, hi), the range the inputs are quantised over")
+def config_from_arguments(budget_bytes: Any, importance: Any = _UNSET, **options: Any) -> LearnerConfig:
+    """A :class:`LearnerConfig` from ``OnlineLearner``'s keyword arguments, with errors naming each key."""
+    data: dict[str, Any] = {k: v for k, v in options.items() if v is not _UNSET}
+    if budget_bytes is not None:
+        data["budget_bytes"] = budget_bytes
+    if importance is not _UNSET:
+        data["importance"] = importance
+    try:
+        return LearnerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"]) or "options"
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}={e['input']!r}: {msg}" if e["loc"] else msg)
+        raise ValueError("; ".join(problems)) from None
 
 
 def _make_optimizer(cfg: LearnerConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -115,127 +108,200 @@ def _infer_io(model: nn.Module, device: torch.device, input_dim: int | None) -> 
     return int(dim), int(out.shape[1])
 
 
-def _plan(model: nn.Module, cfg: LearnerConfig, input_dim: int) -> tuple[dict[str, int], int, Codec]:
-    """Fixed bytes by part and bytes per buffered sample for this model and configuration."""
-    param_bytes = sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers())
-    grad_bytes = sum(p.nbytes for p in model.parameters() if p.requires_grad)
-    imp_bytes = importance_registry.Importance.reserved_bytes(model) if cfg.importance else 0
-    fixed = {"parameters": param_bytes, "gradients": grad_bytes,
-             "optimizer": _optimizer_state_bytes(cfg, model), "importance": imp_bytes, "scratch": 0}
+def _build_methods(cfg: LearnerConfig, ctx: MethodContext) -> list[Method]:
+    settings = cfg.method_settings()
+    return [method_registry.get(name)(ctx, settings[name]) for name in cfg.method_names]
+
+
+def _sample_fields(methods: list[Method]) -> dict[str, SampleField]:
+    fields: dict[str, SampleField] = {}
+    owner: dict[str, str] = {}
+    for m in methods:
+        for name, f in m.sample_fields().items():
+            if name in fields:
+                raise ValueError(f"methods {owner[name]!r} and {m.name!r} both store a per-sample field {name!r}; "
+                                 "they cannot be combined")
+            fields[name], owner[name] = f, m.name
+    return fields
+
+
+def _codec(cfg: LearnerConfig) -> StorageCodec:
     lo, hi = cfg.input_range if cfg.input_range is not None else (0.0, 1.0)
-    codec = Codec(cfg.storage, float(lo), float(hi))
-    return fixed, ReservoirBuffer.bytes_per_sample(input_dim, codec), codec
+    return StorageCodec(cfg.storage, float(lo), float(hi))
+
+
+def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) -> dict[str, int]:
+    """Bytes of the state that does not grow with the stream, by part (one part per method)."""
+    parts = {"parameters": sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers()),
+             "gradients": sum(p.nbytes for p in model.parameters() if p.requires_grad),
+             "optimizer": _optimizer_state_bytes(cfg, model)}
+    for m in methods:
+        parts[m.name] = tensor_bytes(m.tensors())
+    parts[SCRATCH_PART] = 0
+    return parts
+
+
+def _budget(cfg: LearnerConfig, fixed: dict[str, int], per_sample: int) -> MemoryBudget:
+    replay = cfg.uses_buffer()
+    return MemoryBudget(cfg.budget_bytes, fixed, per_sample, min_buffer_samples=cfg.replay_batch if replay else 0,
+                        max_buffer_samples=cfg.max_buffer_samples if replay else 0)
 
 
 class OnlineLearner:
-    """Task-free online continual learner: replay + online EWC/MAS inside ``budget_bytes``.
+    """Task-free online continual learner inside ``budget_bytes``: one step, methods plugged into it.
 
-    Each :meth:`learn` call is one optimizer step on the new micro-batch plus a replay batch; no task
-    ids are ever needed. ``replay_batch=0`` and ``importance=None`` give plain online fine-tuning.
+    ``method`` names registered methods combined with '+' ("er", "er+ewc", see
+    ``edge_cl.methods.available()``); their settings are keyword arguments too. The older spelling
+    ``importance="mas", replay_batch=10`` means ``method="er+mas"``. Each :meth:`learn` call is one
+    optimizer step on the new micro-batch plus the methods' replay draws; no task ids are ever needed.
     """
 
-    def __init__(self, model: nn.Module, budget_bytes: int, importance: str | None = "mas",
-                 replay_batch: int = 10, lr: float = 0.1, device: str | torch.device = "auto", seed: int = 0,
+    def __init__(self, model: nn.Module, budget_bytes: int | None = None, importance: str | None = _UNSET,
+                 replay_batch: int = 10, lr: float = 0.1, device: str | torch.device | None = None, seed: int = 0,
                  **options: Any) -> None:
-        try:
-            cfg = LearnerConfig(budget_bytes=budget_bytes, importance=importance, replay_batch=replay_batch,
-                                lr=lr, seed=seed, **options)
-        except TypeError as exc:
-            known = sorted(LearnerConfig.__dataclass_fields__)
-            raise ValueError(f"{exc}; OnlineLearner options are {known}") from None
-        cfg.validate()
-        if cfg.importance is not None:
-            importance_registry.get(cfg.importance)
-        self.config = cfg
-        self.device = resolve_device(device)
-        log.info("edge_cl learner on %s", self.device)
+        if budget_bytes is None and "config" not in options:
+            raise ValueError("budget_bytes is required: the bytes all learner state may take "
+                             "(OnlineLearner.required_bytes(model, buffer_samples=N, ...) computes one)")
+        cfg = options.pop("config", None)
+        if cfg is None:
+            cfg = config_from_arguments(budget_bytes, importance, replay_batch=replay_batch, lr=lr, seed=seed,
+                                        device=str(device) if device is not None else "auto", **options)
+        elif not isinstance(cfg, LearnerConfig):
+            raise ValueError(f"config must be a LearnerConfig, got {type(cfg).__name__}")
+        self.config: LearnerConfig = cfg
+        self.device = resolve_device(device if device is not None else cfg.device)
+        log.info("edge_cl learner on %s (method %s)", self.device, cfg.method)
         self.model = model.to(self.device)
         self.input_dim, self.num_classes = _infer_io(self.model, self.device, cfg.input_dim)
         self.input_shape: tuple[int, ...] = tuple(getattr(model, "input_shape", (self.input_dim,)))
-
-        fixed, per_sample, codec = _plan(self.model, cfg, self.input_dim)
-        self.budget = MemoryBudget(cfg.budget_bytes, fixed, per_sample,
-                                   min_buffer_samples=cfg.replay_batch,
-                                   max_buffer_samples=cfg.max_buffer_samples if cfg.replay_batch else 0)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
-                                      codec=codec, class_balanced=cfg.class_balanced, generator=self.generator)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        ctx = MethodContext(model=self.model, params=self.params, device=self.device, generator=self.generator,
+                            num_classes=self.num_classes, input_dim=self.input_dim, lr=cfg.lr,
+                            optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
+        self.methods: list[Method] = _build_methods(cfg, ctx)
+        fields = _sample_fields(self.methods)
+        codec = _codec(cfg)
+        per_sample = ReservoirBuffer.bytes_per_sample(self.input_dim, codec, fields)
+        self.budget = _budget(cfg, _fixed_parts(self.model, cfg, self.methods), per_sample)
+        self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
+                                      codec=codec, class_balanced=cfg.class_balanced, generator=self.generator,
+                                      fields=fields)
         for p in self.params:  # gradients live for the learner's lifetime, so they are counted once
             p.grad = torch.zeros_like(p)
         self._grads: list[Tensor] = [p.grad for p in self.params if p.grad is not None]
         self.optimizer = _make_optimizer(cfg, self.params)
-        self.importance = None
-        if cfg.importance is not None:
-            lam = cfg.importance_lambda
-            if lam is None:
-                lam = importance_registry.DEFAULT_LAMBDA[cfg.importance]
-            # Plain SGD on lambda * omega * d^2 diverges once 2 * lr * lambda * omega > 2: cap omega at the
-            # no-overshoot point. Adam rescales steps, so it needs no cap.
-            max_omega = 1.0 / (2.0 * cfg.lr * lam) if cfg.optimizer == "sgd" and lam > 0 else None
-            self.importance = importance_registry.get(cfg.importance)(
-                self.model, lam=lam, gamma=cfg.importance_gamma, samples=cfg.importance_samples,
-                generator=self.generator, max_omega=max_omega)
-        self.trigger = make_trigger(cfg.trigger, **(cfg.trigger_params or {}))
+        self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
         self.step = 0
         self.samples_learned = 0
         self.correct_learned = 0
         self.skipped_steps = 0
         self.consolidations = 0
         self.unlabeled_seen = 0
-        self._penalty = 0.0
         self.extra: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, model: nn.Module, config: LearnerConfig,
+                    device: str | torch.device | None = None) -> OnlineLearner:
+        """The learner a :class:`LearnerConfig` describes (``device`` overrides the config's)."""
+        return cls(model, config=config, device=device if device is not None else config.device)
+
+    @property
+    def method(self) -> str:
+        """The methods this learner runs, e.g. ``"er+ewc"``."""
+        return self.config.method
+
+    def get_method(self, name: str) -> Method:
+        """The running instance of method ``name``."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(f"this learner runs {self.config.method!r}, which has no method {name!r}")
+
+    @property
+    def importance(self) -> Any:
+        """The first parameter-importance method (EWC, MAS ...) of the combination, or None."""
+        return next((m for m in self.methods if isinstance(m, method_registry.ImportanceMethod)), None)
 
     # --- budget -----------------------------------------------------------------------------------
     @classmethod
-    def required_bytes(cls, model: nn.Module, buffer_samples: int, importance: str | None = "mas",
+    def required_bytes(cls, model: nn.Module, buffer_samples: int, importance: str | None = _UNSET,
                        replay_batch: int = 10, **options: Any) -> int:
         """The ``budget_bytes`` that gives exactly ``buffer_samples`` of replay buffer for this setup."""
-        cfg = LearnerConfig(budget_bytes=1, importance=importance, replay_batch=replay_batch, **options)
+        options.pop("device", None)
+        cfg = config_from_arguments(1, importance, replay_batch=replay_batch, **options)
         device = next(model.parameters()).device
-        dim, _ = _infer_io(model, device, cfg.input_dim)
-        fixed, per_sample, _ = _plan(model, cfg, dim)
-        return MemoryBudget.required(fixed, per_sample, buffer_samples if replay_batch else 0)
+        dim, num_classes = _infer_io(model, device, cfg.input_dim)
+        params = [p for p in model.parameters() if p.requires_grad]
+        ctx = MethodContext(model=model, params=params, device=device,
+                            generator=torch.Generator(device=device).manual_seed(cfg.seed), num_classes=num_classes,
+                            input_dim=dim, lr=cfg.lr, optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
+        built = _build_methods(cfg, ctx)
+        per_sample = ReservoirBuffer.bytes_per_sample(dim, _codec(cfg), _sample_fields(built))
+        return MemoryBudget.required(_fixed_parts(model, cfg, built), per_sample,
+                                     buffer_samples if cfg.uses_buffer() else 0)
 
     def owned_tensors(self) -> dict[str, list[Tensor]]:
-        """Every tensor the learner owns, by budget part."""
+        """Every tensor the learner owns, by budget part (one part per method)."""
         opt_state = [t for s in self.optimizer.state.values() for t in s.values() if isinstance(t, Tensor)]
-        return {
+        owned: dict[str, list[Tensor]] = {
             "parameters": [*self.model.parameters(), *self.model.buffers()],
             "gradients": [p.grad for p in self.params if p.grad is not None],
             "optimizer": opt_state,
-            "importance": self.importance.tensors() if self.importance is not None else [],
-            "buffer": self.buffer.tensors(),
-            "scratch": [],
         }
+        for m in self.methods:
+            owned[m.name] = m.tensors()
+        owned["buffer"] = self.buffer.tensors()
+        owned[SCRATCH_PART] = []
+        return owned
 
     def memory_report(self) -> dict[str, Any]:
         """Every byte of learner state by part against the budget, plus process RSS beside it."""
         report = self.budget.report(self.owned_tensors(), len(self.buffer))
+        method_reports = {m.name: m.report() for m in self.methods}
+        importance = [m.report() for m in self.methods if isinstance(m, method_registry.ImportanceMethod)]
         report.update({
+            "method": self.config.method,
+            "methods": method_reports,
+            "buffer_fields": {name: t.nbytes for name, t in self.buffer.tensors_by_field().items()},
+            "buffer_field_bytes_per_sample": ReservoirBuffer.field_bytes(self.input_dim, self.buffer.codec,
+                                                                         self.buffer.fields),
             "device": str(self.device),
             "buffer_fill_ratio": len(self.buffer) / self.budget.buffer_capacity if self.budget.buffer_capacity else 0.0,
             # Transient, freed after each importance estimate; not learner state, so not in used_bytes.
-            "step_workspace_bytes": self.importance.workspace_bytes() if self.importance is not None else 0,
-            "importance_updates": self.importance.updates if self.importance is not None else 0,
-            "importance_seconds": self.importance.seconds if self.importance is not None else 0.0,
+            "step_workspace_bytes": sum(int(r.get("workspace_bytes", 0)) for r in method_reports.values()),
+            "importance_updates": sum(int(r["updates"]) for r in importance),
+            "importance_seconds": sum(float(r["seconds"]) for r in importance),
             "process_rss_bytes": _rss_bytes(),
         })
         return report
 
     # --- inputs -----------------------------------------------------------------------------------
     def _inputs(self, x: ArrayLike) -> Tensor:
-        t = torch.as_tensor(x)
+        try:
+            t = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"x must be numbers [B, {self.input_dim}]; it cannot be read as a tensor ({exc})") from None
         if t.ndim < 2:
             raise ValueError(f"x must be a batch [B, {self.input_dim}] (or [B, *{self.input_shape}]); got shape "
                              f"{tuple(t.shape)}. For one sample pass x[None]")
+        if t.shape[0] == 0:
+            raise ValueError(f"x holds no samples (shape {tuple(t.shape)}); pass at least one row")
+        if t.is_complex() or t.dtype == torch.bool:
+            raise ValueError(f"x must hold real numbers, got dtype {t.dtype}")
         t = t.reshape(t.shape[0], -1)
         if t.shape[1] != self.input_dim:
             raise ValueError(f"x has {t.shape[1]} features per sample, the model takes {self.input_dim}")
         return t.to(device=self.device, dtype=torch.float32, non_blocking=True)
 
     def _labels(self, y: ArrayLike, batch: int) -> Tensor:
-        t = torch.as_tensor(y)
+        if isinstance(y, np.ndarray) and y.dtype.kind not in "iu":
+            raise ValueError(f"y must hold integer class ids in [0, {self.num_classes}), got numpy dtype {y.dtype}")
+        try:
+            t = torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"y must hold integer class ids in [0, {self.num_classes}); got {type(y).__name__} "
+                             f"that is not numbers (e.g. strings): map labels to ids first") from None
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise ValueError(f"y must hold integer class ids, got dtype {t.dtype}")
         t = t.reshape(-1)
@@ -249,89 +315,111 @@ class OnlineLearner:
 
     # --- the step ---------------------------------------------------------------------------------
     def learn(self, x: ArrayLike, y: ArrayLike) -> LearnStats:
-        """One online step: new micro-batch + replay batch, loss + penalty, one optimizer step, then
-        buffer insert, importance update and trigger. A non-finite loss skips the step entirely."""
+        """One online step: the new micro-batch plus the methods' replay draws in one forward, the
+        cross-entropy plus the methods' loss terms, one optimizer step, then the buffer insert, the
+        methods' after-step work and the trigger. A non-finite loss skips the step entirely."""
         started = time.perf_counter()
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]
-        if batch == 0:
-            raise ValueError("learn() needs at least one sample")
-        rx, ry = self.buffer.sample(self.config.replay_batch)
-        replay = rx.shape[0]
-        xs, ys = (torch.cat([xb, rx]), torch.cat([yb, ry])) if replay else (xb, yb)
+        draws = [d for m in self.methods for d in m.replay_draws()]
+        drawn = [(d, self.buffer.draw(d.size)) for d in draws]
+        # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
+        order = [(d, f) for d, f in drawn if d.join_ce] + [(d, f) for d, f in drawn if not d.join_ce]
+        parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]
+        xs = torch.cat(parts_x) if len(parts_x) > 1 else xb
+        n_ce = batch + sum(int(f["y"].shape[0]) for d, f in order if d.join_ce)
+        joined = [f["y"] for d, f in order if d.join_ce and f["y"].shape[0]]
+        ys = torch.cat([yb, *joined]) if joined else yb
+        replay = xs.shape[0] - batch
 
         if not self.model.training:
             self.model.train()
         logits = self.model(xs)
-        losses = F.cross_entropy(logits, ys, reduction="none")
+        ce_logits = logits if n_ce == logits.shape[0] else logits[:n_ce]
+        losses = F.cross_entropy(ce_logits, ys, reduction="none")
         loss = losses.mean()
+        step = Step(index=self.step, x=xb, y=yb, logits=logits[:batch])
+        row = batch
+        for d, f in order:
+            k = int(f["y"].shape[0])
+            step.draws[d.key] = Segment(fields=f, logits=logits[row:row + k])
+            row += k
+        terms = [t for t in (m.loss(step) for m in self.methods) if t is not None]
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
-        # One device-to-host transfer per step: every per-sample loss and the hit count.
-        values = torch.cat([losses.detach(), correct.unsqueeze(0)]).tolist()
-        n_correct = values.pop()
-        loss_new = sum(values[:batch]) / batch
-        if not all(math.isfinite(v) for v in values):
+        # One device-to-host transfer per step: every per-sample loss, the hit count and the extra terms.
+        values = torch.cat([losses.detach(), correct.unsqueeze(0), *(t.detach().reshape(1) for t in terms)]).tolist()
+        extra_values = values[len(values) - len(terms):] if terms else []
+        n_correct = values[n_ce]
+        ce_values = values[:n_ce]
+        loss_new = sum(ce_values[:batch]) / batch
+        if not all(math.isfinite(v) for v in ce_values) or not all(math.isfinite(v) for v in extra_values):
             self.skipped_steps += 1
             return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
                               time.perf_counter() - started)
 
+        total = loss
+        for t in terms:
+            total = total + t
         torch._foreach_zero_(self._grads)  # gradients stay allocated: they are counted in the budget
-        loss.backward()
-        if self.importance is not None and self.importance.active:
-            # The value is only reported, so it is refreshed on importance steps, not every step.
-            value = self.importance.add_penalty_grad_(with_value=(self.step + 1) % self.config.importance_every == 0)
-            if value is not None:
-                self._penalty = float(value)
+        total.backward()
+        for m in self.methods:
+            m.before_update(step)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
         self.correct_learned += int(n_correct)
 
-        self.buffer.add(xb, yb)
-        updated = False
-        if self.importance is not None and self.step % self.config.importance_every == 0:
-            self.importance.update(xb, yb)
-            updated = True
+        stored: dict[str, Tensor] = {}
+        for m in self.methods:
+            stored.update(m.sample_values(step))
+        self.buffer.add(xb, yb, stored)
+        for m in self.methods:
+            m.after_update(step)
         consolidated = self.trigger is not None and self.trigger.observe(loss_new)
         if consolidated:
             self.consolidate()
-        return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated, self._penalty,
-                          updated, time.perf_counter() - started)
+        return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
+                          float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
+                          time.perf_counter() - started)
 
     def consolidate(self) -> None:
-        """Fold the running importance into the consolidated one and move the anchor (the trigger calls this)."""
+        """Tell every method that the stream settled after a change (the trigger calls this)."""
         self.consolidations += 1
-        if self.importance is not None:
-            self.importance.consolidate()
+        for m in self.methods:
+            m.consolidate()
 
     def observe(self, x: ArrayLike) -> bool:
-        """Use unlabeled samples for label-free importance (MAS); returns True if importance was updated."""
+        """Use unlabeled samples for label-free methods (MAS); returns True if a method used them."""
         xb = self._inputs(x)
         self.unlabeled_seen += xb.shape[0]
-        if self.importance is None or self.importance.needs_labels or xb.shape[0] == 0:
-            return False
         if not bool(torch.isfinite(xb).all()):
             return False
-        self.importance.update(xb, None)
-        return True
+        used = [m.observe(xb) for m in self.methods]
+        return any(used)
 
     # --- inference --------------------------------------------------------------------------------
     @torch.inference_mode()
     def _logits(self, x: ArrayLike) -> Tensor:
+        xb = self._inputs(x)
+        bad = (~torch.isfinite(xb).all(dim=1)).nonzero().flatten()
+        if bad.numel():
+            rows = bad[:5].tolist()
+            raise ValueError(f"x has NaN or infinite features in row(s) {rows}{' ...' if bad.numel() > 5 else ''}; "
+                             "no class can be predicted for them (drop or impute those rows)")
         was_training = self.model.training
         self.model.eval()
         try:
-            return self.model(self._inputs(x))
+            return self.model(xb)
         finally:
             self.model.train(was_training)
 
     def predict_proba(self, x: ArrayLike) -> np.ndarray:
-        """Class probabilities ``[B, num_classes]`` (float32 numpy)."""
+        """Class probabilities ``[B, num_classes]`` (float32 numpy); NaN / infinite inputs raise ValueError."""
         return torch.softmax(self._logits(x), dim=1).float().cpu().numpy()
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """Predicted class ids ``[B]`` (int64 numpy)."""
+        """Predicted class ids ``[B]`` (int64 numpy); NaN / infinite inputs raise ValueError."""
         return self._logits(x).argmax(1).cpu().numpy()
 
     @property
@@ -341,17 +429,15 @@ class OnlineLearner:
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically: model, optimizer, buffer, importance, trigger, RNG."""
-        cfg = asdict(self.config)
-        if cfg["input_range"] is not None:
-            cfg["input_range"] = list(cfg["input_range"])
+        """Everything needed to continue bit-identically: model, optimizer, buffer, methods, trigger, RNG."""
         return {
             "format": STATE_FORMAT, "version": STATE_VERSION,
-            "config": cfg, "model_spec": models.spec_of(self.model), "device": str(self.device),
+            "config": self.config.model_dump(mode="json"), "model_spec": models.spec_of(self.model),
+            "device": str(self.device),
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(),
-            "importance": self.importance.state_dict() if self.importance is not None else None,
+            "methods": {m.name: m.state_dict() for m in self.methods},
             "trigger": self.trigger.state_dict() if self.trigger is not None else None,
             "generator": self.generator.get_state(),
             "counters": {"step": self.step, "samples_learned": self.samples_learned,
@@ -367,11 +453,16 @@ class OnlineLearner:
         if int(state.get("version", 0)) > STATE_VERSION:
             raise ValueError(f"learner state version {state['version']} is newer than this edge_cl "
                              f"({STATE_VERSION}); upgrade edge_cl")
+        saved_methods = _saved_methods(state)
+        mine = [m.name for m in self.methods]
+        if sorted(saved_methods) != sorted(mine):
+            raise ValueError(f"the saved state is of method {'+'.join(saved_methods) or 'sgd'!r}, this learner "
+                             f"runs {self.config.method!r}; load it with the same method")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
-        if self.importance is not None and state["importance"] is not None:
-            self.importance.load_state_dict(state["importance"])
+        for m in self.methods:
+            m.load_state_dict(saved_methods[m.name])
         if self.trigger is not None and state["trigger"] is not None:
             self.trigger.load_state_dict(state["trigger"])
         try:
@@ -404,11 +495,29 @@ class OnlineLearner:
                                  "the same architecture> to OnlineLearner.load")
             model = models.build(state["model_spec"])
         cfg = dict(state["config"])
-        if cfg.get("input_range") is not None:
-            cfg["input_range"] = tuple(cfg["input_range"])
-        learner = cls(model, device=device if device is not None else "auto", **cfg)
+        saved_device = cfg.pop("device", "auto")
+        try:
+            config = LearnerConfig.model_validate(cfg)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: its learner configuration is not valid here ({exc.errors()[0]['msg']})") from None
+        # The saved device is where it ran, not where it is loaded: "auto" unless the caller says.
+        del saved_device
+        learner = cls.from_config(model, config, device=device if device is not None else "auto")
         learner.load_state_dict(state)
         return learner
+
+
+def _saved_methods(state: dict[str, Any]) -> dict[str, Any]:
+    """Each method's saved state; version-1 files kept one importance under "importance"."""
+    if "methods" in state:
+        return dict(state["methods"])
+    out: dict[str, Any] = {}
+    cfg = state.get("config", {})
+    if int(cfg.get("replay_batch", 0) or 0) > 0:
+        out["er"] = {"tensors": []}
+    if state.get("importance") is not None:
+        out[state["importance"]["name"]] = state["importance"]
+    return out or {"sgd": {"tensors": []}}
 
 
 def _rss_bytes() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from river import drift
@@ -167,15 +168,38 @@ class DriftTrigger:
         self.detections, self.fired = int(state["detections"]), int(state["fired"])
 
 
-TRIGGERS = ("plateau", "adwin", "page-hinkley")
+TriggerFactory = Callable[..., ConsolidationTrigger]
+
+# name -> factory(**params); ``register_trigger`` adds entries (built-ins below).
+_TRIGGERS: dict[str, TriggerFactory] = {}
+
+
+def register_trigger(name: str, factory: TriggerFactory) -> None:
+    """Make ``factory(**trigger_params)`` usable as ``trigger=name`` in the learner and the config."""
+    if not name or name != name.lower() or name == "none":
+        raise ValueError(f"trigger name {name!r} must be a non-empty lower-case name other than 'none'")
+    _TRIGGERS[name] = factory
+
+
+def available_triggers() -> list[str]:
+    """Names of every registered trigger."""
+    return sorted(_TRIGGERS)
+
+
+register_trigger("plateau", PlateauTrigger)
+register_trigger("adwin", lambda **params: DriftTrigger("adwin", **params))
+register_trigger("page-hinkley", lambda **params: DriftTrigger("page-hinkley", **params))
+TRIGGERS = tuple(available_triggers())
 
 
 def make_trigger(name: str | None, **params: Any) -> ConsolidationTrigger | None:
-    """Build the trigger registered as ``name`` (None: never consolidate)."""
-    if name is None:
+    """Build the trigger registered as ``name`` (None or 'none': never consolidate)."""
+    if name is None or name == "none":
         return None
-    if name == "plateau":
-        return PlateauTrigger(**params)
-    if name in ("adwin", "page-hinkley"):
-        return DriftTrigger(name, **params)
-    raise ValueError(f"trigger={name!r} is unknown; use one of {TRIGGERS} or None")
+    factory = _TRIGGERS.get(name.lower())
+    if factory is None:
+        raise ValueError(f"trigger={name!r} is unknown; use one of {available_triggers()} or None")
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise ValueError(f"trigger_params {params} do not fit trigger {name!r}: {exc}") from None

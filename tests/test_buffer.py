@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from edge_cl.buffer import ReservoirBuffer
-from edge_cl.storage import Codec
+from edge_cl.buffer_storage import StorageCodec
 
 
 def _stream_ids(buffer: ReservoirBuffer, n: int, batch: int) -> None:
@@ -123,9 +123,9 @@ def test_class_balanced_keeps_rare_classes():
 def test_compact_storage_fits_more_samples_in_the_same_bytes(kind, lo, hi):
     dim, budget = 784, 1_000_000
     f32 = budget // ReservoirBuffer.bytes_per_sample(dim)
-    compact = budget // ReservoirBuffer.bytes_per_sample(dim, Codec(kind, lo, hi))
+    compact = budget // ReservoirBuffer.bytes_per_sample(dim, StorageCodec(kind, lo, hi))
     assert compact > 1.9 * f32 if kind == "float16" else compact > 3.5 * f32
-    buf = ReservoirBuffer(compact, dim, codec=Codec(kind, lo, hi))
+    buf = ReservoirBuffer(compact, dim, codec=StorageCodec(kind, lo, hi))
     assert sum(t.nbytes for t in buf.tensors()) <= budget
     x = torch.rand(4, dim)
     buf.add(x, torch.arange(4))

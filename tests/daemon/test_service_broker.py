@@ -19,7 +19,7 @@ import torch
 from edge_cl.config import load_config
 from edge_cl.daemon.codec import BadReason, encode_binary, encode_json
 from edge_cl.daemon.service import Daemon, id_digest, latest_checkpoint
-from edge_cl.state import safe_load
+from edge_cl.state_file import safe_load
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]

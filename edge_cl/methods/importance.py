@@ -1,50 +1,60 @@
-"""Parameter-importance regularisers with one shared quadratic penalty.
+"""Parameter-importance methods (online EWC, MAS ...) with one shared quadratic penalty.
 
-Each method only says how to estimate importance from a batch (``estimate``); keeping a running
-estimate, consolidating it into ``omega`` with an anchor ``theta*``, and the penalty
+Each method only says how to estimate importance from a batch (``sample_loss`` and ``phi``); keeping a
+running estimate, consolidating it into ``omega`` with an anchor ``theta*``, and the penalty
 ``lambda * sum omega * (theta - theta*)^2`` are written once here.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from edge_cl.methods.base import Method, MethodContext, Settings, Step
 
-class Importance:
+
+class ImportanceSettings(Settings):
+    """Settings shared by the importance methods; ``importance_lambda``'s default is per method."""
+
+    importance_lambda: float = Field(1.0, ge=0, description="Penalty strength lambda.")
+    importance_gamma: float = Field(0.9, ge=0, le=1,
+                                    description="Decay of the consolidated importance at each consolidation.")
+    importance_every: int = Field(10, ge=1, description="Estimate importance every this many steps ...")
+    importance_samples: int = Field(10, ge=1, description="... on at most this many of the new samples.")
+
+
+class ImportanceMethod(Method):
     """Online importance: running estimate -> consolidated ``omega`` + anchor, quadratic penalty.
 
     ``update`` folds a new estimate into ``current`` (a running mean since the last consolidation);
     ``consolidate`` sets ``omega <- gamma * omega + current`` and moves the anchor to the present weights.
+    Under plain SGD omega is capped at ``1 / (2 lr lambda)``: beyond it one step on the penalty would
+    overshoot the anchor (and beyond twice that, diverge). Adam rescales steps, so it needs no cap.
     """
 
-    name = "importance"
-    needs_labels = True
+    Settings: ClassVar[type[Settings]] = ImportanceSettings
+    needs_labels: ClassVar[bool] = True
+    chunk: ClassVar[int] = 32
 
-    def __init__(self, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10,
-                 chunk: int = 32, generator: torch.Generator | None = None,
-                 max_omega: float | None = None) -> None:
-        if lam < 0:
-            raise ValueError(f"importance_lambda must be >= 0, got {lam}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"importance_gamma must be in [0, 1], got {gamma}")
-        if samples <= 0:
-            raise ValueError(f"importance_samples must be positive, got {samples}")
-        self.model = model
-        self.lam = float(lam)
-        self.gamma = float(gamma)
-        self.samples = int(samples)
-        self.chunk = max(1, int(chunk))
-        self.generator = generator
-        if max_omega is not None and not max_omega > 0:
-            raise ValueError(f"max_omega must be positive or None, got {max_omega}")
-        self.max_omega = max_omega
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        params = dict(model.named_parameters())
+    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+        super().__init__(ctx, settings)
+        s = settings
+        if not isinstance(s, ImportanceSettings):
+            raise TypeError(f"{type(self).__name__} needs ImportanceSettings, got {type(s).__name__}")
+        self.model = ctx.model
+        self.lam = float(s.importance_lambda)
+        self.gamma = float(s.importance_gamma)
+        self.every = int(s.importance_every)
+        self.samples = int(s.importance_samples)
+        self.generator = ctx.generator
+        self.max_omega = 1.0 / (2.0 * ctx.lr * self.lam) if ctx.optimizer == "sgd" and self.lam > 0 else None
+        self.names = [n for n, p in ctx.model.named_parameters() if p.requires_grad]
+        params = dict(ctx.model.named_parameters())
         self.params: list[Tensor] = [params[n] for n in self.names]
         self.omega = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.current = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
@@ -54,11 +64,7 @@ class Importance:
         self.clamped = 0            # entries of omega held at max_omega by the last consolidation
         self.updates = 0
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
-
-    @staticmethod
-    def reserved_bytes(model: nn.Module) -> int:
-        """Bytes this regulariser allocates: omega, the running estimate and the anchor."""
-        return 3 * sum(p.nbytes for p in model.parameters() if p.requires_grad)
+        self.last_penalty = 0.0
 
     def tensors(self) -> list[Tensor]:
         return [*self.omega, *self.current, *self.anchor]
@@ -67,6 +73,30 @@ class Importance:
     def active(self) -> bool:
         """True once something has been consolidated, i.e. the penalty can be non-zero."""
         return self.consolidations > 0
+
+    # --- hooks --------------------------------------------------------------------------------------
+    def before_update(self, step: Step) -> None:
+        if self.active:
+            # The value is only reported, so it is computed on importance steps, not every step.
+            value = self.add_penalty_grad_(with_value=(step.index + 1) % self.every == 0)
+            if value is not None:
+                self.last_penalty = float(value)
+        step.report["penalty"] = step.report.get("penalty", 0.0) + self.last_penalty
+
+    def after_update(self, step: Step) -> None:
+        if (step.index + 1) % self.every == 0:
+            self.update(step.x, step.y)
+            step.flags.add("importance_updated")
+
+    def observe(self, x: Tensor) -> bool:
+        if self.needs_labels:
+            return False
+        self.update(x, None)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        return {"updates": self.updates, "seconds": self.seconds, "consolidations": self.consolidations,
+                "clamped": self.clamped, "workspace_bytes": self.workspace_bytes()}
 
     # --- estimation -------------------------------------------------------------------------------
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
@@ -147,7 +177,7 @@ class Importance:
     def update(self, x: Tensor, y: Tensor | None) -> None:
         """Estimate importance on up to ``samples`` rows of ``x`` and fold it into the running mean."""
         if y is None and self.needs_labels:
-            raise ValueError(f"{self.name} importance needs labels; use importance='mas' for unlabeled data")
+            raise ValueError(f"{self.name} importance needs labels; use method 'mas' for unlabeled data")
         if x.shape[0] == 0:
             return
         started = time.perf_counter()
@@ -209,19 +239,16 @@ class Importance:
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "omega": [t.clone() for t in self.omega],
-                "current": [t.clone() for t in self.current], "anchor": [t.clone() for t in self.anchor],
-                "current_count": self.current_count, "consolidations": self.consolidations,
-                "clamped": self.clamped,
-                "updates": self.updates, "seconds": self.seconds}
+        return {"omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
+                "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
+                "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
+                "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["name"] != self.name:
-            raise ValueError(f"saved importance is {state['name']!r}, this learner uses {self.name!r}")
         for key in ("omega", "current", "anchor"):
             mine = getattr(self, key)
             if len(state[key]) != len(mine):
-                raise ValueError(f"saved importance {key} has {len(state[key])} tensors, model has {len(mine)}")
+                raise ValueError(f"saved {self.name} {key} has {len(state[key])} tensors, model has {len(mine)}")
             for dst, src in zip(mine, state[key], strict=True):
                 dst.copy_(src)
         self.current_count = int(state["current_count"])

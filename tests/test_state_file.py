@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edge_cl import OnlineLearner, models
-from edge_cl.state import atomic_save, safe_load
+from edge_cl.state_file import atomic_save, safe_load
 
 
 def _stream(seed: int, steps: int, dim: int = 12, classes: int = 4):

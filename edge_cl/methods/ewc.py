@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
-from edge_cl.importance.base import Importance
+from edge_cl.methods.base import Settings
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.registry import register
 
 
-class OnlineEWC(Importance):
+class EWCSettings(ImportanceSettings):
+    """Online EWC's settings."""
+
+    importance_lambda: float = Field(10.0, ge=0, description="Penalty strength lambda (Fisher scale).")
+
+
+@register
+class OnlineEWC(ImportanceMethod):
     """Importance = empirical diagonal Fisher ``E[(d log p(y|x) / d theta)^2]``; ``F <- gamma F + F_new``."""
 
     name = "ewc"
+    Settings: ClassVar[type[Settings]] = EWCSettings
     needs_labels = True
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:

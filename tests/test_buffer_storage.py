@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from edge_cl.storage import Codec
+from edge_cl.buffer_storage import StorageCodec
 
 
 @pytest.mark.parametrize("kind,bytes_", [("float32", 4), ("float16", 2), ("uint8", 1)])
 def test_element_bytes(kind, bytes_):
-    assert Codec(kind, 0.0, 1.0).element_bytes == bytes_
+    assert StorageCodec(kind, 0.0, 1.0).element_bytes == bytes_
 
 
 def test_uint8_roundtrip_error_is_half_a_step_and_clamps():
-    codec = Codec("uint8", -2.0, 2.0)
+    codec = StorageCodec("uint8", -2.0, 2.0)
     x = torch.linspace(-2, 2, 1001)
     err = (codec.decode(codec.encode(x)) - x).abs().max()
     assert err <= 4.0 / 255 / 2 + 1e-6
@@ -19,11 +19,11 @@ def test_uint8_roundtrip_error_is_half_a_step_and_clamps():
 
 def test_float16_roundtrip_is_close():
     x = torch.randn(1000)
-    torch.testing.assert_close(Codec("float16").decode(Codec("float16").encode(x)), x, atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(StorageCodec("float16").decode(StorageCodec("float16").encode(x)), x, atol=2e-3, rtol=1e-3)
 
 
 def test_bad_codecs():
     with pytest.raises(ValueError, match="storage='int4'"):
-        Codec("int4")
+        StorageCodec("int4")
     with pytest.raises(ValueError, match="lo < hi"):
-        Codec("uint8", 1.0, 1.0)
+        StorageCodec("uint8", 1.0, 1.0)

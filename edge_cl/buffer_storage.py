@@ -15,7 +15,7 @@ STORAGE_KINDS = ("float32", "float16", "uint8")
 
 
 @dataclass(frozen=True)
-class Codec:
+class StorageCodec:
     """Encodes float32 inputs into the stored dtype and back."""
 
     kind: str = "float32"

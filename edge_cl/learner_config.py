@@ -1,0 +1,120 @@
+"""One configuration schema for a learner: read by ``OnlineLearner``, the daemon's ``[learner]`` table and
+``edge-cl bench --config``. Method settings are declared in each method's file and given here flat
+(``importance_lambda = 5``), routed to the methods of the combination that declare them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+# The method a learner runs when none is named: replay plus online MAS (legacy importance="mas").
+DEFAULT_IMPORTANCE = "mas"
+DEFAULT_METHOD = "er+mas"
+Storage = Literal["float32", "float16", "uint8"]
+
+
+class LearnerConfig(BaseModel):
+    """Everything a learner needs besides the model: what a saved state rebuilds it from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget_bytes: int = Field(..., gt=0, description="Byte budget for all learner state; the buffer gets what "
+                                                     "the fixed part leaves.")
+    method: str = Field(DEFAULT_METHOD, description="Continual-learning method(s), combined with '+', e.g. "
+                                                    "'er', 'er+ewc'; see edge_cl.methods.available().")
+    replay_batch: int = Field(10, ge=0, le=65536, description="Samples per replay draw; 0 turns replay off.")
+    lr: float = Field(0.1, gt=0, le=10, allow_inf_nan=False, description="Learning rate.")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="'sgd' or 'adam'.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
+    seed: int = Field(0, ge=0, description="Seed of the learner's own generator (buffer, subsampling).")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")
+    trigger: str | None = Field("plateau", description="When to consolidate: 'plateau', 'adwin', 'page-hinkley' "
+                                                       "or 'none' (see edge_cl.triggers.available_triggers()).")
+    trigger_params: dict[str, Any] = Field(default_factory=dict,
+                                           description="Trigger settings, e.g. {window = 50} for plateau.")
+    storage: Storage = Field("float32", description="Replay buffer input storage: 'float32', 'float16' (2x "
+                                                    "samples) or 'uint8' (4x, needs input_range).")
+    input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
+    class_balanced: bool = Field(False, description="Class-balanced reservoir (CBRS).")
+    max_buffer_samples: int | None = Field(None, ge=0, description="Cap the buffer below what the budget allows.")
+    input_dim: int | None = Field(None, ge=1, description="Features per sample, for a model without input_dim.")
+    plugins: list[str] = Field(default_factory=list, description="Modules imported first, so that methods they "
+                                                                 "@register can be named in 'method'.")
+    method_params: dict[str, Any] = Field(default_factory=dict,
+                                          description="Settings of the methods (any other key of this table is "
+                                                      "one), e.g. importance_lambda.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_method(cls, data: Any) -> Any:
+        """Fold legacy ``importance=`` and flat method settings in; spell the method canonically."""
+        if not isinstance(data, dict):
+            return data
+        from edge_cl import methods
+
+        data = dict(data)
+        params = dict(data.pop("method_params", None) or {})
+        for key in [k for k in data if k not in cls.model_fields and k != "importance"]:
+            params[key] = data.pop(key)
+        data["method_params"] = {k: v for k, v in params.items() if v is not None}
+        methods.import_plugins(list(data.get("plugins") or []))
+        importance = data.pop("importance", DEFAULT_IMPORTANCE if "method" not in data else None)
+        if isinstance(importance, str) and importance.strip().lower() in ("none", ""):
+            importance = None
+        if "method" not in data:
+            replay = data.get("replay_batch", 10)
+            parts = ["er"] if isinstance(replay, int) and replay > 0 else []
+            if importance is not None:
+                parts.append(str(importance))
+            data["method"] = "+".join(parts) or "sgd"
+        elif importance is not None:
+            data["method"] = f"{data['method']}+{importance}"
+        if isinstance(data["method"], (list, tuple)):
+            data["method"] = "+".join(str(m) for m in data["method"])
+        if isinstance(data.get("trigger"), str) and data["trigger"].strip().lower() == "none":
+            data["trigger"] = None
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> LearnerConfig:
+        from edge_cl import methods, triggers
+
+        names = methods.parse(self.method)
+        object.__setattr__(self, "method", "+".join(names))
+        try:
+            methods.settings_for(names, self.method_params)
+        except ValueError as exc:
+            if "are not settings of method" in str(exc):
+                raise ValueError(f"{exc}; learner options are {sorted(self.model_fields)}") from None
+            raise
+        triggers.make_trigger(self.trigger, **self.trigger_params)
+        if self.storage == "uint8" and self.input_range is None:
+            raise ValueError("storage='uint8' needs input_range=(lo, hi), the range the inputs are quantised over")
+        if self.input_range is not None:
+            lo, hi = self.input_range
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"input_range={self.input_range} must be finite with lo < hi")
+        return self
+
+    @property
+    def method_names(self) -> list[str]:
+        """The methods of the combination, in order."""
+        from edge_cl import methods
+
+        return methods.parse(self.method)
+
+    def method_settings(self) -> dict[str, Any]:
+        """Each method's validated settings."""
+        from edge_cl import methods
+
+        return methods.settings_for(self.method_names, self.method_params)
+
+    def uses_buffer(self) -> bool:
+        """True when a method of the combination replays and replay_batch > 0."""
+        from edge_cl import methods
+
+        return self.replay_batch > 0 and any(methods.get(n).uses_buffer for n in self.method_names)

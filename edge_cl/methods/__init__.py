@@ -1,0 +1,26 @@
+"""Continual-learning methods as plugins: one file per method, registered by name.
+
+``available()`` lists the names; ``@register`` on a :class:`Method` subclass in any module makes it usable
+by name in ``OnlineLearner(method=...)``, the TOML ``[learner]`` table and ``edge-cl bench --methods``.
+Combine methods with '+': ``"er+ewc"``.
+"""
+
+from __future__ import annotations
+
+from edge_cl.methods import er, ewc, mas, sgd  # noqa: F401 - importing registers the built-in methods
+from edge_cl.methods.base import Draw, Method, MethodContext, SampleField, Segment, Settings, Step
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.registry import (
+    available,
+    canonical,
+    get,
+    import_plugins,
+    parse,
+    register,
+    settings_for,
+    unregister,
+)
+
+__all__ = ["Draw", "ImportanceMethod", "ImportanceSettings", "Method", "MethodContext", "SampleField", "Segment",
+           "Settings", "Step", "available", "canonical", "get", "import_plugins", "parse", "register",
+           "settings_for", "unregister"]

@@ -1,0 +1,184 @@
+"""The method interface: optional hooks around the learner's one training step.
+
+A method says only what it adds; the learner owns the step itself (replay draws, one forward, zero_grad,
+backward, the optimizer step, device moves, the non-finite skip, the buffer insert). Order of one step::
+
+    draws = [d for m in methods for d in m.replay_draws()]      # sampled from the buffer
+    logits = model(cat(new, *draws))                            # one forward
+    loss = CE(new + draws that join the CE) + sum(m.loss(step))  # extra loss terms
+    backward; m.before_update(step)                              # gradient work (penalties, projections)
+    optimizer.step(); buffer.add(new, **m.sample_values(step))  # per-sample fields (e.g. logits)
+    m.after_update(step)                                         # work after the step (importance, SI)
+    trigger fires -> m.consolidate()
+
+Every tensor a method keeps must be allocated in ``__init__`` and returned by :meth:`Method.tensors`: the
+budget measures them there, before the buffer is sized, and counts them under the method's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+
+class Settings(BaseModel):
+    """Typed, validated settings of one method; each method subclasses it with its own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class SampleField:
+    """A per-sample value a method stores with each buffered sample (e.g. logits): shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def bytes(self) -> int:
+        """Bytes one sample's value costs."""
+        n = 1
+        for s in self.shape:
+            n *= int(s)
+        return n * torch.empty((), dtype=self.dtype).element_size()
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A replay draw a method asks for: ``size`` buffered samples under ``key``.
+
+    ``join_ce=True`` adds the draw's rows to the learner's cross-entropy (experience replay: one mean over
+    new and replayed rows); ``False`` leaves them to the method's own :meth:`Method.loss` terms.
+    """
+
+    key: str
+    size: int
+    join_ce: bool = False
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about the learner it is part of."""
+
+    model: nn.Module
+    params: list[nn.Parameter]
+    device: torch.device
+    generator: torch.Generator
+    num_classes: int
+    input_dim: int
+    lr: float
+    optimizer: str
+    replay_batch: int
+
+
+@dataclass
+class Segment:
+    """Rows of one replay draw inside the step's batch: stored fields, and the model's logits on them."""
+
+    fields: dict[str, Tensor]
+    logits: Tensor
+
+    @property
+    def x(self) -> Tensor:
+        return self.fields["x"]
+
+    @property
+    def y(self) -> Tensor:
+        return self.fields["y"]
+
+    def __len__(self) -> int:
+        return int(self.fields["y"].shape[0])
+
+
+@dataclass
+class Step:
+    """One step as the hooks see it. ``logits`` are the model's on ``x`` (new rows first), with autograd."""
+
+    index: int                      # optimizer steps taken before this one
+    x: Tensor                       # new samples [B, D] on the device, float32
+    y: Tensor                       # their labels [B]
+    logits: Tensor                  # [B, C] on the new samples (a slice of the batch forward)
+    draws: dict[str, Segment] = field(default_factory=dict)
+    report: dict[str, float] = field(default_factory=dict)   # values hooks publish (e.g. "penalty")
+    flags: set[str] = field(default_factory=set)             # events hooks publish (e.g. "importance_updated")
+
+    @property
+    def batch(self) -> int:
+        return int(self.x.shape[0])
+
+
+class Method:
+    """A continual-learning method: every hook is optional and does nothing by default.
+
+    Subclasses set ``name`` (the registered name), ``Settings`` (typed settings, documented once) and
+    ``uses_buffer`` (True if the method replays, so the learner keeps a buffer for it).
+    """
+
+    name: ClassVar[str] = ""
+    Settings: ClassVar[type[Settings]] = Settings
+    uses_buffer: ClassVar[bool] = False
+
+    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+
+    # --- budget -------------------------------------------------------------------------------------
+    def tensors(self) -> list[Tensor]:
+        """Every tensor this method keeps (counted in the budget under its name)."""
+        return []
+
+    def sample_fields(self) -> dict[str, SampleField]:
+        """Fields stored with each buffered sample besides x and y (counted per sample)."""
+        return {}
+
+    # --- the step -----------------------------------------------------------------------------------
+    def replay_draws(self) -> Sequence[Draw]:
+        """Replay draws this method needs in the coming step."""
+        return ()
+
+    def loss(self, step: Step) -> Tensor | None:
+        """An extra loss term (a scalar with autograd), or None."""
+        return None
+
+    def before_update(self, step: Step) -> None:
+        """Work on ``param.grad`` between backward and the optimizer step."""
+
+    def sample_values(self, step: Step) -> dict[str, Tensor]:
+        """Values of :meth:`sample_fields` for the new samples, offered to the buffer with them."""
+        return {}
+
+    def after_update(self, step: Step) -> None:
+        """Work after the optimizer step and the buffer insert."""
+
+    def consolidate(self) -> None:
+        """The trigger fired: the stream's distribution settled after a change."""
+
+    def observe(self, x: Tensor) -> bool:
+        """Unlabeled samples; return True if the method used them."""
+        return False
+
+    # --- reporting and state -------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """Figures for ``memory_report`` (e.g. the seconds spent estimating importance)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically (tensors, numbers, strings, lists, dicts)."""
+        return {"tensors": [t.detach().clone() for t in self.tensors()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("tensors", [])
+        mine = self.tensors()
+        if len(saved) != len(mine):
+            raise ValueError(f"saved {self.name} state has {len(saved)} tensors, this learner's has {len(mine)}")
+        with torch.no_grad():
+            for dst, src in zip(mine, saved, strict=True):
+                if dst.shape != src.shape:
+                    raise ValueError(f"saved {self.name} tensor of shape {tuple(src.shape)} does not fit "
+                                     f"{tuple(dst.shape)}: load with the same model")
+                dst.copy_(src)

@@ -1,0 +1,33 @@
+"""Online MAS (Aljundi et al. 2018; task-free, 2019): output sensitivity, no labels needed."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from torch import Tensor
+
+from edge_cl.methods.base import Settings
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.registry import register
+
+
+class MASSettings(ImportanceSettings):
+    """Online MAS's settings."""
+
+    importance_lambda: float = Field(0.2, ge=0, description="Penalty strength lambda (output-sensitivity scale).")
+
+
+@register
+class OnlineMAS(ImportanceMethod):
+    """Importance = ``E[|d ||f(x)||^2 / d theta|]``, so unlabeled stream samples count too."""
+
+    name = "mas"
+    Settings: ClassVar[type[Settings]] = MASSettings
+    needs_labels = False
+
+    def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
+        return logits.pow(2).sum()
+
+    def phi(self, grads: Tensor) -> Tensor:
+        return grads.abs()
