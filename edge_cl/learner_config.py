@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # The method a learner runs when none is named: replay plus online MAS (legacy importance="mas").
 DEFAULT_IMPORTANCE = "mas"
 DEFAULT_METHOD = "er+mas"
+# Keywords of the pre-plugin learner that were accepted (and did nothing) without an importance method.
+LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
 Storage = Literal["float32", "float16", "uint8"]
 
 
@@ -85,11 +87,14 @@ class LearnerConfig(BaseModel):
 
         names = methods.parse(self.method)
         object.__setattr__(self, "method", "+".join(names))
+        declared = {k for n in names for k in methods.get(n).Settings.model_fields}
+        params = {k: v for k, v in self.method_params.items() if k in declared or k not in LEGACY_IMPORTANCE_KEYS}
+        object.__setattr__(self, "method_params", params)
         try:
             methods.settings_for(names, self.method_params)
         except ValueError as exc:
             if "are not settings of method" in str(exc):
-                raise ValueError(f"{exc}; learner options are {sorted(self.model_fields)}") from None
+                raise ValueError(f"{exc}; learner options are {sorted(type(self).model_fields)}") from None
             raise
         triggers.make_trigger(self.trigger, **self.trigger_params)
         if self.storage == "uint8" and self.input_range is None:

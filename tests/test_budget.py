@@ -84,7 +84,9 @@ def test_report_counts_every_part():
         assert key in report
     n_params = 89_610
     assert report["parameters_bytes"] == report["gradients_bytes"] == n_params * 4
-    assert report["importance_bytes"] == 3 * n_params * 4
+    assert report["mas_bytes"] == 3 * n_params * 4  # omega, running estimate, anchor: one part per method
+    assert report["parts"]["mas"] == 3 * n_params * 4 and "er" in report["parts"]
+    assert report["buffer_fields"] == {"x": report["buffer_capacity"] * 784 * 4, "y": report["buffer_capacity"] * 8}
     assert report["buffer_bytes"] == report["buffer_capacity"] * (784 * 4 + 8)
     assert report["used_bytes"] == sum(report["parts"].values()) <= report["budget_bytes"]
 

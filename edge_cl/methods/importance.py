@@ -66,6 +66,23 @@ class ImportanceMethod(Method):
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
         self.last_penalty = 0.0
 
+    @classmethod
+    def standalone(cls, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10, chunk: int = 32,
+                   generator: torch.Generator | None = None, max_omega: float | None = None) -> ImportanceMethod:
+        """The estimator and penalty on ``model`` outside a learner (oracle tests, notebooks); no omega cap
+        unless ``max_omega`` is given."""
+        if max_omega is not None and not max_omega > 0:
+            raise ValueError(f"max_omega must be positive or None, got {max_omega}")
+        params = [p for p in model.parameters() if p.requires_grad]
+        device = params[0].device
+        ctx = MethodContext(model=model, params=params, device=device,
+                            generator=generator or torch.Generator(device=device).manual_seed(0), num_classes=0,
+                            input_dim=0, lr=1.0, optimizer="adam", replay_batch=0)
+        settings = cls.Settings(importance_lambda=lam, importance_gamma=gamma, importance_samples=samples)
+        method = cls(ctx, settings)
+        method.chunk, method.max_omega = max(1, int(chunk)), max_omega
+        return method
+
     def tensors(self) -> list[Tensor]:
         return [*self.omega, *self.current, *self.anchor]
 
@@ -239,12 +256,14 @@ class ImportanceMethod(Method):
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
+        return {"name": self.name, "omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
                 "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
                 "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
                 "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name", self.name) != self.name:
+            raise ValueError(f"saved importance is {state['name']!r}, this learner uses {self.name!r}")
         for key in ("omega", "current", "anchor"):
             mine = getattr(self, key)
             if len(state[key]) != len(mine):

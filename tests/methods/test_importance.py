@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from edge_cl import models
-from edge_cl.importance import OnlineEWC, OnlineMAS, get
+from edge_cl.methods import get
+from edge_cl.methods.ewc import OnlineEWC
+from edge_cl.methods.mas import OnlineMAS
 
 
 def _model(seed=0):
@@ -39,7 +41,7 @@ def _cnn(seed=0):
 def test_estimate_matches_a_slow_per_sample_loop(cls, method, make, chunk):
     """The MLP takes the linear-layer shortcut, the CNN the vmap path (in chunks): both are exact."""
     model = make()
-    imp = cls(model, lam=1.0, chunk=chunk)
+    imp = cls.standalone(model, lam=1.0, chunk=chunk)
     assert imp._linear_only() == (make is _model)
     x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
     fast = imp.estimate(x, y if method == "ewc" else None)
@@ -50,7 +52,7 @@ def test_estimate_matches_a_slow_per_sample_loop(cls, method, make, chunk):
 
 @pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
 def test_linear_shortcut_equals_vmap(cls):
-    imp = cls(_model(), lam=1.0)
+    imp = cls.standalone(_model(), lam=1.0)
     x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
     for a, b in zip(imp._estimate_linear(x, y), imp._estimate_vmap(x, y)):
         torch.testing.assert_close(a, b)
@@ -63,14 +65,14 @@ def test_per_sample_is_not_the_batch_gradient():
     model.zero_grad()
     F.cross_entropy(model(x), y).backward()
     batch_sq = [p.grad.pow(2) for p in model.parameters()]
-    fast = OnlineEWC(model, lam=1.0).estimate(x, y)
+    fast = OnlineEWC.standalone(model, lam=1.0).estimate(x, y)
     assert not torch.allclose(fast[0], batch_sq[0])
 
 
 @pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
 def test_penalty_gradient_is_2_lambda_omega_times_displacement(cls):
     model = _model()
-    imp = cls(model, lam=0.7)
+    imp = cls.standalone(model, lam=0.7)
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
     imp.update(x, y)
     imp.consolidate()
@@ -94,7 +96,7 @@ def test_penalty_gradient_is_2_lambda_omega_times_displacement(cls):
 
 def test_online_ewc_fisher_decays_with_gamma_and_running_mean_is_exact():
     model = _model()
-    imp = OnlineEWC(model, lam=1.0, gamma=0.5, samples=100)
+    imp = OnlineEWC.standalone(model, lam=1.0, gamma=0.5, samples=100)
     batches = [(torch.randn(4, 6), torch.randint(0, 3, (4,))) for _ in range(3)]
     estimates = [imp.estimate(x, y) for x, y in batches]
     for x, y in batches:
@@ -113,20 +115,20 @@ def test_online_ewc_fisher_decays_with_gamma_and_running_mean_is_exact():
 
 def test_update_subsamples_to_bound_cost():
     model = _model()
-    imp = OnlineMAS(model, lam=1.0, samples=3, generator=torch.Generator().manual_seed(0))
+    imp = OnlineMAS.standalone(model, lam=1.0, samples=3, generator=torch.Generator().manual_seed(0))
     imp.update(torch.randn(50, 6), None)
     assert imp.updates == 1 and imp.seconds > 0
 
 
 def test_mas_needs_no_labels_ewc_does():
     model = _model()
-    OnlineMAS(model, lam=1.0).update(torch.randn(4, 6), None)
+    OnlineMAS.standalone(model, lam=1.0).update(torch.randn(4, 6), None)
     with pytest.raises(ValueError, match="needs labels"):
-        OnlineEWC(model, lam=1.0).update(torch.randn(4, 6), None)
+        OnlineEWC.standalone(model, lam=1.0).update(torch.randn(4, 6), None)
 
 
 def test_penalty_is_zero_at_the_anchor_and_inactive_before_consolidation():
-    imp = OnlineMAS(_model(), lam=5.0)
+    imp = OnlineMAS.standalone(_model(), lam=5.0)
     assert not imp.active
     imp.update(torch.randn(4, 6), None)
     imp.consolidate()
@@ -135,32 +137,32 @@ def test_penalty_is_zero_at_the_anchor_and_inactive_before_consolidation():
 
 def test_registry_and_argument_errors():
     assert get("ewc") is OnlineEWC and get("mas") is OnlineMAS
-    with pytest.raises(ValueError, match="importance='si' is unknown"):
-        get("si")
+    with pytest.raises(ValueError, match="method 'no-such-method' is unknown; available: .*ewc"):
+        get("no-such-method")
     with pytest.raises(ValueError, match="importance_gamma"):
-        OnlineEWC(_model(), lam=1.0, gamma=1.5)
+        OnlineEWC.standalone(_model(), lam=1.0, gamma=1.5)
     with pytest.raises(ValueError, match="importance_lambda"):
-        OnlineEWC(_model(), lam=-1.0)
+        OnlineEWC.standalone(_model(), lam=-1.0)
 
 
 def test_state_roundtrip():
     model = _model()
-    imp = OnlineEWC(model, lam=1.0)
+    imp = OnlineEWC.standalone(model, lam=1.0)
     imp.update(torch.randn(4, 6), torch.randint(0, 3, (4,)))
     imp.consolidate()
     imp.update(torch.randn(4, 6), torch.randint(0, 3, (4,)))
-    other = OnlineEWC(model, lam=1.0)
+    other = OnlineEWC.standalone(model, lam=1.0)
     other.load_state_dict(imp.state_dict())
     for a, b in zip(other.tensors(), imp.tensors()):
         assert torch.equal(a, b)
     assert (other.current_count, other.consolidations) == (1, 1)
     with pytest.raises(ValueError, match="'ewc'"):
-        OnlineMAS(model, lam=1.0).load_state_dict(imp.state_dict())
+        OnlineMAS.standalone(model, lam=1.0).load_state_dict(imp.state_dict())
 
 
 def test_max_omega_caps_consolidated_importance():
     model = _model()
-    imp = OnlineMAS(model, lam=1.0, max_omega=1e-3)
+    imp = OnlineMAS.standalone(model, lam=1.0, max_omega=1e-3)
     imp.update(torch.randn(8, 6) * 10, None)
     raw = [c.clone() for c in imp.current]
     imp.consolidate()
@@ -168,7 +170,7 @@ def test_max_omega_caps_consolidated_importance():
     for o, r in zip(imp.omega, raw):
         torch.testing.assert_close(o, r.clamp(max=1e-3))
     with pytest.raises(ValueError, match="max_omega"):
-        OnlineMAS(model, lam=1.0, max_omega=0.0)
+        OnlineMAS.standalone(model, lam=1.0, max_omega=0.0)
 
 
 def test_capped_penalty_keeps_sgd_stable_where_the_raw_one_diverges():
@@ -176,7 +178,7 @@ def test_capped_penalty_keeps_sgd_stable_where_the_raw_one_diverges():
     lr, lam = 0.5, 10.0
     for cap, should_diverge in ((None, True), (1.0 / (2 * lr * lam), False)):
         model = _model()
-        imp = OnlineEWC(model, lam=lam, max_omega=cap)
+        imp = OnlineEWC.standalone(model, lam=lam, max_omega=cap)
         for o in imp.current:
             o.fill_(1.0)  # 2 * lr * lam * omega = 10
         imp.current_count = 1
