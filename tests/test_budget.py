@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from edge_cl import OnlineLearner, models
 from edge_cl.budget import MemoryBudget

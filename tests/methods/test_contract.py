@@ -26,7 +26,7 @@ DIM, CLASSES, BATCH = 12, 4, 8
 def readme_example_source() -> str:
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text.split("### Writing a method", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert match, "README's 'Writing a method' section has no python example"
     return match.group(1)
 
