@@ -236,6 +236,16 @@ class MetricsConfig(_Section):
     enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(9464, ge=0, le=65535, description="Listen port (0: any free port).")
+    status_page: bool | None = Field(
+        None, description="Serve the read-only status page at / (JSON at /status.json) beside /metrics; "
+                          "unset: on only when host is a loopback address.")
+
+    @property
+    def page_enabled(self) -> bool:
+        """Whether the status page is served (an explicit setting wins; else loopback hosts only)."""
+        from edge_cl.daemon.status_page import is_loopback
+
+        return self.status_page if self.status_page is not None else is_loopback(self.host)
 
 
 class LoggingConfig(_Section):

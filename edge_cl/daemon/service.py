@@ -30,6 +30,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import LABEL, Row, Spool
+from edge_cl.daemon.status_page import StatusHistory, snapshot
 
 log = logging.getLogger("edge_cl.daemon")
 
@@ -96,6 +97,8 @@ class Daemon:
         self._link: MqttLink | None = None
         self._snap_step = -1
         self.outbox = Outbox(10_000, self.metrics)
+        self.history = StatusHistory()
+        self._page: dict[str, Any] = {}
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -157,12 +160,15 @@ class Daemon:
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
                 try:
-                    server, self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                    server, self.metrics_port = self.metrics.serve(
+                        cfg.metrics.host, cfg.metrics.port, self.page_status if cfg.metrics.page_enabled else None)
                 except OSError as exc:
                     raise ValueError(f"metrics.host={cfg.metrics.host!r} metrics.port={cfg.metrics.port}: cannot "
                                      f"listen ({exc.strerror}); pick a free port or set metrics.enabled = false"
                                      ) from None
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics_port)
+                log.info("metrics on http://%s:%d/metrics%s", cfg.metrics.host, self.metrics_port,
+                         f", status page on http://{cfg.metrics.host}:{self.metrics_port}/"
+                         if cfg.metrics.page_enabled else "")
             worker = self._start_snapshots()
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
@@ -182,6 +188,10 @@ class Daemon:
             self.exit_reason = str(exc)
             log.error("%s", exc)
             code = EXIT_BROKER
+        except ValueError as exc:  # budget too small, checkpoint mismatch ...: the caller reports it
+            self.exit_reason = str(exc)
+            code = EXIT_ERROR
+            raise
         finally:
             self.ready.set()
             if link is not None:
@@ -320,6 +330,7 @@ class Daemon:
             self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
             if stats.consolidated:
                 self.metrics.consolidations.inc()
+            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
 
     def _observe(self, evicted: list[Pending]) -> None:
         if not evicted:
@@ -364,6 +375,7 @@ class Daemon:
         if lr.prequential_accuracy is not None:
             self.metrics.prequential_accuracy.set(lr.prequential_accuracy)
         self.metrics.model_step.set(lr.step)
+        self._page = snapshot(lr, report, self.metrics.registry, depth)
 
     def _checkpoint(self, spool: Spool) -> Path:
         """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
@@ -382,6 +394,11 @@ class Daemon:
         return path
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
+    def page_status(self) -> dict[str, Any]:
+        """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
+        return {**self._page, "history": self.history.to_json(), "client_id": self.cfg.broker.client_id,
+                "connected": bool(self._link is not None and self._link.connected)}
+
     def status(self) -> dict[str, Any]:
         """A few live numbers (read from another thread: values may be one step stale)."""
         lr = self.learner
