@@ -294,9 +294,11 @@ class Config(_Section):
         in_dim = getattr(model, "input_dim", None)
         n_cls = getattr(model, "num_classes", None)
         if in_dim is not None and in_dim != self.input.flat_dim:
-            raise ValueError(f"model input_dim={in_dim} but input has {self.input.flat_dim} features; make them agree")
+            given = f"input.dim={self.input.dim}" if self.input.dim is not None else f"input.shape={self.input.shape}"
+            raise ValueError(f"model.input_dim={in_dim} but {given} gives {self.input.flat_dim} features per sample; "
+                             "make them agree")
         if n_cls is not None and n_cls != self.input.num_classes:
-            raise ValueError(f"model num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
+            raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
         return self
 
@@ -336,8 +338,10 @@ class Config(_Section):
 
 
 def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:  # a check across sections: its message names the keys, the whole input says nothing
+        return msg
+    loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key; check the spelling against deploy/config/example.toml"
     if err["type"] == "missing":

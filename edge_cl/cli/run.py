@@ -16,8 +16,11 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     from edge_cl.daemon.logsetup import configure_logging
     from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
 
+    from edge_cl.daemon.preflight import check
+
     try:
         cfg = load_config(config)
+        check(cfg)  # missing TLS/password files name their key here, not as a bare errno later
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
