@@ -156,7 +156,7 @@ class InputConfig(_Section):
 class LearnerConfig(_Section):
     """Arguments of OnlineLearner, plus the daemon's micro-batching."""
 
-    budget_bytes: int = Field(2_000_000, ge=1024, description="Byte budget for all learner state (see design.md).")
+    budget_bytes: int = Field(2_000_000, ge=1024, description="Byte budget for all learner state (README.md, 'The memory budget').")
     importance: Literal["ewc", "mas", "none"] = Field("mas", description="'ewc', 'mas' or 'none'.")
     replay_batch: int = Field(10, ge=0, le=4096, description="Replayed samples mixed into every step.")
     lr: float = Field(0.1, gt=0, le=10, description="Learning rate.")
@@ -198,6 +198,8 @@ class CheckpointConfig(_Section):
     every_steps: int = Field(500, ge=1, description="Checkpoint after this many learn steps ...")
     every_s: float = Field(60.0, gt=0, description="... or this many seconds, whichever comes first.")
     keep: int = Field(3, ge=1, le=1000, description="How many checkpoints are kept.")
+    file_mode: int = Field(0o640, ge=0, le=0o777,
+                           description="Permissions of checkpoint files (TOML octal; 0o640: group can read).")
 
 
 class SnapshotConfig(_Section):
@@ -208,6 +210,9 @@ class SnapshotConfig(_Section):
     every_steps: int = Field(2000, ge=1, description="Export after this many learn steps ...")
     every_s: float = Field(300.0, gt=0, description="... or this many seconds, whichever comes first.")
     keep: int = Field(5, ge=1, le=1000, description="How many snapshots are kept.")
+    file_mode: int = Field(0o640, ge=0, le=0o777,
+                           description="Permissions of snapshots and manifest (TOML octal, 0o640: group can read, "
+                                       "so inference processes of the daemon's group can load them).")
 
 
 class OverflowPolicy(str, Enum):
@@ -383,6 +388,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"importance_lambda": 1.0, "input_range": [0.0, 1.0]},
+    "metrics": {"status_page": True},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
@@ -390,6 +396,7 @@ _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4,
 _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "importance_lambda"), ("learner", "input_range"),
+              ("metrics", "status_page"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
 
@@ -435,7 +442,7 @@ def render_example() -> str:
             value = _EXAMPLE_VALUES.get(name, {}).get(key, f.default)
             if value is None:
                 continue
-            line = f"{key} = {_toml_value(value)}"
+            line = f"{key} = {value:#o}" if key == "file_mode" else f"{key} = {_toml_value(value)}"
             out.append(f"# {line}" if (name, key) in _COMMENTED else line)
         out.append("")
     return "\n".join(out)

@@ -10,9 +10,11 @@ relative to the restored model.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -225,7 +227,7 @@ class Daemon:
         if publish is None:
             log.warning("snapshots enabled but edge_cl.export.publish_snapshot is unavailable: no ONNX snapshots")
             return None
-        return SnapshotWorker(publish, sc.dir, sc.keep, self.metrics)
+        return SnapshotWorker(functools.partial(publish, file_mode=sc.file_mode), sc.dir, sc.keep, self.metrics)
 
     def _loop(self, stop: threading.Event, spool: Spool, link: MqttLink, worker: SnapshotWorker | None) -> None:
         cfg = self.cfg
@@ -382,6 +384,7 @@ class Daemon:
         cc = self.cfg.checkpoint
         path = cc.dir / f"ckpt-{self.progress.position:012d}.pt"
         self.learner.save(path, extra=self.progress.extra(self.join))
+        os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         olds = sorted(p for p in cc.dir.iterdir() if _CKPT.search(p.name))
