@@ -204,3 +204,33 @@ def test_snapshot_and_state_files_are_group_readable_and_configurable(tmp_path: 
                                                                           "num_classes": 3},
                         "snapshot": {"file_mode": 0o600}, "checkpoint": {"file_mode": 0o640}})
     assert cfg.snapshot.file_mode == 0o600 and cfg.checkpoint.file_mode == 0o640
+
+
+def test_plots_read_without_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib", reason="plots need the [bench] extra (matplotlib)")
+    from matplotlib.figure import Figure
+
+    from edge_cl.bench.plots import write_plots
+
+    figs: list[Any] = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    curve = {"window": 10, "values": [0.5, 0.6, 0.7, 0.8]}
+    run = {"stream_accuracy": curve, "consolidation_at": [15], "task_ends": [20, 40],
+           "accuracy_matrix": [[0.9, 0.1], [0.5, 0.95]]}
+    doc = {"stream": {"name": "s"}, "methods": {"sgd": run, "bare-sgd": dict(run)},
+           "peers": {"logreg": {"stream_accuracy": curve}}}
+    write_plots(doc, tmp_path)
+    heat = figs[0].axes[0]
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["1", "2"]
+    assert {t.get_text() for t in heat.texts} >= {"90", "10", "50", "95"}
+    stream = next(f for f in figs if "over the stream" in f.axes[0].get_title()).axes[0]
+    labels = [t.get_text() for t in stream.get_legend().get_texts()]
+    assert any("river logreg" in s for s in labels)
+    assert any("consolidation" in s for s in labels) and any("task boundary" in s for s in labels)
+    lines = {ln.get_label(): ln for ln in stream.get_lines()}
+    assert lines["bare-sgd (plain PyTorch loop)"].get_zorder() < lines["sgd"].get_zorder()
+    assert lines["bare-sgd (plain PyTorch loop)"].get_linestyle() != lines["sgd"].get_linestyle()
+    figs.clear()
+    one = {"stream_accuracy": curve, "task_ends": [40]}
+    write_plots({"stream": {"name": "s"}, "methods": {"sgd": one}}, tmp_path)
+    assert "task" not in figs[-1].axes[0].get_title()
