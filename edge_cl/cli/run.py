@@ -14,9 +14,8 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     """Run the daemon until SIGTERM/SIGINT; resumes from the latest checkpoint automatically."""
     from edge_cl.config import ConfigError, load_config
     from edge_cl.daemon.logsetup import configure_logging
-    from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
-
     from edge_cl.daemon.preflight import check
+    from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
 
     try:
         cfg = load_config(config)

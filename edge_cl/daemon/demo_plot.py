@@ -24,8 +24,8 @@ def accuracy_svg(series: dict[str, Sequence[tuple[float, float]]], changes: Sequ
     def py(y: float) -> float:
         return top + ph * (1 - y)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
     if window is not None:

@@ -151,7 +151,7 @@ def test_missing_data_error_describes_the_layout(tmp_path: Path) -> None:
 def test_bench_plots_without_matplotlib_fails_before_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    import edge_cl.bench.runner as runner
+    from edge_cl.bench import runner
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
@@ -161,7 +161,7 @@ def test_bench_plots_without_matplotlib_fails_before_the_run(monkeypatch: pytest
 
 
 def test_bench_runs_bare_loops_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge_cl.bench.runner as runner
+    from edge_cl.bench import runner
 
     seen: list[Any] = []
 
@@ -195,7 +195,7 @@ def test_snapshot_and_state_files_are_group_readable_and_configurable(tmp_path: 
     model = models.mlp(input_dim=6, hidden=[8], num_classes=3).eval()
     res = publish_snapshot(model, tmp_path / "snaps", step=3, sample_inputs=torch.randn(4, 6))
     assert res.path is not None
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
     assert mode(res.path) == 0o640 and mode(tmp_path / "snaps" / "manifest.json") == 0o640
     assert mode(atomic_save({"a": torch.zeros(1)}, tmp_path / "s.pt")) == 0o640
     res = publish_snapshot(model, tmp_path / "s2", step=3, sample_inputs=torch.randn(4, 6), file_mode=0o644)

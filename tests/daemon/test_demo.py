@@ -15,8 +15,20 @@ import numpy as np
 import pytest
 
 from edge_cl.config import load_config
-from edge_cl.daemon.demo import (CHANNELS, CLASSES, EDGE, FINETUNE, SCHEDULE, WINDOW, ConceptSensor, EmbeddedBroker,
-                                 Score, SensorPublisher, _view, real_broker_toml)
+from edge_cl.daemon.demo import (
+    CHANNELS,
+    CLASSES,
+    EDGE,
+    FINETUNE,
+    SCHEDULE,
+    WINDOW,
+    ConceptSensor,
+    EmbeddedBroker,
+    Score,
+    SensorPublisher,
+    _view,
+    real_broker_toml,
+)
 
 RETENTION = re.compile(r"edge_cl remembers A: ([0-9.]+)% / fine-tuning: ([0-9.]+)%")
 
