@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from river import base
 
 from edge_cl import models
@@ -53,7 +54,10 @@ class Classifier(base.Classifier):
     def _ensure_learner(self, x: dict[Hashable, Any]) -> OnlineLearner:
         if self.learner is None:
             self.features = sorted(x, key=str)
-            model = models.mlp(len(self.features), list(self.hidden), self.num_classes)
+            # Initial weights come from ``seed`` too, in a forked RNG: the global torch RNG is neither read nor seeded.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                model = models.mlp(len(self.features), list(self.hidden), self.num_classes)
             self.learner = OnlineLearner(model, self.budget_bytes, importance=self.importance,
                                          replay_batch=self.replay_batch, lr=self.lr, device=self.device,
                                          seed=self.seed, **(self.learner_options or {}))
