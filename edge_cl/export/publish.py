@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from edge_cl.export.manifest import (
+    DEFAULT_FILE_MODE,
     MANIFEST_NAME,
     SnapshotError,
-    DEFAULT_FILE_MODE,
     atomic_write,
     fsync_dir,
     read_manifest,

@@ -21,6 +21,22 @@ from edge_cl.methods.registry import (
     unregister,
 )
 
-__all__ = ["Draw", "ImportanceMethod", "ImportanceSettings", "Method", "MethodContext", "SampleField", "Segment",
-           "MethodSettings", "Step", "available", "canonical", "get", "import_plugins", "parse", "register",
-           "settings_for", "unregister"]
+__all__ = [
+    "Draw",
+    "ImportanceMethod",
+    "ImportanceSettings",
+    "Method",
+    "MethodContext",
+    "MethodSettings",
+    "SampleField",
+    "Segment",
+    "Step",
+    "available",
+    "canonical",
+    "get",
+    "import_plugins",
+    "parse",
+    "register",
+    "settings_for",
+    "unregister",
+]

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from edge_cl import OnlineLearner, models  # noqa: E402
-from tests.streams import permuted_prototypes  # noqa: E402
+from edge_cl import OnlineLearner, models
+from tests.streams import permuted_prototypes
 
 torch.set_num_threads(1)
 CASES = {"sgd": {"importance": None, "replay_batch": 0}, "er": {"importance": None, "replay_batch": 10},
