@@ -356,11 +356,7 @@ class OnlineLearner:
         ce_values = values[:n_ce]
         loss_new = sum(ce_values[:batch]) / batch
         if not all(math.isfinite(v) for v in ce_values) or not all(math.isfinite(v) for v in extra_values):
-            self.skipped_steps += 1
-            if rng_state is not None:
-                self.generator.set_state(rng_state)
-            return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
-                              time.perf_counter() - started)
+            return self._skip(rng_state, loss_new, batch, replay, started)
 
         total = loss
         for t in terms:
@@ -369,6 +365,10 @@ class OnlineLearner:
         total.backward()
         for m in self.methods:
             m.before_update(step)
+        # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
+        # the parameters non-finite for good, so such a step is skipped like a non-finite loss.
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(self._grads))).all()):
+            return self._skip(rng_state, loss_new, batch, replay, started)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
@@ -386,6 +386,13 @@ class OnlineLearner:
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
+
+    def _skip(self, rng_state: Tensor | None, loss_new: float, batch: int, replay: int, started: float) -> LearnStats:
+        """Count a skipped step and put back the random state its replay draws consumed."""
+        self.skipped_steps += 1
+        if rng_state is not None:
+            self.generator.set_state(rng_state)
+        return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
 
     def consolidate(self) -> None:
         """Tell every method that the stream settled after a change (the trigger calls this)."""

@@ -145,6 +145,22 @@ def test_non_finite_loss_changes_nothing(method):
                        torch.cat([p.flatten() for p in twin.model.parameters()]))
 
 
+def test_overflowing_gradients_change_nothing(method):
+    """Huge finite inputs give a finite loss whose gradients overflow: the step is skipped, nothing changes."""
+    learner = make(method)
+    for x, y in stream(5, 80):
+        learner.learn(x, y)
+    before = copy.deepcopy(learner.state_dict())
+    _, y = next(stream(6, 1))
+    huge = np.full((BATCH, DIM), 3e38, np.float32) * np.where(np.arange(DIM) % 2, 1, -1).astype(np.float32)
+    stats = learner.learn(huge, y)
+    assert stats.skipped, "a step on overflowing gradients was taken"
+    after = learner.state_dict()
+    assert after["counters"].pop("skipped_steps") == before["counters"].pop("skipped_steps") + 1
+    assert_same_state(before, after)
+    assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch.cuda.is_available() is False")
 def test_cuda_agrees_with_cpu(method):
