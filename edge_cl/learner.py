@@ -348,6 +348,8 @@ class OnlineLearner:
         if self.standardizer is not None and bool(torch.isfinite(xb).all()):
             self.standardizer.update(xb)  # before the forward, so the first rows are already standardised
         draws = [d for m in self.methods for d in m.replay_draws()]
+        # A skipped step must leave the random state as it was, so keep it before the draws consume it.
+        rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, self.buffer.draw(d.size)) for d in draws]
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f in drawn if d.join_ce] + [(d, f) for d, f in drawn if not d.join_ce]
@@ -380,6 +382,8 @@ class OnlineLearner:
         loss_new = sum(ce_values[:batch]) / batch
         if not all(math.isfinite(v) for v in ce_values) or not all(math.isfinite(v) for v in extra_values):
             self.skipped_steps += 1
+            if rng_state is not None:
+                self.generator.set_state(rng_state)
             return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
                               time.perf_counter() - started)
 
@@ -520,13 +524,11 @@ class OnlineLearner:
                                  "the same architecture> to OnlineLearner.load")
             model = models.build(state["model_spec"])
         cfg = dict(state["config"])
-        saved_device = cfg.pop("device", "auto")
         try:
             config = LearnerConfig.model_validate(cfg)
         except ValidationError as exc:
             raise ValueError(f"{path}: its learner configuration is not valid here ({exc.errors()[0]['msg']})") from None
         # The saved device is where it ran, not where it is loaded: "auto" unless the caller says.
-        del saved_device
         learner = cls.from_config(model, config, device=device if device is not None else "auto")
         learner.load_state_dict(state)
         return learner

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 # The method a learner runs when none is named: replay plus online MAS (legacy importance="mas").
 DEFAULT_IMPORTANCE = "mas"
 DEFAULT_METHOD = "er+mas"

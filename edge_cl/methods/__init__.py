@@ -8,7 +8,7 @@ Combine methods with '+': ``"er+ewc"``.
 from __future__ import annotations
 
 from edge_cl.methods import agem, er, ewc, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
-from edge_cl.methods.base import Draw, Method, MethodContext, SampleField, Segment, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (
     available,
@@ -22,5 +22,5 @@ from edge_cl.methods.registry import (
 )
 
 __all__ = ["Draw", "ImportanceMethod", "ImportanceSettings", "Method", "MethodContext", "SampleField", "Segment",
-           "Settings", "Step", "available", "canonical", "get", "import_plugins", "parse", "register",
+           "MethodSettings", "Step", "available", "canonical", "get", "import_plugins", "parse", "register",
            "settings_for", "unregister"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from edge_cl.methods.base import Draw, Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
 
 
@@ -30,11 +30,12 @@ class AGEM(Method):
     name = "a-gem"
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.params = list(ctx.params)
         self.ref = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self._have_ref = False
+        self._pending: tuple[Tensor | None, ...] = ()  # this step's reference gradient until the step is taken
         self.projections = 0  # steps with a reference gradient (the projection itself is branch-free)
 
     def tensors(self) -> list[Tensor]:
@@ -48,13 +49,8 @@ class AGEM(Method):
         self._have_ref = seg is not None and len(seg) > 0
         if self._have_ref and seg is not None:
             ref_loss = F.cross_entropy(seg.logits, seg.y)
-            grads = torch.autograd.grad(ref_loss, self.params, retain_graph=True, allow_unused=True)
-            with torch.no_grad():
-                for r, g in zip(self.ref, grads, strict=True):
-                    if g is None:
-                        r.zero_()
-                    else:
-                        r.copy_(g)
+            # Kept aside: a step skipped on a non-finite loss must leave the state untouched.
+            self._pending = torch.autograd.grad(ref_loss, self.params, retain_graph=True, allow_unused=True)
         return None
 
     def before_update(self, step: Step) -> None:
@@ -64,6 +60,9 @@ class AGEM(Method):
         if any(g is None for g in grads):
             return
         with torch.no_grad():
+            for r, g in zip(self.ref, self._pending, strict=True):
+                r.zero_() if g is None else r.copy_(g)
+            self._pending = ()
             project(grads, self.ref)  # type: ignore[arg-type]
         self.projections += 1
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Settings
+from edge_cl.methods.base import MethodSettings
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import register
 
@@ -24,7 +24,7 @@ class OnlineEWC(ImportanceMethod):
     """Importance = empirical diagonal Fisher ``E[(d log p(y|x) / d theta)^2]``; ``F <- gamma F + F_new``."""
 
     name = "ewc"
-    Settings: ClassVar[type[Settings]] = EWCSettings
+    Settings: ClassVar[type[MethodSettings]] = EWCSettings
     needs_labels = True
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:

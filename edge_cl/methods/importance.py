@@ -22,10 +22,10 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from edge_cl.methods.base import Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step
 
 
-class ImportanceSettings(Settings):
+class ImportanceSettings(MethodSettings):
     """Settings shared by the importance methods; ``importance_lambda``'s default is per method."""
 
     importance_lambda: float = Field(1.0, ge=0, description="Penalty strength lambda.")
@@ -50,11 +50,10 @@ class ImportanceMethod(Method):
     overshoot the anchor (and beyond twice that, diverge). Adam rescales steps, so it needs no cap.
     """
 
-    Settings: ClassVar[type[Settings]] = ImportanceSettings
+    Settings: ClassVar[type[MethodSettings]] = ImportanceSettings
     needs_labels: ClassVar[bool] = True
-    chunk: ClassVar[int] = 32
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         s = settings
         if not isinstance(s, ImportanceSettings):
@@ -67,6 +66,7 @@ class ImportanceMethod(Method):
         self.generator = ctx.generator
         self.normalize = bool(s.importance_normalize)
         self.dtype = getattr(torch, s.state_dtype)
+        self.chunk = 32             # samples per vmap call: bounds the per-sample gradient workspace
         self.max_omega = 1.0 / (2.0 * ctx.lr * self.lam) if ctx.optimizer == "sgd" and self.lam > 0 else None
         self.names = [n for n, p in ctx.model.named_parameters() if p.requires_grad]
         params = dict(ctx.model.named_parameters())
@@ -99,7 +99,8 @@ class ImportanceMethod(Method):
                             generator=generator or torch.Generator(device=device).manual_seed(0), num_classes=0,
                             input_dim=0, lr=1.0, optimizer="adam", replay_batch=0)
         settings.setdefault("importance_normalize", False)  # oracles compare raw Fisher / sensitivity
-        made = cls.Settings(importance_lambda=lam, importance_gamma=gamma, importance_samples=samples, **settings)
+        made = cls.Settings.model_validate({"importance_lambda": lam, "importance_gamma": gamma,
+                                            "importance_samples": samples, **settings})
         method = cls(ctx, made)
         method.chunk, method.max_omega = max(1, int(chunk)), max_omega
         return method

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import MethodContext, Settings, Step
+from edge_cl.methods.base import MethodContext, MethodSettings, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, _scale_to_mean_one_
 from edge_cl.methods.registry import register
 
@@ -30,10 +30,10 @@ class RWalk(ImportanceMethod):
     the anchor moves and ``s <- 0``."""
 
     name = "rwalk"
-    Settings: ClassVar[type[Settings]] = RWalkSettings
+    Settings: ClassVar[type[MethodSettings]] = RWalkSettings
     needs_labels = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.alpha = float(getattr(settings, "rwalk_alpha", 0.9))
         self.eps = float(getattr(settings, "rwalk_eps", 1e-8))

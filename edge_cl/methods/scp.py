@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Draw, MethodContext, Settings, Step
+from edge_cl.methods.base import Draw, MethodContext, MethodSettings, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import register
 
@@ -36,11 +36,11 @@ class SlicedCramerPreservation(ImportanceMethod):
     Needs no labels."""
 
     name = "scp"
-    Settings: ClassVar[type[Settings]] = SCPSettings
+    Settings: ClassVar[type[MethodSettings]] = SCPSettings
     needs_labels = False
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.slices = int(getattr(settings, "scp_slices", 10))
         self.steps = 0

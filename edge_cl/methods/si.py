@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import MethodContext, Settings, Step
+from edge_cl.methods.base import MethodContext, MethodSettings, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import register
 
@@ -28,10 +28,10 @@ class SynapticIntelligence(ImportanceMethod):
     before the step."""
 
     name = "si"
-    Settings: ClassVar[type[Settings]] = SISettings
+    Settings: ClassVar[type[MethodSettings]] = SISettings
     needs_labels = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.xi = float(getattr(settings, "si_xi", 0.1))
         self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
