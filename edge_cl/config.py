@@ -167,10 +167,16 @@ class DaemonLearnerConfig(LearnerConfig):
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
                            description="Most new samples per step; steps grow toward it when a backlog builds.")
+    standardize: bool | None = Field(None, description="Standardise inputs online (running mean / variance per "
+                                                       "feature, exported into the ONNX graph); default: on for "
+                                                       "vector inputs (input.dim or a 1-D shape), off otherwise.")
 
-    def learner_config(self) -> LearnerConfig:
-        """The learner's part alone (what OnlineLearner and its saved state hold)."""
-        return LearnerConfig.model_validate({k: getattr(self, k) for k in LearnerConfig.model_fields})
+    def learner_config(self, vector_input: bool = False) -> LearnerConfig:
+        """The learner's part alone (what OnlineLearner and its saved state hold); ``standardize`` unset means
+        on for ``vector_input``."""
+        data = {k: getattr(self, k) for k in LearnerConfig.model_fields}
+        data["standardize"] = vector_input if self.standardize is None else self.standardize
+        return LearnerConfig.model_validate(data)
 
 
 class LabelsConfig(_Section):
@@ -296,6 +302,11 @@ class Config(_Section):
             raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
         return self
+
+    @property
+    def vector_input(self) -> bool:
+        """True when samples are flat feature vectors (sensor readings), not images or multi-channel windows."""
+        return self.input.shape is None or len(self.input.shape) == 1
 
     def build_model(self) -> Any:
         """Build the torch module of ``model`` (raises ValueError naming the bad spec)."""

@@ -23,6 +23,7 @@ from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
 from edge_cl.learner_config import LearnerConfig
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
+from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.triggers import make_trigger
 
@@ -130,11 +131,30 @@ def _codec(cfg: LearnerConfig) -> StorageCodec:
     return StorageCodec(cfg.storage, float(lo), float(hi))
 
 
+def _standardized(model: nn.Module, cfg: LearnerConfig, dim: int, device: torch.device) -> nn.Module:
+    """``model`` behind an online input standardiser when ``cfg.standardize`` (see edge_cl.standardizer)."""
+    if not cfg.standardize or isinstance(model, Standardized):
+        return model
+    return Standardized(model, dim).to(device)
+
+
+def _model_parts(model: nn.Module) -> dict[str, list[Tensor]]:
+    """The model's tensors by budget part: the standardiser's running statistics are a part of their own."""
+    inner = model.model if isinstance(model, Standardized) else model
+    parts = {"parameters": [*inner.parameters(), *inner.buffers()]}
+    if isinstance(model, Standardized):
+        parts["standardizer"] = list(model.standardizer.buffers())
+    return parts
+
+
 def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) -> dict[str, int]:
     """Bytes of the state that does not grow with the stream, by part (one part per method)."""
-    parts = {"parameters": sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers()),
+    model_parts = _model_parts(model)
+    parts = {"parameters": tensor_bytes(model_parts["parameters"]),
              "gradients": sum(p.nbytes for p in model.parameters() if p.requires_grad),
              "optimizer": _optimizer_state_bytes(cfg, model)}
+    if "standardizer" in model_parts:
+        parts["standardizer"] = tensor_bytes(model_parts["standardizer"])
     for m in methods:
         parts[m.name] = tensor_bytes(m.tensors())
     parts[SCRATCH_PART] = 0
@@ -174,6 +194,8 @@ class OnlineLearner:
         self.model = model.to(self.device)
         self.input_dim, self.num_classes = _infer_io(self.model, self.device, cfg.input_dim)
         self.input_shape: tuple[int, ...] = tuple(getattr(model, "input_shape", (self.input_dim,)))
+        self.model = _standardized(self.model, cfg, self.input_dim, self.device)
+        self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         ctx = MethodContext(model=self.model, params=self.params, device=self.device, generator=self.generator,
@@ -232,6 +254,7 @@ class OnlineLearner:
         cfg = config_from_arguments(1, importance, replay_batch=replay_batch, **options)
         device = next(model.parameters()).device
         dim, num_classes = _infer_io(model, device, cfg.input_dim)
+        model = _standardized(model, cfg, dim, device)
         params = [p for p in model.parameters() if p.requires_grad]
         ctx = MethodContext(model=model, params=params, device=device,
                             generator=torch.Generator(device=device).manual_seed(cfg.seed), num_classes=num_classes,
@@ -245,7 +268,7 @@ class OnlineLearner:
         """Every tensor the learner owns, by budget part (one part per method)."""
         opt_state = [t for s in self.optimizer.state.values() for t in s.values() if isinstance(t, Tensor)]
         owned: dict[str, list[Tensor]] = {
-            "parameters": [*self.model.parameters(), *self.model.buffers()],
+            **_model_parts(self.model),
             "gradients": [p.grad for p in self.params if p.grad is not None],
             "optimizer": opt_state,
         }
@@ -322,6 +345,8 @@ class OnlineLearner:
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]
+        if self.standardizer is not None and bool(torch.isfinite(xb).all()):
+            self.standardizer.update(xb)  # before the forward, so the first rows are already standardised
         draws = [d for m in self.methods for d in m.replay_draws()]
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None

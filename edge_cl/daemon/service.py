@@ -106,7 +106,7 @@ class Daemon:
     def _new_learner(self) -> Any:
         from edge_cl.learner import OnlineLearner
 
-        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config())
+        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config(self.cfg.vector_input))
 
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner

@@ -7,7 +7,7 @@ Combine methods with '+': ``"er+ewc"``.
 
 from __future__ import annotations
 
-from edge_cl.methods import er, ewc, mas, sgd  # noqa: F401 - importing registers the built-in methods
+from edge_cl.methods import agem, er, ewc, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (

@@ -16,7 +16,7 @@ from edge_cl.methods.registry import register
 class EWCSettings(ImportanceSettings):
     """Online EWC's settings."""
 
-    importance_lambda: float = Field(10.0, ge=0, description="Penalty strength lambda (Fisher scale).")
+    importance_lambda: float = Field(1e-4, ge=0, description="Penalty strength lambda; omega has mean 1 (chosen on validation streams, see README).")
 
 
 @register

@@ -15,7 +15,7 @@ from edge_cl.methods.registry import register
 class MASSettings(ImportanceSettings):
     """Online MAS's settings."""
 
-    importance_lambda: float = Field(0.2, ge=0, description="Penalty strength lambda (output-sensitivity scale).")
+    importance_lambda: float = Field(3e-4, ge=0, description="Penalty strength lambda; omega has mean 1 (chosen on validation streams, see README).")
 
 
 @register
