@@ -345,8 +345,11 @@ class OnlineLearner:
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]
+        kept: list[Tensor] | None = None
         if self.standardizer is not None and bool(torch.isfinite(xb).all()):
-            self.standardizer.update(xb)  # before the forward, so the first rows are already standardised
+            # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
+            kept = [b.clone() for b in self.standardizer.buffers()]
+            self.standardizer.update(xb)
         draws = [d for m in self.methods for d in m.replay_draws()]
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
@@ -381,7 +384,7 @@ class OnlineLearner:
         ce_values = values[:n_ce]
         loss_new = sum(ce_values[:batch]) / batch
         if not all(math.isfinite(v) for v in ce_values) or not all(math.isfinite(v) for v in extra_values):
-            return self._skip(rng_state, loss_new, batch, replay, started)
+            return self._skip(rng_state, kept, loss_new, batch, replay, started)
 
         total = loss
         for t in terms:
@@ -393,7 +396,7 @@ class OnlineLearner:
         # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
         # the parameters non-finite for good, so such a step is skipped like a non-finite loss.
         if not bool(torch.isfinite(torch.stack(torch._foreach_norm(self._grads))).all()):
-            return self._skip(rng_state, loss_new, batch, replay, started)
+            return self._skip(rng_state, kept, loss_new, batch, replay, started)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
@@ -412,11 +415,16 @@ class OnlineLearner:
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
 
-    def _skip(self, rng_state: Tensor | None, loss_new: float, batch: int, replay: int, started: float) -> LearnStats:
-        """Count a skipped step and put back the random state its replay draws consumed."""
+    def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
+              replay: int, started: float) -> LearnStats:
+        """Count a skipped step; put back the random state its draws consumed and the input statistics."""
         self.skipped_steps += 1
         if rng_state is not None:
             self.generator.set_state(rng_state)
+        if standardizer is not None and self.standardizer is not None:
+            with torch.no_grad():
+                for dst, src in zip(self.standardizer.buffers(), standardizer, strict=True):
+                    dst.copy_(src)
         return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
 
     def consolidate(self) -> None:

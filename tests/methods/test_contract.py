@@ -161,6 +161,24 @@ def test_overflowing_gradients_change_nothing(method):
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
 
 
+def test_huge_inputs_leave_a_standardised_learner_finite(method):
+    """With the input standardiser, huge finite inputs are either learned (standardised) or skipped with
+    the statistics put back; either way the parameters stay finite and learning goes on."""
+    learner = make(method, standardize=True)
+    for x, y in stream(5, 40):
+        learner.learn(x, y)
+    _, y = next(stream(6, 1))
+    huge = np.full((BATCH, DIM), 3e38, np.float32) * np.where(np.arange(DIM) % 2, 1, -1).astype(np.float32)
+    before = copy.deepcopy(learner.state_dict())
+    if learner.learn(huge, y).skipped:
+        after = learner.state_dict()
+        after["counters"].pop("skipped_steps"), before["counters"].pop("skipped_steps")
+        assert_same_state(before, after)
+    for x, y in stream(7, 20):
+        assert not learner.learn(x, y).skipped
+    assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch.cuda.is_available() is False")
 def test_cuda_agrees_with_cpu(method):
