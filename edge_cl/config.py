@@ -45,6 +45,13 @@ class BrokerConfig(_Section):
         7 * 24 * 3600, ge=1, le=4294967295,
         description="MQTT v5 SessionExpiryInterval: how long the broker keeps the session (and queues "
                     "QoS 1 messages) while the daemon is away. Must be > 0, or the session ends at disconnect.")
+    clean_start: bool = Field(
+        False,
+        description="MQTT v5: clean-start the very first connection of a new spool, discarding any session "
+                    "the broker holds for this client_id. Off (default): never clean-start; the broker creates "
+                    "the session when it has none. Mosquitto does not persist a session begun with clean start "
+                    "across its own restart until the client reconnects, so turning this on can lose messages "
+                    "queued while the daemon is away in its first session.")
     ca_file: Path | None = Field(None, description="CA certificate (PEM) to verify the broker; enables TLS.")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS; a secret, keep 0600.")
