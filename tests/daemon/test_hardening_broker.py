@@ -92,6 +92,23 @@ def test_a_session_the_broker_lost_is_reported(broker: Mosquitto, tmp_path: Path
     assert "no longer holds our session" in caplog.text and "lost" in caplog.text
 
 
+def publish_in_order(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """QoS 1 from one client, one at a time in flight: the daemon receives them in this order (dedupe agrees)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-publisher", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def test_fuzz_through_the_broker_accounts_for_every_message(broker: Mosquitto, tmp_path: Path) -> None:
     cfg = daemon_toml(tmp_path / "d", broker.port)
     col = Collector(broker.port, ["t/dead", "t/predictions"])
@@ -104,8 +121,8 @@ def test_fuzz_through_the_broker_accounts_for_every_message(broker: Mosquitto, t
         @settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(st.lists(kinds(DIM, CLASSES, 4096), min_size=100, max_size=100))
         def one_batch(batch: list[tuple[str, str, bytes]]) -> None:
-            for _, topic, p in batch:  # in order: one publisher, QoS 1, so the daemon sees this order too
-                publish_all(broker.port, "t/labels" if topic == LABEL_TOPIC else "t/samples", [p])
+            publish_in_order(broker.port, [("t/labels" if topic == LABEL_TOPIC else "t/samples", p)
+                                           for _, topic, p in batch])
             items = [mirror.admit(p, topic == LABEL_TOPIC) for _, topic, p in batch]
             for it, seq in zip(items, mirror_spool.put_many(items)):
                 expected["duplicate" if seq is None else "predicted" if it.kind == SAMPLE else
