@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_cl.daemon import checkpoints
 from edge_cl.daemon.service import Daemon, latest_checkpoint
 from tests.daemon.test_service import make, sample
 
@@ -59,6 +58,8 @@ def test_only_checkpoint_damaged_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_checkpoint_without_its_record_is_not_trusted_when_others_have_one(tmp_path: Path) -> None:
+    from edge_cl.daemon import checkpoints
+
     _, saved = three_checkpoints(tmp_path)
     checkpoints.record_path(saved[-1][0]).unlink()  # as if the daemon died between the two writes
     d2, _ = make(tmp_path)
@@ -66,6 +67,8 @@ def test_checkpoint_without_its_record_is_not_trusted_when_others_have_one(tmp_p
 
 
 def test_legacy_checkpoints_without_records_still_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge_cl.daemon import checkpoints
+
     _, saved = three_checkpoints(tmp_path)
     for path, _, _ in saved:
         checkpoints.record_path(path).unlink()

@@ -17,8 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_cl.daemon.codec import Codec, encode_binary, encode_json
-from edge_cl.daemon.intake import Intake
-from edge_cl.daemon.spool import BAD, SAMPLE, Spool
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all
 from tests.daemon.fuzz_payloads import LABEL as LABEL_TOPIC
 from tests.daemon.fuzz_payloads import kinds
@@ -110,6 +108,9 @@ def publish_in_order(port: int, messages: list[tuple[str, bytes]]) -> None:
 
 
 def test_fuzz_through_the_broker_accounts_for_every_message(broker: Mosquitto, tmp_path: Path) -> None:
+    from edge_cl.daemon.intake import Intake
+    from edge_cl.daemon.spool import BAD, SAMPLE, Spool
+
     cfg = daemon_toml(tmp_path / "d", broker.port)
     col = Collector(broker.port, ["t/dead", "t/predictions"])
     # The same intake and spool, in the test, say what the daemon must do with each message.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_cl.config import load_config
-from edge_cl.daemon.codec import Bad, BadReason, Codec, encode_binary, encode_json
+from edge_cl.daemon.codec import BadReason, Codec, encode_binary, encode_json
 from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.mqtt_source import Outbox
 from edge_cl.daemon.service import Daemon
@@ -24,48 +23,11 @@ from edge_cl.daemon.spool import BAD, LABEL, SAMPLE, Incoming, Row, Spool
 from tests.broker import daemon_toml
 from tests.daemon.fuzz_payloads import LABEL as LABEL_TOPIC
 from tests.daemon.fuzz_payloads import kinds
+from tests.daemon.test_codec_probes import DEEP, SURROGATE_BYTES, SURROGATE_ESCAPED, ZERO_ID
 
 DIM, CLASSES, MAX_BYTES = 8, 3, 4096
 J = Codec("json", 24, 3)
 B = Codec("binary", 24, 3)
-DEEP = b"[" * 100_000 + b"]" * 100_000
-ZERO_ID = b"EC\x01\x01\x00\x00" + struct.pack("<i", 1) + struct.pack("<24f", *[0.5] * 24)
-SURROGATE_ESCAPED = b'{"id": "bad-\\ud800", "y": 1}'
-SURROGATE_BYTES = b'{"id": "bad-\xed\xa0\x80", "y": 1}'
-
-
-# ---- the probes of the chaos run, at the codec (each raised or was mis-read before the fix) -------------
-def test_deep_json_is_malformed_not_a_recursion_error() -> None:
-    assert J.message_id(DEEP) is None
-    for codec in (J, Codec("json", 24, 3, max_payload_bytes=1 << 21)):
-        got = codec.decode_sample(DEEP)
-        assert isinstance(got, Bad) and got.reason in (BadReason.MALFORMED, BadReason.TOO_LARGE)
-        assert isinstance(codec.decode_label(DEEP), Bad)
-    nested = b'{"id": "a", "x": ' + b"[" * 1500 + b"]" * 1500 + b"}"
-    got = J.decode_sample(nested)
-    assert isinstance(got, Bad) and got.reason == BadReason.MALFORMED and "nested" in got.detail
-
-
-@pytest.mark.parametrize("payload", [SURROGATE_ESCAPED, SURROGATE_BYTES])
-def test_lone_surrogate_id_is_malformed(payload: bytes) -> None:
-    got = J.decode_label(payload)
-    assert isinstance(got, Bad) and got.reason == BadReason.MALFORMED and "surrogate" in got.detail
-    sample = payload.replace(b'"y": 1', b'"x": ' + json.dumps([0.0] * 24).encode())
-    got = J.decode_sample(sample)
-    assert isinstance(got, Bad) and got.reason == BadReason.MALFORMED
-    assert J.message_id(sample) is None
-
-
-def test_binary_zero_length_id_is_malformed_and_has_no_dedupe_key() -> None:
-    got = B.decode_sample(ZERO_ID)
-    assert isinstance(got, Bad) and got.reason == BadReason.MALFORMED
-    assert B.message_id(ZERO_ID) is None  # was "": every such message a duplicate of the first
-
-
-def test_ids_are_bounded_in_utf8_bytes() -> None:
-    x = [0.0] * 24
-    assert not isinstance(J.decode_sample(encode_json("é" * 128, x)), Bad)  # 256 bytes
-    assert isinstance(J.decode_sample(encode_json("é" * 129, x)), Bad)
 
 
 # ---- the probes through Intake + Spool: a row for each, nothing raised, zero ids not merged ---------------
