@@ -39,7 +39,7 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     except ValueError as exc:  # checkpoint mismatch, budget too small, unset password_env ...: no traceback
         typer.echo(f"error: {exc}", err=True)
         code = EXIT_ERROR
-    except Exception:  # noqa: BLE001 - a bug: the traceback helps, and the exit code must still be 3, not 1
+    except Exception:
         logging.getLogger("edge_cl.daemon").exception("the daemon stopped on an internal error")
         code = EXIT_ERROR
     finally:

@@ -37,10 +37,10 @@ def test_exit_codes_and_the_systemd_unit_agree_with_deploy_readme() -> None:
     root = Path(__file__).resolve().parents[2]
     readme = (root / "deploy" / "README.md").read_text()
     section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
-    documented = {int(c) for c in re.findall(r"^\| (\d+) \|", section, re.M)}
+    documented = {int(c) for c in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
     assert documented == {EXIT_OK, EXIT_BROKER, EXIT_ERROR} == {0, 2, 3}
     unit = (root / "deploy" / "systemd" / "edge-cl.service").read_text()
-    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.MULTILINE))
     assert settings["Restart"] == "on-failure"  # restarts on 3 (and on a crash by signal)
     assert {int(c) for c in settings["RestartPreventExitStatus"].split()} == {EXIT_BROKER}
     assert "exit 3" in section.lower() or "| 3 |" in section

@@ -65,11 +65,11 @@ def kinds(dim: int, num_classes: int, max_payload_bytes: int) -> st.SearchStrate
                                            st.lists(floats, max_size=2 * dim).filter(lambda v: len(v) != dim))),
         k("non_numbers", SAMPLE, st.builds(lambda i, v: _j({"id": i, "x": [v] * dim}), ids,
                                            st.one_of(st.text(max_size=3), st.booleans(), st.just([1.0]), st.none()))),
-        k("non_finite", SAMPLE, st.builds(lambda i, lit: ('{"id": %s, "x": [%s]}' % (
-            json.dumps(i), ", ".join([lit] + ["0"] * (dim - 1)))).encode(), ids,
+        k("non_finite", SAMPLE, st.builds(lambda i, lit: (
+            f'{{"id": {json.dumps(i)}, "x": [{", ".join([lit] + ["0"] * (dim - 1))}]}}').encode(), ids,
             st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400"]))),
-        k("huge_int", SAMPLE, st.builds(lambda i: ('{"id": %s, "x": [%s]}' % (
-            json.dumps(i), ", ".join(["1" + "0" * 400] * dim))).encode(), ids)),
+        k("huge_int", SAMPLE, st.builds(lambda i: (
+            f'{{"id": {json.dumps(i)}, "x": [{", ".join(["1" + "0" * 400] * dim)}]}}').encode(), ids)),
         k("label_range", SAMPLE, st.builds(lambda i, x, y: _j({"id": i, "x": x, "y": y}), ids, xs,
                                            st.one_of(st.integers().filter(lambda v: not 0 <= v < num_classes),
                                                      st.booleans(), st.floats(), st.text(max_size=2)))),
@@ -88,6 +88,6 @@ def kinds(dim: int, num_classes: int, max_payload_bytes: int) -> st.SearchStrate
                                               struct.pack(f"<{dim}f", *x), xs)),
         k("binary_non_finite", SAMPLE, st.builds(lambda i: encode_binary(i, [float("nan")] * dim), ids.filter(
             lambda i: len(i.encode()) <= MAX_ID_LEN))),
-        k("duplicate_keys", SAMPLE, st.builds(lambda i, x: ('{"id": %s, "id": 7, "x": %s}' % (
-            json.dumps(i), json.dumps(x))).encode(), ids, xs)),
+        k("duplicate_keys", SAMPLE, st.builds(lambda i, x: (
+            f'{{"id": {json.dumps(i)}, "id": 7, "x": {json.dumps(x)}}}').encode(), ids, xs)),
     )
