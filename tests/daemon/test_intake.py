@@ -97,7 +97,7 @@ def test_fuzz_every_message_is_accounted_for_and_the_next_sample_predicted(tmp_p
     intake = Intake(d.codec)
     fresh = iter(range(10**9))
     wild = [False]
-    examples = int(os.environ.get("EDGE_CL_FUZZ_EXAMPLES", "100"))  # x ~10 payloads, per format
+    examples = int(os.environ.get("EDGE_CL_FUZZ_EXAMPLES", "140"))  # x ~10 payloads, per format
 
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(kinds(DIM, CLASSES, MAX_BYTES), min_size=5, max_size=20))
