@@ -24,6 +24,12 @@ def test_unset_password_env_is_a_configuration_error_exit_3(tmp_path: Path, monk
     cfg = daemon_toml(tmp_path, free_port(),
                       broker_extra='username = "u"\npassword_env = "EDGE_CL_TEST_UNSET_PASSWORD"')
     monkeypatch.chdir(tmp_path)
+    import logging
+
+    logger = logging.getLogger("edge_cl")  # `run` configures the daemon's logging: undo it for later tests
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "level", logger.level)
     res = CliRunner().invoke(app, ["run", str(cfg)])
     assert res.exit_code == 3, res.output
     assert "EDGE_CL_TEST_UNSET_PASSWORD" in res.output
