@@ -21,6 +21,10 @@ class RunningStandardizer(nn.Module):
     sensor maps to 0 and the first row does not blow up.
     """
 
+    count: Tensor
+    mean: Tensor
+    m2: Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         if dim < 1:
