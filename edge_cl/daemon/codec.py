@@ -73,7 +73,7 @@ class Bad:
 
 
 @dataclass(frozen=True)
-class Codec:
+class MessageCodec:
     """Decodes messages for one input format, feature count and label range."""
 
     format: str  # "json" | "binary"

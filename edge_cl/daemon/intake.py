@@ -16,7 +16,7 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from edge_cl.daemon.codec import MAGIC, Bad, BadReason, Codec, Label, Sample, encode_binary
+from edge_cl.daemon.codec import MAGIC, Bad, BadReason, Label, MessageCodec, Sample, encode_binary
 from edge_cl.daemon.spool import BAD, LABEL, SAMPLE, Incoming, Row
 
 log = logging.getLogger("edge_cl.daemon.intake")
@@ -50,7 +50,7 @@ def label_record(label: Label) -> bytes:
 class Intake:
     """Turns raw messages into spool rows (network thread) and spool rows back into values (learner)."""
 
-    def __init__(self, codec: Codec) -> None:
+    def __init__(self, codec: MessageCodec) -> None:
         self.codec = codec
         # Records use the binary layout whatever the input format; their size is bounded by dim, not by the
         # client's max_payload_bytes.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
-from edge_cl.daemon.codec import Codec
+from edge_cl.daemon.codec import MessageCodec
 from edge_cl.daemon.intake import Intake
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.spool import LABEL, Incoming, Spool
@@ -77,7 +77,7 @@ class Outbox:
 class MqttLink:
     """Owns the paho client and its network thread (started by :meth:`start`, ended by :meth:`close`)."""
 
-    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: Codec, open_spool: Callable[[], Spool],
+    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: MessageCodec, open_spool: Callable[[], Spool],
                  metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0) -> None:
         self.broker = broker
         self.topics = topics

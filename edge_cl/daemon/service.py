@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
-from edge_cl.daemon.codec import Codec, Label, Sample
+from edge_cl.daemon.codec import Label, MessageCodec, Sample
 from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
@@ -81,7 +81,7 @@ class Daemon:
     def __init__(self, cfg: Config, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.codec = Codec(cfg.input.format.value, cfg.input.flat_dim, cfg.input.num_classes,
+        self.codec = MessageCodec(cfg.input.format.value, cfg.input.flat_dim, cfg.input.num_classes,
                            cfg.input.max_payload_bytes)
         self.intake = Intake(self.codec)
         self.progress = Progress()

@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from edge_cl.daemon.codec import Bad, BadReason, Codec, encode_json
+from edge_cl.daemon.codec import Bad, BadReason, MessageCodec, encode_json
 
-J = Codec("json", 24, 3)
-B = Codec("binary", 24, 3)
+J = MessageCodec("json", 24, 3)
+B = MessageCodec("binary", 24, 3)
 DEEP = b"[" * 100_000 + b"]" * 100_000
 ZERO_ID = b"EC\x01\x01\x00\x00" + struct.pack("<i", 1) + struct.pack("<24f", *[0.5] * 24)
 SURROGATE_ESCAPED = b'{"id": "bad-\\ud800", "y": 1}'
@@ -19,7 +19,7 @@ SURROGATE_BYTES = b'{"id": "bad-\xed\xa0\x80", "y": 1}'
 
 def test_deep_json_is_malformed_not_a_recursion_error() -> None:
     assert J.message_id(DEEP) is None
-    for codec in (J, Codec("json", 24, 3, max_payload_bytes=1 << 21)):
+    for codec in (J, MessageCodec("json", 24, 3, max_payload_bytes=1 << 21)):
         got = codec.decode_sample(DEEP)
         assert isinstance(got, Bad) and got.reason in (BadReason.MALFORMED, BadReason.TOO_LARGE)
         assert isinstance(codec.decode_label(DEEP), Bad)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_cl.daemon.codec import Codec, encode_binary, encode_json
+from edge_cl.daemon.codec import MessageCodec, encode_binary, encode_json
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all
 from tests.daemon.fuzz_payloads import LABEL as LABEL_TOPIC
 from tests.daemon.fuzz_payloads import kinds
@@ -114,7 +114,7 @@ def test_fuzz_through_the_broker_accounts_for_every_message(broker: Mosquitto, t
     cfg = daemon_toml(tmp_path / "d", broker.port)
     col = Collector(broker.port, ["t/dead", "t/predictions"])
     # The same intake and spool, in the test, say what the daemon must do with each message.
-    mirror, mirror_spool = Intake(Codec("json", DIM, CLASSES, 4096)), Spool(tmp_path / "mirror.db")
+    mirror, mirror_spool = Intake(MessageCodec("json", DIM, CLASSES, 4096)), Spool(tmp_path / "mirror.db")
     expected: Counter[str] = Counter()
     probes = iter(range(10**6))
     with running(cfg) as d:

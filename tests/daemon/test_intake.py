@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_cl.config import load_config
-from edge_cl.daemon.codec import BadReason, Codec, encode_binary, encode_json
+from edge_cl.daemon.codec import BadReason, MessageCodec, encode_binary, encode_json
 from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.mqtt_source import Outbox
 from edge_cl.daemon.service import Daemon
@@ -26,8 +26,8 @@ from tests.daemon.fuzz_payloads import kinds
 from tests.daemon.test_codec_probes import DEEP, SURROGATE_BYTES, SURROGATE_ESCAPED, ZERO_ID
 
 DIM, CLASSES, MAX_BYTES = 8, 3, 4096
-J = Codec("json", 24, 3)
-B = Codec("binary", 24, 3)
+J = MessageCodec("json", 24, 3)
+B = MessageCodec("binary", 24, 3)
 
 
 # ---- the probes through Intake + Spool: a row for each, nothing raised, zero ids not merged ---------------
@@ -58,7 +58,7 @@ def test_spool_salvages_a_row_the_database_refuses(tmp_path: Path) -> None:
 
 def test_admit_turns_an_exception_into_an_internal_dead_letter(tmp_path: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    class Exploding(Codec):
+    class Exploding(MessageCodec):
         def decode_sample(self, payload: bytes):  # type: ignore[no-untyped-def]
             raise KeyError("boom")
 
