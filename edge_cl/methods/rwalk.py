@@ -61,6 +61,11 @@ class RWalk(ImportanceMethod):
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             return
+        # Gradients of huge inputs would square to inf and poison F for good (and this runs before the learner
+        # decides to skip such a step): only a gradient whose squares stay finite joins the average.
+        norm = float(torch.stack(torch._foreach_norm(grads)).double().norm())  # type: ignore[arg-type]
+        if not norm <= 1e18:
+            return
         torch._foreach_mul_(self.fisher, self.alpha)
         torch._foreach_addcmul_(self.fisher, grads, grads, value=1.0 - self.alpha)  # type: ignore[arg-type]
 

@@ -19,7 +19,7 @@ from edge_cl.daemon.codec import BadReason, MessageCodec, encode_binary, encode_
 from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.mqtt_source import Outbox
 from edge_cl.daemon.service import Daemon
-from edge_cl.daemon.spool import BAD, LABEL, SAMPLE, Incoming, Row, Spool
+from edge_cl.daemon.spool import BAD, LABEL, SAMPLE, Incoming, Spool
 from tests.broker import daemon_toml
 from tests.daemon.fuzz_payloads import LABEL as LABEL_TOPIC
 from tests.daemon.fuzz_payloads import kinds
@@ -96,7 +96,6 @@ def test_fuzz_every_message_is_accounted_for_and_the_next_sample_predicted(tmp_p
     d, sp = _daemon(tmp_path, fmt)
     intake = Intake(d.codec)
     fresh = iter(range(10**9))
-    wild = [False]
     examples = int(os.environ.get("EDGE_CL_FUZZ_EXAMPLES", "140"))  # x ~10 payloads, per format
 
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -121,11 +120,8 @@ def test_fuzz_every_message_is_accounted_for_and_the_next_sample_predicted(tmp_p
         for reason, n in dead.items():
             assert d.metrics.value("edge_cl_bad_inputs_total", reason=reason) - bad_before[reason] == n
         assert len(items) == len(spooled) + seqs.count(None)
-        # Valid but huge features (a random binary body can decode as one) once left a parameter non-finite in
-        # the learner (edge_cl/learner.py, not the intake): not asserted after such a sample.
-        wild[0] |= any(it.kind == SAMPLE and np.abs(intake.read(Row(0, SAMPLE, it.msg_id, it.payload, 0.0))
-                                                    .x).max() > 10 for it in spooled)  # type: ignore[union-attr]
-        assert wild[0] or all(torch.isfinite(p).all() for p in d.learner.model.parameters())
+        # Any finite features, however huge, leave the learner finite (steps that would overflow are skipped).
+        assert all(torch.isfinite(p).all() for p in d.learner.model.parameters())
         FIGURES[f"{fmt}:payloads"] += len(batch)
         for (kind, _, _), it, s in zip(batch, items, seqs):
             FIGURES[f"{fmt}:kind:{kind}"] += 1

@@ -161,6 +161,21 @@ def test_overflowing_gradients_change_nothing(method):
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
 
 
+def test_no_finite_input_stops_learning(method):
+    """A burst of finite inputs of every magnitude up to float32's largest (what a fuzzing client sends) leaves
+    the parameters finite, and the learner goes back to learning normal data: poisoned buffer rows are
+    replaced, non-finite importance estimates discarded, no step moves further than max_grad_norm."""
+    learner = make(method)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        scale = 10.0 ** rng.uniform(-3, 38, size=(BATCH, 1))
+        wild = (rng.standard_normal((BATCH, DIM)) * scale).clip(-3.4e38, 3.4e38).astype(np.float32)
+        learner.learn(wild, rng.integers(0, CLASSES, BATCH))
+        assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+    taken = [not learner.learn(x, y).skipped for x, y in stream(9, 100)]
+    assert sum(taken) >= 80 and all(taken[-20:]), f"{sum(taken)} of 100 normal steps taken"
+
+
 def test_huge_inputs_leave_a_standardised_learner_finite(method):
     """With the input standardiser, huge finite inputs are either learned (standardised) or skipped with
     the statistics put back; either way the parameters stay finite and learning goes on."""
