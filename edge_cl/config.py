@@ -399,7 +399,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
-                "input_dim": 24, "max_buffer_samples": 5000},
+                "input_dim": 24, "max_buffer_samples": 5000, "standardize": True},
     "metrics": {"status_page": True},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
@@ -408,7 +408,7 @@ _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4,
 _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
-              ("learner", "input_dim"), ("learner", "max_buffer_samples"),
+              ("learner", "input_dim"), ("learner", "max_buffer_samples"), ("learner", "standardize"),
               ("metrics", "status_page"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
