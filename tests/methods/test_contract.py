@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from edge_cl import OnlineLearner, methods, models
-from tests.oracles import assert_same_state, reachable_tensors
+from tests.oracles import assert_same_state, owned_bytes
 from tests.streams import permuted_prototypes
 
 README_EXAMPLE = "confidence-replay"
@@ -92,7 +92,7 @@ def test_owned_bytes_are_counted_and_within_budget(method):
     for i, (x, y) in enumerate(stream(2, 300)):
         learner.learn(x, y)
         if i % 25 == 0 or i == 299:
-            found = sum(t.nbytes for t in reachable_tensors(learner))
+            found = owned_bytes(learner)
             report = learner.memory_report()
             assert found == report["used_bytes"] <= report["budget_bytes"], (i, found, report["parts"])
     assert sum(report["buffer_fields"].values()) == report["buffer_bytes"]
