@@ -41,6 +41,9 @@ class LearnerConfig(BaseModel):
     storage: Storage = Field("float32", description="Replay buffer input storage: 'float32', 'float16' (2x "
                                                     "samples) or 'uint8' (4x, needs input_range).")
     input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
+    predict: Literal["model", "ncm"] = Field("model", description="'model': the network's own output; 'ncm': "
+                                                                 "nearest class mean of its features over the "
+                                                                 "buffer (iCaRL; class-incremental streams).")
     class_balanced: bool = Field(False, description="Class-balanced reservoir (CBRS).")
     max_buffer_samples: int | None = Field(None, ge=0, description="Cap the buffer below what the budget allows.")
     input_dim: int | None = Field(None, ge=1, description="Features per sample, for a model without input_dim.")
@@ -97,6 +100,9 @@ class LearnerConfig(BaseModel):
                 raise ValueError(f"{exc}; learner options are {sorted(type(self).model_fields)}") from None
             raise
         triggers.make_trigger(self.trigger, **self.trigger_params)
+        if self.predict == "ncm" and not self.uses_buffer():
+            raise ValueError(f"predict='ncm' takes class means over the replay buffer; method {self.method!r} "
+                             "with replay_batch={self.replay_batch} keeps none (use a replaying method)")
         if self.storage == "uint8" and self.input_range is None:
             raise ValueError("storage='uint8' needs input_range=(lo, hi), the range the inputs are quantised over")
         if self.input_range is not None:

@@ -44,7 +44,7 @@ def export(
     except (ValueError, RuntimeError, OSError, pickle.UnpicklingError, EOFError) as exc:
         console.print(f"[red]cannot load learner state {state}: {exc}[/red]")
         raise typer.Exit(2) from None
-    model = learner.model.eval()
+    model = learner.inference_model().eval()
     if len(learner.buffer) > 0:
         inputs = learner.buffer.sample(min(samples, len(learner.buffer)))[0].cpu()
         source = f"{inputs.shape[0]} replay-buffer samples"
