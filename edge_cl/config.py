@@ -7,12 +7,15 @@ variable named by ``password_env``. Errors name the key, the bad value and what 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_cl.learner_config import LearnerConfig
 
 MASK = "***"
 
@@ -153,34 +156,21 @@ class InputConfig(_Section):
         return self.dim if self.dim is not None else math.prod(self.shape or [])
 
 
-class LearnerConfig(_Section):
-    """Arguments of OnlineLearner, plus the daemon's micro-batching."""
+class DaemonLearnerConfig(LearnerConfig):
+    """The learner (edge_cl.learner_config.LearnerConfig, one schema everywhere) plus the daemon's threads and
+    micro-batching. Any other key is a setting of the chosen method(s), e.g. importance_lambda."""
 
-    budget_bytes: int = Field(2_000_000, ge=1024, description="Byte budget for all learner state (see design.md).")
-    importance: Literal["ewc", "mas", "none"] = Field("mas", description="'ewc', 'mas' or 'none'.")
-    replay_batch: int = Field(10, ge=0, le=4096, description="Replayed samples mixed into every step.")
-    lr: float = Field(0.1, gt=0, le=10, description="Learning rate.")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="'sgd' or 'adam'.")
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
-    importance_lambda: float | None = Field(None, ge=0, description="Penalty strength; learner default when unset.")
-    trigger: Literal["plateau", "adwin", "page-hinkley", "none"] = Field(
-        "plateau", description="When to consolidate: 'plateau', 'adwin', 'page-hinkley' or 'none'.")
-    storage: Literal["float32", "float16", "uint8"] = Field("float32", description="Replay buffer storage.")
-    input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
-    class_balanced: bool = Field(False, description="Class-balanced reservoir.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")
-    seed: int = Field(0, ge=0, description="Seed of the learner's own generators.")
+    budget_bytes: int = Field(2_000_000, ge=1024, description="Byte budget for all learner state; the buffer "
+                                                              "gets what the fixed part leaves.")
     threads: int = Field(1, ge=0, le=256,
                          description="torch intra-op threads for the daemon process (0: torch's default). One "
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
                            description="Most new samples per step; steps grow toward it when a backlog builds.")
 
-    @model_validator(mode="after")
-    def _uint8_needs_range(self) -> LearnerConfig:
-        if self.storage == "uint8" and self.input_range is None:
-            raise ValueError("learner.storage='uint8' needs learner.input_range = [lo, hi]")
-        return self
+    def learner_config(self) -> LearnerConfig:
+        """The learner's part alone (what OnlineLearner and its saved state hold)."""
+        return LearnerConfig.model_validate({k: getattr(self, k) for k in LearnerConfig.model_fields})
 
 
 class LabelsConfig(_Section):
@@ -246,7 +236,7 @@ class LoggingConfig(_Section):
     warn_interval_s: float = Field(10.0, ge=0, description="Repeated warnings of one kind at most this often.")
 
 
-class BenchConfig(_Section):
+class BenchBudgetsConfig(_Section):
     """Device budgets checked by `edge-cl bench --config` (the daemon itself ignores them)."""
 
     latency_budget_ms: float | None = Field(None, gt=0, description="Update latency p99 the device allows (ms).")
@@ -262,14 +252,14 @@ class Config(_Section):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     input: InputConfig
     model: dict[str, Any] = Field(..., description="A spec for edge_cl.models.build: {type = 'mlp', ...}.")
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    learner: DaemonLearnerConfig = Field(default_factory=DaemonLearnerConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
+    bench: BenchBudgetsConfig = Field(default_factory=BenchBudgetsConfig)
 
     @field_validator("model")
     @classmethod
@@ -332,6 +322,8 @@ def _describe(err: Any) -> str:
         return f"{loc}: unknown key; check the spelling against deploy/config/example.toml"
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
+    if re.match(r"^[\w, ]+: unknown keys?;", msg):
+        return f"{loc}.{msg}"  # an unknown key found by a section's own validator: name it, not the section
     value = err.get("input")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     if len(shown) > 80:
@@ -368,15 +360,33 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "key_file": "/etc/edge-cl/tls/client.key", "username": "edge-cl",
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
-    "learner": {"importance_lambda": 1.0, "input_range": [0.0, 1.0]},
+    "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
+                "input_dim": 24, "max_buffer_samples": 5000},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
                   "hidden": 32}
 _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
-              ("learner", "importance_lambda"), ("learner", "input_range"),
+              ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
+              ("learner", "input_dim"), ("learner", "max_buffer_samples"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
+
+
+def _method_settings_lines() -> list[str]:
+    """Every registered method's settings, as commented example keys of [learner]."""
+    from edge_cl import methods
+
+    out = ["# Method settings: any other key of [learner] is a setting of the chosen method(s), given to every",
+           "# method of the combination that declares it. Registered methods and their settings (defaults):"]
+    for name in methods.available():
+        fields = methods.get(name).Settings.model_fields
+        settings = ", ".join(f"{k} = {_toml_value(f.default)}" for k, f in fields.items()) or "no settings"
+        out.append(f"#   {name}: {settings}")
+    out.append("# importance_lambda = 1.0")
+    out.append("# The same settings may be grouped instead: method_params = {importance_lambda = 1.0}")
+    out.append("# method_params = {}")
+    return out
 
 
 def _toml_value(v: Any) -> str:
@@ -394,6 +404,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot render {v!r} as TOML")
 
 
@@ -413,12 +425,15 @@ def render_example() -> str:
         section = field.annotation
         if section is None or not hasattr(section, "model_fields"):
             raise TypeError(f"section {name} is not a model")
-        doc = (section.__doc__ or "").strip()
+        doc = " ".join((section.__doc__ or "").split())
         if doc:
             out.append(f"# {doc}")
         for key, f in section.model_fields.items():
+            if (name, key) == ("learner", "method_params"):
+                out += _method_settings_lines()
+                continue
             out.append(f"# {f.description or ''}".rstrip())
-            value = _EXAMPLE_VALUES.get(name, {}).get(key, f.default)
+            value = _EXAMPLE_VALUES.get(name, {}).get(key, f.get_default(call_default_factory=True))
             if value is None:
                 continue
             line = f"{key} = {_toml_value(value)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 # The method a learner runs when none is named: replay plus online MAS (legacy importance="mas").
@@ -84,21 +84,37 @@ class LearnerConfig(BaseModel):
             data["trigger"] = None
         return data
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from edge_cl import methods
+
+        return methods.canonical(v)
+
+    @field_validator("trigger")
+    @classmethod
+    def _known_trigger(cls, v: str | None) -> str | None:
+        from edge_cl import triggers
+
+        if v is not None and v.lower() not in triggers.available_triggers():
+            raise ValueError(f"trigger={v!r} is unknown; use one of {triggers.available_triggers()} or 'none'")
+        return None if v is None else v.lower()
+
     @model_validator(mode="after")
     def _check(self) -> LearnerConfig:
         from edge_cl import methods, triggers
 
         names = methods.parse(self.method)
-        object.__setattr__(self, "method", "+".join(names))
         declared = {k for n in names for k in methods.get(n).Settings.model_fields}
         params = {k: v for k, v in self.method_params.items() if k in declared or k not in LEGACY_IMPORTANCE_KEYS}
         object.__setattr__(self, "method_params", params)
-        try:
-            methods.settings_for(names, self.method_params)
-        except ValueError as exc:
-            if "are not settings of method" in str(exc):
-                raise ValueError(f"{exc}; learner options are {sorted(type(self).model_fields)}") from None
-            raise
+        unknown = [k for k in self.method_params if k not in declared]
+        if unknown:
+            options = sorted(k for k in type(self).model_fields if k != "method_params")
+            raise ValueError(f"{', '.join(unknown)}: unknown key{'s' if len(unknown) > 1 else ''}; not a learner "
+                             f"option ({', '.join(options)}) nor a setting of method {self.method!r} "
+                             f"({', '.join(sorted(declared)) or 'it has none'})")
+        methods.settings_for(names, self.method_params)
         triggers.make_trigger(self.trigger, **self.trigger_params)
         if self.predict == "ncm" and not self.uses_buffer():
             raise ValueError(f"predict='ncm' takes class means over the replay buffer; method {self.method!r} "

@@ -150,7 +150,7 @@ def test_trigger_consolidates_on_a_task_switch():
     ({"optimizer": "lbfgs"}, "optimizer='lbfgs'"),
     ({"storage": "uint8"}, "input_range"),
     ({"device": "tpu"}, "device"),
-    ({"frobnicate": 1}, "options are"),
+    ({"frobnicate": 1}, "frobnicate: unknown key; not a learner option .* nor a setting of method"),
 ])
 def test_bad_arguments_are_clear(kwargs, message):
     args = {"budget_bytes": 1_000_000} | kwargs

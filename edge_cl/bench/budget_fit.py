@@ -8,7 +8,6 @@ and reports peak RSS; the sweep tries replay batch sizes and buffer sizes and na
 from __future__ import annotations
 
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,16 @@ import torch
 from edge_cl.bench import metrics
 from edge_cl.bench.runner import build_model, peak_rss_mb
 
-# Keys of the optional [bench] table of the config file (the daemon's schema does not know it).
-BENCH_KEYS = {"latency_budget_ms", "rss_budget_mb", "batch", "steps"}
 SWEEP_REPLAY = (0, 1, 2, 5, 10, 20, 32, 64, 128)
 SWEEP_BUFFER = (0, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 
 
 @dataclass
 class FitConfig:
-    """What the fit needs from the config: model spec, learner arguments, step size and the budgets."""
+    """What the fit needs from the config: model spec, the learner's configuration, step size and the budgets."""
 
     model: dict[str, Any]
-    learner: dict[str, Any]
+    learner: dict[str, Any]     # LearnerConfig fields: OnlineLearner(model, **learner) builds it
     batch: int
     latency_budget_ms: float
     rss_budget_mb: float | None = None
@@ -37,57 +34,27 @@ class FitConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _learner_kwargs(lc: Any) -> dict[str, Any]:
-    kw: dict[str, Any] = {
-        "budget_bytes": lc.budget_bytes, "importance": None if lc.importance == "none" else lc.importance,
-        "replay_batch": lc.replay_batch, "lr": lc.lr, "optimizer": lc.optimizer, "momentum": lc.momentum,
-        "trigger": None if lc.trigger == "none" else lc.trigger, "storage": lc.storage,
-        "class_balanced": lc.class_balanced, "device": lc.device, "seed": lc.seed,
-    }
-    if lc.importance_lambda is not None:
-        kw["importance_lambda"] = lc.importance_lambda
-    if lc.input_range is not None:
-        kw["input_range"] = tuple(lc.input_range)
-    return kw
-
-
 def load_fit_config(path: str | Path, latency_budget_ms: float | None = None) -> FitConfig:
-    """Read the daemon's TOML through ``edge_cl.config`` plus an optional ``[bench]`` table.
+    """Read the daemon's TOML with ``edge_cl.config.load_config`` (the same schema the daemon reads).
 
-    ``[bench]`` may hold ``latency_budget_ms`` (or pass it here), ``rss_budget_mb``, ``batch`` (new samples per
-    step; default ``learner.max_batch``, the daemon's largest step).
+    Its ``[bench]`` table may hold ``latency_budget_ms`` (or pass it here), ``rss_budget_mb`` and ``batch``
+    (new samples per step; default ``learner.max_batch``, the daemon's largest step).
     """
-    from edge_cl.config import ConfigError, parse_config
+    from edge_cl.config import ConfigError, load_config
 
-    p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise ValueError(f"config file {str(p)!r} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-    bench = data.pop("bench", {}) or {}
-    unknown = set(bench) - BENCH_KEYS
-    if unknown:
-        raise ValueError(f"[bench] has unknown key(s) {sorted(unknown)}; known keys are {sorted(BENCH_KEYS)}")
-    try:
-        cfg = parse_config(data, p.resolve().parent)
+        cfg = load_config(path)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-    lat = latency_budget_ms if latency_budget_ms is not None else bench.get("latency_budget_ms")
+    lat = latency_budget_ms if latency_budget_ms is not None else cfg.bench.latency_budget_ms
     if lat is None:
         raise ValueError("bench.latency_budget_ms is missing: add `[bench] latency_budget_ms = 5.0` to the config "
                          "or pass --latency-budget-ms")
-    if not isinstance(lat, (int, float)) or isinstance(lat, bool) or lat <= 0:
+    if not lat > 0:
         raise ValueError(f"bench.latency_budget_ms={lat!r} must be a positive number of milliseconds")
-    batch = bench.get("batch", cfg.learner.max_batch)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"bench.batch={batch!r} must be a positive integer (new samples per learn step)")
-    rss = bench.get("rss_budget_mb")
-    if rss is not None and (not isinstance(rss, (int, float)) or rss <= 0):
-        raise ValueError(f"bench.rss_budget_mb={rss!r} must be a positive number of MiB")
-    return FitConfig(model=dict(cfg.model), learner=_learner_kwargs(cfg.learner), batch=batch,
-                     latency_budget_ms=float(lat), rss_budget_mb=None if rss is None else float(rss), source=str(p))
+    learner = cfg.learner.learner_config().model_dump()
+    return FitConfig(model=dict(cfg.model), learner=learner, batch=cfg.bench.batch or cfg.learner.max_batch,
+                     latency_budget_ms=float(lat), rss_budget_mb=cfg.bench.rss_budget_mb, source=str(path))
 
 
 def _synthetic(model: Any, n: int, lo: float, hi: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +75,8 @@ def measure(model_spec: dict[str, Any], learner_kwargs: dict[str, Any], batch: i
     lo, hi = kw.get("input_range") or (0.0, 1.0)
     cap = learner.memory_report()["buffer_capacity"]
     # Warm-up: fill the buffer (capped) and pass a few importance updates so the timed steps are steady state.
-    warm = max(20, min(cap, 20_000) // batch + 1, 3 * learner.config.importance_every)
+    every = max((int(getattr(m, "every", 1)) for m in learner.methods), default=1)
+    warm = max(20, min(cap, 20_000) // batch + 1, 3 * every)
     x, y = _synthetic(model, (warm + steps) * batch, float(lo), float(hi), seed)
     for i in range(warm):
         learner.learn(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
@@ -166,7 +134,7 @@ def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_
     budget = int(fit.learner["budget_bytes"])
     rows = []
     model = build_model(fit.model, 0)
-    req_kw = {k: v for k, v in fit.learner.items() if k in ("storage", "input_range", "optimizer", "momentum")}
+    req_kw = {k: v for k, v in fit.learner.items() if k not in ("budget_bytes", "replay_batch", "device")}
     for r in replay:
         kw = dict(fit.learner, replay_batch=r)
         try:
@@ -177,8 +145,7 @@ def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_
             lat_ok, p99, m = False, None, {}
         largest = None
         for n in buffers:
-            need = OnlineLearner.required_bytes(model, buffer_samples=n, importance=fit.learner.get("importance"),
-                                                replay_batch=r, **req_kw)
+            need = OnlineLearner.required_bytes(model, buffer_samples=n, replay_batch=r, **req_kw)
             if (n == 0 or r > 0) and need <= budget and (r == 0 or n >= r):
                 largest = n if r > 0 else 0
         rows.append({"replay_batch": r, "latency_ms_p99": p99, "latency_fits": lat_ok,
@@ -197,7 +164,7 @@ def fit_report_markdown(doc: dict[str, Any]) -> str:
     """A plain answer (FITS / DOES NOT FIT with the reasons) and, after a sweep, the table and the best pair."""
     m = doc.get("measured") or {}
     lines = [(f"**{'FITS' if doc['fits'] else 'DOES NOT FIT'}**: `{doc.get('config')}`, "
-              f"{doc['learner'].get('importance') or 'no'} importance, replay batch "
+              f"method {doc['learner'].get('method')}, replay batch "
               f"{doc['learner'].get('replay_batch')}, batch {doc.get('batch')}, torch threads {doc.get('threads')}.")]
     lines += [f"- {r}" for r in doc.get("reasons", [])]
     if m:

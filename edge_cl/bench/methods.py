@@ -1,31 +1,40 @@
-"""Benchmark method names and the OnlineLearner arguments each one means; all share one model and one budget."""
+"""Benchmark method names: any registered learner method or '+' combination, plus the baselines.
+
+Every learner method shares one model and one budget rule; baselines (joint, no-change, the bare PyTorch
+loops) run without OnlineLearner.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-# Methods run through OnlineLearner, in report order.
-LEARNER_METHODS = ("sgd", "er", "ewc", "mas", "er+ewc", "er+mas")
+from edge_cl import methods as registry
+from edge_cl.methods import Method
+
 # Methods run by edge_cl.bench.baselines (no OnlineLearner).
 BASELINE_METHODS = ("joint", "no-change", "bare-sgd", "bare-er")
-ALL_METHODS = LEARNER_METHODS + BASELINE_METHODS
+# The learner methods a default bench run compares.
+DEFAULT_LEARNER_METHODS = ("sgd", "er", "ewc", "mas", "er+ewc", "er+mas")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What a method name stands for: replay on/off and which importance, if any."""
+    """What a learner method name stands for: its canonical combination and what it needs."""
 
     name: str
-    replay: bool
-    importance: str | None
+    replay: bool           # a method of the combination replays from the buffer
+    consolidates: bool     # a method of the combination acts on the consolidation trigger
 
     def learner_kwargs(self, replay_batch: int, trigger: str | None = "plateau") -> dict[str, Any]:
         """Keyword arguments for OnlineLearner (besides model, budget, lr, device, seed)."""
-        kwargs: dict[str, Any] = {"importance": self.importance, "replay_batch": replay_batch if self.replay else 0}
-        # Consolidation only matters with an importance; replay-only runs never consolidate.
-        kwargs["trigger"] = trigger if self.importance is not None else None
-        return kwargs
+        # Consolidation only matters to methods that act on it; others run without a trigger (cheaper).
+        return {"method": self.name, "replay_batch": replay_batch if self.replay else 0,
+                "trigger": trigger if self.consolidates else None}
+
+    def declared_settings(self) -> set[str]:
+        """Names of the settings the methods of this combination declare."""
+        return {k for n in registry.parse(self.name) for k in registry.get(n).Settings.model_fields}
 
     @property
     def bare_equivalent(self) -> str:
@@ -33,31 +42,36 @@ class MethodSpec:
         return "bare-er" if self.replay else "bare-sgd"
 
 
-_SPECS = {
-    "sgd": MethodSpec("sgd", replay=False, importance=None),
-    "er": MethodSpec("er", replay=True, importance=None),
-    "ewc": MethodSpec("ewc", replay=False, importance="ewc"),
-    "mas": MethodSpec("mas", replay=False, importance="mas"),
-    "er+ewc": MethodSpec("er+ewc", replay=True, importance="ewc"),
-    "er+mas": MethodSpec("er+mas", replay=True, importance="mas"),
-}
+def is_learner_method(name: str) -> bool:
+    """True for a registered method or '+' combination (not a baseline)."""
+    if name in BASELINE_METHODS:
+        return False
+    try:
+        registry.parse(name)
+    except ValueError:
+        return False
+    return True
 
 
 def method_spec(name: str) -> MethodSpec:
-    """The spec of a learner method (``sgd``, ``er``, ``ewc``, ``mas``, ``er+ewc``, ``er+mas``)."""
+    """The spec of a learner method, e.g. ``er``, ``er+ewc`` or any registered name."""
     try:
-        return _SPECS[name]
-    except KeyError:
-        raise ValueError(f"method {name!r} is not an OnlineLearner method; use one of {', '.join(LEARNER_METHODS)}"
-                         ) from None
+        names = registry.parse(name)
+    except ValueError as exc:
+        raise ValueError(f"method {name!r} is not an OnlineLearner method: {exc}") from None
+    classes = [registry.get(n) for n in names]
+    return MethodSpec("+".join(names), replay=any(c.uses_buffer for c in classes),
+                      consolidates=any(c.consolidate is not Method.consolidate for c in classes))
 
 
 def parse_methods(text: str) -> list[str]:
     """Split ``"sgd,er,er+mas"`` into names, checking each; duplicates are dropped, order kept."""
     names = [n.strip() for n in text.split(",") if n.strip()]
+    offered = f"registered methods ({', '.join(registry.available())}, combined with '+') or baselines " \
+              f"({', '.join(BASELINE_METHODS)})"
     if not names:
-        raise ValueError(f"--methods {text!r} names no method; use a comma list of {', '.join(ALL_METHODS)}")
-    bad = [n for n in names if n not in ALL_METHODS]
+        raise ValueError(f"--methods {text!r} names no method; use a comma list of {offered}")
+    bad = [n for n in names if n not in BASELINE_METHODS and not is_learner_method(n)]
     if bad:
-        raise ValueError(f"--methods: unknown method(s) {bad}; use a comma list of {', '.join(ALL_METHODS)}")
-    return list(dict.fromkeys(names))
+        raise ValueError(f"--methods: unknown method(s) {bad}; use a comma list of {offered}")
+    return list(dict.fromkeys(n if n in BASELINE_METHODS else method_spec(n).name for n in names))

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from edge_cl import models
 from edge_cl.bench import metrics
 from edge_cl.bench.baselines import BareLoop, no_change_correct, train_joint
-from edge_cl.bench.methods import LEARNER_METHODS, method_spec
+from edge_cl.bench.methods import is_learner_method, method_spec
 from edge_cl.bench.schema import SCHEMA, empty_result
 from edge_cl.bench.streams import PrequentialStream, TaskStream, make_stream
 
@@ -53,6 +53,8 @@ class BenchConfig:
     storage: str = "float32"
     trigger: str | None = "plateau"
     importance_lambda: float | None = None
+    method_params: dict[str, Any] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
     device: str = "auto"
     joint_epochs: int = 1
     bare: bool = True
@@ -240,18 +242,29 @@ def _online_pass(stepper: _Stepper, x: Tensor, y: Tensor, batch: int, trace: _Tr
 
 
 def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
-    """Bytes given to ``method``: ``budget_bytes``, or its fixed state plus N float32 samples of buffer."""
+    """Bytes given to ``method``: ``budget_bytes``, or its fixed state plus the bytes of N float32 samples
+    (input + label), which hold everything it stores per sample (inputs in any storage, labels, logits ...)."""
     if cfg.budget_bytes is not None:
         return int(cfg.budget_bytes)
+    from edge_cl.buffer import ReservoirBuffer
     from edge_cl.learner import OnlineLearner
 
-    ms = method_spec(method) if method in LEARNER_METHODS else method_spec("er")
+    ms = method_spec(method if is_learner_method(method) else "er")
     model = build_model(spec, 0)
-    kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
+    fixed = OnlineLearner.required_bytes(model, buffer_samples=0, method=ms.name, replay_batch=1,
+                                         optimizer=cfg.optimizer, momentum=cfg.momentum,
+                                         **_method_params(cfg, ms.name))
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
-    return int(OnlineLearner.required_bytes(model, buffer_samples=int(cfg.budget_samples or 0),
-                                            importance=kw["importance"], replay_batch=max(1, int(cfg.replay_batch or 1)),
-                                            storage="float32", optimizer=cfg.optimizer, momentum=cfg.momentum))
+    return int(fixed + int(cfg.budget_samples or 0) * ReservoirBuffer.bytes_per_sample(int(model.input_dim)))
+
+
+def _method_params(cfg: BenchConfig, method: str) -> dict[str, Any]:
+    """The bench's method settings that the methods of ``method`` declare (others are not theirs)."""
+    declared = method_spec(method).declared_settings()
+    params = dict(cfg.method_params)
+    if cfg.importance_lambda is not None:
+        params.setdefault("importance_lambda", cfg.importance_lambda)
+    return {k: v for k, v in params.items() if k in declared}
 
 
 def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int) -> _Stepper:
@@ -273,13 +286,12 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
         return _BareStepper(bare, budget)
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
-    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum}
+    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
+                            **_method_params(cfg, ms.name)}
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
-    if cfg.importance_lambda is not None and kw["importance"] is not None:
-        opts["importance_lambda"] = cfg.importance_lambda
-    learner = OnlineLearner(model, budget_bytes=budget, importance=kw["importance"], replay_batch=kw["replay_batch"],
-                            lr=float(cfg.lr or 0.1), device=cfg.device, seed=seed, trigger=kw["trigger"], **opts)
+    learner = OnlineLearner(model, budget_bytes=budget, lr=float(cfg.lr or 0.1), device=cfg.device, seed=seed,
+                            **kw, **opts)
     return _LearnerStepper(learner)
 
 
@@ -434,10 +446,13 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None,
     from edge_cl.bench import peers as peer_mod
 
     cfg = cfg.resolved()
+    from edge_cl.methods import import_plugins
+
+    import_plugins(cfg.plugins)
     methods = list(cfg.methods)
     if cfg.bare:
         for m in list(methods):
-            if m in LEARNER_METHODS:
+            if is_learner_method(m):
                 bare = method_spec(m).bare_equivalent
                 if bare not in methods:
                     methods.append(bare)
@@ -463,7 +478,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None,
             peer_results = peer_mod.run_peers(cfg.peers, stream, seed=seed, max_samples=cfg.peer_max_samples)
     results = {m: _aggregate(r) for m, r in per_method.items()}
     for m, r in results.items():
-        if m in LEARNER_METHODS and cfg.bare:
+        if is_learner_method(m) and cfg.bare:
             ref_result: dict[str, Any] = results.get(method_spec(m).bare_equivalent, {})
             ours, ref = r.get("samples_per_s"), ref_result.get("samples_per_s")
             r["bare_reference"] = method_spec(m).bare_equivalent

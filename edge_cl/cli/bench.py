@@ -38,8 +38,14 @@ def bench(
     ctx: typer.Context,
     stream: Annotated[str, typer.Option(help="rotated-mnist, permuted-mnist, split-mnist, gradual-rotation, elec2, "
                                              "sea, agrawal, rbf.")] = "rotated-mnist",
-    methods: Annotated[str, typer.Option(help="Comma list: sgd, er, ewc, mas, er+ewc, er+mas, joint, no-change, "
-                                              "bare-sgd, bare-er.")] = DEFAULT_METHODS,
+    methods: Annotated[str, typer.Option(help="Comma list of registered methods or '+' combinations (sgd, er, "
+                                              "ewc, mas, er+ewc ...; see edge_cl.methods.available()) and "
+                                              "baselines: joint, no-change, bare-sgd, bare-er.")] = DEFAULT_METHODS,
+    method_param: Annotated[list[str] | None, typer.Option(
+        help="A method setting KEY=VALUE (repeatable; VALUE read as JSON, else a string), given to the methods "
+             "that declare it, e.g. --method-param importance_lambda=5.")] = None,
+    plugins: Annotated[str, typer.Option(help="Comma list of modules to import first, so the methods they "
+                                              "@register can be named in --methods.")] = "",
     budget_samples: Annotated[int | None, typer.Option(help="Budget as N float32 samples of buffer plus each "
                                                             "method's fixed state (default 500).")] = None,
     budget_bytes: Annotated[int | None, typer.Option(help="One byte budget for every method.")] = None,
@@ -102,10 +108,14 @@ def bench(
         return
     from edge_cl.bench.methods import parse_methods
     from edge_cl.bench.runner import BenchConfig
+    from edge_cl.methods import import_plugins
 
     try:
+        plugin_list = [p.strip() for p in plugins.split(",") if p.strip()]
+        import_plugins(plugin_list)
         cfg = BenchConfig(
-            stream=stream, methods=parse_methods(methods), scale=scale, seed=seed, repeat=repeat, protocol=protocol,
+            stream=stream, methods=parse_methods(methods), method_params=_method_params(method_param or []),
+            plugins=plugin_list, scale=scale, seed=seed, repeat=repeat, protocol=protocol,
             batch=batch, replay_batch=replay_batch, lr=lr, init=init,
             optimizer=optimizer, momentum=momentum,
             budget_samples=None if budget_bytes is not None and budget_samples is None else (budget_samples or 500),
@@ -117,6 +127,22 @@ def bench(
         _fail(str(exc))
     doc = _run_with_progress(cfg)
     _emit(doc, json_path, plots, write_benchmarks, benchmarks_file, command)
+
+
+def _method_params(items: list[str]) -> dict[str, Any]:
+    """``["importance_lambda=5", "logits_dtype=float32"]`` -> ``{"importance_lambda": 5, ...}``."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--method-param {item!r} must be KEY=VALUE, e.g. importance_lambda=5")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _run_with_progress(cfg: Any) -> dict[str, Any]:

@@ -101,17 +101,7 @@ class Daemon:
     def _new_learner(self) -> Any:
         from edge_cl.learner import OnlineLearner
 
-        lc = self.cfg.learner
-        opts: dict[str, Any] = {"optimizer": lc.optimizer, "momentum": lc.momentum, "storage": lc.storage,
-                                "class_balanced": lc.class_balanced,
-                                "trigger": None if lc.trigger == "none" else lc.trigger}
-        if lc.importance_lambda is not None:
-            opts["importance_lambda"] = lc.importance_lambda
-        if lc.input_range is not None:
-            opts["input_range"] = tuple(lc.input_range)
-        return OnlineLearner(self.cfg.build_model(), budget_bytes=lc.budget_bytes,
-                             importance=None if lc.importance == "none" else lc.importance,
-                             replay_batch=lc.replay_batch, lr=lc.lr, device=lc.device, seed=lc.seed, **opts)
+        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config())
 
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner

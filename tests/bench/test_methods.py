@@ -1,10 +1,11 @@
 import pytest
 
-from edge_cl.bench.methods import method_spec, parse_methods
+from edge_cl import methods
+from edge_cl.bench.methods import is_learner_method, method_spec, parse_methods
 
 
 def test_parse_methods_keeps_order_and_drops_duplicates():
-    assert parse_methods("sgd, er,er+mas,er") == ["sgd", "er", "er+mas"]
+    assert parse_methods("sgd, er,er+mas,er, ER + MAS") == ["sgd", "er", "er+mas"]
 
 
 def test_parse_methods_names_the_bad_one():
@@ -14,12 +15,17 @@ def test_parse_methods_names_the_bad_one():
         parse_methods(" , ")
 
 
-@pytest.mark.parametrize("name,importance,replay", [("sgd", None, 0), ("er", None, 10), ("ewc", "ewc", 0),
-                                                     ("mas", "mas", 0), ("er+ewc", "ewc", 10), ("er+mas", "mas", 10)])
-def test_learner_kwargs(name, importance, replay):
+@pytest.mark.parametrize("name,replay,consolidates", [("sgd", 0, False), ("er", 10, False), ("ewc", 0, True),
+                                                      ("mas", 0, True), ("er+ewc", 10, True), ("er+mas", 10, True)])
+def test_learner_kwargs(name, replay, consolidates):
     kw = method_spec(name).learner_kwargs(10, "plateau")
-    assert kw["importance"] == importance and kw["replay_batch"] == replay
-    assert kw["trigger"] == ("plateau" if importance else None)
+    assert kw["method"] == name and kw["replay_batch"] == replay
+    assert kw["trigger"] == ("plateau" if consolidates else None)
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_every_registered_method_is_a_bench_method(name):
+    assert is_learner_method(name) and parse_methods(f"{name},joint") == [name, "joint"]
 
 
 def test_bare_equivalents():
