@@ -5,7 +5,7 @@ replay matches the model's current logits to them (MSE), a functional regularise
 on replayed labels. Combine with importance methods by '+': ``"der++ + ewc"`` (the registry reads the
 longest registered name first, so ``"der+++ewc"`` means the same).
 
-Defaults (``der_alpha=0.5``, ``der_beta=1.0``, one shared draw) were chosen on a validation stream (rotated
+DER++'s defaults (``der_alpha=0.5``, ``der_beta=1.0``, one shared draw) were chosen on a validation stream (rotated
 MNIST, seed 100, a fifth of each task): the shared draw matched the paper's two draws there at ER's cost
 per step; ``der_shared_draw=False`` gives the paper's two draws.
 """
@@ -30,7 +30,7 @@ _F16_MAX = 65504.0
 class DERSettings(Settings):
     """DER's settings."""
 
-    der_alpha: float = Field(0.5, ge=0, description="Weight of the logit-matching MSE on replayed samples.")
+    der_alpha: float = Field(1.0, ge=0, description="Weight of the logit-matching MSE on replayed samples.")
     logits_dtype: Literal["float16", "float32"] = Field(
         "float16", description="Storage of the per-sample logits (float16 halves their bytes).")
 
@@ -38,6 +38,7 @@ class DERSettings(Settings):
 class DERPPSettings(DERSettings):
     """DER++'s settings."""
 
+    der_alpha: float = Field(0.5, ge=0, description="Weight of the logit-matching MSE on replayed samples.")
     der_beta: float = Field(1.0, ge=0, description="Weight of the cross-entropy on replayed labels.")
     der_shared_draw: bool = Field(
         True, description="Take the MSE and the CE on one replay draw (ER's cost per step) instead of the "
