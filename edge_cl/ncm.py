@@ -26,9 +26,11 @@ class _SpecFeatures(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        body = model.body  # type: ignore[union-attr]
+        body = model.body
+        if not isinstance(body, nn.Sequential):
+            raise TypeError("a spec model's body must be nn.Sequential")
         self.layers = nn.Sequential(*list(body)[:-1])
-        self.input_shape = tuple(model.input_shape)  # type: ignore[union-attr]
+        self.input_shape = tuple(int(s) for s in getattr(model, "input_shape", ()))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x.reshape((x.shape[0], *self.input_shape))).flatten(1)
@@ -49,6 +51,9 @@ def feature_extractor(model: nn.Module) -> nn.Module:
 
 class NearestClassMean(nn.Module):
     """``features`` followed by nearest normalised class mean; ``forward`` returns ``-distance^2`` logits."""
+
+    means: Tensor
+    offset: Tensor
 
     def __init__(self, features: nn.Module, means: Tensor, offset: Tensor, input_shape: tuple[int, ...]) -> None:
         super().__init__()

@@ -87,8 +87,8 @@ class CLSER(Method):
         # Early on the copies follow the model closely (true average), as the paper's warm start.
         a = min(1.0 - 1.0 / (global_step + 1), decay)
         with torch.no_grad():
-            ema = [p for p in twin.parameters()]
-            cur = [p.detach() for p in self.ctx.model.parameters()]
+            ema: list[Tensor] = list(twin.parameters())
+            cur: list[Tensor] = [p.detach() for p in self.ctx.model.parameters()]
             torch._foreach_mul_(ema, a)
             torch._foreach_add_(ema, cur, alpha=1.0 - a)
             for b_ema, b in zip(twin.buffers(), self.ctx.model.buffers(), strict=True):

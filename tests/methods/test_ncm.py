@@ -24,7 +24,7 @@ def _trained(method="er", **kw):
 
 
 def _brute_force(learner, net, x):
-    feats = lambda v: F.normalize(torch.nn.Sequential(*list(net.body)[:-1])(v), dim=1)  # noqa: E731
+    feats = lambda v: F.normalize(torch.nn.Sequential(*list(net.body)[:-1])(v), dim=1)
     n = len(learner.buffer)
     with torch.no_grad():
         fb, yb, fx = feats(learner.buffer.x[:n]), learner.buffer.y[:n], feats(x)
