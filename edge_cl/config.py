@@ -167,10 +167,16 @@ class DaemonLearnerConfig(LearnerConfig):
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
                            description="Most new samples per step; steps grow toward it when a backlog builds.")
+    standardize: bool | None = Field(None, description="Standardise inputs online (running mean / variance per "
+                                                       "feature, exported into the ONNX graph); default: on for "
+                                                       "vector inputs (input.dim or a 1-D shape), off otherwise.")
 
-    def learner_config(self) -> LearnerConfig:
-        """The learner's part alone (what OnlineLearner and its saved state hold)."""
-        return LearnerConfig.model_validate({k: getattr(self, k) for k in LearnerConfig.model_fields})
+    def learner_config(self, vector_input: bool = False) -> LearnerConfig:
+        """The learner's part alone (what OnlineLearner and its saved state hold); ``standardize`` unset means
+        on for ``vector_input``."""
+        data = {k: getattr(self, k) for k in LearnerConfig.model_fields}
+        data["standardize"] = vector_input if self.standardize is None else self.standardize
+        return LearnerConfig.model_validate(data)
 
 
 class LabelsConfig(_Section):
@@ -188,6 +194,8 @@ class CheckpointConfig(_Section):
     every_steps: int = Field(500, ge=1, description="Checkpoint after this many learn steps ...")
     every_s: float = Field(60.0, gt=0, description="... or this many seconds, whichever comes first.")
     keep: int = Field(3, ge=1, le=1000, description="How many checkpoints are kept.")
+    file_mode: int = Field(0o640, ge=0, le=0o777,
+                           description="Permissions of checkpoint files (TOML octal; 0o640: group can read).")
 
 
 class SnapshotConfig(_Section):
@@ -198,6 +206,9 @@ class SnapshotConfig(_Section):
     every_steps: int = Field(2000, ge=1, description="Export after this many learn steps ...")
     every_s: float = Field(300.0, gt=0, description="... or this many seconds, whichever comes first.")
     keep: int = Field(5, ge=1, le=1000, description="How many snapshots are kept.")
+    file_mode: int = Field(0o640, ge=0, le=0o777,
+                           description="Permissions of snapshots and manifest (TOML octal, 0o640: group can read, "
+                                       "so inference processes of the daemon's group can load them).")
 
 
 class OverflowPolicy(str, Enum):
@@ -226,6 +237,16 @@ class MetricsConfig(_Section):
     enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(9464, ge=0, le=65535, description="Listen port (0: any free port).")
+    status_page: bool | None = Field(
+        None, description="Serve the read-only status page at / (JSON at /status.json) beside /metrics; "
+                          "unset: on only when host is a loopback address.")
+
+    @property
+    def page_enabled(self) -> bool:
+        """Whether the status page is served (an explicit setting wins; else loopback hosts only)."""
+        from edge_cl.daemon.status_page import is_loopback
+
+        return self.status_page if self.status_page is not None else is_loopback(self.host)
 
 
 class LoggingConfig(_Section):
@@ -274,11 +295,18 @@ class Config(_Section):
         in_dim = getattr(model, "input_dim", None)
         n_cls = getattr(model, "num_classes", None)
         if in_dim is not None and in_dim != self.input.flat_dim:
-            raise ValueError(f"model input_dim={in_dim} but input has {self.input.flat_dim} features; make them agree")
+            given = f"input.dim={self.input.dim}" if self.input.dim is not None else f"input.shape={self.input.shape}"
+            raise ValueError(f"model.input_dim={in_dim} but {given} gives {self.input.flat_dim} features per sample; "
+                             "make them agree")
         if n_cls is not None and n_cls != self.input.num_classes:
-            raise ValueError(f"model num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
+            raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
         return self
+
+    @property
+    def vector_input(self) -> bool:
+        """True when samples are flat feature vectors (sensor readings), not images or multi-channel windows."""
+        return self.input.shape is None or len(self.input.shape) == 1
 
     def build_model(self) -> Any:
         """Build the torch module of ``model`` (raises ValueError naming the bad spec)."""
@@ -316,8 +344,10 @@ class Config(_Section):
 
 
 def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:  # a check across sections: its message names the keys, the whole input says nothing
+        return msg
+    loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key; check the spelling against deploy/config/example.toml"
     if err["type"] == "missing":
@@ -362,6 +392,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
                 "input_dim": 24, "max_buffer_samples": 5000},
+    "metrics": {"status_page": True},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
@@ -370,6 +401,7 @@ _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_fi
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
               ("learner", "input_dim"), ("learner", "max_buffer_samples"),
+              ("metrics", "status_page"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
 
@@ -436,7 +468,7 @@ def render_example() -> str:
             value = _EXAMPLE_VALUES.get(name, {}).get(key, f.get_default(call_default_factory=True))
             if value is None:
                 continue
-            line = f"{key} = {_toml_value(value)}"
+            line = f"{key} = {value:#o}" if key == "file_mode" else f"{key} = {_toml_value(value)}"
             out.append(f"# {line}" if (name, key) in _COMMENTED else line)
         out.append("")
     return "\n".join(out)

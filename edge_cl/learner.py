@@ -24,6 +24,7 @@ from edge_cl.devices import resolve_device
 from edge_cl.learner_config import LearnerConfig
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
 from edge_cl.ncm import NCMPredictor
+from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.triggers import make_trigger
 
@@ -132,11 +133,30 @@ def _codec(cfg: LearnerConfig) -> StorageCodec:
     return StorageCodec(cfg.storage, float(lo), float(hi))
 
 
+def _standardized(model: nn.Module, cfg: LearnerConfig, dim: int, device: torch.device) -> nn.Module:
+    """``model`` behind an online input standardiser when ``cfg.standardize`` (see edge_cl.standardizer)."""
+    if not cfg.standardize or isinstance(model, Standardized):
+        return model
+    return Standardized(model, dim).to(device)
+
+
+def _model_parts(model: nn.Module) -> dict[str, list[Tensor]]:
+    """The model's tensors by budget part: the standardiser's running statistics are a part of their own."""
+    inner = model.model if isinstance(model, Standardized) else model
+    parts = {"parameters": [*inner.parameters(), *inner.buffers()]}
+    if isinstance(model, Standardized):
+        parts["standardizer"] = list(model.standardizer.buffers())
+    return parts
+
+
 def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) -> dict[str, int]:
     """Bytes of the state that does not grow with the stream, by part (one part per method)."""
-    parts = {"parameters": sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers()),
+    model_parts = _model_parts(model)
+    parts = {"parameters": tensor_bytes(model_parts["parameters"]),
              "gradients": sum(p.nbytes for p in model.parameters() if p.requires_grad),
              "optimizer": _optimizer_state_bytes(cfg, model)}
+    if "standardizer" in model_parts:
+        parts["standardizer"] = tensor_bytes(model_parts["standardizer"])
     for m in methods:
         parts[m.name] = tensor_bytes(m.tensors())
     if cfg.predict == "ncm":
@@ -180,6 +200,8 @@ class OnlineLearner:
         self.model = model.to(self.device)
         self.input_dim, self.num_classes = _infer_io(self.model, self.device, cfg.input_dim)
         self.input_shape: tuple[int, ...] = tuple(getattr(model, "input_shape", (self.input_dim,)))
+        self.model = _standardized(self.model, cfg, self.input_dim, self.device)
+        self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         ctx = MethodContext(model=self.model, params=self.params, device=self.device, generator=self.generator,
@@ -240,6 +262,7 @@ class OnlineLearner:
         cfg = config_from_arguments(1, importance, replay_batch=replay_batch, **options)
         device = next(model.parameters()).device
         dim, num_classes = _infer_io(model, device, cfg.input_dim)
+        model = _standardized(model, cfg, dim, device)
         params = [p for p in model.parameters() if p.requires_grad]
         ctx = MethodContext(model=model, params=params, device=device,
                             generator=torch.Generator(device=device).manual_seed(cfg.seed), num_classes=num_classes,
@@ -253,7 +276,7 @@ class OnlineLearner:
         """Every tensor the learner owns, by budget part (one part per method)."""
         opt_state = [t for s in self.optimizer.state.values() for t in s.values() if isinstance(t, Tensor)]
         owned: dict[str, list[Tensor]] = {
-            "parameters": [*self.model.parameters(), *self.model.buffers()],
+            **_model_parts(self.model),
             "gradients": [p.grad for p in self.params if p.grad is not None],
             "optimizer": opt_state,
         }
@@ -318,7 +341,12 @@ class OnlineLearner:
         if t.shape[0] != batch:
             raise ValueError(f"y has {t.shape[0]} labels for {batch} samples")
         if batch:
-            lo, hi = (int(y.min()), int(y.max())) if isinstance(y, np.ndarray) else (int(t.min()), int(t.max()))
+            if isinstance(y, np.ndarray):
+                # A micro-batch is small: Python's min / max over a list beat two numpy reductions.
+                ys = y.reshape(-1).tolist() if y.size <= 256 else None
+                lo, hi = (min(ys), max(ys)) if ys is not None else (int(y.min()), int(y.max()))
+            else:
+                lo, hi = int(t.min()), int(t.max())
             if lo < 0 or hi >= self.num_classes:
                 raise ValueError(f"labels must be in [0, {self.num_classes}); got min {lo}, max {hi}")
         return t.to(device=self.device, dtype=torch.int64, non_blocking=True)
@@ -327,12 +355,20 @@ class OnlineLearner:
     def learn(self, x: ArrayLike, y: ArrayLike) -> LearnStats:
         """One online step: the new micro-batch plus the methods' replay draws in one forward, the
         cross-entropy plus the methods' loss terms, one optimizer step, then the buffer insert, the
-        methods' after-step work and the trigger. A non-finite loss skips the step entirely."""
+        methods' after-step work and the trigger. A non-finite loss, or gradients that overflow, skip the
+        step and leave the whole state as it was."""
         started = time.perf_counter()
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]
+        kept: list[Tensor] | None = None
+        if self.standardizer is not None and bool(torch.isfinite(xb).all()):
+            # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
+            kept = [b.clone() for b in self.standardizer.buffers()]
+            self.standardizer.update(xb)
         draws = [d for m in self.methods for d in m.replay_draws()]
+        # A skipped step must leave the random state as it was, so keep it before the draws consume it.
+        rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, self.buffer.draw(d.size)) for d in draws]
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f in drawn if d.join_ce] + [(d, f) for d, f in drawn if not d.join_ce]
@@ -359,14 +395,11 @@ class OnlineLearner:
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
         # One device-to-host transfer per step: every per-sample loss, the hit count and the extra terms.
         values = torch.cat([losses.detach(), correct.unsqueeze(0), *(t.detach().reshape(1) for t in terms)]).tolist()
-        extra_values = values[len(values) - len(terms):] if terms else []
         n_correct = values[n_ce]
-        ce_values = values[:n_ce]
-        loss_new = sum(ce_values[:batch]) / batch
-        if not all(math.isfinite(v) for v in ce_values) or not all(math.isfinite(v) for v in extra_values):
-            self.skipped_steps += 1
-            return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False,
-                              time.perf_counter() - started)
+        loss_new = sum(values[:batch]) / batch
+        # The sum of float32-born values is finite exactly when each one is (no overflow below 1e308).
+        if not math.isfinite(sum(values)):
+            return self._skip(rng_state, kept, loss_new, batch, replay, started)
 
         total = loss
         for t in terms:
@@ -375,6 +408,10 @@ class OnlineLearner:
         total.backward()
         for m in self.methods:
             m.before_update(step)
+        # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
+        # the parameters non-finite for good, so such a step is skipped like a non-finite loss.
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(self._grads))).all()):
+            return self._skip(rng_state, kept, loss_new, batch, replay, started)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
@@ -392,6 +429,18 @@ class OnlineLearner:
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
+
+    def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
+              replay: int, started: float) -> LearnStats:
+        """Count a skipped step; put back the random state its draws consumed and the input statistics."""
+        self.skipped_steps += 1
+        if rng_state is not None:
+            self.generator.set_state(rng_state)
+        if standardizer is not None and self.standardizer is not None:
+            with torch.no_grad():
+                for dst, src in zip(self.standardizer.buffers(), standardizer, strict=True):
+                    dst.copy_(src)
+        return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
 
     def consolidate(self) -> None:
         """Tell every method that the stream settled after a change (the trigger calls this)."""
@@ -525,13 +574,11 @@ class OnlineLearner:
                                  "the same architecture> to OnlineLearner.load")
             model = models.build(state["model_spec"])
         cfg = dict(state["config"])
-        saved_device = cfg.pop("device", "auto")
         try:
             config = LearnerConfig.model_validate(cfg)
         except ValidationError as exc:
             raise ValueError(f"{path}: its learner configuration is not valid here ({exc.errors()[0]['msg']})") from None
         # The saved device is where it ran, not where it is loaded: "auto" unless the caller says.
-        del saved_device
         learner = cls.from_config(model, config, device=device if device is not None else "auto")
         learner.load_state_dict(state)
         return learner

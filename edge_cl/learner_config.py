@@ -49,6 +49,9 @@ class LearnerConfig(BaseModel):
     class_balanced: bool = Field(False, description="Class-balanced reservoir (CBRS).")
     max_buffer_samples: int | None = Field(None, ge=0, description="Cap the buffer below what the budget allows.")
     input_dim: int | None = Field(None, ge=1, description="Features per sample, for a model without input_dim.")
+    standardize: bool = Field(False, description="Standardise inputs with a running mean / variance per feature "
+                                                 "(part of the state, the budget and the ONNX graph): for raw "
+                                                 "sensor units.")
     plugins: list[str] = Field(default_factory=list, description="Modules imported first, so that methods they "
                                                                  "@register can be named in 'method'.")
     method_params: dict[str, Any] = Field(default_factory=dict,

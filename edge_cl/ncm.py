@@ -39,6 +39,10 @@ class _SpecFeatures(nn.Module):
 def feature_extractor(model: nn.Module) -> nn.Module:
     """The module computing ``model``'s penultimate features: ``model.features`` if it has one, else a
     spec model's body without its last Linear layer."""
+    from edge_cl.standardizer import Standardized
+
+    if isinstance(model, Standardized):  # the learner's input standardiser comes first
+        return nn.Sequential(model.standardizer, feature_extractor(model.model))
     feats = getattr(model, "features", None)
     if isinstance(feats, nn.Module):
         return feats

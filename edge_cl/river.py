@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from river import base
 
 from edge_cl import models
@@ -20,11 +21,14 @@ class Classifier(base.Classifier):
     names are fixed by the first sample (missing ones read as 0); labels are mapped to class ids in
     order of appearance, at most ``num_classes`` of them. Scale features first (e.g. with
     ``preprocessing.StandardScaler() | Classifier()``): the network expects inputs of order 1.
+    ``method`` names the learner's method(s) (see ``edge_cl.methods.available()``); without it,
+    ``importance`` and ``replay_batch`` pick one the older way ("mas" + replay = "er+mas").
     """
 
     def __init__(self, hidden: Sequence[int] = (32,), num_classes: int = 2, budget_bytes: int = 1_000_000,
                  importance: str | None = "mas", replay_batch: int = 10, lr: float = 0.05, batch_size: int = 8,
-                 seed: int = 0, device: str = "cpu", learner_options: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, device: str = "cpu", learner_options: dict[str, Any] | None = None,
+                 method: str | None = None) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.hidden = hidden
@@ -37,6 +41,7 @@ class Classifier(base.Classifier):
         self.seed = seed
         self.device = device
         self.learner_options = learner_options
+        self.method = method
         self.learner: OnlineLearner | None = None
         self.features: list[Hashable] = []
         self.classes: list[Hashable] = []
@@ -53,10 +58,14 @@ class Classifier(base.Classifier):
     def _ensure_learner(self, x: dict[Hashable, Any]) -> OnlineLearner:
         if self.learner is None:
             self.features = sorted(x, key=str)
-            model = models.mlp(len(self.features), list(self.hidden), self.num_classes)
-            self.learner = OnlineLearner(model, self.budget_bytes, importance=self.importance,
-                                         replay_batch=self.replay_batch, lr=self.lr, device=self.device,
-                                         seed=self.seed, **(self.learner_options or {}))
+            # Initial weights come from ``seed`` too, in a forked RNG: the global torch RNG is neither read nor seeded.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                model = models.mlp(len(self.features), list(self.hidden), self.num_classes)
+            # ``method`` (any registered method, e.g. "er+ewc") wins over the older ``importance`` spelling.
+            which: dict[str, Any] = {"method": self.method} if self.method else {"importance": self.importance}
+            self.learner = OnlineLearner(model, self.budget_bytes, replay_batch=self.replay_batch, lr=self.lr,
+                                         device=self.device, seed=self.seed, **which, **(self.learner_options or {}))
         return self.learner
 
     def _class_id(self, y: Hashable) -> int:

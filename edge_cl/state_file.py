@@ -11,12 +11,15 @@ from typing import Any
 import torch
 
 
-def atomic_save(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, rename over ``path``."""
+def atomic_save(state: dict[str, Any], path: str | os.PathLike[str], mode: int = 0o640) -> Path:
+    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, rename over ``path``.
+
+    ``mode`` defaults to group-readable (0640): an exporter running as another user of the group can read it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
             fh.flush()

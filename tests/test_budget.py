@@ -4,37 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from edge_cl import OnlineLearner, models
 from edge_cl.budget import MemoryBudget
-
-
-def reachable_tensors(root: object) -> list[torch.Tensor]:
-    """Every tensor reachable from ``root`` through attributes, containers, and ``.grad``.
-
-    An oracle independent of the learner's own bookkeeping: whatever the learner holds, this finds.
-    """
-    found: dict[int, torch.Tensor] = {}
-    seen: set[int] = set()
-    stack: list[object] = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            found.setdefault(obj.untyped_storage().data_ptr() if obj.numel() else id(obj), obj)
-            if obj.grad is not None:
-                stack.append(obj.grad)
-        elif isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, (list, tuple, set, frozenset)):
-            stack.extend(obj)
-        elif isinstance(obj, (torch.nn.Module, torch.optim.Optimizer)) or type(obj).__module__.startswith("edge_cl"):
-            stack.extend(vars(obj).values())
-    return list(found.values())
+from tests.oracles import reachable_tensors
 
 
 def test_budget_gives_the_rest_to_the_buffer():

@@ -70,7 +70,7 @@ def test_password_needs_username() -> None:
 
 
 def test_model_must_match_input() -> None:
-    with pytest.raises(ConfigError, match="input_dim=8 but input has 9"):
+    with pytest.raises(ConfigError, match=r"\n  model.input_dim=8 but input.dim=9 gives 9 features"):
         parse_config(with_(input={"dim": 9}))
     with pytest.raises(ConfigError, match="num_classes"):
         parse_config(with_(input={"num_classes": 4}))

@@ -44,3 +44,12 @@ def test_clone_keeps_parameters():
     clf = Classifier(hidden=(8,), num_classes=3, lr=0.01)
     twin = clf.clone()
     assert twin.hidden == (8,) and twin.num_classes == 3 and twin.lr == 0.01 and twin.learner is None
+
+
+def test_method_names_any_registered_method():
+    from edge_cl.river import Classifier
+
+    clf = Classifier(num_classes=2, budget_bytes=200_000, method="er+ewc")
+    for i in range(20):
+        clf.learn_one({"a": float(i % 2), "b": 1.0}, i % 2)
+    assert clf.learner is not None and clf.learner.method == "er+ewc"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,20 @@ def test_unreadable_files_raise_value_error_naming_the_file(tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.pt"):
         OnlineLearner.load(tmp_path / "cut.pt")
+
+
+def test_a_state_saved_before_methods_were_plugins_still_loads():
+    """Devices in the field hold version-1 checkpoints (one "importance" entry, no "methods"): the upgrade
+    must resume them. The fixture was saved by edge_cl at commit 16689ac (er + mas, 60 steps)."""
+    path = Path(__file__).with_name("fixtures") / "learner_state_v1_er_mas.pt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["version"] == 1 and "methods" not in raw and raw["importance"]["name"] == "mas"
+    learner = OnlineLearner.load(path, device="cpu")
+    assert learner.method == "er+mas" and learner.step == 60 and len(learner.buffer) == 240
+    mas = learner.get_method("mas")
+    for mine, saved in zip(mas.omega, raw["importance"]["omega"], strict=True):
+        assert torch.equal(mine, saved)
+    assert mas.consolidations == raw["importance"]["consolidations"] == 1
+    assert learner.extra["spool_position"] == 240
+    stats = learner.learn(np.zeros((4, 6), np.float32), np.array([0, 1, 2, 0]))
+    assert not stats.skipped and learner.step == 61

@@ -52,7 +52,7 @@ def load_fit_config(path: str | Path, latency_budget_ms: float | None = None) ->
                          "or pass --latency-budget-ms")
     if not lat > 0:
         raise ValueError(f"bench.latency_budget_ms={lat!r} must be a positive number of milliseconds")
-    learner = cfg.learner.learner_config().model_dump()
+    learner = cfg.learner.learner_config(cfg.vector_input).model_dump()
     return FitConfig(model=dict(cfg.model), learner=learner, batch=cfg.bench.batch or cfg.learner.max_batch,
                      latency_budget_ms=float(lat), rss_budget_mb=cfg.bench.rss_budget_mb, source=str(path))
 

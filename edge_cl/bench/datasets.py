@@ -31,6 +31,12 @@ class ImageData:
     shape: tuple[int, int]
 
 
+# What a data folder holds, for error messages (README.md, "Benchmark data", says where to get each file).
+LAYOUT = ("mnist/ and fashion-mnist/ with the four IDX files each (train-images-idx3-ubyte.gz, "
+          "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz), "
+          "elec2/electricity.csv; see README.md, 'Benchmark data', for the sources")
+
+
 def _candidates() -> list[Path]:
     repo = Path(__file__).resolve().parents[2]
     cwd = Path.cwd()
@@ -43,27 +49,28 @@ def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
         path = Path(data_dir)
         if not path.is_dir():
             raise FileNotFoundError(f"--data-dir {str(path)!r} is not a directory; point it at the folder that "
-                                    "holds mnist/, fashion-mnist/ and elec2/")
+                                    f"holds {LAYOUT}")
         return path
     env = os.environ.get(ENV_VAR)
     if env:
         path = Path(env)
         if not path.is_dir():
             raise FileNotFoundError(f"{ENV_VAR}={env!r} is not a directory; point it at the folder that holds "
-                                    "mnist/, fashion-mnist/ and elec2/")
+                                    f"{LAYOUT}")
         return path
     for path in _candidates():
         if path.is_dir():
             return path
     tried = ", ".join(str(p) for p in _candidates())
-    raise FileNotFoundError(f"no benchmark data folder found (tried {tried}); pass --data-dir or set {ENV_VAR}. "
-                            "edge_cl never downloads data.")
+    raise FileNotFoundError(f"no benchmark data folder found (tried {tried}); pass --data-dir or set {ENV_VAR} "
+                            f"to a folder that holds {LAYOUT}. edge_cl never downloads data.")
 
 
 def _require(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"benchmark data file {str(path)!r} is missing; copy it there, or pass --data-dir / "
-                                f"set {ENV_VAR} to a folder that has it (edge_cl never downloads data)")
+                                f"set {ENV_VAR} to a folder that has it. A data folder holds {LAYOUT} "
+                                "(edge_cl never downloads data)")
     return path
 
 

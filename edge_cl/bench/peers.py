@@ -51,7 +51,10 @@ def run_peer(name: str, stream: PrequentialStream, max_samples: int | None = Non
         lat.append(clock() - t0)
     res = empty_result(name, note=(f"subsampled: first {n} of {len(stream)} samples" if n < len(stream) else None))
     res.update(metrics.latency_summary(lat))
+    window = max(1, n // 100)  # the same resolution the plots use for methods
     res.update({"prequential_acc": metrics.prequential_accuracy(correct), "samples": n,
+                "stream_accuracy": {"window": window, "values": metrics.windowed_accuracy(correct, window).tolist()
+                                    if n else []},
                 "samples_per_s": n / sum(lat) if lat else None})
     return res
 

@@ -257,7 +257,8 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
                                          predict=cfg.predict if ms.replay else "model",
                                          **_method_params(cfg, ms.name))
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
-    return int(fixed + int(cfg.budget_samples or 0) * ReservoirBuffer.bytes_per_sample(int(model.input_dim)))
+    input_dim = int(getattr(model, "input_dim"))  # noqa: B009 - models built from specs carry it
+    return int(fixed + int(cfg.budget_samples or 0) * ReservoirBuffer.bytes_per_sample(input_dim))
 
 
 def _method_params(cfg: BenchConfig, method: str) -> dict[str, Any]:

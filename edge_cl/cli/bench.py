@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -72,7 +73,8 @@ def bench(
     = "mnist",
     tasks: Annotated[int, typer.Option(help="Tasks of rotated/permuted MNIST.")] = 20,
     joint_epochs: Annotated[int, typer.Option(help="Epochs of the offline joint upper bound.")] = 1,
-    bare: Annotated[bool, typer.Option(help="Also run the bare PyTorch loops (overhead reference).")] = True,
+    bare: Annotated[bool, typer.Option(help="Also run the bare PyTorch loops bare-sgd / bare-er beside sgd / er "
+                                            "(overhead reference; opt-in).")] = False,
     peers: Annotated[str, typer.Option(help="river peers for prequential streams: logreg,hat,arf.")] = "",
     peer_max_samples: Annotated[int | None, typer.Option(help="Subsample peers to the first N samples.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
@@ -98,6 +100,8 @@ def bench(
     command = _command_line(ctx)
     if threads < 0:
         _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    if plots is not None and importlib.util.find_spec("matplotlib") is None:  # before the run, not after it
+        _fail(f"--plots {plots} needs matplotlib: pip install -e '.[bench]' (or drop --plots)")
     if threads:
         import torch
 

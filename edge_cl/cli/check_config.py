@@ -12,14 +12,17 @@ import typer
 def check_config(config: Annotated[Path, typer.Argument(help="TOML config file.")],
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
                  ) -> None:
-    """Validate CONFIG (exit 1 with every problem listed) and print the resolved config."""
+    """Validate CONFIG and the files and variables it names, as `run` would (exit 1 with every problem
+    listed), and print the resolved config."""
     from rich.console import Console
     from rich.table import Table
 
     from edge_cl.config import ConfigError, load_config
+    from edge_cl.daemon.preflight import check
 
     try:
         cfg = load_config(config)
+        check(cfg)  # the same file and environment checks `run` makes before it starts
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

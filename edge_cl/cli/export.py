@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Annotated
 
@@ -41,8 +40,10 @@ def export(
                                  param_hint="--exporter") from None
     try:
         learner = OnlineLearner.load(state, device="cpu")
-    except (ValueError, RuntimeError, OSError, pickle.UnpicklingError, EOFError) as exc:
-        console.print(f"[red]cannot load learner state {state}: {exc}[/red]")
+    except Exception as exc:  # noqa: BLE001 - any file can be passed here; torch's errors on junk vary (KeyError ...)
+        why = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+        console.print(f"cannot load learner state {state}: {why}. Pass a file written by OnlineLearner.save or a "
+                      "daemon checkpoint (checkpoint.dir/ckpt-*.pt)", style="red", markup=False)
         raise typer.Exit(2) from None
     model = learner.inference_model().eval()
     if len(learner.buffer) > 0:

@@ -18,14 +18,20 @@ def register(app: typer.Typer) -> None:
 
 def read_inputs(path: Path) -> np.ndarray:
     """Samples from ``.npy`` (``[N, D]`` or ``[D]``) or JSON lines (a list per line, or ``{"x": [...]}``)."""
+    return read_inputs_and_ids(path)[0]
+
+
+def read_inputs_and_ids(path: Path) -> tuple[np.ndarray, list[Any] | None]:
+    """Like :func:`read_inputs`, plus the ``"id"`` of each JSON line (None when no line has one)."""
     if path.suffix == ".npy":
         arr = np.load(path, allow_pickle=False)
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2:
             raise ValueError(f"{path}: array has shape {arr.shape}; expected [N, D] or [D]")
-        return arr.astype(np.float32, copy=False)
+        return arr.astype(np.float32, copy=False), None
     rows: list[Any] = []
+    ids: list[Any] = []
     try:
         text = path.read_text()
     except UnicodeDecodeError:
@@ -40,12 +46,14 @@ def read_inputs(path: Path) -> np.ndarray:
             raise ValueError(f"{path}:{number}: not JSON ({exc}); each line must be a list of numbers or "
                              '{"x": [...]}') from None
         rows.append(item["x"] if isinstance(item, dict) and "x" in item else item)
+        ids.append(item.get("id") if isinstance(item, dict) else None)
     if not rows:
         raise ValueError(f"{path} holds no samples")
     try:
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        x = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: lines must be equally long lists of numbers ({exc})") from None
+    return x, ids if any(i is not None for i in ids) else None
 
 
 def predict(
@@ -67,7 +75,7 @@ def predict(
     console = Console(stderr=True)
     try:
         runner = SnapshotRunner(snapshot)
-        x = read_inputs(input)
+        x, ids = read_inputs_and_ids(input)
         probabilities = np.concatenate([runner.predict_proba(x[i:i + batch_size])
                                         for i in range(0, len(x), batch_size)])
     except (SnapshotError, ValueError, OSError) as exc:
@@ -77,9 +85,10 @@ def predict(
     if output is not None and output.suffix == ".npy":
         np.save(output, probabilities if proba else classes)
     else:
-        lines = (json.dumps({"class": int(c), **({"probabilities": [round(float(p), 7) for p in row]}
-                                                 if proba else {})})
-                 for c, row in zip(classes, probabilities))
+        # The input's "id" is carried through so each prediction can be matched to its sample.
+        lines = (json.dumps({**({"id": ids[i]} if ids is not None else {}), "class": int(c),
+                             **({"probabilities": [round(float(p), 7) for p in row]} if proba else {})})
+                 for i, (c, row) in enumerate(zip(classes, probabilities)))
         if output is None:
             sys.stdout.writelines(line + "\n" for line in lines)
         else:

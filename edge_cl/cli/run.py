@@ -14,10 +14,12 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     """Run the daemon until SIGTERM/SIGINT; resumes from the latest checkpoint automatically."""
     from edge_cl.config import ConfigError, load_config
     from edge_cl.daemon.logsetup import configure_logging
+    from edge_cl.daemon.preflight import check
     from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
 
     try:
         cfg = load_config(config)
+        check(cfg)  # missing TLS/password files name their key here, not as a bare errno later
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None

@@ -1,8 +1,10 @@
-"""`edge-cl demo`: an embedded broker, a simulated drifting multichannel sensor, the daemon, a live view.
+"""`edge-cl demo`: an embedded broker, a simulated sensor whose concept changes and comes back, edge_cl and a
+plain fine-tuning learner side by side on the same messages, a live view, and files left to look at.
 
-Nothing to set up: the broker is Mosquitto when installed (MQTT 5), else amqtt in-process (MQTT 3.1.1);
-all state lives in a temporary directory. The sensor's classes are signal patterns over 3 channels;
-an abrupt drift swaps the patterns of two classes, a gradual drift then adds a growing offset.
+Nothing to set up: the broker is Mosquitto when installed (MQTT 5), else amqtt in-process (MQTT 3.1.1).
+The stream runs concepts A, B, C, then A again: each concept maps 4 signal patterns over 3 channels to
+the 4 classes differently, so a learner that only follows the stream forgets A. When A comes back its
+first samples are predicted before any of their labels arrive: that accuracy is what each learner kept.
 """
 
 from __future__ import annotations
@@ -31,43 +33,43 @@ from edge_cl.daemon.codec import encode_json
 log = logging.getLogger("edge_cl.demo")
 
 CHANNELS, WINDOW, CLASSES = 3, 16, 4
+SCHEDULE = ("A", "B", "C", "A")     # concept of each quarter of the run
+PROBE = 0.3                         # fraction of the return phase whose labels are held back
+EDGE, FINETUNE = "edge_cl", "fine-tuning"
 
 
 # ---- the simulated sensor ---------------------------------------------------------------------------------
 @dataclass
-class DriftingSensor:
-    """Windows ``[CHANNELS, WINDOW]`` whose class patterns drift: abrupt at ``abrupt_at``, gradual after ``gradual_from``
-    (both fractions of the run)."""
+class ConceptSensor:
+    """Windows ``[CHANNELS, WINDOW]`` of one of three concepts; a concept gives each class its own channel
+    levels and sine frequency, drawn independently, so concepts overlap and disagree."""
 
     rng: np.random.Generator
-    abrupt_at: float = 0.4
-    gradual_from: float = 0.7
     noise: float = 0.5
     _t: np.ndarray = field(init=False)
     _levels: np.ndarray = field(init=False)
+    _freq: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self._t = np.linspace(0, 2 * np.pi, WINDOW, dtype=np.float32)
-        # per class: one level per channel and a frequency; distinct enough to learn within seconds
-        self._levels = self.rng.normal(0, 1.5, size=(CLASSES, CHANNELS)).astype(np.float32)
-        self._freq = np.array([1, 2, 3, 4], dtype=np.float32)
+        concepts = sorted(set(SCHEDULE))
+        # levels of spread 2: distinct enough to learn each concept within a few hundred samples
+        self._levels = self.rng.normal(0, 2.0, size=(len(concepts), CLASSES, CHANNELS)).astype(np.float32)
+        self._freq = np.stack([self.rng.permutation(np.arange(1, CLASSES + 1)) for _ in concepts]).astype(np.float32)
+        self._index = {c: i for i, c in enumerate(concepts)}
 
-    def phase(self, progress: float) -> str:
-        """Name of the drift phase at ``progress`` in [0, 1]."""
-        if progress < self.abrupt_at:
-            return "initial"
-        return "abrupt drift (classes 0/1 swapped)" if progress < self.gradual_from else "gradual drift (offset grows)"
+    @staticmethod
+    def phase(progress: float) -> tuple[int, str]:
+        """(index into SCHEDULE, concept name) at ``progress`` in [0, 1]."""
+        i = min(int(progress * len(SCHEDULE)), len(SCHEDULE) - 1)
+        return i, SCHEDULE[i]
 
-    def sample(self, progress: float) -> tuple[np.ndarray, int]:
-        """One window and its label at ``progress`` in [0, 1] of the run."""
+    def sample(self, concept: str) -> tuple[np.ndarray, int]:
+        """One window of ``concept`` and its label."""
+        c = self._index[concept]
         y = int(self.rng.integers(CLASSES))
-        pattern = y
-        if progress >= self.abrupt_at and y in (0, 1):
-            pattern = 1 - y
-        phase = self.rng.uniform(0, 2 * np.pi)
-        x = self._levels[pattern][:, None] + np.sin(self._freq[pattern] * self._t + phase)[None, :]
-        if progress >= self.gradual_from:
-            x = x + 2.0 * (progress - self.gradual_from) / (1 - self.gradual_from)
+        shift = self.rng.uniform(0, 2 * np.pi)
+        x = self._levels[c, y][:, None] + np.sin(self._freq[c, y] * self._t + shift)[None, :]
         x = x + self.rng.normal(0, self.noise, size=x.shape)
         return x.astype(np.float32).ravel(), y
 
@@ -158,22 +160,53 @@ class EmbeddedBroker:
             self._thread = None
 
 
-# ---- the publisher ------------------------------------------------------------------------------------------
-class SensorPublisher:
-    """Publishes the sensor stream (labels inline for most, on the labels topic later for some) and checks
-    the predictions it gets back against the labels it knows."""
 
-    def __init__(self, port: int, protocol: str, rate: float, duration: float, seed: int = 0) -> None:
+
+# ---- the publisher and the scoreboard -----------------------------------------------------------------------
+@dataclass
+class Score:
+    """Predictions of one learner checked against the labels the publisher knows."""
+
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=200))
+    by_index: dict[int, bool] = field(default_factory=dict)
+    probe_ok: int = 0
+    probe_n: int = 0
+
+    def recent_accuracy(self) -> float | None:
+        return sum(self.recent) / len(self.recent) if self.recent else None
+
+    def accuracy(self) -> float | None:
+        return sum(self.by_index.values()) / len(self.by_index) if self.by_index else None
+
+    def retention(self) -> float | None:
+        return self.probe_ok / self.probe_n if self.probe_n else None
+
+    def curve(self, bin_size: int) -> list[tuple[float, float]]:
+        """Accuracy per ``bin_size`` consecutive published samples, at the bin's centre."""
+        bins: dict[int, list[bool]] = {}
+        for i, ok in self.by_index.items():
+            bins.setdefault(i // bin_size, []).append(ok)
+        return [((b + 0.5) * bin_size, sum(v) / len(v)) for b, v in sorted(bins.items()) if len(v) >= bin_size // 4]
+
+
+class SensorPublisher:
+    """Publishes the sensor stream (labels inline for most, on the labels topic later for some; held back
+    in the retention window) and scores each learner's predictions against the labels it knows."""
+
+    def __init__(self, port: int, protocol: str, rate: float, duration: float,
+                 topics: dict[str, str], seed: int = 0) -> None:
         import paho.mqtt.client as mqtt
 
         self.rate, self.duration = rate, duration
         self.rng = np.random.default_rng(seed)
-        self.sensor = DriftingSensor(self.rng)
+        self.sensor = ConceptSensor(self.rng)
         self.published = 0
-        self.truth: dict[str, int] = {}
-        self.recent: deque[bool] = deque(maxlen=200)
-        self.correct = self.answered = 0
         self.progress = 0.0
+        self.truth: dict[str, tuple[int, int, bool]] = {}     # id -> (index, label, in the retention window)
+        self.scores = {name: Score() for name in topics}
+        self.changes: list[tuple[int, str, float]] = []       # (sample index, label, seconds) of each concept
+        self.window: tuple[int, int] | None = None            # sample indices of the retention window
+        self._topics = {t: name for name, t in topics.items()}
         self._lock = threading.Lock()
         v5 = protocol == "5"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-cl-demo-sensor",
@@ -181,7 +214,8 @@ class SensorPublisher:
         self.client.max_queued_messages_set(0)
         self.client.on_message = self._on_prediction
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe("demo/predictions", qos=0)
+        for topic in topics.values():
+            self.client.subscribe(topic, qos=0)
         self.client.loop_start()
 
     def _on_prediction(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -189,23 +223,30 @@ class SensorPublisher:
             p = json.loads(msg.payload)
         except ValueError:
             return
+        score = self.scores.get(self._topics.get(msg.topic, ""))
         with self._lock:
-            y = self.truth.pop(p.get("id"), None)
-            if y is not None:
-                ok = p.get("pred") == y
-                self.recent.append(ok)
-                self.correct += ok
-                self.answered += 1
+            known = self.truth.get(p.get("id"))
+            if score is None or known is None:
+                return
+            index, y, probe = known
+            ok = p.get("pred") == y
+            score.recent.append(ok)
+            score.by_index[index] = ok
+            if probe:
+                score.probe_ok += ok
+                score.probe_n += 1
 
-    def recent_accuracy(self) -> float | None:
-        """Accuracy of the last 200 predictions checked (shows the dips at drifts)."""
-        with self._lock:
-            return sum(self.recent) / len(self.recent) if self.recent else None
+    def concept(self) -> str:
+        i, name = ConceptSensor.phase(min(self.progress, 1.0))
+        return name + (" again" if name in SCHEDULE[:i] else "")
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``duration`` elapsed or ``stop`` is set."""
         start = time.monotonic()
         delayed: deque[tuple[float, str, int]] = deque()
+        quarter = 1.0 / len(SCHEDULE)
+        probe_end = 1.0 - quarter * (1.0 - PROBE)   # progress where the held-back labels are released
+        last_phase = -1
         i = 0
         while not stop.is_set():
             now = time.monotonic()
@@ -215,20 +256,33 @@ class SensorPublisher:
             self.progress = elapsed / self.duration
             due = int(elapsed * self.rate) - i
             for _ in range(max(0, min(due, 200))):
-                x, y = self.sensor.sample(self.progress)
+                phase, name = self.sensor.phase(self.progress)
+                if phase != last_phase:
+                    last_phase = phase
+                    self.changes.append((i, self.concept(), elapsed))
+                probe = phase == len(SCHEDULE) - 1 and self.progress < probe_end
+                if probe:
+                    self.window = (self.window or (i, i))[0], i + 1
+                x, y = self.sensor.sample(name)
                 mid = f"demo-{i}"
                 with self._lock:
-                    self.truth[mid] = y
-                late = self.rng.random() < 0.2  # one in five labels arrives later on the labels topic
+                    self.truth[mid] = (i, y, probe)
+                # One in five labels arrives 0.5 s later on the labels topic; in the retention window all of
+                # them wait until it closes, so those samples are predicted before anything of A is relearned.
+                late = probe or self.rng.random() < 0.2
                 self.client.publish("demo/samples", encode_json(mid, x, None if late else y), qos=1)
                 if late:
-                    delayed.append((now + 0.5, mid, y))
+                    release = start + probe_end * self.duration + 0.05 if probe else now + 0.5
+                    delayed.append((release, mid, y))
                 i += 1
                 self.published = i
-            while delayed and delayed[0][0] <= now:
-                _, mid, y = delayed.popleft()
-                self.client.publish("demo/labels", json.dumps({"id": mid, "y": y}).encode(), qos=1)
+            ready = sorted((d for d in delayed if d[0] <= now), key=lambda d: d[0])
+            for d in ready:
+                delayed.remove(d)
+                self.client.publish("demo/labels", json.dumps({"id": d[1], "y": d[2]}).encode(), qos=1)
             stop.wait(0.01)
+        for _, mid, y in delayed:  # a stream cut short still gets its labels
+            self.client.publish("demo/labels", json.dumps({"id": mid, "y": y}).encode(), qos=1)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -236,55 +290,153 @@ class SensorPublisher:
 
 
 # ---- wiring ---------------------------------------------------------------------------------------------------
-def demo_config(workdir: Path, port: int, protocol: str) -> Config:
-    """The daemon config the demo runs: a small MLP on 3 channels x 16 samples (fast on CPU), MAS, plateau trigger."""
-    return parse_config({
-        "broker": {"host": "127.0.0.1", "port": port, "client_id": "edge-cl-demo", "protocol": protocol,
+def learner_settings(kind: str) -> dict[str, Any]:
+    """The [learner] table of each side: the same model, step size and batching; fine-tuning has no replay,
+    no importance penalty and no consolidation."""
+    common = {"lr": 0.05, "device": "auto", "max_batch": 16, "budget_bytes": 400_000}
+    if kind == EDGE:
+        return {**common, "method": "er+mas", "replay_batch": 16, "trigger": "plateau"}
+    return {**common, "method": "sgd", "replay_batch": 0, "trigger": "none"}
+
+
+def demo_settings(workdir: Path, port: int, protocol: str, kind: str = EDGE) -> dict[str, Any]:
+    """The daemon config of one side of the demo, as plain TOML-able data."""
+    tag = "" if kind == EDGE else "-finetune"
+    return {
+        "broker": {"host": "127.0.0.1", "port": port, "client_id": f"edge-cl-demo{tag}", "protocol": protocol,
                    "reconnect_min_s": 0.2, "reconnect_max_s": 2.0},
-        "topics": {"samples": "demo/samples", "labels": "demo/labels", "predictions": "demo/predictions",
-                   "dead_letter": "demo/dead-letter", "status": "demo/status", "predictions_qos": 0},
+        "topics": {"samples": "demo/samples", "labels": "demo/labels", "predictions": f"demo/predictions{tag}",
+                   "dead_letter": f"demo/dead-letter{tag}", "status": f"demo/status{tag}", "predictions_qos": 0},
         "input": {"shape": [CHANNELS, WINDOW], "num_classes": CLASSES},
         "model": {"type": "mlp", "input_dim": CHANNELS * WINDOW, "hidden": [64], "num_classes": CLASSES},
-        "learner": {"budget_bytes": 400_000, "importance": "mas", "replay_batch": 16, "lr": 0.05,
-                    "trigger": "plateau", "device": "auto", "max_batch": 16},
+        "learner": learner_settings(kind),
         "labels": {"window_s": 5.0},
-        "checkpoint": {"dir": str(workdir / "checkpoints"), "every_steps": 1000, "every_s": 15.0},
+        "checkpoint": {"dir": str(workdir / f"checkpoints{tag}"), "every_steps": 1000, "every_s": 15.0},
         "snapshot": {"enabled": False},
-        "spool": {"path": str(workdir / "spool.sqlite")},
-        "metrics": {"enabled": False},
+        "spool": {"path": str(workdir / f"spool{tag}.sqlite")},
+        "metrics": {"enabled": kind == EDGE, "host": "127.0.0.1", "port": 0},
         "logging": {"level": "WARNING"},
-    })
+    }
 
 
-def _view(status: dict[str, Any], pub: SensorPublisher, elapsed: float, duration: float, broker: str) -> Any:
+def demo_config(workdir: Path, port: int, protocol: str, kind: str = EDGE) -> Config:
+    """The validated daemon config of one side of the demo (a small MLP on 3 channels x 16 samples)."""
+    return parse_config(demo_settings(workdir, port, protocol, kind))
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Tables of scalars and lists as TOML (enough for the configs the demo writes)."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def real_broker_toml() -> str:
+    """The edge_cl side's config for ``edge-cl run`` against a broker of your own (paths beside the file)."""
+    data = demo_settings(Path("state"), 1883, "5")
+    data["broker"] = {"host": "localhost", "port": 1883, "client_id": "edge-cl-demo"}
+    data["checkpoint"] = {"dir": "state/checkpoints"}
+    data["spool"] = {"path": "state/spool.sqlite"}
+    data["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": 9464}
+    data["logging"] = {"level": "INFO"}
+    return ("# Written by `edge-cl demo`: the demo's edge_cl learner, for `edge-cl run` against your own broker.\n"
+            "# Publish samples as JSON {\"id\": ..., \"x\": [48 floats], \"y\": class} on demo/samples; labels that come\n"
+            "# later go to demo/labels as {\"id\": ..., \"y\": ...}. Every key: deploy/config/example.toml.\n\n"
+            + to_toml(data))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:5.1f} %"
+
+
+def _kb(v: float) -> str:
+    return f"{v / 1e3:.0f} kB"
+
+
+def _view(status: dict[str, dict[str, Any]], pub: SensorPublisher, elapsed: float, duration: float,
+          broker: str, url: str | None) -> Any:
     from rich.table import Table
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:5.1f} %"
+    title = f"edge-cl demo ({broker} broker)  {elapsed:5.1f} / {duration:.0f} s"
+    t = Table(title=title, caption=f"status page: {url}" if url else None)
+    t.add_column(f"concept now: {pub.concept()}  (changes so far: {max(0, len(pub.changes) - 1)})", style="bold")
+    for name in status:
+        t.add_column(name + (" (replay + MAS)" if name == EDGE else " (no replay)"), justify="right")
 
-    t = Table(title=f"edge-cl demo ({broker} broker)  {elapsed:5.1f} / {duration:.0f} s", show_header=False)
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    rows = [
-        ("stream phase", pub.sensor.phase(min(pub.progress, 1.0))),
-        ("published / predicted", f"{pub.published} / {int(status.get('predictions', 0))}"),
-        ("samples learned", str(status.get("samples_learned", 0))),
-        ("prequential accuracy", pct(status.get("prequential_accuracy"))),
-        ("recent accuracy (200)", pct(pub.recent_accuracy())),
-        ("chance", pct(1 / CLASSES)),
-        ("drifts detected = consolidations", str(status.get("consolidations", 0))),
-        ("replay buffer fill", pct(status.get("buffer_fill"))),
-        ("budget use", f"{status.get('budget_used', 0) / 1e3:.0f} / {status.get('budget', 0) / 1e3:.0f} kB"),
-        ("update latency (mean)", "-" if status.get("update_ms") is None else f"{status['update_ms']:.2f} ms"),
-        ("spool depth (lag)", str(int(status.get("spool_depth", 0)))),
-    ]
-    for k, v in rows:
-        t.add_row(k, v)
+    def row(label: str, fn: Any) -> None:
+        t.add_row(label, *(fn(name, st) for name, st in status.items()))
+
+    row("published / predicted", lambda n, st: f"{pub.published} / {int(st.get('predictions', 0))}")
+    row("samples learned", lambda n, st: str(st.get("samples_learned", 0)))
+    row("recent accuracy (last 200)", lambda n, st: _pct(pub.scores[n].recent_accuracy()))
+    row("accuracy since start", lambda n, st: _pct(pub.scores[n].accuracy()))
+    if pub.window is not None:
+        row("A on its return (retention)", lambda n, st: _pct(pub.scores[n].retention()))
+    row("consolidations (loss plateaus)", lambda n, st: str(st.get("consolidations", 0)))
+    row("replay buffer", lambda n, st: "none" if not st.get("buffer_capacity") else
+        f"{st.get('buffer_size', 0)} / {st['buffer_capacity']} samples ({_pct(st.get('buffer_fill'))})")
+    row("state bytes (reserved) / budget", lambda n, st: f"{_kb(st.get('reserved', 0))} / {_kb(st.get('budget', 0))}")
+    row("update latency (mean)", lambda n, st: "-" if st.get("update_ms") is None else f"{st['update_ms']:.2f} ms")
+    row("spool depth (lag)", lambda n, st: str(int(st.get("spool_depth", 0))))
+    t.add_row("chance", _pct(1 / CLASSES), _pct(1 / CLASSES))
     return t
 
 
-def run_demo(duration: float = 60.0, rate: float = 200.0, broker: str = "auto", live: bool = True) -> int:
-    """Run the whole demo for ``duration`` seconds; prints a summary; returns the exit code."""
+def _status(daemon: Any) -> dict[str, Any]:
+    st = dict(daemon.status())
+    page = daemon.page_status()
+    st.update({"reserved": page.get("budget", {}).get("reserved", 0), "parts": page.get("budget", {}).get("parts", {}),
+               "buffer_size": page.get("buffer", {}).get("size", 0),
+               "buffer_capacity": page.get("buffer", {}).get("capacity", 0)})
+    return st
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured; ``retention`` is the accuracy on concept A's return, before its labels."""
+
+    exit_code: int
+    retention: dict[str, float | None]
+    accuracy: dict[str, float | None]
+    files: dict[str, Path]
+    interrupted: bool
+
+
+def _write_outputs(out: Path, pub: SensorPublisher, edge_history: dict[str, Any], status: dict[str, Any],
+                   duration: float) -> dict[str, Path]:
+    from edge_cl.daemon.demo_plot import accuracy_svg
+
+    out.mkdir(parents=True, exist_ok=True)
+    bin_size = max(20, pub.published // 60)
+    window = None if pub.window is None else (float(pub.window[0]), float(pub.window[1]))
+    svg = accuracy_svg({name: s.curve(bin_size) for name, s in pub.scores.items()},
+                       [(float(i), label) for i, label, _ in pub.changes],
+                       # the daemon counts samples learned; nearly one to one with those published here
+                       [float(m["learned"]) for m in edge_history.get("marks", []) if m["kind"] == "consolidation"],
+                       window, "edge-cl demo: accuracy over the stream, concepts A, B, C, then A again",
+                       chance=1 / CLASSES)
+    files = {"plot": out / "accuracy.svg", "summary": out / "summary.json", "config": out / "edge-cl.toml"}
+    files["plot"].write_text(svg)
+    files["config"].write_text(real_broker_toml())
+    files["summary"].write_text(json.dumps({
+        "duration_s": duration, "published": pub.published,
+        "concepts": [{"from_sample": i, "concept": c, "at_s": round(t, 2)} for i, c, t in pub.changes],
+        "retention_window": pub.window,
+        "retention": {n: s.retention() for n, s in pub.scores.items()},
+        "accuracy": {n: s.accuracy() for n, s in pub.scores.items()},
+        "edge_cl": {k: status.get(k) for k in ("consolidations", "samples_learned", "reserved", "budget", "parts",
+                                               "buffer_size", "buffer_capacity")},
+    }, indent=2) + "\n")
+    return files
+
+
+def run_demo(duration: float = 60.0, rate: float = 200.0, broker: str = "auto", live: bool = True,
+             out: Path = Path("edge-cl-demo")) -> DemoResult:
+    """Run the whole demo for ``duration`` seconds (Ctrl-C ends it early, cleanly); prints the result and
+    writes the plot, a summary and a config for ``edge-cl run`` into ``out``."""
     from rich.console import Console
     from rich.live import Live
 
@@ -293,51 +445,98 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, broker: str = "auto", 
 
     if duration <= 0 or rate <= 0:
         raise ValueError(f"duration={duration} and rate={rate} must be positive")
-    console = Console()
+    console = Console(soft_wrap=True)  # result lines stay whole, for readers and for grep
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="edge-cl-demo-") as tmp:
         workdir = Path(tmp)
         emb = EmbeddedBroker(workdir, broker)
-        emb.start()
-        cfg = demo_config(workdir, emb.port, emb.protocol)
-        configure_logging(cfg.logging.level, cfg.logging.format)
-        apply_process_settings(cfg)
-        daemon = Daemon(cfg)
+        daemons: dict[str, Any] = {}
+        threads: list[threading.Thread] = []
+        codes: dict[str, int] = {}
         daemon_stop = threading.Event()
-        codes: list[int] = []
-        dt = threading.Thread(target=lambda: codes.append(daemon.run(daemon_stop)), name="demo-daemon", daemon=True)
         pub: SensorPublisher | None = None
         try:
-            dt.start()
-            if not daemon.ready.wait(60) or daemon.learner is None:
-                console.print(f"[red]the daemon did not start: {daemon.exit_reason}")
-                return 1
-            pub = SensorPublisher(emb.port, emb.protocol, rate, duration)
+            emb.start()
+            for kind in (EDGE, FINETUNE):
+                cfg = demo_config(workdir, emb.port, emb.protocol, kind)
+                if kind == EDGE:
+                    configure_logging(cfg.logging.level, cfg.logging.format)
+                    apply_process_settings(cfg)
+                d = daemons[kind] = Daemon(cfg)
+                t = threading.Thread(target=lambda k=kind, d=d: codes.__setitem__(k, d.run(daemon_stop)),
+                                     name=f"demo-daemon-{kind}", daemon=True)
+                threads.append(t)
+                t.start()
+            for kind, d in daemons.items():
+                if not d.ready.wait(60) or d.learner is None:
+                    console.print(f"[red]the {kind} daemon did not start: {d.exit_reason}")
+                    return DemoResult(1, {}, {}, {}, False)
+            url = f"http://127.0.0.1:{daemons[EDGE].metrics_port}/" if daemons[EDGE].metrics_port else None
+            pub = SensorPublisher(emb.port, emb.protocol, rate, duration,
+                                  {name: d.cfg.topics.predictions for name, d in daemons.items()})
             pt = threading.Thread(target=pub.run, args=(stop,), name="demo-sensor", daemon=True)
             start = time.monotonic()
             pt.start()
+            marked = 0
+
+            def refresh() -> Any:
+                nonlocal marked
+                for _, label, _ in pub.changes[marked:]:  # concept changes on the status page's curve
+                    daemons[EDGE].history.mark(daemons[EDGE].progress.learned, f"concept {label}")
+                marked = len(pub.changes)
+                return _view({n: _status(d) for n, d in daemons.items()}, pub, time.monotonic() - start,
+                             duration, emb.kind, url)
+
             with Live(console=console, refresh_per_second=4, transient=not live) as view:
-                while pt.is_alive() and dt.is_alive():
-                    view.update(_view(daemon.status(), pub, time.monotonic() - start, duration, emb.kind))
+                while pt.is_alive() and all(t.is_alive() for t in threads):
+                    view.update(refresh())
                     time.sleep(0.25)
-                # let the daemon catch up on what was published (bounded)
+                # let both daemons catch up on what was published (bounded; Ctrl-C skips the wait)
                 end = time.monotonic() + 5
-                while time.monotonic() < end and daemon.status().get("spool_depth", 0) > 0:
+                while not stop.is_set() and time.monotonic() < end and \
+                        any(d.status().get("spool_depth", 0) > 0 for d in daemons.values()):
                     time.sleep(0.1)
-                view.update(_view(daemon.status(), pub, time.monotonic() - start, duration, emb.kind))
+                time.sleep(0.3)  # the last predictions in flight
+                view.update(refresh())
+            interrupted = stop.is_set()
         finally:
             daemon_stop.set()
-            dt.join(30)
+            for t in threads:
+                t.join(30)
             if pub is not None:
                 pub.close()
             emb.stop()
             signal.signal(signal.SIGINT, previous)
-        console.print()
-        st = daemon.status()
-        acc = st.get("prequential_accuracy")
-        console.print(f"published {pub.published if pub else 0} samples, learned {st.get('samples_learned', 0)}, "
-                      f"consolidations {st.get('consolidations', 0)}, bad inputs {int(st.get('bad_inputs', 0))}")
-        console.print(f"prequential accuracy: {acc if acc is not None else float('nan'):.3f} "
-                      f"(chance {1 / CLASSES:.3f})")
-        return codes[0] if codes else 1
+        if pub is None:
+            return DemoResult(1, {}, {}, {}, interrupted)
+        st = _status(daemons[EDGE])
+        files = _write_outputs(out, pub, daemons[EDGE].history.to_json(), st, duration)
+    elapsed = time.monotonic() - start
+    console.print()
+    if interrupted:
+        console.print(f"[yellow]interrupted after {elapsed:.1f} s of {duration:.0f} s; results so far:")
+    ret = {n: s.retention() for n, s in pub.scores.items()}
+    acc = {n: s.accuracy() for n, s in pub.scores.items()}
+    if ret[EDGE] is not None and ret[FINETUNE] is not None and pub.window is not None:
+        n_probe = pub.window[1] - pub.window[0]
+        console.print(f"concept A came back after B and C; its first {n_probe} samples were predicted before any "
+                      "of their labels arrived:")
+        console.print(f"[bold]edge_cl remembers A: {100 * ret[EDGE]:.1f}% / fine-tuning: {100 * ret[FINETUNE]:.1f}%"
+                      f"[/bold]  (chance {100 / CLASSES:.0f}%)")
+    else:
+        console.print("the stream ended before concept A came back: no retention figure (run longer)")
+    console.print(f"accuracy over the whole stream: edge_cl {_pct(acc[EDGE]).strip()} / fine-tuning "
+                  f"{_pct(acc[FINETUNE]).strip()}; published {pub.published}, edge_cl learned "
+                  f"{st.get('samples_learned', 0)}, consolidations {st.get('consolidations', 0)}")
+    parts = st.get("parts", {})
+    console.print(f"edge_cl state: {_kb(st.get('reserved', 0))} reserved of a {_kb(st.get('budget', 0))} budget ("
+                  + ", ".join(f"{k} {_kb(v)}" for k, v in parts.items() if v) +
+                  f"); replay buffer {st.get('buffer_size', 0)} of {st.get('buffer_capacity', 0)} samples "
+                  f"({_pct(st.get('buffer_fill')).strip()} full; its bytes are reserved from the start)")
+    console.print(f"plot: {files['plot'].resolve()}  (summary: {files['summary'].name}, config: {files['config'].name})")
+    console.print(f"next: run the same learner against your own broker: edit \\[broker] in {files['config']}, then "
+                  f"`edge-cl run {files['config']}` (status page on http://127.0.0.1:9464/)")
+    code = 130 if interrupted else max(codes.values(), default=1) if len(codes) == 2 else 1
+    return DemoResult(code, ret, acc, files, interrupted)

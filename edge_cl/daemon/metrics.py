@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -52,11 +54,27 @@ class Metrics:
         self.connected = Gauge("edge_cl_broker_connected", "1 while connected to the broker.", registry=r)
         self.reconnects = Counter("edge_cl_broker_reconnects", "Connection attempts after a loss.", registry=r)
 
-    def serve(self, host: str, port: int) -> tuple[Any, int]:
-        """Start the HTTP endpoint; returns (server, bound port). The caller shuts the server down."""
-        from prometheus_client import start_http_server
+    def serve(self, host: str, port: int, status: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, int]:
+        """Start the HTTP endpoint (``/metrics``; with ``status`` also the status page at ``/`` and
+        ``/status.json``); returns (server, bound port). The caller shuts the server down."""
+        import threading
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        from prometheus_client import make_wsgi_app
+
+        from edge_cl.daemon.status_page import make_app
+
+        class _Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+
+        class _Quiet(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # access logs would flood the daemon's log
+                pass
+
+        _Server.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server = make_server(host, port, make_app(make_wsgi_app(self.registry), status), _Server, _Quiet)
+        threading.Thread(target=server.serve_forever, name="edge-cl-http", daemon=True).start()
         return server, int(server.server_port)
 
     def value(self, name: str, **labels: str) -> float:

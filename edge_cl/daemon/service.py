@@ -10,9 +10,11 @@ relative to the restored model.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -30,6 +32,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import LABEL, Row, Spool
+from edge_cl.daemon.status_page import StatusHistory, snapshot
 
 log = logging.getLogger("edge_cl.daemon")
 
@@ -96,12 +99,14 @@ class Daemon:
         self._link: MqttLink | None = None
         self._snap_step = -1
         self.outbox = Outbox(10_000, self.metrics)
+        self.history = StatusHistory()
+        self._page: dict[str, Any] = {}
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
         from edge_cl.learner import OnlineLearner
 
-        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config())
+        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config(self.cfg.vector_input))
 
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner
@@ -147,12 +152,15 @@ class Daemon:
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
                 try:
-                    server, self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                    server, self.metrics_port = self.metrics.serve(
+                        cfg.metrics.host, cfg.metrics.port, self.page_status if cfg.metrics.page_enabled else None)
                 except OSError as exc:
                     raise ValueError(f"metrics.host={cfg.metrics.host!r} metrics.port={cfg.metrics.port}: cannot "
                                      f"listen ({exc.strerror}); pick a free port or set metrics.enabled = false"
                                      ) from None
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics_port)
+                log.info("metrics on http://%s:%d/metrics%s", cfg.metrics.host, self.metrics_port,
+                         f", status page on http://{cfg.metrics.host}:{self.metrics_port}/"
+                         if cfg.metrics.page_enabled else "")
             worker = self._start_snapshots()
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
@@ -172,6 +180,10 @@ class Daemon:
             self.exit_reason = str(exc)
             log.error("%s", exc)
             code = EXIT_BROKER
+        except ValueError as exc:  # budget too small, checkpoint mismatch ...: the caller reports it
+            self.exit_reason = str(exc)
+            code = EXIT_ERROR
+            raise
         finally:
             self.ready.set()
             if link is not None:
@@ -205,7 +217,7 @@ class Daemon:
         if publish is None:
             log.warning("snapshots enabled but edge_cl.export.publish_snapshot is unavailable: no ONNX snapshots")
             return None
-        return SnapshotWorker(publish, sc.dir, sc.keep, self.metrics)
+        return SnapshotWorker(functools.partial(publish, file_mode=sc.file_mode), sc.dir, sc.keep, self.metrics)
 
     def _loop(self, stop: threading.Event, spool: Spool, link: MqttLink, worker: SnapshotWorker | None) -> None:
         cfg = self.cfg
@@ -310,6 +322,7 @@ class Daemon:
             self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
             if stats.consolidated:
                 self.metrics.consolidations.inc()
+            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
 
     def _observe(self, evicted: list[Pending]) -> None:
         if not evicted:
@@ -354,12 +367,14 @@ class Daemon:
         if lr.prequential_accuracy is not None:
             self.metrics.prequential_accuracy.set(lr.prequential_accuracy)
         self.metrics.model_step.set(lr.step)
+        self._page = snapshot(lr, report, self.metrics.registry, depth)
 
     def _checkpoint(self, spool: Spool) -> Path:
         """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
         cc = self.cfg.checkpoint
         path = cc.dir / f"ckpt-{self.progress.position:012d}.pt"
         self.learner.save(path, extra=self.progress.extra(self.join))
+        os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         olds = sorted(p for p in cc.dir.iterdir() if _CKPT.search(p.name))
@@ -372,6 +387,11 @@ class Daemon:
         return path
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
+    def page_status(self) -> dict[str, Any]:
+        """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
+        return {**self._page, "history": self.history.to_json(), "client_id": self.cfg.broker.client_id,
+                "connected": bool(self._link is not None and self._link.connected)}
+
     def status(self) -> dict[str, Any]:
         """A few live numbers (read from another thread: values may be one step stale)."""
         lr = self.learner

@@ -31,10 +31,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or all of the new one."""
+# Group-readable: inference processes often run as another user of the daemon's group (mkstemp's 0600 blocks them).
+DEFAULT_FILE_MODE = 0o640
+
+
+def atomic_write(path: Path, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
+    """Write ``data`` to ``path`` (permissions ``mode``) so that readers see either the old file or all of the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -64,13 +69,13 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_manifest(directory: Path, entry: dict[str, Any]) -> None:
+def write_manifest(directory: Path, entry: dict[str, Any], mode: int = DEFAULT_FILE_MODE) -> None:
     """Atomically replace ``directory/manifest.json`` with ``entry`` (plus the format number)."""
     missing = [k for k in REQUIRED_KEYS if k not in entry]
     if missing:
         raise ValueError(f"manifest entry lacks keys {missing}; it needs {list(REQUIRED_KEYS)}")
     body = {"format": MANIFEST_FORMAT, **entry}
-    atomic_write(directory / MANIFEST_NAME, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(directory / MANIFEST_NAME, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode(), mode)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
     spec = getattr(model, "spec", None)
     if isinstance(spec, dict):
         meta["spec"] = json.dumps(spec, sort_keys=True, default=str)
+    if hasattr(model, "standardizer"):
+        meta["standardized"] = "true"  # the graph standardises its raw input itself
     meta.update(extra_metadata or {})
     del proto.metadata_props[:]
     for key, value in meta.items():

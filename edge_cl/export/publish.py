@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from edge_cl.export.manifest import (
+    DEFAULT_FILE_MODE,
     MANIFEST_NAME,
     SnapshotError,
     atomic_write,
@@ -55,7 +56,10 @@ class SnapshotPublisher:
     """Publishes snapshots into ``directory`` and counts what it published and what it refused."""
 
     def __init__(self, directory: str | os.PathLike[str], *, keep: int = 5, tolerance: float = DEFAULT_TOLERANCE,
-                 exporter: Exporter | str = Exporter.TORCHSCRIPT, threads: int = 1):
+                 exporter: Exporter | str = Exporter.TORCHSCRIPT, threads: int = 1,
+                 file_mode: int = DEFAULT_FILE_MODE):
+        if not 0 <= file_mode <= 0o777:
+            raise ValueError(f"file_mode={file_mode:#o} must be a permission mode in 0o000..0o777, e.g. 0o640")
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep={keep!r} must be an int >= 1 (how many snapshots stay on disk)")
         self.directory = Path(directory)
@@ -63,6 +67,7 @@ class SnapshotPublisher:
         self.tolerance = float(tolerance)
         self.exporter = Exporter(exporter)
         self.threads = threads
+        self.file_mode = file_mode  # snapshots and manifest; group-readable by default for inference users
         self.published = 0
         self.rejected = 0
         self.last_result: SnapshotResult | None = None
@@ -89,7 +94,7 @@ class SnapshotPublisher:
         digest = sha256_hex(data)
         path = self._target(step, digest)
         meta = read_metadata(data)
-        atomic_write(path, data)
+        atomic_write(path, data, self.file_mode)
         write_manifest(self.directory, {
             "file": path.name,
             "sha256": digest,
@@ -101,7 +106,7 @@ class SnapshotPublisher:
             "max_abs_diff": parity.max_abs_diff,
             "exporter": self.exporter.value,
             "edge_cl_version": meta["version"],
-        })
+        }, mode=self.file_mode)
         self._retain(current=path.name)
         self.published += 1
         result = SnapshotResult(True, path, step, digest, export_seconds, parity.seconds, parity.max_abs_diff)
@@ -146,9 +151,10 @@ class SnapshotPublisher:
 def publish_snapshot(model: nn.Module, directory: Path, *, step: int, sample_inputs: torch.Tensor,
                      keep: int = 5, prequential_accuracy: float | None = None,
                      tolerance: float = DEFAULT_TOLERANCE,
-                     exporter: Exporter | str = Exporter.TORCHSCRIPT) -> SnapshotResult:
+                     exporter: Exporter | str = Exporter.TORCHSCRIPT,
+                     file_mode: int = DEFAULT_FILE_MODE) -> SnapshotResult:
     """Export, verify and atomically publish one snapshot into ``directory`` (see :class:`SnapshotPublisher`)."""
-    publisher = SnapshotPublisher(directory, keep=keep, tolerance=tolerance, exporter=exporter)
+    publisher = SnapshotPublisher(directory, keep=keep, tolerance=tolerance, exporter=exporter, file_mode=file_mode)
     return publisher.publish(model, step=step, sample_inputs=sample_inputs,
                              prequential_accuracy=prequential_accuracy)
 

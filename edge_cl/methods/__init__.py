@@ -8,8 +8,8 @@ at each position, so ``"der+++ewc"`` and ``"der++ + ewc"`` both mean DER++ with 
 
 from __future__ import annotations
 
-from edge_cl.methods import cls_er, der, er, er_ace, ewc, lwf, mas, sgd  # noqa: F401 - importing registers the built-in methods
-from edge_cl.methods.base import Draw, Method, MethodContext, SampleField, Segment, Settings, Step
+from edge_cl.methods import agem, cls_er, der, er, er_ace, ewc, lwf, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (
     available,
@@ -22,6 +22,22 @@ from edge_cl.methods.registry import (
     unregister,
 )
 
-__all__ = ["Draw", "ImportanceMethod", "ImportanceSettings", "Method", "MethodContext", "SampleField", "Segment",
-           "Settings", "Step", "available", "canonical", "get", "import_plugins", "parse", "register",
-           "settings_for", "unregister"]
+__all__ = [
+    "Draw",
+    "ImportanceMethod",
+    "ImportanceSettings",
+    "Method",
+    "MethodContext",
+    "MethodSettings",
+    "SampleField",
+    "Segment",
+    "Step",
+    "available",
+    "canonical",
+    "get",
+    "import_plugins",
+    "parse",
+    "register",
+    "settings_for",
+    "unregister",
+]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 
-class Settings(BaseModel):
+class MethodSettings(BaseModel):
     """Typed, validated settings of one method; each method subclasses it with its own fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,10 +120,10 @@ class Method:
     """
 
     name: ClassVar[str] = ""
-    Settings: ClassVar[type[Settings]] = Settings
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
     uses_buffer: ClassVar[bool] = False
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         self.ctx = ctx
         self.settings = settings
 

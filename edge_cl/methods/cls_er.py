@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from edge_cl.methods.base import Draw, Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
 
 
-class CLSERSettings(Settings):
+class CLSERSettings(MethodSettings):
     """CLS-ER's settings."""
 
     clser_reg: float = Field(0.15, ge=0, description="Weight of the consistency MSE on replayed samples.")
@@ -46,10 +46,10 @@ class CLSER(Method):
     """Replay + consistency with the better of two EMA memories; the stable memory predicts."""
 
     name = "cls-er"
-    Settings: ClassVar[type[Settings]] = CLSERSettings
+    Settings: ClassVar[type[MethodSettings]] = CLSERSettings
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         if not isinstance(settings, CLSERSettings):
             raise TypeError(f"{type(self).__name__} needs CLSERSettings, got {type(settings).__name__}")

@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Draw, Method, MethodContext, SampleField, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
 from edge_cl.methods.registry import register
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _F16_MAX = 65504.0
 
 
-class DERSettings(Settings):
+class DERSettings(MethodSettings):
     """DER's settings."""
 
     der_alpha: float = Field(1.0, ge=0, description="Weight of the logit-matching MSE on replayed samples.")
@@ -50,10 +50,10 @@ class DER(Method):
     """DER: MSE between the model's logits on a replay draw and the logits stored with those samples."""
 
     name = "der"
-    Settings: ClassVar[type[Settings]] = DERSettings
+    Settings: ClassVar[type[MethodSettings]] = DERSettings
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         if not isinstance(settings, DERSettings):
             raise TypeError(f"{type(self).__name__} needs DERSettings, got {type(settings).__name__}")
@@ -88,9 +88,9 @@ class DERPP(DER):
     """DER++: DER's logit MSE plus cross-entropy on the labels of a second replay draw (or the same one)."""
 
     name = "der++"
-    Settings: ClassVar[type[Settings]] = DERPPSettings
+    Settings: ClassVar[type[MethodSettings]] = DERPPSettings
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         if not isinstance(settings, DERPPSettings):
             raise TypeError(f"{type(self).__name__} needs DERPPSettings, got {type(settings).__name__}")

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Draw, Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
 
 
-class ERACESettings(Settings):
+class ERACESettings(MethodSettings):
     """ER-ACE's settings."""
 
     ace_replay_weight: float = Field(1.0, ge=0, description="Weight of the replayed samples' cross-entropy.")
@@ -32,10 +32,10 @@ class ERACE(Method):
     """Asymmetric cross-entropy: masked CE on the new rows, full CE on a replay draw (summed, as the paper)."""
 
     name = "er-ace"
-    Settings: ClassVar[type[Settings]] = ERACESettings
+    Settings: ClassVar[type[MethodSettings]] = ERACESettings
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         if not isinstance(settings, ERACESettings):
             raise TypeError(f"{type(self).__name__} needs ERACESettings, got {type(settings).__name__}")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Settings
+from edge_cl.methods.base import MethodSettings
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import register
 
@@ -16,7 +16,7 @@ from edge_cl.methods.registry import register
 class EWCSettings(ImportanceSettings):
     """Online EWC's settings."""
 
-    importance_lambda: float = Field(10.0, ge=0, description="Penalty strength lambda (Fisher scale).")
+    importance_lambda: float = Field(1e-4, ge=0, description="Penalty strength lambda; omega has mean 1 (chosen on validation streams, see README).")
 
 
 @register
@@ -24,7 +24,7 @@ class OnlineEWC(ImportanceMethod):
     """Importance = empirical diagonal Fisher ``E[(d log p(y|x) / d theta)^2]``; ``F <- gamma F + F_new``."""
 
     name = "ewc"
-    Settings: ClassVar[type[Settings]] = EWCSettings
+    Settings: ClassVar[type[MethodSettings]] = EWCSettings
     needs_labels = True
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:

@@ -3,22 +3,29 @@
 Each method only says how to estimate importance from a batch (``sample_loss`` and ``phi``); keeping a
 running estimate, consolidating it into ``omega`` with an anchor ``theta*``, and the penalty
 ``lambda * sum omega * (theta - theta*)^2`` are written once here.
+
+Normalisation (``importance_normalize``, on by default): every estimate and every consolidated ``omega`` is
+divided by its mean over all parameters, so omega has mean 1 whatever the model, the stream, the logits'
+magnitude (MAS grows with it) or the number of consolidations so far. ``lambda`` then means one thing: under
+SGD with learning rate ``lr`` the penalty pulls an average parameter back by ``2 lr lambda`` of its
+displacement from the anchor at every step. Unnormalised, MAS's omega rose with the logits and online EWC's
+sum ``gamma F + F_new`` grew with every consolidation, until the penalty froze the network (see README).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from edge_cl.methods.base import Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step
 
 
-class ImportanceSettings(Settings):
+class ImportanceSettings(MethodSettings):
     """Settings shared by the importance methods; ``importance_lambda``'s default is per method."""
 
     importance_lambda: float = Field(1.0, ge=0, description="Penalty strength lambda.")
@@ -26,6 +33,12 @@ class ImportanceSettings(Settings):
                                     description="Decay of the consolidated importance at each consolidation.")
     importance_every: int = Field(10, ge=1, description="Estimate importance every this many steps ...")
     importance_samples: int = Field(10, ge=1, description="... on at most this many of the new samples.")
+    importance_normalize: bool = Field(True, description="Divide each estimate and the consolidated omega by their "
+                                                         "mean over all parameters (mean omega = 1), so lambda "
+                                                         "means the same across models and streams.")
+    state_dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="Storage of omega and the running estimate (float16 / bfloat16 halve their bytes, "
+                               "leaving the buffer more); the anchor stays float32.")
 
 
 class ImportanceMethod(Method):
@@ -37,11 +50,10 @@ class ImportanceMethod(Method):
     overshoot the anchor (and beyond twice that, diverge). Adam rescales steps, so it needs no cap.
     """
 
-    Settings: ClassVar[type[Settings]] = ImportanceSettings
+    Settings: ClassVar[type[MethodSettings]] = ImportanceSettings
     needs_labels: ClassVar[bool] = True
-    chunk: ClassVar[int] = 32
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         s = settings
         if not isinstance(s, ImportanceSettings):
@@ -52,13 +64,20 @@ class ImportanceMethod(Method):
         self.every = int(s.importance_every)
         self.samples = int(s.importance_samples)
         self.generator = ctx.generator
+        self.normalize = bool(s.importance_normalize)
+        self.dtype = getattr(torch, s.state_dtype)
+        self.chunk = 32             # samples per vmap call: bounds the per-sample gradient workspace
         self.max_omega = 1.0 / (2.0 * ctx.lr * self.lam) if ctx.optimizer == "sgd" and self.lam > 0 else None
         self.names = [n for n, p in ctx.model.named_parameters() if p.requires_grad]
         params = dict(ctx.model.named_parameters())
         self.params: list[Tensor] = [params[n] for n in self.names]
-        self.omega = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        self.current = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        self.anchor = [p.detach().clone() for p in self.params]
+        dt = self.dtype
+        self.omega = [torch.zeros_like(p, dtype=dt, memory_format=torch.contiguous_format) for p in self.params]
+        self.current = [torch.zeros_like(p, dtype=dt, memory_format=torch.contiguous_format) for p in self.params]
+        # The anchor stays float32: the penalty needs theta - theta*, displacements far below float16's
+        # resolution of the weights themselves (measured: 10% gradient error), so only omega and the running
+        # estimate are compact.
+        self.anchor = [p.detach().clone(memory_format=torch.contiguous_format) for p in self.params]
         self.current_count = 0      # estimates folded into `current` since the last consolidation
         self.consolidations = 0
         self.clamped = 0            # entries of omega held at max_omega by the last consolidation
@@ -68,7 +87,8 @@ class ImportanceMethod(Method):
 
     @classmethod
     def standalone(cls, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10, chunk: int = 32,
-                   generator: torch.Generator | None = None, max_omega: float | None = None) -> ImportanceMethod:
+                   generator: torch.Generator | None = None, max_omega: float | None = None,
+                   **settings: Any) -> ImportanceMethod:
         """The estimator and penalty on ``model`` outside a learner (oracle tests, notebooks); no omega cap
         unless ``max_omega`` is given."""
         if max_omega is not None and not max_omega > 0:
@@ -78,8 +98,10 @@ class ImportanceMethod(Method):
         ctx = MethodContext(model=model, params=params, device=device,
                             generator=generator or torch.Generator(device=device).manual_seed(0), num_classes=0,
                             input_dim=0, lr=1.0, optimizer="adam", replay_batch=0)
-        settings = cls.Settings(importance_lambda=lam, importance_gamma=gamma, importance_samples=samples)
-        method = cls(ctx, settings)
+        settings.setdefault("importance_normalize", False)  # oracles compare raw Fisher / sensitivity
+        made = cls.Settings.model_validate({"importance_lambda": lam, "importance_gamma": gamma,
+                                            "importance_samples": samples, **settings})
+        method = cls(ctx, made)
         method.chunk, method.max_omega = max(1, int(chunk)), max_omega
         return method
 
@@ -203,9 +225,15 @@ class ImportanceMethod(Method):
             x = x.index_select(0, idx)
             y = None if y is None else y.index_select(0, idx)
         new = self.estimate(x, y)
+        if self.normalize:
+            _scale_to_mean_one_(new)
         self.current_count += 1
         weight = 1.0 / self.current_count
-        torch._foreach_lerp_(self.current, new, weight)
+        if self.dtype == torch.float32:
+            torch._foreach_lerp_(self.current, new, weight)
+        else:
+            for c, n in zip(self.current, new, strict=True):
+                c.copy_(c.float().lerp_(n, weight))
         self.updates += 1
         self.seconds += time.perf_counter() - started
 
@@ -219,6 +247,8 @@ class ImportanceMethod(Method):
         with torch.no_grad():
             torch._foreach_mul_(self.omega, self.gamma)
             torch._foreach_add_(self.omega, self.current)
+            if self.normalize:
+                _scale_to_mean_one_(self.omega)
             if self.max_omega is not None:
                 self.clamped = int(sum(int((o > self.max_omega).sum()) for o in self.omega))
                 torch._foreach_clamp_max_(self.omega, self.max_omega)
@@ -233,7 +263,7 @@ class ImportanceMethod(Method):
         """``lambda * sum omega * (theta - theta*)^2`` as a differentiable scalar."""
         total = self.params[0].new_zeros(())
         for o, a, p in zip(self.omega, self.anchor, self.params, strict=True):
-            total = total + (o * (p - a).pow(2)).sum()
+            total = total + (o.to(p.dtype) * (p - a).pow(2)).sum()
         return self.lam * total
 
     @torch.no_grad()
@@ -246,12 +276,15 @@ class ImportanceMethod(Method):
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             raise ValueError("add_penalty_grad_ needs every parameter's .grad allocated; run backward first")
-        diffs = torch._foreach_sub(self.params, self.anchor)
-        torch._foreach_addcmul_(grads, self.omega, diffs, value=2.0 * self.lam)  # type: ignore[arg-type]
+        anchor = self.anchor
+        # Compact omega is widened for the arithmetic: one parameter-sized temporary per tensor.
+        omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+        diffs = torch._foreach_sub(self.params, anchor)
+        torch._foreach_addcmul_(grads, omega, diffs, value=2.0 * self.lam)  # type: ignore[arg-type]
         if not with_value:
             return None
         torch._foreach_mul_(diffs, diffs)
-        value = torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(self.omega, diffs, strict=True)])
+        value = torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)])
         return value.sum() * self.lam
 
     # --- state ------------------------------------------------------------------------------------
@@ -275,3 +308,11 @@ class ImportanceMethod(Method):
         self.clamped = int(state.get("clamped", 0))
         self.updates = int(state["updates"])
         self.seconds = float(state["seconds"])
+
+
+def _scale_to_mean_one_(tensors: list[Tensor]) -> None:
+    """Divide ``tensors`` in place by their common mean over every element (left as they are if it is 0)."""
+    total = sum(float(t.float().sum()) for t in tensors)
+    count = sum(t.numel() for t in tensors)
+    if total > 0 and count:
+        torch._foreach_mul_(tensors, count / total)

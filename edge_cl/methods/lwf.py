@@ -17,11 +17,11 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call
 
-from edge_cl.methods.base import Draw, Method, MethodContext, Settings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
 
 
-class LwFSettings(Settings):
+class LwFSettings(MethodSettings):
     """LwF's settings."""
 
     lwf_alpha: float = Field(1.0, ge=0, description="Weight of the distillation term.")
@@ -40,10 +40,10 @@ class LwF(Method):
     """Replay plus distillation from the model as it was at the last consolidation."""
 
     name = "lwf"
-    Settings: ClassVar[type[Settings]] = LwFSettings
+    Settings: ClassVar[type[MethodSettings]] = LwFSettings
     uses_buffer = True
 
-    def __init__(self, ctx: MethodContext, settings: Settings) -> None:
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         if not isinstance(settings, LwFSettings):
             raise TypeError(f"{type(self).__name__} needs LwFSettings, got {type(settings).__name__}")

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from torch import Tensor
 
-from edge_cl.methods.base import Settings
+from edge_cl.methods.base import MethodSettings
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import register
 
@@ -15,7 +15,7 @@ from edge_cl.methods.registry import register
 class MASSettings(ImportanceSettings):
     """Online MAS's settings."""
 
-    importance_lambda: float = Field(0.2, ge=0, description="Penalty strength lambda (output-sensitivity scale).")
+    importance_lambda: float = Field(3e-4, ge=0, description="Penalty strength lambda; omega has mean 1 (chosen on validation streams, see README).")
 
 
 @register
@@ -23,7 +23,7 @@ class OnlineMAS(ImportanceMethod):
     """Importance = ``E[|d ||f(x)||^2 / d theta|]``, so unlabeled stream samples count too."""
 
     name = "mas"
-    Settings: ClassVar[type[Settings]] = MASSettings
+    Settings: ClassVar[type[MethodSettings]] = MASSettings
     needs_labels = False
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:

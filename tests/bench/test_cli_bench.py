@@ -25,7 +25,7 @@ def test_rotated_mnist_end_to_end(tmp_path, one_thread):
     out, plots, bm = tmp_path / "out.json", tmp_path / "plots", tmp_path / "BENCHMARKS.md"
     with_plots = importlib.util.find_spec("matplotlib") is not None  # the [bench] extra
     res = CliRunner().invoke(app, ["bench", "--stream", "rotated-mnist", "--scale", "0.01",
-                                   "--methods", "sgd,er,er+mas,joint,no-change", "--budget-samples", "500",
+                                   "--methods", "sgd,er,er+mas,joint,no-change", "--bare", "--budget-samples", "500",
                                    "--json", str(out), "--write-benchmarks", "ci-quick", "--benchmarks-file", str(bm),
                                    *(["--plots", str(plots)] if with_plots else [])])
     assert res.exit_code == 0, res.output

@@ -1,15 +1,25 @@
-"""Records parameters after 500 seeded steps with the pre-plugin learner (run once, before the refactor)."""
-import hashlib, sys
-import numpy as np, torch
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+"""Records parameters after 500 seeded steps (run once, at commit 16689ac, before the methods refactor).
+
+Kept as the record of how reference_params_pre_plugins.pt was made: ``python3 tests/methods/record_reference.py``
+regenerates it with whatever learner is installed, so do not rerun it unless the reference must change.
+"""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edge_cl import OnlineLearner, models
 from tests.streams import permuted_prototypes
 
 torch.set_num_threads(1)
-CASES = {"sgd": dict(importance=None, replay_batch=0), "er": dict(importance=None, replay_batch=10),
-         "er+ewc": dict(importance="ewc", replay_batch=10), "er+mas": dict(importance="mas", replay_batch=10)}
+CASES = {"sgd": {"importance": None, "replay_batch": 0}, "er": {"importance": None, "replay_batch": 10},
+         "er+ewc": {"importance": "ewc", "replay_batch": 10}, "er+mas": {"importance": "mas", "replay_batch": 10}}
 
-def run(kw):
+
+def run(kw):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = models.mlp(input_dim=32, hidden=[32], num_classes=10)
     budget = OnlineLearner.required_bytes(model, buffer_samples=200, **kw)
@@ -23,9 +33,11 @@ def run(kw):
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in params.values())).hexdigest()
     return params, digest, learner.consolidations
 
-out = {}
-for name, kw in CASES.items():
-    params, digest, cons = run(kw)
-    out[name] = {"params": params, "sha256": digest, "consolidations": cons}
-    print(name, digest, "consolidations", cons)
-torch.save(out, str(__import__("pathlib").Path(__file__).with_name("reference_params_pre_plugins.pt")))
+
+if __name__ == "__main__":
+    out = {}
+    for name, kw in CASES.items():
+        params, digest, cons = run(kw)
+        out[name] = {"params": params, "sha256": digest, "consolidations": cons}
+        print(name, digest, "consolidations", cons)
+    torch.save(out, Path(__file__).with_name("reference_params_pre_plugins.pt"))

@@ -195,3 +195,69 @@ def test_capped_penalty_keeps_sgd_stable_where_the_raw_one_diverges():
                     p.sub_(lr * p.grad)
         distance = max(float((p.detach() - a).abs().max()) for p, a in zip(imp.params, imp.anchor))
         assert (distance > 1.0) == should_diverge, distance
+
+
+def test_er_mas_keeps_learning_the_second_task():
+    """Regression (issue #10): with the pre-#10 raw MAS importance and lambda 0.2 the penalty froze the network
+    after the first consolidation (second-task accuracy 0.29 here); normalised importance keeps it plastic."""
+    import numpy as np
+
+    from edge_cl import OnlineLearner
+    from tests.streams import permuted_prototypes
+
+    torch.manual_seed(0)
+    model = models.mlp(input_dim=32, hidden=[32], num_classes=10)
+    budget = OnlineLearner.required_bytes(model, buffer_samples=200, method="er+mas")
+    learner = OnlineLearner(model, budget_bytes=budget, method="er+mas", lr=0.1, device="cpu", seed=3,
+                            trigger_params={"window": 20})
+    draw = permuted_prototypes(seed=7)
+    hits = []
+    for step in range(600):
+        x, y = draw(10, 0 if step < 300 else 1)
+        stats = learner.learn(x, y)
+        if step >= 500:
+            hits.append(stats.new_correct / 10)
+    assert learner.consolidations >= 1 and learner.importance.active  # the penalty was on
+    xt, yt = draw(1000, 1)
+    assert (learner.predict(xt) == yt).mean() >= 0.6
+    assert np.mean(hits) >= 0.6
+
+
+def test_normalised_importance_has_mean_one_whatever_the_logit_scale():
+    model = _model()
+    imp = OnlineMAS.standalone(model, lam=1.0, importance_normalize=True)
+    x = torch.randn(8, 6)
+    imp.update(x, None)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # logits ~ 27x larger: raw MAS importance grows with them
+    imp.update(x, None)
+    imp.consolidate()
+    total = sum(float(o.sum()) for o in imp.omega)
+    count = sum(o.numel() for o in imp.omega)
+    assert total / count == pytest.approx(1.0, rel=1e-5)
+    raw = OnlineMAS.standalone(_model(), lam=1.0)
+    raw.update(x, None)
+    raw.consolidate()
+    assert sum(float(o.sum()) for o in raw.omega) / count != pytest.approx(1.0, rel=1e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_compact_state_halves_omega_and_estimate_and_tracks_float32(dtype):
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    wide = OnlineEWC.standalone(_model(), lam=1.0, importance_normalize=True)
+    narrow = OnlineEWC.standalone(_model(), lam=1.0, importance_normalize=True, state_dtype=dtype)
+    anchor = sum(t.nbytes for t in wide.anchor)
+    assert (sum(t.nbytes for t in narrow.tensors()) - anchor) * 2 == sum(t.nbytes for t in wide.tensors()) - anchor
+    for imp in (wide, narrow):
+        imp.update(x, y)
+        imp.consolidate()
+        with torch.no_grad():
+            for p in imp.params:
+                p.add_(0.01)
+        for p in imp.params:
+            p.grad = torch.zeros_like(p)
+        imp.add_penalty_grad_()
+    tol = 1e-2 if dtype == "bfloat16" else 2e-3
+    for a, b in zip(wide.params, narrow.params):
+        torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol * float(a.grad.abs().max()))

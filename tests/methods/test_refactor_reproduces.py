@@ -1,5 +1,8 @@
 """The methods-as-plugins refactor changes no result: 500 seeded steps reproduce, bit for bit, the parameters
-the pre-plugin learner produced (recorded by tests/methods/record_reference.py at commit 16689ac)."""
+the pre-plugin learner produced (recorded by tests/methods/record_reference.py at commit 16689ac).
+
+Issue #10 changed EWC's and MAS's defaults on purpose (importance normalised to mean 1, new lambdas); with
+the pre-plugin settings spelled out (``OLD_SETTINGS``) they still reproduce the old learner bit for bit."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from tests.streams import permuted_prototypes
 REFERENCE = torch.load(Path(__file__).with_name("reference_params_pre_plugins.pt"), weights_only=True)
 LEGACY = {"sgd": {"importance": None, "replay_batch": 0}, "er": {"importance": None, "replay_batch": 10},
           "er+ewc": {"importance": "ewc", "replay_batch": 10}, "er+mas": {"importance": "mas", "replay_batch": 10}}
+# The pre-#10 importance: raw (unnormalised) estimates and the old default lambdas.
+OLD_SETTINGS = {"er+ewc": {"importance_normalize": False, "importance_lambda": 10.0},
+                "er+mas": {"importance_normalize": False, "importance_lambda": 0.2}}
 
 
 def run(**kw: object) -> tuple[dict[str, torch.Tensor], int]:
@@ -33,7 +39,8 @@ def run(**kw: object) -> tuple[dict[str, torch.Tensor], int]:
 @pytest.mark.parametrize("name", sorted(LEGACY))
 @pytest.mark.parametrize("spelling", ["method", "legacy"])
 def test_parameters_are_bit_identical_to_the_pre_plugin_learner(name, spelling):
-    kw = {"method": name, "replay_batch": 10} if spelling == "method" else LEGACY[name]
+    kw = {"method": name, "replay_batch": 10} if spelling == "method" else dict(LEGACY[name])
+    kw.update(OLD_SETTINGS.get(name, {}))
     params, consolidations = run(**kw)
     ref = REFERENCE[name]
     assert consolidations == ref["consolidations"] > 0  # the penalty was active, so its code path is covered

@@ -1,0 +1,99 @@
+"""RWalk (Chaudhry et al. 2018), task-free: EWC++'s moving-average Fisher plus SI's path score."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from edge_cl.methods.base import MethodContext, MethodSettings, Step
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, _scale_to_mean_one_
+from edge_cl.methods.registry import register
+
+
+class RWalkSettings(ImportanceSettings):
+    """RWalk's settings."""
+
+    importance_lambda: float = Field(0.05, ge=0, description="Penalty strength lambda (mean omega is 1 when "
+                                                             "normalised).")
+    rwalk_alpha: float = Field(0.9, ge=0, lt=1, description="Fisher moving average: F <- alpha F + (1 - alpha) g^2.")
+    rwalk_eps: float = Field(1e-8, gt=0, description="Damping of the path score's denominator.")
+
+
+@register
+class RWalk(ImportanceMethod):
+    """Every step: ``F <- alpha F + (1 - alpha) g^2`` (EWC++, ``g`` the loss gradient of the step) and
+    ``s += relu(-g * delta_theta) / (0.5 F delta_theta^2 + eps)`` (the path score, ``current``). At
+    consolidation ``omega <- gamma omega + F + s`` (each normalised to mean 1 first when normalising),
+    the anchor moves and ``s <- 0``."""
+
+    name = "rwalk"
+    Settings: ClassVar[type[MethodSettings]] = RWalkSettings
+    needs_labels = True
+
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
+        super().__init__(ctx, settings)
+        self.alpha = float(getattr(settings, "rwalk_alpha", 0.9))
+        self.eps = float(getattr(settings, "rwalk_eps", 1e-8))
+        self.fisher = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+
+    def tensors(self) -> list[Tensor]:
+        return [*super().tensors(), *self.fisher, *self.prev]
+
+    def before_update(self, step: Step) -> None:
+        self.update_fisher_()
+        super().before_update(step)
+        with torch.no_grad():
+            torch._foreach_copy_(self.prev, self.params)
+
+    def after_update(self, step: Step) -> None:
+        self.accumulate_path_()
+
+    def observe(self, x: Tensor) -> bool:
+        return False
+
+    @torch.no_grad()
+    def update_fisher_(self) -> None:
+        """``F <- alpha F + (1 - alpha) g^2`` from the loss gradient now in ``param.grad``."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            return
+        torch._foreach_mul_(self.fisher, self.alpha)
+        torch._foreach_addcmul_(self.fisher, grads, grads, value=1.0 - self.alpha)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def accumulate_path_(self) -> None:
+        """``s += relu(-g * delta) / (0.5 F delta^2 + eps)`` for the step just taken."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            return
+        for s, g, p, prev, f in zip(self.current, grads, self.params, self.prev, self.fisher, strict=True):
+            delta = p - prev
+            gain = (g * delta).neg_().clamp_(min=0)  # type: ignore[operator]
+            denom = delta.pow_(2).mul_(f).mul_(0.5).add_(self.eps)
+            s.copy_(s.float().add_(gain.div_(denom)))
+        self.updates += 1
+
+    @torch.no_grad()
+    def consolidate(self) -> None:
+        fisher = [f.clone() for f in self.fisher]
+        score = [s.float() for s in self.current]
+        if self.normalize:
+            _scale_to_mean_one_(fisher)
+            _scale_to_mean_one_(score)
+        for s, f, sc in zip(self.current, fisher, score, strict=True):
+            s.copy_(f.add_(sc))
+        super().consolidate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "fisher": [t.clone() for t in self.fisher],
+                "prev": [t.clone() for t in self.prev]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for key in ("fisher", "prev"):
+            for dst, src in zip(getattr(self, key), state[key], strict=True):
+                dst.copy_(src)

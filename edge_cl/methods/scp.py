@@ -1,0 +1,79 @@
+"""Sliced Cramér Preservation (Kolouri et al. 2020), task-free, estimated on replay-buffer samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from edge_cl.methods.base import Draw, MethodContext, MethodSettings, Step
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.registry import register
+
+
+class SCPSettings(ImportanceSettings):
+    """SCP's settings."""
+
+    importance_lambda: float = Field(0.05, ge=0, description="Penalty strength lambda (mean omega is 1 when "
+                                                             "normalised).")
+    scp_slices: int = Field(10, ge=1, le=1024, description="Random unit directions slicing the output space.")
+
+
+def sliced_distance(before: Tensor, after: Tensor, directions: Tensor) -> Tensor:
+    """``mean_l (xi_l . (mean_i after_i - mean_i before_i))^2``: the sliced distance SCP preserves between
+    the outputs ``[N, C]`` of two networks on the same samples, over unit ``directions`` ``[L, C]``."""
+    return ((after.mean(0) - before.mean(0)) @ directions.T).pow(2).mean()
+
+
+@register
+class SlicedCramerPreservation(ImportanceMethod):
+    """Importance ``Gamma = mean_l (d (xi_l . mean_i f(x_i)) / d theta)^2`` over ``scp_slices`` random unit
+    directions ``xi_l`` of the logit space and buffered samples ``x_i`` (the new ones while the buffer is
+    empty), so that ``sum Gamma delta^2`` is the diagonal second-order change of :func:`sliced_distance`.
+    Needs no labels."""
+
+    name = "scp"
+    Settings: ClassVar[type[MethodSettings]] = SCPSettings
+    needs_labels = False
+    uses_buffer = True
+
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
+        super().__init__(ctx, settings)
+        self.slices = int(getattr(settings, "scp_slices", 10))
+        self.steps = 0
+
+    def replay_draws(self) -> Sequence[Draw]:
+        # Buffered samples only on the steps that estimate importance.
+        return (Draw("scp", self.samples),) if (self.steps + 1) % self.every == 0 else ()
+
+    def after_update(self, step: Step) -> None:
+        self.steps += 1
+        if (step.index + 1) % self.every == 0:
+            seg = step.draws.get("scp")
+            self.update(seg.x if seg is not None and len(seg) else step.x, None)
+            step.flags.add("importance_updated")
+
+    def directions(self, classes: int, device: torch.device) -> Tensor:
+        """``scp_slices`` random unit vectors in the logit space, from the learner's generator."""
+        d = torch.randn(self.slices, classes, generator=self.generator, device=device)
+        return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
+        with torch.enable_grad():
+            mean_out = self.model(x).mean(0)
+            xi = self.directions(mean_out.shape[0], mean_out.device)
+            grads = torch.autograd.grad(mean_out, self.params, grad_outputs=xi, is_grads_batched=True)
+        return [g.pow(2).mean(0) for g in grads]
+
+    def workspace_bytes(self) -> int:
+        return self.slices * sum(p.numel() for p in self.params) * 4
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.steps = int(state.get("steps", 0))

@@ -1,0 +1,80 @@
+"""Synaptic Intelligence (Zenke et al. 2017), task-free: importance is the path integral of the gradient."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from edge_cl.methods.base import MethodContext, MethodSettings, Step
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.registry import register
+
+
+class SISettings(ImportanceSettings):
+    """SI's settings: lambda is Zenke's ``c``."""
+
+    importance_lambda: float = Field(0.05, ge=0, description="Penalty strength c (mean omega is 1 when normalised).")
+    si_xi: float = Field(0.1, gt=0, description="Damping xi in omega = w / ((theta - theta*)^2 + xi).")
+
+
+@register
+class SynapticIntelligence(ImportanceMethod):
+    """``w += -g * delta_theta`` after every step (the loss each parameter's moves removed, along the path
+    actually taken, so any optimizer); at consolidation ``omega <- gamma omega + relu(w) / (delta^2 + xi)`` with
+    ``delta`` the move since the last anchor, then ``w <- 0``. ``current`` holds ``w``; ``prev`` the weights
+    before the step."""
+
+    name = "si"
+    Settings: ClassVar[type[MethodSettings]] = SISettings
+    needs_labels = True
+
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
+        super().__init__(ctx, settings)
+        self.xi = float(getattr(settings, "si_xi", 0.1))
+        self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+
+    def tensors(self) -> list[Tensor]:
+        return [*super().tensors(), *self.prev]
+
+    def before_update(self, step: Step) -> None:
+        super().before_update(step)
+        with torch.no_grad():
+            torch._foreach_copy_(self.prev, self.params)
+
+    def after_update(self, step: Step) -> None:
+        self.accumulate_path_()
+
+    def observe(self, x: Tensor) -> bool:
+        return False
+
+    @torch.no_grad()
+    def accumulate_path_(self) -> None:
+        """``w += -g * (theta - prev)`` with ``g`` the gradient the optimizer just used."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            return
+        torch._foreach_sub_(self.prev, self.params)          # prev <- -delta_theta of this step
+        if self.dtype == torch.float32:
+            torch._foreach_addcmul_(self.current, grads, self.prev)  # type: ignore[arg-type]
+        else:
+            for w, g, d in zip(self.current, grads, self.prev, strict=True):
+                w.copy_(w.float().addcmul_(g, d))  # type: ignore[arg-type]
+        self.updates += 1
+
+    @torch.no_grad()
+    def consolidate(self) -> None:
+        for w, a, p in zip(self.current, self.anchor, self.params, strict=True):
+            moved = (p - a.float()).pow_(2).add_(self.xi)
+            w.copy_(w.float().clamp_(min=0).div_(moved))
+        super().consolidate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "prev": [t.clone() for t in self.prev]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for dst, src in zip(self.prev, state["prev"], strict=True):
+            dst.copy_(src)

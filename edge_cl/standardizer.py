@@ -1,0 +1,72 @@
+"""An online input standardiser: running mean and variance per feature, so raw sensor units can be learned.
+
+:class:`RunningStandardizer` keeps Welford / Chan statistics in float64 (count, mean, sum of squared
+deviations) as module buffers; :class:`Standardized` puts it in front of a model, so the learner's forward,
+every method's estimate, ``predict``, the saved state and the ONNX export all see the same transform. Only the
+learner updates the statistics (on the finite new samples of each step), never a forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class RunningStandardizer(nn.Module):
+    """``(x - mean) / std`` per feature with the population statistics of every row seen so far.
+
+    A feature with zero variance (or no rows yet) is only centred (its std counts as 1), so a constant
+    sensor maps to 0 and the first row does not blow up.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"standardizer needs dim >= 1 features, got {dim}")
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
+
+    @property
+    def var(self) -> Tensor:
+        """Population variance per feature (numpy's ``var``, ddof 0); 0 before any row."""
+        return self.m2 / self.count.clamp_min(1.0)
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Fold the rows of ``x`` [B, D] into the statistics (Chan et al.'s parallel merge)."""
+        if x.shape[0] == 0:
+            return
+        xb = x.detach().to(self.mean.dtype)
+        n_b = float(xb.shape[0])
+        mean_b = xb.mean(0)
+        m2_b = (xb - mean_b).pow(2).sum(0)
+        n_a = self.count.clone()
+        total = n_a + n_b
+        delta = mean_b - self.mean
+        self.mean.add_(delta * (n_b / total))
+        self.m2.add_(m2_b + delta.pow(2) * (n_a * n_b / total))
+        self.count.copy_(total)
+
+    def forward(self, x: Tensor) -> Tensor:
+        var = self.var
+        std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
+        return (x - self.mean.to(x.dtype)) / std.to(x.dtype)
+
+
+class Standardized(nn.Module):
+    """``model(standardizer(x))``; exposes the wrapped model's ``input_dim``, ``input_shape`` and ``spec``."""
+
+    def __init__(self, model: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.standardizer = RunningStandardizer(dim)
+        self.model = model
+        self.input_dim = dim
+        for attr in ("input_shape", "spec"):
+            if hasattr(model, attr):
+                setattr(self, attr, getattr(model, attr))
+
+    def forward(self, x: Tensor) -> Any:
+        return self.model(self.standardizer(x))
