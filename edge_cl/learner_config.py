@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 # The method a learner runs when neither method nor importance is named: DER++, the best measured across the
 # bench streams (BENCHMARKS.md, sections *-functional). Without replay (replay_batch=0) the pre-DER default
 # stays: online MAS alone. importance="ewc" / "mas" / None keeps its old meaning: er (+ that importance).
