@@ -77,3 +77,14 @@ def test_empty_buffer_adds_no_term():
     learner = _learner("der++")
     stats = learner.learn(torch.randn(8, 8), torch.randint(0, 4, (8,)))
     assert not stats.skipped and stats.replay_size == 0
+
+
+def test_default_method_is_der_plus_plus_and_legacy_spellings_keep_their_meaning():
+    def method(**kw):
+        return OnlineLearner(models.mlp(8, [16], 4), budget_bytes=500_000, device="cpu", **kw).method
+
+    assert method() == "der++"
+    assert method(importance="mas") == "er+mas"
+    assert method(importance=None) == "er"
+    assert method(importance_lambda=0.5) == "er+mas"
+    assert method(replay_batch=0) == "mas"
