@@ -52,6 +52,7 @@ class BenchConfig:
     budget_bytes: int | None = None
     storage: str = "float32"
     predict: str = "model"
+    class_balanced: bool = False
     trigger: str | None = "plateau"
     importance_lambda: float | None = None
     method_params: dict[str, Any] = field(default_factory=dict)
@@ -290,7 +291,8 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
     opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
-                            "predict": cfg.predict if ms.replay else "model", **_method_params(cfg, ms.name)}
+                            "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
+                            **_method_params(cfg, ms.name)}
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
     learner = OnlineLearner(model, budget_bytes=budget, lr=float(cfg.lr or 0.1), device=cfg.device, seed=seed,
@@ -525,6 +527,7 @@ def _budget_summary(cfg: BenchConfig, results: dict[str, Any]) -> dict[str, Any]
         "budget_bytes": cfg.budget_bytes,
         "storage": cfg.storage,
         "predict": cfg.predict,
+        "class_balanced": cfg.class_balanced,
         "note": ("one byte budget for every method" if cfg.budget_bytes is not None else
                  f"each method gets its own fixed state plus the bytes of {cfg.budget_samples} float32 samples; "
                  f"buffer_capacity says how many {cfg.storage} samples fitted"),
