@@ -14,7 +14,8 @@ SCRATCH_PART = "scratch"
 
 
 def tensor_bytes(tensors: Iterable[Tensor]) -> int:
-    """Sum of ``nbytes`` over tensors, each storage counted once."""
+    """Bytes of the storages behind ``tensors``, each storage counted once and whole (views of one buffer,
+    such as the learner's gradients, count the buffer once)."""
     seen: set[tuple[str, int]] = set()
     total = 0
     for t in tensors:
@@ -22,7 +23,7 @@ def tensor_bytes(tensors: Iterable[Tensor]) -> int:
         if key in seen:
             continue
         seen.add(key)
-        total += t.nbytes
+        total += t.untyped_storage().nbytes() if t.numel() else 0
     return total
 
 

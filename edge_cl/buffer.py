@@ -167,20 +167,31 @@ class ReservoirBuffer:
 
     def draw(self, k: int) -> dict[str, Tensor]:
         """Like :meth:`sample`, with every field: ``{"x": [k, D] float32, "y": [k], name: [k, *shape]}``."""
+        return self.draw_with_slots(k)[0]
+
+    def draw_with_slots(self, k: int) -> tuple[dict[str, Tensor], Tensor]:
+        """:meth:`draw`, plus the slots the rows came from (to :meth:`replace` them later)."""
         if k <= 0 or self.size == 0:
             out = {"x": torch.empty((0, self.input_dim), device=self.device),
                    "y": torch.empty((0,), dtype=LABEL_DTYPE, device=self.device)}
             out.update({n: v[:0].clone() for n, v in self.values.items()})
-            return out
+            return out, torch.empty((0,), dtype=torch.int64, device=self.device)
         if self.size <= k:
             # clone: a float32 decode is a view, and callers must not be able to write into the buffer
             out = {"x": self.codec.decode(self.x[: self.size]).clone(), "y": self.y[: self.size].clone()}
             out.update({n: v[: self.size].clone() for n, v in self.values.items()})
-            return out
+            return out, torch.arange(self.size, device=self.device)
         idx = torch.randint(self.size, (k,), generator=self.generator, device=self.device)
         out = {"x": self.codec.decode(self.x.index_select(0, idx)), "y": self.y.index_select(0, idx)}
         out.update({n: v.index_select(0, idx) for n, v in self.values.items()})
-        return out
+        return out, idx
+
+    def replace(self, slots: Tensor, sources: Tensor) -> None:
+        """Overwrite the stored rows at ``slots`` with copies of the rows at ``sources`` (every field)."""
+        for t in (self.x, self.y, *self.values.values()):
+            t.index_copy_(0, slots, t.index_select(0, sources))
+        if self.class_balanced:
+            self._class_counts = {int(k): int(v) for k, v in self.class_histogram().items()}
 
     def class_histogram(self) -> dict[int, int]:
         """Stored samples per class label."""

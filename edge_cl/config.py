@@ -48,6 +48,13 @@ class BrokerConfig(_Section):
         7 * 24 * 3600, ge=1, le=4294967295,
         description="MQTT v5 SessionExpiryInterval: how long the broker keeps the session (and queues "
                     "QoS 1 messages) while the daemon is away. Must be > 0, or the session ends at disconnect.")
+    clean_start: bool = Field(
+        False,
+        description="MQTT v5: clean-start the very first connection of a new spool, discarding any session "
+                    "the broker holds for this client_id. Off (default): never clean-start; the broker creates "
+                    "the session when it has none. Mosquitto does not persist a session begun with clean start "
+                    "across its own restart until the client reconnects, so turning this on can lose messages "
+                    "queued while the daemon is away in its first session.")
     ca_file: Path | None = Field(None, description="CA certificate (PEM) to verify the broker; enables TLS.")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS; a secret, keep 0600.")
@@ -167,7 +174,8 @@ class DaemonLearnerConfig(LearnerConfig):
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
                            description="Most new samples per step; steps grow toward it when a backlog builds.")
-    standardize: bool | None = Field(None, description="Standardise inputs online (running mean / variance per "
+    # None: decided by the input kind (learner_config), so the daemon widens the learner's bool.
+    standardize: bool | None = Field(None, description="Standardise inputs online (running mean / variance per "  # type: ignore[assignment]
                                                        "feature, exported into the ONNX graph); default: on for "
                                                        "vector inputs (input.dim or a 1-D shape), off otherwise.")
 
@@ -391,7 +399,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
-                "input_dim": 24, "max_buffer_samples": 5000},
+                "input_dim": 24, "max_buffer_samples": 5000, "standardize": True},
     "metrics": {"status_page": True},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
@@ -400,7 +408,7 @@ _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4,
 _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_file"), ("broker", "username"),
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
-              ("learner", "input_dim"), ("learner", "max_buffer_samples"),
+              ("learner", "input_dim"), ("learner", "max_buffer_samples"), ("learner", "standardize"),
               ("metrics", "status_page"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 

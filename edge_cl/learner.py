@@ -96,6 +96,21 @@ def _optimizer_state_bytes(cfg: LearnerConfig, model: nn.Module) -> int:
     return tensor_bytes(t for s in opt.state.values() for t in s.values() if isinstance(t, Tensor))
 
 
+def _allocate_grads(params: list[nn.Parameter]) -> Tensor | None:
+    """Give every parameter a zero ``.grad``; views of one flat buffer when they share dtype and device and
+    are contiguous (returned), else one tensor each (None)."""
+    if params and len({(p.dtype, p.device) for p in params}) == 1 and all(p.is_contiguous() for p in params):
+        flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+        offset = 0
+        for p in params:
+            p.grad = flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+        return flat
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    return None
+
+
 def _infer_io(model: nn.Module, device: torch.device, input_dim: int | None) -> tuple[int, int]:
     dim = input_dim if input_dim is not None else getattr(model, "input_dim", None)
     if dim is None:
@@ -217,8 +232,9 @@ class OnlineLearner:
         self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
                                       codec=codec, class_balanced=cfg.class_balanced, generator=self.generator,
                                       fields=fields)
-        for p in self.params:  # gradients live for the learner's lifetime, so they are counted once
-            p.grad = torch.zeros_like(p)
+        # Gradients live for the learner's lifetime (counted once), as views of one flat buffer when the
+        # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
+        self._flat_grad = _allocate_grads(self.params)
         self._grads: list[Tensor] = [p.grad for p in self.params if p.grad is not None]
         self.optimizer = _make_optimizer(cfg, self.params)
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
@@ -369,9 +385,9 @@ class OnlineLearner:
         draws = [d for m in self.methods for d in m.replay_draws()]
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
-        drawn = [(d, self.buffer.draw(d.size)) for d in draws]
+        drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
-        order = [(d, f) for d, f in drawn if d.join_ce] + [(d, f) for d, f in drawn if not d.join_ce]
+        order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
         parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]
         xs = torch.cat(parts_x) if len(parts_x) > 1 else xb
         n_ce = batch + sum(int(f["y"].shape[0]) for d, f in order if d.join_ce)
@@ -399,19 +415,34 @@ class OnlineLearner:
         loss_new = sum(values[:batch]) / batch
         # The sum of float32-born values is finite exactly when each one is (no overflow below 1e308).
         if not math.isfinite(sum(values)):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started)
+            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn)
 
         total = loss
         for t in terms:
             total = total + t
-        torch._foreach_zero_(self._grads)  # gradients stay allocated: they are counted in the budget
+        if self._flat_grad is not None:  # gradients stay allocated: they are counted in the budget
+            self._flat_grad.zero_()
+        else:
+            torch._foreach_zero_(self._grads)
         total.backward()
         for m in self.methods:
             m.before_update(step)
         # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
-        # the parameters non-finite for good, so such a step is skipped like a non-finite loss.
-        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(self._grads))).all()):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started)
+        # the parameters non-finite for good, so such a step is skipped like a non-finite loss; and no step
+        # moves the parameters further than max_grad_norm allows, so no input can make them diverge.
+        flat = self._flat_grad
+        # A BLAS dot is the cheapest reduction here; it overflows (-> skip) only past |g| ~ 1e19, no real step.
+        squared = float(torch.dot(flat, flat)) if flat is not None else float(
+            torch.stack(torch._foreach_norm(self._grads)).square().sum())
+        norm = math.sqrt(squared) if squared >= 0 else math.nan
+        if not math.isfinite(norm):
+            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn)
+        limit = self.config.max_grad_norm
+        if limit is not None and norm > limit:
+            if flat is not None:
+                flat.mul_(limit / norm)
+            else:
+                torch._foreach_mul_(self._grads, limit / norm)
         self.optimizer.step()
         self.step += 1
         self.samples_learned += batch
@@ -431,9 +462,12 @@ class OnlineLearner:
                           time.perf_counter() - started)
 
     def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
-              replay: int, started: float) -> LearnStats:
-        """Count a skipped step; put back the random state its draws consumed and the input statistics."""
+              replay: int, started: float, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]
+              ) -> LearnStats:
+        """Count a skipped step; put back the random state its draws consumed and the input statistics, and
+        replace buffered rows that caused it."""
         self.skipped_steps += 1
+        self._replace_outliers(xb, drawn)
         if rng_state is not None:
             self.generator.set_state(rng_state)
         if standardizer is not None and self.standardizer is not None:
@@ -441,6 +475,29 @@ class OnlineLearner:
                 for dst, src in zip(self.standardizer.buffers(), standardizer, strict=True):
                     dst.copy_(src)
         return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
+
+    def _replace_outliers(self, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]) -> None:
+        """Replayed rows far larger than the new rows are what overflowed a step of finite new inputs; left in
+        the buffer they would overflow every later step that draws them, so they become copies of other rows."""
+        new_max = xb.abs().max()
+        if not bool(torch.isfinite(new_max)):
+            return  # the new rows themselves are bad: the buffer is not to blame
+        for _, fields, slots in drawn:
+            if slots.numel() == 0:
+                continue
+            row_max = fields["x"].abs().amax(1)
+            bad = ~(row_max <= new_max * 1e3)  # NaN-safe: a non-finite comparison counts as bad
+            if not bool(bad.any()):
+                continue
+            good = slots[~bad]
+            if good.numel() == 0:
+                good = torch.tensor([0], device=slots.device) if self.buffer.size > 1 else good
+            bad_slots = slots[bad]
+            if good.numel() == 0 or bool((bad_slots == good[0]).any()):
+                continue
+            self.buffer.replace(bad_slots, good[:1].expand_as(bad_slots))
+            log.warning("replaced %d buffered sample(s) with inputs far beyond the new ones (max |x| %.3g vs %.3g): "
+                        "they made the step overflow", int(bad.sum()), float(row_max.max()), float(new_max))
 
     def consolidate(self) -> None:
         """Tell every method that the stream settled after a change (the trigger calls this)."""

@@ -48,6 +48,9 @@ class LearnerConfig(BaseModel):
     class_balanced: bool = Field(False, description="Class-balanced reservoir (CBRS).")
     max_buffer_samples: int | None = Field(None, ge=0, description="Cap the buffer below what the budget allows.")
     input_dim: int | None = Field(None, ge=1, description="Features per sample, for a model without input_dim.")
+    max_grad_norm: float | None = Field(1000.0, gt=0, description="Gradients with a larger total L2 norm are scaled "
+                                                                  "down to it: a bound on any one step, whatever "
+                                                                  "the inputs (None: no bound).")
     standardize: bool = Field(False, description="Standardise inputs with a running mean / variance per feature "
                                                  "(part of the state, the budget and the ONNX graph): for raw "
                                                  "sensor units.")

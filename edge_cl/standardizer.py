@@ -18,13 +18,23 @@ class RunningStandardizer(nn.Module):
     """``(x - mean) / std`` per feature with the population statistics of every row seen so far.
 
     A feature with zero variance (or no rows yet) is only centred (its std counts as 1), so a constant
-    sensor maps to 0 and the first row does not blow up.
+    sensor maps to 0 and the first row does not blow up. Outputs are clipped to ``[-clip, clip]``: a sensor that
+    was constant for n rows and then moves lands at about ``sqrt(n)`` standard deviations (132 on Elec2, whose
+    three Victoria features are constant for the first 17,424 rows), which made SGD diverge, and a skipped step
+    puts the statistics back, so the learner never got past it (found on the elec2-importance bench, #10).
     """
 
-    def __init__(self, dim: int) -> None:
+    count: Tensor
+    mean: Tensor
+    m2: Tensor
+
+    def __init__(self, dim: int, clip: float = 5.0) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"standardizer needs dim >= 1 features, got {dim}")
+        if not clip > 0:
+            raise ValueError(f"standardizer clip={clip} must be positive")
+        self.clip = float(clip)
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
         self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
@@ -53,7 +63,7 @@ class RunningStandardizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         var = self.var
         std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
-        return (x - self.mean.to(x.dtype)) / std.to(x.dtype)
+        return ((x - self.mean.to(x.dtype)) / std.to(x.dtype)).clamp(-self.clip, self.clip)
 
 
 class Standardized(nn.Module):

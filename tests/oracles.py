@@ -34,6 +34,11 @@ def reachable_tensors(root: object) -> list[torch.Tensor]:
     return list(found.values())
 
 
+def owned_bytes(root: object) -> int:
+    """Bytes of every storage reachable from ``root``, each counted once and whole."""
+    return sum(t.untyped_storage().nbytes() for t in reachable_tensors(root))
+
+
 def _is_project_object(obj: object) -> bool:
     # edge_cl's own objects, and methods registered from test modules (tests.*): their attributes are walked.
     module = type(obj).__module__

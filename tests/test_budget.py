@@ -7,7 +7,7 @@ import pytest
 
 from edge_cl import OnlineLearner, models
 from edge_cl.budget import MemoryBudget
-from tests.oracles import reachable_tensors
+from tests.oracles import owned_bytes
 
 
 def test_budget_gives_the_rest_to_the_buffer():
@@ -78,7 +78,7 @@ def test_owned_bytes_never_exceed_the_budget_over_100k_samples():
     ys = rng.integers(0, classes, 100_000)
     for start in range(0, 100_000, batch):
         learner.learn(xs[start:start + batch], ys[start:start + batch])
-        owned = sum(t.nbytes for t in reachable_tensors(learner))
+        owned = owned_bytes(learner)
         report = learner.memory_report()
         assert owned == report["used_bytes"] <= budget, f"at sample {start}: owned {owned}, report {report}"
     assert learner.memory_report()["buffer_size"] == 300 + 777 // (dim * 4 + 8)

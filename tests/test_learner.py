@@ -211,3 +211,17 @@ def test_python_api_rough_edges_from_a_newcomers_try():
 def test_importance_spellings_of_the_toml_are_accepted(importance, method):
     learner = OnlineLearner(models.mlp(4, [8], 3), budget_bytes=100_000, importance=importance, device="cpu")
     assert learner.method == method
+
+
+def test_gradients_stay_views_of_one_counted_buffer():
+    """Backward accumulates into the preallocated flat gradient buffer (so zeroing / norm / clip are one op
+    each, and the budget's 'gradients' part is exactly the parameters' bytes)."""
+    learner = OnlineLearner(models.mlp(6, [8], 3), budget_bytes=100_000, method="er+ewc", device="cpu")
+    flat = learner._flat_grad
+    assert flat is not None
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        learner.learn(rng.standard_normal((4, 6)).astype(np.float32), rng.integers(0, 3, 4))
+        assert all(p.grad.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for p in learner.params)
+    n_params = sum(p.numel() for p in learner.params)
+    assert learner.memory_report()["gradients_bytes"] == n_params * 4 == flat.nbytes

@@ -98,3 +98,31 @@ def test_onnx_graph_contains_the_transform():
 
     probs = make_session(data).run(["probabilities"], {"input": x[:32]})[0]
     np.testing.assert_allclose(probs, learner.predict_proba(x[:32]), atol=1e-5)
+
+
+def test_a_sensor_that_starts_moving_late_is_clipped_and_learning_continues():
+    """Elec2's Victoria features are constant for 17,424 rows, then move: about 132 standard deviations."""
+    import numpy as np
+
+    from edge_cl.learner import OnlineLearner
+
+    st = RunningStandardizer(2)
+    x = torch.zeros(10_000, 2, dtype=torch.float64)
+    x[:, 0] = torch.linspace(0, 1, 10_000, dtype=torch.float64)
+    st.update(x)
+    moved = torch.tensor([[0.5, 0.3]], dtype=torch.float64)
+    st.update(moved)
+    out = st(moved.float())
+    assert out.abs().max() <= 5.0 and out[0, 1] == 5.0
+
+    rng = np.random.default_rng(0)
+    xs = rng.random((3000, 2)).astype(np.float32)
+    xs[:2000, 1] = 0.4  # constant, then moving
+    ys = (xs[:, 0] > 0.5).astype(np.int64)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    learner = OnlineLearner(model, budget_bytes=200_000, method="er", replay_batch=1, lr=0.1, standardize=True, input_dim=2,
+                            device="cpu", seed=0)
+    for i in range(3000):
+        learner.learn(torch.from_numpy(xs[i:i + 1]), torch.from_numpy(ys[i:i + 1]))
+    assert learner.skipped_steps == 0
+    assert all(torch.isfinite(p).all() for p in learner.model.parameters())

@@ -62,7 +62,9 @@ def markdown_table(doc: dict[str, Any]) -> str:
     intro = (f"Stream `{stream.get('name')}`{images} ({stream.get('setting')}, {stream.get('num_tasks') or 1} task(s), "
              f"{stream.get('samples'):,} training samples, scale {cfg.get('scale')}); protocol `{cfg.get('protocol')}`: "
              f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, {_opt(cfg)}; "
-             f"model {_model_text(doc)}; {seeds} seed(s) from {cfg.get('seed')}"
+             f"model {_model_text(doc)}; "
+             f"{'inputs standardised online (--standardize)' if cfg.get('standardize') else 'raw inputs'}; "
+             f"{seeds} seed(s) from {cfg.get('seed')}"
              + (" (mean ± std)" if seeds > 1 else "") + f". Budget: {doc.get('budget', {}).get('note')}.")
     foot = ("samples/s counts only time inside `learn` (no evaluation); `vs bare` divides it by the hand-written "
             "PyTorch loop with the same model, batches and replay (`p50`: its median step time over ours, robust to "

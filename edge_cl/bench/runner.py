@@ -67,6 +67,9 @@ class BenchConfig:
     num_tasks: int = 20
     images: str = "mnist"
     window: int | None = None
+    # Online input standardiser in front of every learner method's model (LearnerConfig.standardize): for raw
+    # sensor units (elec2, agrawal ...). Its running statistics are charged to each method's fixed state.
+    standardize: bool = False
 
     def resolved(self) -> BenchConfig:
         """A copy with protocol defaults filled in and every value checked."""
@@ -195,8 +198,8 @@ class _LearnerStepper:
 
 
 class _BareStepper:
-    def __init__(self, bare: BareLoop, budget_bytes: int) -> None:
-        self.bare, self.budget_bytes = bare, budget_bytes
+    def __init__(self, bare: BareLoop, budget_bytes: int, note: str | None = None) -> None:
+        self.bare, self.budget_bytes, self.note = bare, budget_bytes, note
 
     def step(self, x: Tensor, y: Tensor) -> tuple[int, bool]:
         return self.bare.learn(x, y), False
@@ -207,7 +210,8 @@ class _BareStepper:
     def budget(self) -> dict[str, Any]:
         return {"budget_bytes": self.budget_bytes, "used_bytes": self.bare.state_bytes(),
                 "buffer_capacity": self.bare.capacity, "buffer_size": self.bare.size,
-                "bytes_per_sample": self.bare.buf_x.shape[1] * 4 + 8, "memory_report": None}
+                "bytes_per_sample": self.bare.buf_x.shape[1] * 4 + 8, "memory_report": None,
+                **({"note": self.note} if self.note else {})}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -256,7 +260,7 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
     fixed = OnlineLearner.required_bytes(model, buffer_samples=0, method=ms.name, replay_batch=1,
                                          optimizer=cfg.optimizer, momentum=cfg.momentum,
                                          predict=cfg.predict if ms.replay else "model",
-                                         **_method_params(cfg, ms.name))
+                                         standardize=cfg.standardize, **_method_params(cfg, ms.name))
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
     input_dim = int(getattr(model, "input_dim"))  # noqa: B009 - models built from specs carry it
     return int(fixed + int(cfg.budget_samples or 0) * ReservoirBuffer.bytes_per_sample(input_dim))
@@ -287,12 +291,13 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
         cap = probe.memory_report()["buffer_capacity"] if method == "bare-er" else 0
         bare = BareLoop(model, lr=float(cfg.lr or 0.1), replay_batch=int(cfg.replay_batch or 0) if cap else 0,
                         buffer_capacity=cap, device=probe.device, seed=seed)
-        return _BareStepper(bare, budget)
+        return _BareStepper(bare, budget, "raw inputs: the bare loop has no standardiser (an overhead reference)"
+                            if cfg.standardize else None)
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
     opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
                             "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
-                            **_method_params(cfg, ms.name)}
+                            "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
     learner = OnlineLearner(model, budget_bytes=budget, lr=float(cfg.lr or 0.1), device=cfg.device, seed=seed,

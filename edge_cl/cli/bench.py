@@ -60,6 +60,10 @@ def bench(
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
     init: Annotated[str | None, typer.Option(help="Initial weights: torch (default init) or xavier (mammoth's "
                                                   "MNISTMLP); default from the protocol.")] = None,
+    standardize: Annotated[bool, typer.Option(help="Put the learner's online input standardiser (running mean / "
+                                                   "variance per feature, LearnerConfig.standardize) in front of "
+                                                   "every learner method's model: for raw sensor units.")]
+    = False,
     storage: Annotated[str, typer.Option(help="Buffer storage: float32, float16, uint8.")] = "float32",
     class_balanced: Annotated[bool, typer.Option(help="Class-balanced reservoir (CBRS) for the learner methods.")]
     = False,
@@ -130,7 +134,8 @@ def bench(
             budget_bytes=budget_bytes, storage=storage, predict=predict, class_balanced=class_balanced, trigger=None if trigger == "none" else trigger,
             importance_lambda=importance_lambda, device=device, joint_epochs=joint_epochs, bare=bare,
             peers=[p.strip() for p in peers.split(",") if p.strip()], peer_max_samples=peer_max_samples,
-            data_dir=str(data_dir) if data_dir else None, num_tasks=tasks, images=images).resolved()
+            data_dir=str(data_dir) if data_dir else None, num_tasks=tasks, images=images,
+            standardize=standardize).resolved()
     except ValueError as exc:
         _fail(str(exc))
     doc = _run_with_progress(cfg)

@@ -56,6 +56,25 @@ def read_inputs_and_ids(path: Path) -> tuple[np.ndarray, list[Any] | None]:
     return x, ids if any(i is not None for i in ids) else None
 
 
+def verify_snapshot_file(path: Path) -> str | None:
+    """Check a single ``.onnx`` file against the manifest of the snapshot directory it lies in.
+
+    Raises SnapshotIntegrityError when the manifest names this file and its sha256 differs; returns a
+    note when the file cannot be verified (no manifest beside it, or an older snapshot the manifest no
+    longer names), None when it was verified.
+    """
+    from edge_cl.export.manifest import MANIFEST_NAME, read_manifest, read_verified
+
+    if not (path.parent / MANIFEST_NAME).is_file():
+        return f"{path} is not in a snapshot directory (no {MANIFEST_NAME} beside it): its sha256 was not checked"
+    manifest = read_manifest(path.parent)
+    if manifest["file"] != path.name:
+        return (f"{path} is not the snapshot {path.parent / MANIFEST_NAME} names ({manifest['file']}): "
+                "its sha256 was not checked")
+    read_verified(path.parent, manifest)
+    return None
+
+
 def predict(
     snapshot: Annotated[Path, typer.Argument(help="A snapshot directory (follows manifest.json) or an .onnx file.",
                                              exists=True)],
@@ -74,6 +93,10 @@ def predict(
 
     console = Console(stderr=True)
     try:
+        if snapshot.is_file():
+            note = verify_snapshot_file(snapshot)
+            if note is not None:
+                console.print(f"[yellow]warning: {note}[/yellow]")
         runner = SnapshotRunner(snapshot)
         x, ids = read_inputs_and_ids(input)
         probabilities = np.concatenate([runner.predict_proba(x[i:i + batch_size])

@@ -1,7 +1,12 @@
-"""`edge-cl run CONFIG`: the daemon in the foreground (systemd runs it like this)."""
+"""`edge-cl run CONFIG`: the daemon in the foreground (systemd runs it like this).
+
+Exit codes (deploy/README.md, and the systemd unit's RestartPreventExitStatus): 0 clean stop; 2 the broker
+refused us for good (credentials, TLS); 3 anything else: configuration, checkpoint, internal error.
+"""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -33,8 +38,11 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         code = Daemon(cfg).run(stop)
-    except ValueError as exc:  # checkpoint mismatch, budget too small ...: actionable, no traceback
+    except ValueError as exc:  # checkpoint mismatch, budget too small, unset password_env ...: no traceback
         typer.echo(f"error: {exc}", err=True)
+        code = EXIT_ERROR
+    except Exception:
+        logging.getLogger("edge_cl.daemon").exception("the daemon stopped on an internal error")
         code = EXIT_ERROR
     finally:
         for s, h in previous.items():

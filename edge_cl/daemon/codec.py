@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +27,10 @@ VERSION = 1
 _HEAD = struct.Struct("<2sBBH")
 _LABEL = struct.Struct("<i")
 MAX_ID_LEN = 256
+# A valid sample nests two levels ({"x": [...]}); 32 leaves room for extra fields while keeping json.loads
+# far from Python's recursion limit, which a deeply nested payload would otherwise hit (RecursionError).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class BadReason(str, Enum):
@@ -37,6 +42,7 @@ class BadReason(str, Enum):
     LABEL_RANGE = "label_range"      # label not an int in [0, num_classes)
     TOO_LARGE = "too_large"          # payload over max_payload_bytes
     UNKNOWN_FORMAT = "unknown_format"  # binary where JSON expected, or neither
+    INTERNAL = "internal"            # decoding or spooling raised: a bug, dead-lettered so the daemon goes on
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ class Bad:
 
 
 @dataclass(frozen=True)
-class Codec:
+class MessageCodec:
     """Decodes messages for one input format, feature count and label range."""
 
     format: str  # "json" | "binary"
@@ -82,21 +88,22 @@ class Codec:
             raise ValueError(f"dim={self.dim} must be >= 1 and num_classes={self.num_classes} >= 2")
 
     def message_id(self, payload: bytes) -> str | None:
-        """The message id used to de-duplicate, or None when it cannot be read (the message is kept anyway)."""
+        """The message's valid id, or None when it cannot be read (bounded like the decoders; never raises)."""
         if len(payload) > self.max_payload_bytes:
             return None
-        if payload[:2] == MAGIC and len(payload) >= _HEAD.size:
+        if payload[:2] == MAGIC:
+            if len(payload) < _HEAD.size:
+                return None
             _, _, _, n = _HEAD.unpack_from(payload)
             try:
-                return payload[_HEAD.size:_HEAD.size + n].decode("utf-8") if n <= MAX_ID_LEN else None
+                mid: object = payload[_HEAD.size:_HEAD.size + n].decode("utf-8") if len(payload) >= _HEAD.size + n \
+                    else None
             except UnicodeDecodeError:
                 return None
-        try:
-            obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            return None
+            return mid if isinstance(mid, str) and id_problem(mid) is None else None
+        obj = _parse_json(payload)
         mid = obj.get("id") if isinstance(obj, dict) else None
-        return mid if isinstance(mid, str) and 0 < len(mid) <= MAX_ID_LEN else None
+        return mid if isinstance(mid, str) and id_problem(mid) is None else None
 
     def is_labeled(self, payload: bytes) -> bool:
         """Cheap check whether a sample message carries a label (for the spool's drop policy)."""
@@ -120,12 +127,14 @@ class Codec:
         """Decode a delayed-label message ``{"id": str, "y": int}``."""
         if len(payload) > self.max_payload_bytes:
             return Bad(BadReason.TOO_LARGE, f"{len(payload)} bytes > max_payload_bytes={self.max_payload_bytes}")
-        try:
-            obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return Bad(BadReason.MALFORMED, f"label is not JSON: {exc}"[:200])
+        obj = _parse_json(payload)
+        if isinstance(obj, Bad):
+            return Bad(obj.reason, f"label {obj.detail}")
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or "y" not in obj:
             return Bad(BadReason.MALFORMED, "label must be an object with string 'id' and int 'y'")
+        problem = id_problem(obj["id"])
+        if problem is not None:
+            return Bad(BadReason.MALFORMED, problem)
         y = self._label(obj["y"])
         if y is None:
             return Bad(BadReason.LABEL_RANGE, f"y={obj['y']!r} not an int in [0, {self.num_classes})", obj["id"])
@@ -143,15 +152,15 @@ class Codec:
             return None
 
     def _decode_json(self, payload: bytes) -> Sample | Bad:
-        try:
-            obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return Bad(BadReason.MALFORMED, f"not JSON: {exc}"[:200])
+        obj = _parse_json(payload)
+        if isinstance(obj, Bad):
+            return obj
         if not isinstance(obj, dict):
             return Bad(BadReason.MALFORMED, "sample must be a JSON object")
         mid = obj.get("id")
-        if not isinstance(mid, str) or not 0 < len(mid) <= MAX_ID_LEN:
-            return Bad(BadReason.MALFORMED, f"'id' must be a non-empty string of at most {MAX_ID_LEN} chars")
+        problem = id_problem(mid)
+        if problem is not None or not isinstance(mid, str):
+            return Bad(BadReason.MALFORMED, problem or "'id' must be a string")
         xs = obj.get("x")
         if not isinstance(xs, list):
             return Bad(BadReason.MALFORMED, "'x' must be a list of numbers", mid)
@@ -189,6 +198,9 @@ class Codec:
             mid = payload[_HEAD.size:off].decode("utf-8")
         except UnicodeDecodeError:
             return Bad(BadReason.MALFORMED, "id is not UTF-8")
+        problem = id_problem(mid)
+        if problem is not None:
+            return Bad(BadReason.MALFORMED, problem)
         y: int | None = None
         if flags & 1:
             if len(payload) < off + _LABEL.size:
@@ -205,6 +217,45 @@ class Codec:
         if not np.isfinite(x).all():
             return Bad(BadReason.NON_FINITE, "features contain NaN or Inf", mid)
         return Sample(mid, x, y)
+
+
+def id_problem(mid: object) -> str | None:
+    """Why ``mid`` cannot be a message id (None when it can): 1..MAX_ID_LEN bytes of valid UTF-8.
+
+    Bytes, not characters, so that JSON and binary ids obey one limit. A lone surrogate (``"\\ud800"``
+    in JSON, or the bytes ED A0 80, which json accepts) is refused here: SQLite cannot store it, and the
+    spool insert would raise in the network thread.
+    """
+    if not isinstance(mid, str) or not mid:
+        return f"'id' must be a non-empty string of at most {MAX_ID_LEN} bytes of UTF-8"
+    try:
+        size = len(mid.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "'id' holds a lone surrogate (not valid UTF-8); send ids as plain UTF-8 text"
+    if size > MAX_ID_LEN:
+        return f"'id' is {size} bytes of UTF-8; at most {MAX_ID_LEN} are accepted"
+    return None
+
+
+def json_depth(payload: bytes) -> int:
+    """Deepest nesting of arrays/objects in ``payload`` (brackets inside strings ignored); cheap for flat JSON."""
+    if payload.count(b"[") + payload.count(b"{") <= 1:
+        return 1
+    bare = np.frombuffer(_JSON_STRING.sub(b"", payload), dtype=np.uint8)
+    step = np.isin(bare, (0x5B, 0x7B)).astype(np.int32) - np.isin(bare, (0x5D, 0x7D)).astype(np.int32)
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _parse_json(payload: bytes) -> object:
+    """``json.loads`` bounded in depth, or a Bad naming what is wrong; never raises."""
+    # Only as many levels as opening brackets: most payloads skip the scan.
+    depth = 0 if payload.count(b"[") + payload.count(b"{") <= MAX_JSON_DEPTH else json_depth(payload)
+    if depth > MAX_JSON_DEPTH:
+        return Bad(BadReason.MALFORMED, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted")
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return Bad(BadReason.MALFORMED, f"not JSON: {exc}"[:200])
 
 
 def encode_binary(mid: str, x: np.ndarray, y: int | None = None) -> bytes:

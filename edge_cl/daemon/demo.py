@@ -519,11 +519,12 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, broker: str = "auto", 
         console.print(f"[yellow]interrupted after {elapsed:.1f} s of {duration:.0f} s; results so far:")
     ret = {n: s.retention() for n, s in pub.scores.items()}
     acc = {n: s.accuracy() for n, s in pub.scores.items()}
-    if ret[EDGE] is not None and ret[FINETUNE] is not None and pub.window is not None:
+    kept, tuned = ret[EDGE], ret[FINETUNE]
+    if kept is not None and tuned is not None and pub.window is not None:
         n_probe = pub.window[1] - pub.window[0]
         console.print(f"concept A came back after B and C; its first {n_probe} samples were predicted before any "
                       "of their labels arrived:")
-        console.print(f"[bold]edge_cl remembers A: {100 * ret[EDGE]:.1f}% / fine-tuning: {100 * ret[FINETUNE]:.1f}%"
+        console.print(f"[bold]edge_cl remembers A: {100 * kept:.1f}% / fine-tuning: {100 * tuned:.1f}%"
                       f"[/bold]  (chance {100 / CLASSES:.0f}%)")
     else:
         console.print("the stream ended before concept A came back: no retention figure (run longer)")

@@ -52,6 +52,9 @@ class Metrics:
         self.snapshot_version = Gauge("edge_cl_snapshot_version", "Model step of the latest ONNX snapshot.",
                                       registry=r)
         self.connected = Gauge("edge_cl_broker_connected", "1 while connected to the broker.", registry=r)
+        self.sessions_lost = Counter("edge_cl_broker_sessions_lost",
+                                     "Reconnects where the broker no longer held our session (queued messages lost).",
+                                     registry=r)
         self.reconnects = Counter("edge_cl_broker_reconnects", "Connection attempts after a loss.", registry=r)
 
     def serve(self, host: str, port: int, status: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, int]:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
-from edge_cl.daemon.codec import Codec
+from edge_cl.daemon.codec import MessageCodec
+from edge_cl.daemon.intake import Intake
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Spool
+from edge_cl.daemon.spool import LABEL, Incoming, Spool
 
 log = logging.getLogger("edge_cl.daemon.mqtt")
 
@@ -76,11 +77,12 @@ class Outbox:
 class MqttLink:
     """Owns the paho client and its network thread (started by :meth:`start`, ended by :meth:`close`)."""
 
-    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: Codec, open_spool: Callable[[], Spool],
+    def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: MessageCodec, open_spool: Callable[[], Spool],
                  metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0) -> None:
         self.broker = broker
         self.topics = topics
         self.codec = codec
+        self.intake = Intake(codec)
         self._open_spool = open_spool
         self.metrics = metrics
         self.outbox = outbox
@@ -93,7 +95,8 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
         self._connected = False
-        self._session_known = False
+        self._session_known = False  # a session for our client id was created (remembered in the spool)
+        self._password: str | None = None
         self.fatal: BaseException | None = None
         self.spooled = threading.Condition()  # notified after each spool write (wakes the learner)
         self._client: Any = None
@@ -102,7 +105,12 @@ class MqttLink:
 
     # ---- lifecycle (called from the daemon's main thread) -------------------------------------------
     def start(self) -> None:
-        """Start the network thread and wait for the first connection; raise BrokerError if refused."""
+        """Start the network thread and wait for the first connection; raise BrokerError if refused.
+
+        The password is read here, in the caller's thread, so that a missing source is a ConfigError
+        (exit 3, like every configuration problem) and not a refusal by the broker.
+        """
+        self._password = self.broker.password()
         self._thread = threading.Thread(target=self._run, name="edge-cl-mqtt", daemon=True)
         self._thread.start()
         if not self._first_result.wait(self.broker.connect_timeout_s):
@@ -110,7 +118,9 @@ class MqttLink:
                         self.broker.host, self.broker.port, self.broker.connect_timeout_s)
         if self.fatal is not None:
             self.close(timeout=2.0)
-            raise BrokerError(str(self.fatal))
+            if isinstance(self.fatal, BrokerError):
+                raise self.fatal
+            raise RuntimeError(f"MQTT network thread failed: {self.fatal!r}") from self.fatal
 
     @property
     def connected(self) -> bool:
@@ -146,7 +156,7 @@ class MqttLink:
                            keyfile=str(self.broker.key_file) if self.broker.key_file else None)
             client.tls_insecure_set(self.broker.tls_insecure)
         if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password())
+            client.username_pw_set(self.broker.username, self._password)
         if self.topics.status:
             client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -232,9 +242,12 @@ class MqttLink:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.broker.session_expiry_s
             props.ReceiveMaximum = 1000
-            # Clean start only the very first time: later starts resume the queued session.
+            # Clean start off (the default) even on the first connect: the broker creates the session when
+            # it has none. Mosquitto does not persist a session that began with clean start until the client
+            # reconnects without it, so a broker restart in the daemon's first session lost its queue.
             self._client.connect(self.broker.host, self.broker.port, self.broker.keepalive,
-                                 clean_start=not self._session_known, properties=props)
+                                 clean_start=self.broker.clean_start and not self._session_known,
+                                 properties=props)
         else:
             self._client.connect(self.broker.host, self.broker.port, self.broker.keepalive)
 
@@ -249,6 +262,8 @@ class MqttLink:
             return
         self._connected = True
         self.metrics.connected.set(1)
+        resumed = bool(getattr(flags, "session_present", False))
+        self._report_session(resumed, properties)
         if not self._session_known and self._spool is not None:
             # From now on the broker holds our session: never clean-start it again, even after a restart.
             self._spool.set_meta("mqtt_session", self.broker.client_id)
@@ -259,25 +274,44 @@ class MqttLink:
         client.subscribe(subs)  # renewed on every connect
         if self.topics.status:
             client.publish(self.topics.status, b"online", qos=1, retain=True)
-        resumed = bool(getattr(flags, "session_present", False))
-        log.info("connected to %s:%d (MQTT %s, session %s)", self.broker.host, self.broker.port,
-                 self.broker.protocol.value, "resumed" if resumed else "new")
         self._first_result.set()
+
+    def _report_session(self, resumed: bool, properties: Any) -> None:
+        b = self.broker
+        where = f"{b.host}:{b.port} (MQTT {b.protocol.value}, client_id={b.client_id!r})"
+        if resumed:
+            log.info("connected to %s: session resumed", where)
+        elif not self._session_known:
+            log.info("connected to %s: new session (first connection with this spool)", where)
+        else:
+            self.metrics.sessions_lost.inc()
+            log.warning("connected to %s, but the broker no longer holds our session: messages published "
+                        "while the daemon was disconnected were dropped by the broker and are lost. The "
+                        "session expired (broker.session_expiry_s=%d), the broker restarted without "
+                        "persistence (Mosquitto: persistence true), or another client used this client_id.",
+                        where, b.session_expiry_s)
+        granted = getattr(properties, "SessionExpiryInterval", None)
+        if b.protocol == BrokerProtocol.V5 and isinstance(granted, int) and granted < b.session_expiry_s:
+            log.warning("the broker keeps our session only %ds after a disconnect (broker.session_expiry_s=%d "
+                        "asked for more; Mosquitto: max_session_expiry_interval): a longer outage loses "
+                        "what was queued", granted, b.session_expiry_s)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected = False
         self.metrics.connected.set(0)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        # An exception here would leave paho's loop() and stop the daemon before the ack, and the broker
+        # would redeliver the same message to every restart: whatever happens, the message gets a row.
         if not self._intake.is_set():
             return  # not acked: stays with the broker
         is_label = bool(self.topics.labels) and msg.topic == self.topics.labels
-        payload = bytes(msg.payload)
-        mid = self.codec.message_id(payload)
-        if is_label:
-            item = Incoming(LABEL, mid, True, payload)
-        else:
-            item = Incoming(SAMPLE, mid, self.codec.is_labeled(payload), payload)
+        payload = b""
+        try:
+            payload = bytes(msg.payload)
+            item = self.intake.admit(payload, is_label)
+        except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
+            item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
         self.metrics.messages_received.labels("label" if is_label else "sample").inc()
         self._arrived.append((item, msg.mid, msg.qos))
 
@@ -286,7 +320,9 @@ class MqttLink:
             return
         batch, self._arrived = self._arrived, []
         t0 = time.perf_counter()
-        seqs = spool.put_many([it for it, _, _ in batch])
+        seqs = spool.put_salvaging(
+            [it for it, _, _ in batch],
+            lambda it, exc: self.intake.internal(exc, it.payload, "labels" if it.kind == LABEL else "samples"))
         self.metrics.spool_latency.observe(time.perf_counter() - t0)
         dups = sum(1 for s in seqs if s is None)
         if dups:

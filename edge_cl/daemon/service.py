@@ -9,13 +9,11 @@ relative to the restored model.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,13 +23,15 @@ from typing import Any
 import numpy as np
 
 from edge_cl.config import Config
-from edge_cl.daemon.codec import Bad, Codec, Sample
+from edge_cl.daemon import checkpoints
+from edge_cl.daemon.codec import Label, MessageCodec, Sample
+from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import LABEL, Row, Spool
+from edge_cl.daemon.spool import Row, Spool
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 
 log = logging.getLogger("edge_cl.daemon")
@@ -39,7 +39,6 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
-_CKPT = re.compile(r"ckpt-(\d{12})\.pt$")
 _DIGEST_MOD = 1 << 64
 
 
@@ -58,10 +57,8 @@ def apply_process_settings(cfg: Config) -> None:
 
 def latest_checkpoint(directory: Path) -> Path | None:
     """The checkpoint with the highest spool position in ``directory``, or None."""
-    if not directory.is_dir():
-        return None
-    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _CKPT.search(p.name)))
-    return found[-1][1] if found else None
+    found = checkpoints.listing(directory)
+    return found[-1] if found else None
 
 
 @dataclass
@@ -84,8 +81,9 @@ class Daemon:
     def __init__(self, cfg: Config, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.codec = Codec(cfg.input.format.value, cfg.input.flat_dim, cfg.input.num_classes,
+        self.codec = MessageCodec(cfg.input.format.value, cfg.input.flat_dim, cfg.input.num_classes,
                            cfg.input.max_payload_bytes)
+        self.intake = Intake(self.codec)
         self.progress = Progress()
         self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels)
         self.learner: Any = None
@@ -111,7 +109,7 @@ class Daemon:
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner
 
-        path = latest_checkpoint(self.cfg.checkpoint.dir)
+        path = self._good_checkpoint()
         if path is None:
             self.learner = self._new_learner()
             log.info("no checkpoint in %s: starting a new model", self.cfg.checkpoint.dir)
@@ -128,13 +126,31 @@ class Daemon:
         self.join.restore_early({str(k): int(v) for k, v in dict(extra.get("early_labels", {})).items()})
         now = time.monotonic()
         for row in spool.read_seqs(int(s) for s in extra.get("pending", [])):
-            s = self.codec.decode_sample(row.payload)
+            s = self.intake.read(row)
             if isinstance(s, Sample):
                 self.join.add_sample(Pending(row.seq, s.id, s.x, now))
         self._last_ckpt_path = path
         log.info("resumed from checkpoint %s: model step %d, spool position %d, %d samples learned, "
                  "%d unlabeled samples waiting", path, self.learner.step, self.progress.position,
                  self.progress.learned, len(self.join))
+
+    def _good_checkpoint(self) -> Path | None:
+        """The newest checkpoint that passes its integrity check; damaged newer ones are set aside, loudly."""
+        directory = self.cfg.checkpoint.dir
+        path, refused, verified = checkpoints.newest_good(directory)
+        if refused and path is None:
+            raise ValueError(
+                f"checkpoint {refused[0].path} is refused: {refused[0].reason}; and no earlier checkpoint in "
+                f"checkpoint.dir={str(directory)!r} verifies. Restore the file from a backup, or move the "
+                "checkpoints out of that directory to start a new model (what was learned is then lost).")
+        for bad in refused:
+            aside = checkpoints.set_aside(bad.path)
+            log.error("checkpoint %s refused: %s. Moved to %s; falling back to %s (the spool still holds the "
+                      "messages after it: they are learned again).", bad.path, bad.reason, aside.name, path)
+        if path is not None and not verified:
+            log.warning("checkpoint %s has no integrity record (written by an older edge_cl): loaded unverified; "
+                        "the next checkpoint will have one", path)
+        return path
 
     # ---- main loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
@@ -257,20 +273,15 @@ class Daemon:
         samples: list[tuple[Row, Sample]] = []
         to_learn: list[tuple[str, np.ndarray, int]] = []
         for row in rows:
-            if row.kind == LABEL:
-                got = self.codec.decode_label(row.payload)
-                if isinstance(got, Bad):
-                    self._bad(got, row, "labels")
-                    continue
+            got = self.intake.read(row)
+            if isinstance(got, DeadLetter):
+                self._dead_letter(got)
+            elif isinstance(got, Label):
                 waiting = self.join.add_label(got.id, got.y)
                 if waiting is not None:
                     to_learn.append((waiting.id, waiting.x, got.y))
-                continue
-            s = self.codec.decode_sample(row.payload)
-            if isinstance(s, Bad):
-                self._bad(s, row, "samples")
-                continue
-            samples.append((row, s))
+            else:
+                samples.append((row, got))
         if samples:
             self._predict(samples)
             now = time.monotonic()
@@ -333,12 +344,10 @@ class Daemon:
     def _expire(self, now: float) -> None:
         self._observe(self.join.expire(now))
 
-    def _bad(self, bad: Bad, row: Row, source: str) -> None:
-        self.metrics.bad_inputs.labels(bad.reason.value).inc()
-        self._warn_once(f"bad:{bad.reason.value}", "bad input on %s (%s): %s", source, bad.reason.value, bad.detail)
-        body = {"reason": bad.reason.value, "detail": bad.detail, "id": bad.id if bad.id is not None else row.msg_id,
-                "source": source, "payload_b64": base64.b64encode(row.payload[:1024]).decode()}
-        self._send(Outgoing(self.cfg.topics.dead_letter, json.dumps(body).encode(), self.cfg.topics.predictions_qos))
+    def _dead_letter(self, dead: DeadLetter) -> None:
+        self.metrics.bad_inputs.labels(dead.reason).inc()
+        self._warn_once(f"bad:{dead.reason}", "bad input (%s): %s", dead.reason, dead.detail)
+        self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
         # While the broker is away, drop (counted) at once rather than stall learning on a full queue.
@@ -375,14 +384,12 @@ class Daemon:
         path = cc.dir / f"ckpt-{self.progress.position:012d}.pt"
         self.learner.save(path, extra=self.progress.extra(self.join))
         os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
+        pending = self.join.pending_seqs()
+        checkpoints.write_record(path, min([self.progress.position, *(s - 1 for s in pending)]))
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
-        olds = sorted(p for p in cc.dir.iterdir() if _CKPT.search(p.name))
-        for old in olds[:-cc.keep]:
-            old.unlink(missing_ok=True)
-        pending = self.join.pending_seqs()
-        safe = min([self.progress.position, *(s - 1 for s in pending)])
-        spool.compact(safe, self.cfg.spool.dedupe_window)
+        # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
+        spool.compact(checkpoints.prune(cc.dir, cc.keep), self.cfg.spool.dedupe_window)
         log.debug("checkpoint %s (step %d)", path, self.learner.step)
         return path
 

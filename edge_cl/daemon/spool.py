@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE = 0
 LABEL = 1
+BAD = 2  # a rejected message waiting to be dead-lettered by the learner (never de-duplicated)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -96,6 +97,29 @@ class Spool:
             cur.execute("ROLLBACK")
             raise
         return out
+
+    def put_salvaging(self, items: Sequence[Incoming],
+                      salvage: Callable[[Incoming, Exception], Incoming]) -> list[int | None]:
+        """:meth:`put_many`, but an item the database refuses is replaced by ``salvage(item, error)``.
+
+        One bad row must not keep a whole batch unacknowledged (and redelivered forever). Errors of the
+        database itself (disk full, I/O, locked: ``sqlite3.OperationalError``) are raised: retrying later
+        is right for those, and acknowledging would lose the messages.
+        """
+        try:
+            return self.put_many(items)
+        except sqlite3.OperationalError:
+            raise
+        except Exception:  # noqa: BLE001 - find the row at fault, one transaction each
+            out: list[int | None] = []
+            for it in items:
+                try:
+                    out += self.put_many([it])
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    out += self.put_many([salvage(it, exc)])
+            return out
 
     def read_after(self, position: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows with seq > position, in order (rows dropped by overflow are skipped)."""

@@ -7,6 +7,7 @@ backward, the optimizer step, device moves, the non-finite skip, the buffer inse
     logits = model(cat(new, *draws))                            # one forward
     loss = CE(new + draws that join the CE) + sum(m.loss(step))  # extra loss terms
     backward; m.before_update(step)                              # gradient work (penalties, projections)
+    gradients non-finite -> skip; norm > max_grad_norm -> scaled down
     optimizer.step(); buffer.add(new, **m.sample_values(step))  # per-sample fields (e.g. logits)
     m.after_update(step)                                         # work after the step (importance, SI)
     trigger fires -> m.consolidate()
@@ -146,7 +147,10 @@ class Method:
         return None
 
     def before_update(self, step: Step) -> None:
-        """Work on ``param.grad`` between backward and the optimizer step."""
+        """Work on ``param.grad`` between backward and the optimizer step.
+
+        The gradients may be huge or non-finite here, and the learner may still skip the step after this hook
+        (overflowing gradients): keep nothing derived from them that a skipped step would have to undo."""
 
     def sample_values(self, step: Step) -> dict[str, Tensor]:
         """Values of :meth:`sample_fields` for the new samples, offered to the buffer with them."""

@@ -82,6 +82,7 @@ class ImportanceMethod(Method):
         self.consolidations = 0
         self.clamped = 0            # entries of omega held at max_omega by the last consolidation
         self.updates = 0
+        self.rejected = 0           # estimates discarded because they were not finite
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
         self.last_penalty = 0.0
 
@@ -135,7 +136,7 @@ class ImportanceMethod(Method):
 
     def report(self) -> dict[str, Any]:
         return {"updates": self.updates, "seconds": self.seconds, "consolidations": self.consolidations,
-                "clamped": self.clamped, "workspace_bytes": self.workspace_bytes()}
+                "clamped": self.clamped, "rejected": self.rejected, "workspace_bytes": self.workspace_bytes()}
 
     # --- estimation -------------------------------------------------------------------------------
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
@@ -227,6 +228,11 @@ class ImportanceMethod(Method):
         new = self.estimate(x, y)
         if self.normalize:
             _scale_to_mean_one_(new)
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(new))).all()):
+            # Huge inputs overflow the per-sample gradients: folded in, one such estimate would poison omega.
+            self.rejected += 1
+            self.seconds += time.perf_counter() - started
+            return
         self.current_count += 1
         weight = 1.0 / self.current_count
         if self.dtype == torch.float32:
@@ -292,7 +298,7 @@ class ImportanceMethod(Method):
         return {"name": self.name, "omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
                 "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
                 "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
-                "seconds": self.seconds}
+                "rejected": self.rejected, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name", self.name) != self.name:
@@ -307,6 +313,7 @@ class ImportanceMethod(Method):
         self.consolidations = int(state["consolidations"])
         self.clamped = int(state.get("clamped", 0))
         self.updates = int(state["updates"])
+        self.rejected = int(state.get("rejected", 0))
         self.seconds = float(state["seconds"])
 
 

@@ -73,3 +73,37 @@ def test_predict_reports_wrong_width(tmp_path: Path, snapshot: tuple[Path, torch
     np.save(tmp_path / "x.npy", np.zeros((2, 7), np.float32))
     result = CliRunner().invoke(app, ["predict", str(directory), "--input", str(tmp_path / "x.npy")])
     assert result.exit_code == 2 and "[B, 6]" in result.output
+
+
+def _damage_a_weight(path: Path) -> None:
+    """Change one float of the largest initializer in place: still a loadable ONNX file, different weights."""
+    import onnx
+
+    model = onnx.load(str(path))
+    raw = max((t.raw_data for t in model.graph.initializer), key=len)
+    data = bytearray(path.read_bytes())
+    at = data.find(raw) + len(raw) // 2
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.integration
+def test_predict_on_a_damaged_onnx_file_of_a_snapshot_directory_is_refused(
+        tmp_path: Path, snapshot: tuple[Path, torch.nn.Module]) -> None:
+    directory, _ = snapshot
+    onnx_file = directory / json.loads((directory / "manifest.json").read_text())["file"]
+    _damage_a_weight(onnx_file)
+    np.save(tmp_path / "x.npy", np.zeros((2, 6), np.float32))
+    result = CliRunner().invoke(app, ["predict", str(onnx_file), "--input", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and "sha256 check" in " ".join(result.output.split())
+
+
+@pytest.mark.integration
+def test_predict_on_an_onnx_file_outside_a_snapshot_directory_warns_unverified(
+        tmp_path: Path, snapshot: tuple[Path, torch.nn.Module]) -> None:
+    directory, _ = snapshot
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes((directory / json.loads((directory / "manifest.json").read_text())["file"]).read_bytes())
+    np.save(tmp_path / "x.npy", np.zeros((2, 6), np.float32))
+    result = CliRunner().invoke(app, ["predict", str(lone), "--input", str(tmp_path / "x.npy")])
+    assert result.exit_code == 0 and "not checked" in " ".join(result.output.split())

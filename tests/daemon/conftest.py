@@ -28,3 +28,15 @@ def broker(mosquitto_bin: str, tmp_path: Path) -> Iterator[Mosquitto]:
     b = Mosquitto(mosquitto_bin, tmp_path / "broker").start()
     yield b
     b.stop()
+
+
+@pytest.fixture(autouse=True)
+def edge_cl_logs_reach_caplog() -> Iterator[None]:
+    """`edge-cl run` (configure_logging) stops the edge_cl logger propagating; caplog needs it to."""
+    import logging
+
+    logger = logging.getLogger("edge_cl")
+    was = logger.propagate
+    logger.propagate = True
+    yield
+    logger.propagate = was

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_cl.daemon.codec import Bad, BadReason, Codec, Label, Sample, encode_binary, encode_json
+from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary, encode_json
 
-J = Codec("json", 4, 3, max_payload_bytes=512)
-B = Codec("binary", 4, 3, max_payload_bytes=512)
+J = MessageCodec("json", 4, 3, max_payload_bytes=512)
+B = MessageCodec("binary", 4, 3, max_payload_bytes=512)
 
 
 def test_json_roundtrip() -> None:
@@ -81,7 +81,7 @@ def test_message_id() -> None:
 
 def test_codec_arguments_checked() -> None:
     with pytest.raises(ValueError, match="input.format"):
-        Codec("xml", 4, 3)
+        MessageCodec("xml", 4, 3)
 
 
 @settings(max_examples=300, deadline=None)

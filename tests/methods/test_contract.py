@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from edge_cl import OnlineLearner, methods, models
-from tests.oracles import assert_same_state, reachable_tensors
+from tests.oracles import assert_same_state, owned_bytes
 from tests.streams import permuted_prototypes
 
 README_EXAMPLE = "confidence-replay"
@@ -92,7 +92,7 @@ def test_owned_bytes_are_counted_and_within_budget(method):
     for i, (x, y) in enumerate(stream(2, 300)):
         learner.learn(x, y)
         if i % 25 == 0 or i == 299:
-            found = sum(t.nbytes for t in reachable_tensors(learner))
+            found = owned_bytes(learner)
             report = learner.memory_report()
             assert found == report["used_bytes"] <= report["budget_bytes"], (i, found, report["parts"])
     assert sum(report["buffer_fields"].values()) == report["buffer_bytes"]
@@ -159,6 +159,21 @@ def test_overflowing_gradients_change_nothing(method):
     assert after["counters"].pop("skipped_steps") == before["counters"].pop("skipped_steps") + 1
     assert_same_state(before, after)
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
+def test_no_finite_input_stops_learning(method):
+    """A burst of finite inputs of every magnitude up to float32's largest (what a fuzzing client sends) leaves
+    the parameters finite, and the learner goes back to learning normal data: poisoned buffer rows are
+    replaced, non-finite importance estimates discarded, no step moves further than max_grad_norm."""
+    learner = make(method)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        scale = 10.0 ** rng.uniform(-3, 38, size=(BATCH, 1))
+        wild = (rng.standard_normal((BATCH, DIM)) * scale).clip(-3.4e38, 3.4e38).astype(np.float32)
+        learner.learn(wild, rng.integers(0, CLASSES, BATCH))
+        assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+    taken = [not learner.learn(x, y).skipped for x, y in stream(9, 100)]
+    assert sum(taken) >= 80 and all(taken[-20:]), f"{sum(taken)} of 100 normal steps taken"
 
 
 def test_huge_inputs_leave_a_standardised_learner_finite(method):

@@ -1,0 +1,136 @@
+"""The intake boundary (issue #12): the chaos run's probes as regression tests, and a property-based fuzz of
+decoder + spool + learning loop in-process (no broker) asserting every message is accounted for."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_cl.config import load_config
+from edge_cl.daemon.codec import BadReason, MessageCodec, encode_binary, encode_json
+from edge_cl.daemon.intake import DeadLetter, Intake
+from edge_cl.daemon.mqtt_source import Outbox
+from edge_cl.daemon.service import Daemon
+from edge_cl.daemon.spool import BAD, LABEL, SAMPLE, Incoming, Spool
+from tests.broker import daemon_toml
+from tests.daemon.fuzz_payloads import LABEL as LABEL_TOPIC
+from tests.daemon.fuzz_payloads import kinds
+from tests.daemon.test_codec_probes import DEEP, SURROGATE_BYTES, SURROGATE_ESCAPED, ZERO_ID
+
+DIM, CLASSES, MAX_BYTES = 8, 3, 4096
+J = MessageCodec("json", 24, 3)
+B = MessageCodec("binary", 24, 3)
+
+
+# ---- the probes through Intake + Spool: a row for each, nothing raised, zero ids not merged ---------------
+def test_probes_become_dead_letter_rows_and_spool(tmp_path: Path) -> None:
+    intake, sp = Intake(J), Spool(tmp_path / "s.db")
+    rows = [intake.admit(DEEP, False), intake.admit(SURROGATE_ESCAPED, True), intake.admit(SURROGATE_BYTES, True)]
+    assert [r.kind for r in rows] == [BAD] * 3
+    assert None not in sp.put_many(rows)
+    bi = Intake(B)
+    zero = [bi.admit(ZERO_ID, False), bi.admit(ZERO_ID, False)]
+    assert None not in sp.put_many(zero)  # two dead letters, not one row and a "duplicate"
+    for row in sp.read_after(0, 10):
+        got = intake.read(row)
+        assert isinstance(got, DeadLetter) and got.reason == "malformed"
+
+
+def test_spool_salvages_a_row_the_database_refuses(tmp_path: Path) -> None:
+    sp, intake = Spool(tmp_path / "s.db"), Intake(J)
+    good = intake.admit(encode_json("ok", [0.0] * 24, 1), False)
+    poison = Incoming(LABEL, "bad-\ud800", True, b"x")  # an id that slipped past validation
+    seqs = sp.put_salvaging([good, poison], lambda it, exc: intake.internal(exc, it.payload, "labels"))
+    assert None not in seqs
+    rows = sp.read_after(0, 10)
+    assert [r.kind for r in rows] == [SAMPLE, BAD]
+    dead = intake.read(rows[1])
+    assert isinstance(dead, DeadLetter) and dead.reason == "internal"
+
+
+def test_admit_turns_an_exception_into_an_internal_dead_letter(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    class Exploding(MessageCodec):
+        def decode_sample(self, payload: bytes):  # type: ignore[no-untyped-def]
+            raise KeyError("boom")
+
+    intake = Intake(Exploding("json", 4, 3))
+    rows = [intake.admit(b"{}", False) for _ in range(3)]
+    assert all(r.kind == BAD and json.loads(r.payload)["reason"] == "internal" for r in rows)
+    assert sum("Traceback" in r.exc_text for r in caplog.records if r.exc_text) == 1  # once per kind
+
+
+def test_records_are_read_back_without_the_client_format(tmp_path: Path) -> None:
+    intake, sp = Intake(J), Spool(tmp_path / "s.db")
+    x = np.arange(24, dtype=np.float32)
+    sp.put_many([intake.admit(encode_json("a", x, 2), False), intake.admit(b'{"id": "a", "y": 1}', True)])
+    s, lab = (intake.read(r) for r in sp.read_after(0, 10))
+    assert s.id == "a" and s.y == 2 and np.array_equal(s.x, x)  # type: ignore[union-attr]
+    assert lab.id == "a" and lab.y == 1  # type: ignore[union-attr]
+
+
+# ---- property-based fuzz: decoder + spool + learning loop -----------------------------------------------------
+def _daemon(tmp_path: Path, fmt: str) -> tuple[Daemon, Spool]:
+    cfg = load_config(daemon_toml(tmp_path, 1883, dim=DIM, num_classes=CLASSES, fmt=fmt))
+    d = Daemon(cfg)
+    sp = Spool(cfg.spool.path)
+    d._restore(sp)
+    d.outbox = Outbox(1_000_000, d.metrics)
+    return d, sp
+
+
+FIGURES: Counter[str] = Counter()
+
+
+@pytest.mark.parametrize("fmt", ["json", "binary"])
+def test_fuzz_every_message_is_accounted_for_and_the_next_sample_predicted(tmp_path: Path, fmt: str) -> None:
+    torch.set_num_threads(1)
+    d, sp = _daemon(tmp_path, fmt)
+    intake = Intake(d.codec)
+    fresh = iter(range(10**9))
+    examples = int(os.environ.get("EDGE_CL_FUZZ_EXAMPLES", "140"))  # x ~10 payloads, per format
+
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(kinds(DIM, CLASSES, MAX_BYTES), min_size=5, max_size=20))
+    def one_batch(batch: list[tuple[str, str, bytes]]) -> None:
+        items = [intake.admit(p, topic == LABEL_TOPIC) for _, topic, p in batch]  # raises nothing
+        seqs = sp.put_salvaging(items, lambda it, exc: intake.internal(exc, it.payload, "x"))
+        spooled = [it for it, s in zip(items, seqs) if s is not None]
+        probe = f"probe-{next(fresh)}"
+        x = np.full(DIM, 0.25, np.float32)
+        sp.put_many([intake.admit(encode_json(probe, x, 1) if fmt == "json" else encode_binary(probe, x, 1), False)])
+        bad_before = {r.value: d.metrics.value("edge_cl_bad_inputs_total", reason=r.value) for r in BadReason}
+        d._process(sp.read_after(d.progress.position, 10_000))
+        out = []
+        while (m := d.outbox.get_nowait()) is not None:
+            out.append(m)
+        preds = [json.loads(m.payload)["id"] for m in out if m.topic == d.cfg.topics.predictions]
+        dead = Counter(json.loads(m.payload)["reason"] for m in out if m.topic == d.cfg.topics.dead_letter)
+        # every spooled sample predicted, every rejected one dead-lettered under its reason, dups counted
+        assert len(preds) == sum(it.kind == SAMPLE for it in spooled) + 1 and preds[-1] == probe
+        assert sum(dead.values()) == sum(it.kind == BAD for it in spooled)
+        for reason, n in dead.items():
+            assert d.metrics.value("edge_cl_bad_inputs_total", reason=reason) - bad_before[reason] == n
+        assert len(items) == len(spooled) + seqs.count(None)
+        # Any finite features, however huge, leave the learner finite (steps that would overflow are skipped).
+        assert all(torch.isfinite(p).all() for p in d.learner.model.parameters())
+        FIGURES[f"{fmt}:payloads"] += len(batch)
+        for (kind, _, _), it, s in zip(batch, items, seqs):
+            FIGURES[f"{fmt}:kind:{kind}"] += 1
+            outcome = "duplicate" if s is None else {SAMPLE: "predicted", LABEL: "label"}.get(
+                it.kind, f"dead:{json.loads(it.payload)['reason'] if it.kind == BAD else '?'}")
+            FIGURES[f"{fmt}:outcome:{outcome}"] += 1
+
+    one_batch()
+    assert FIGURES[f"{fmt}:payloads"] > 0
+    report = os.environ.get("EDGE_CL_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(dict(sorted(FIGURES.items())), indent=1))
