@@ -23,12 +23,14 @@ from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
 from edge_cl.learner_config import LearnerConfig
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
+from edge_cl.ncm import NCMPredictor
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.triggers import make_trigger
 
 log = logging.getLogger("edge_cl")
 
+NCM_PART = "ncm"  # budget part of the class means kept for predict="ncm"
 STATE_FORMAT = "edge_cl.learner"
 STATE_VERSION = 2
 OPTIMIZERS = ("sgd", "adam")
@@ -172,6 +174,10 @@ def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) ->
         parts["standardizer"] = tensor_bytes(model_parts["standardizer"])
     for m in methods:
         parts[m.name] = tensor_bytes(m.tensors())
+    if cfg.predict == "ncm":
+        device = next(model.parameters()).device
+        dim, num_classes = _infer_io(model, device, cfg.input_dim)
+        parts[NCM_PART] = NCMPredictor.bytes_for(model, num_classes, dim, device)
     parts[SCRATCH_PART] = 0
     return parts
 
@@ -217,6 +223,8 @@ class OnlineLearner:
                             num_classes=self.num_classes, input_dim=self.input_dim, lr=cfg.lr,
                             optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
         self.methods: list[Method] = _build_methods(cfg, ctx)
+        self.ncm = (NCMPredictor(self.model, self.num_classes, self.input_dim, self.device)
+                    if cfg.predict == "ncm" else None)
         fields = _sample_fields(self.methods)
         codec = _codec(cfg)
         per_sample = ReservoirBuffer.bytes_per_sample(self.input_dim, codec, fields)
@@ -290,6 +298,8 @@ class OnlineLearner:
         }
         for m in self.methods:
             owned[m.name] = m.tensors()
+        if self.ncm is not None:
+            owned[NCM_PART] = self.ncm.tensors()
         owned["buffer"] = self.buffer.tensors()
         owned[SCRATCH_PART] = []
         return owned
@@ -505,6 +515,23 @@ class OnlineLearner:
         return any(used)
 
     # --- inference --------------------------------------------------------------------------------
+    def inference_model(self) -> nn.Module:
+        """The network that predicts and is exported: the model, or a method's predictor (CLS-ER's stable
+        copy), under the nearest-class-mean classifier when ``predict='ncm'`` (the means refreshed from the
+        buffer whenever a step changed the model or the buffer)."""
+        net = next((p for p in (m.predictor() for m in self.methods) if p is not None), self.model)
+        if self.ncm is None or len(self.buffer) == 0:
+            return net
+        was_training = net.training
+        net.eval()
+        try:
+            n = len(self.buffer)
+            self.ncm.refresh(net, self.buffer.x[:n], self.buffer.y[:n], self.buffer.codec.decode,
+                             (self.step, self.buffer.seen, id(net)))
+        finally:
+            net.train(was_training)
+        return self.ncm.module(net, self.input_shape)
+
     @torch.inference_mode()
     def _logits(self, x: ArrayLike) -> Tensor:
         xb = self._inputs(x)
@@ -513,12 +540,13 @@ class OnlineLearner:
             rows = bad[:5].tolist()
             raise ValueError(f"x has NaN or infinite features in row(s) {rows}{' ...' if bad.numel() > 5 else ''}; "
                              "no class can be predicted for them (drop or impute those rows)")
-        was_training = self.model.training
-        self.model.eval()
+        net = self.inference_model()
+        was_training = net.training
+        net.eval()
         try:
-            return self.model(xb)
+            return net(xb)
         finally:
-            self.model.train(was_training)
+            net.train(was_training)
 
     def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """Class probabilities ``[B, num_classes]`` (float32 numpy); NaN / infinite inputs raise ValueError."""
@@ -581,6 +609,8 @@ class OnlineLearner:
         for key, value in state["counters"].items():
             setattr(self, key, int(value))
         self.extra = dict(state.get("extra") or {})
+        if self.ncm is not None:
+            self.ncm.version = None
 
     def save(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
         """Write the whole state atomically (temp file, fsync, rename); ``extra`` is stored alongside."""

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# The method a learner runs when none is named: replay plus online MAS (legacy importance="mas").
+# The method a learner runs when neither method nor importance is named: DER++, the best measured across the
+# bench streams (BENCHMARKS.md, sections *-functional). Without replay (replay_batch=0) the pre-DER default
+# stays: online MAS alone. importance="ewc" / "mas" / None keeps its old meaning: er (+ that importance).
 DEFAULT_IMPORTANCE = "mas"
-DEFAULT_METHOD = "er+mas"
+DEFAULT_METHOD = "der++"
 # Keywords of the pre-plugin learner that were accepted (and did nothing) without an importance method.
 LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
 Storage = Literal["float32", "float16", "uint8"]
@@ -40,6 +42,9 @@ class LearnerConfig(BaseModel):
     storage: Storage = Field("float32", description="Replay buffer input storage: 'float32', 'float16' (2x "
                                                     "samples) or 'uint8' (4x, needs input_range).")
     input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
+    predict: Literal["model", "ncm"] = Field("model", description="'model': the network's own output; 'ncm': "
+                                                                 "nearest class mean of its features over the "
+                                                                 "buffer (iCaRL; class-incremental streams).")
     class_balanced: bool = Field(False, description="Class-balanced reservoir (CBRS).")
     max_buffer_samples: int | None = Field(None, ge=0, description="Cap the buffer below what the budget allows.")
     input_dim: int | None = Field(None, ge=1, description="Features per sample, for a model without input_dim.")
@@ -69,11 +74,15 @@ class LearnerConfig(BaseModel):
             params[key] = data.pop(key)
         data["method_params"] = {k: v for k, v in params.items() if v is not None}
         methods.import_plugins(list(data.get("plugins") or []))
+        # importance= or a flat importance setting without a method: the pre-plugin meaning (er + importance).
+        legacy = "importance" in data or any(k in data["method_params"] for k in LEGACY_IMPORTANCE_KEYS)
         importance = data.pop("importance", DEFAULT_IMPORTANCE if "method" not in data else None)
         if isinstance(importance, str) and importance.strip().lower() in ("none", ""):
             importance = None
-        if "method" not in data:
-            replay = data.get("replay_batch", 10)
+        replay = data.get("replay_batch", 10)
+        if "method" not in data and not legacy and isinstance(replay, int) and replay > 0:
+            data["method"] = DEFAULT_METHOD
+        elif "method" not in data:
             parts = ["er"] if isinstance(replay, int) and replay > 0 else []
             if importance is not None:
                 parts.append(str(importance))
@@ -118,6 +127,9 @@ class LearnerConfig(BaseModel):
                              f"({', '.join(sorted(declared)) or 'it has none'})")
         methods.settings_for(names, self.method_params)
         triggers.make_trigger(self.trigger, **self.trigger_params)
+        if self.predict == "ncm" and not self.uses_buffer():
+            raise ValueError(f"predict='ncm' takes class means over the replay buffer; method {self.method!r} "
+                             "with replay_batch={self.replay_batch} keeps none (use a replaying method)")
         if self.storage == "uint8" and self.input_range is None:
             raise ValueError("storage='uint8' needs input_range=(lo, hi), the range the inputs are quantised over")
         if self.input_range is not None:

@@ -147,7 +147,7 @@ def test_trigger_consolidates_on_a_task_switch():
     ({"replay_batch": -1}, "replay_batch"),
     ({"lr": 0.0}, "lr"),
     ({"importance": "nosuch"}, "'nosuch' is not a registered method"),
-    ({"method": "er+nosuch"}, "'nosuch' is not a registered method; available: .*er, ewc"),
+    ({"method": "er+nosuch"}, "'nosuch' is not a registered method; available: .*er, .*ewc"),
     ({"trigger": "often"}, "trigger='often'"),
     ({"optimizer": "lbfgs"}, "optimizer='lbfgs'"),
     ({"storage": "uint8"}, "input_range"),

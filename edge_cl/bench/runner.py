@@ -51,6 +51,8 @@ class BenchConfig:
     budget_samples: int | None = 500
     budget_bytes: int | None = None
     storage: str = "float32"
+    predict: str = "model"
+    class_balanced: bool = False
     trigger: str | None = "plateau"
     importance_lambda: float | None = None
     method_params: dict[str, Any] = field(default_factory=dict)
@@ -257,6 +259,7 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
     model = build_model(spec, 0)
     fixed = OnlineLearner.required_bytes(model, buffer_samples=0, method=ms.name, replay_batch=1,
                                          optimizer=cfg.optimizer, momentum=cfg.momentum,
+                                         predict=cfg.predict if ms.replay else "model",
                                          standardize=cfg.standardize, **_method_params(cfg, ms.name))
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
     input_dim = int(getattr(model, "input_dim"))  # noqa: B009 - models built from specs carry it
@@ -293,6 +296,7 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
     opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
+                            "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
                             "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
@@ -527,6 +531,8 @@ def _budget_summary(cfg: BenchConfig, results: dict[str, Any]) -> dict[str, Any]
         "budget_samples_float32": cfg.budget_samples,
         "budget_bytes": cfg.budget_bytes,
         "storage": cfg.storage,
+        "predict": cfg.predict,
+        "class_balanced": cfg.class_balanced,
         "note": ("one byte budget for every method" if cfg.budget_bytes is not None else
                  f"each method gets its own fixed state plus the bytes of {cfg.budget_samples} float32 samples; "
                  f"buffer_capacity says how many {cfg.storage} samples fitted"),

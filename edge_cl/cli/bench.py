@@ -65,6 +65,10 @@ def bench(
                                                    "every learner method's model: for raw sensor units.")]
     = False,
     storage: Annotated[str, typer.Option(help="Buffer storage: float32, float16, uint8.")] = "float32",
+    class_balanced: Annotated[bool, typer.Option(help="Class-balanced reservoir (CBRS) for the learner methods.")]
+    = False,
+    predict: Annotated[str, typer.Option(help="model (the network's output) or ncm (nearest class mean over the "
+                                              "buffer) for the learner methods.")] = "model",
     trigger: Annotated[str, typer.Option(help="Consolidation trigger for ewc/mas: plateau, adwin, page-hinkley, "
                                               "none.")] = "plateau",
     importance_lambda: Annotated[float | None, typer.Option(help="Penalty strength (learner default if unset).")]
@@ -127,7 +131,7 @@ def bench(
             batch=batch, replay_batch=replay_batch, lr=lr, init=init,
             optimizer=optimizer, momentum=momentum,
             budget_samples=None if budget_bytes is not None and budget_samples is None else (budget_samples or 500),
-            budget_bytes=budget_bytes, storage=storage, trigger=None if trigger == "none" else trigger,
+            budget_bytes=budget_bytes, storage=storage, predict=predict, class_balanced=class_balanced, trigger=None if trigger == "none" else trigger,
             importance_lambda=importance_lambda, device=device, joint_epochs=joint_epochs, bare=bare,
             peers=[p.strip() for p in peers.split(",") if p.strip()], peer_max_samples=peer_max_samples,
             data_dir=str(data_dir) if data_dir else None, num_tasks=tasks, images=images,

@@ -45,7 +45,7 @@ def export(
         console.print(f"cannot load learner state {state}: {why}. Pass a file written by OnlineLearner.save or a "
                       "daemon checkpoint (checkpoint.dir/ckpt-*.pt)", style="red", markup=False)
         raise typer.Exit(2) from None
-    model = learner.model.eval()
+    model = learner.inference_model().eval()
     if len(learner.buffer) > 0:
         inputs = learner.buffer.sample(min(samples, len(learner.buffer)))[0].cpu()
         source = f"{inputs.shape[0]} replay-buffer samples"

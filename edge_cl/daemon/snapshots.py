@@ -40,7 +40,7 @@ def find_publisher() -> Any | None:
 
 def make_job(learner: Any) -> SnapshotJob:
     """Copy what a snapshot needs out of the learner (call between steps, on the learner's thread)."""
-    model = copy.deepcopy(learner.model).to("cpu").eval()
+    model = copy.deepcopy(learner.inference_model()).to("cpu").eval()
     if len(learner.buffer):
         sample = learner.buffer.sample(min(32, len(learner.buffer)))[0].detach().cpu()
     else:

@@ -2,12 +2,13 @@
 
 ``available()`` lists the names; ``@register`` on a :class:`Method` subclass in any module makes it usable
 by name in ``OnlineLearner(method=...)``, the TOML ``[learner]`` table and ``edge-cl bench --methods``.
-Combine methods with '+': ``"er+ewc"``.
+Combine methods with '+': ``"er+ewc"``; a name may itself contain '+' and the longest registered name wins
+at each position, so ``"der+++ewc"`` and ``"der++ + ewc"`` both mean DER++ with online EWC.
 """
 
 from __future__ import annotations
 
-from edge_cl.methods import agem, er, ewc, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
+from edge_cl.methods import agem, cls_er, der, er, er_ace, ewc, lwf, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (

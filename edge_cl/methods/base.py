@@ -166,6 +166,10 @@ class Method:
         """Unlabeled samples; return True if the method used them."""
         return False
 
+    def predictor(self) -> nn.Module | None:
+        """A network that predicts (and is exported) instead of the model, e.g. an EMA copy; None: the model."""
+        return None
+
     # --- reporting and state -------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """Figures for ``memory_report`` (e.g. the seconds spent estimating importance)."""
