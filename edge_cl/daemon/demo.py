@@ -295,7 +295,7 @@ def learner_settings(kind: str) -> dict[str, Any]:
     no importance penalty and no consolidation."""
     common = {"lr": 0.05, "device": "auto", "max_batch": 16, "budget_bytes": 400_000}
     if kind == EDGE:
-        return {**common, "method": "er+mas", "replay_batch": 16, "trigger": "plateau"}
+        return {**common, "method": "der++", "replay_batch": 16, "trigger": "plateau"}
     return {**common, "method": "sgd", "replay_batch": 0, "trigger": "none"}
 
 
@@ -364,7 +364,7 @@ def _view(status: dict[str, dict[str, Any]], pub: SensorPublisher, elapsed: floa
     t = Table(title=title, caption=f"status page: {url}" if url else None)
     t.add_column(f"concept now: {pub.concept()}  (changes so far: {max(0, len(pub.changes) - 1)})", style="bold")
     for name in status:
-        t.add_column(name + (" (replay + MAS)" if name == EDGE else " (no replay)"), justify="right")
+        t.add_column(name + (" (DER++)" if name == EDGE else " (no replay)"), justify="right")
 
     def row(label: str, fn: Any) -> None:
         t.add_row(label, *(fn(name, st) for name, st in status.items()))

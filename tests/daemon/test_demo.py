@@ -80,7 +80,7 @@ def test_written_config_runs_as_is(tmp_path: Path) -> None:
     path = tmp_path / "edge-cl.toml"
     path.write_text(real_broker_toml())
     cfg = load_config(path)
-    assert cfg.learner.method == "er+mas" and cfg.checkpoint.dir == tmp_path / "state/checkpoints"
+    assert cfg.learner.method == "der++" and cfg.checkpoint.dir == tmp_path / "state/checkpoints"
 
 
 def test_embedded_broker_choice_is_checked(tmp_path: Path) -> None:
