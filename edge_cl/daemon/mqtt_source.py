@@ -92,6 +92,7 @@ class MqttLink:
         self._intake = threading.Event()
         self._intake.set()
         self._first_result = threading.Event()
+        self._sub_mid = -1  # message id of the subscription sent on the last connect
         self._thread: threading.Thread | None = None
         self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
         self._connected = False
@@ -160,6 +161,7 @@ class MqttLink:
         if self.topics.status:
             client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -271,7 +273,17 @@ class MqttLink:
         subs = [(self.topics.samples, self.topics.qos)]
         if self.topics.labels:
             subs.append((self.topics.labels, self.topics.qos))
-        client.subscribe(subs)  # renewed on every connect
+        # Renewed on every connect. "Online" (and start() returning) waits for the broker's SUBACK: before it, a
+        # fresh session has no subscription and the broker drops what is published to it.
+        self._sub_mid = client.subscribe(subs)[1]
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error("the broker refused the subscription to %s: %s (check the broker's ACL for this user)",
+                      self.topics.samples, refused)
         if self.topics.status:
             client.publish(self.topics.status, b"online", qos=1, retain=True)
         self._first_result.set()
