@@ -1,0 +1,101 @@
+"""One table of methods x bench runs from `edge-cl bench --json` documents: the `methods-by-stream` section.
+
+Each column is one bench run (stream, protocol, storage, prediction); each cell the run's headline figure
+for a method (ACC on task streams, prequential accuracy on prequential streams, mean ± std over its seeds)
+with the number of samples its buffer fitted. The best method of each column is in bold.
+
+Usage: python benchmarks/summary.py RESULTS.json [...] [--write-benchmarks] [--output BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge_cl.reporting import write_section
+
+BASELINES = ("joint", "no-change", "bare-sgd", "bare-er")
+
+
+def _column(doc: dict[str, Any], path: Path) -> str:
+    cfg, stream = doc["config"], doc["stream"]
+    parts = [stream["name"], f"{cfg.get('protocol')} protocol"]
+    if cfg.get("scale", 1.0) != 1.0:
+        parts.append(f"scale {cfg['scale']}")
+    if stream.get("kind") == "prequential" and cfg.get("batch"):
+        parts.append(f"batch {cfg['batch']}")
+    if cfg.get("storage", "float32") != "float32":
+        parts.append(f"{cfg['storage']} storage")
+    if cfg.get("predict", "model") != "model":
+        parts.append(f"predict {cfg['predict']}")
+    if cfg.get("standardize"):
+        parts.append("standardised")
+    if cfg.get("lr") is not None and cfg.get("protocol") == "der" and cfg["lr"] != 0.2:
+        parts.append(f"lr {cfg['lr']}")
+    seeds = doc["methods"][next(iter(doc["methods"]))].get("seeds") or [cfg.get("seed")]
+    parts.append(f"seeds {','.join(str(s) for s in seeds)}")
+    return f"{'; '.join(parts)} ({path.stem})"
+
+
+def _headline(doc: dict[str, Any], r: dict[str, Any]) -> tuple[float | None, float | None]:
+    key = "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
+    return r.get(key), r.get(f"{key}_std")
+
+
+def summarize(paths: list[Path]) -> str:
+    """The markdown table (one row per method, one column per result file, transposed for width)."""
+    docs = [(p, json.loads(p.read_text())) for p in paths]
+    lines = ["Each row is one bench run; each cell a method's ACC (task streams) or prequential accuracy "
+             "(prequential streams), % mean ± std over the run's seeds, and the samples its buffer fitted "
+             "at that run's bytes. Bold: the best method of the run. '-': not in that run.", ""]
+    methods: list[str] = []
+    for _, doc in docs:
+        for m in doc["methods"]:
+            if m not in BASELINES and m not in methods:
+                methods.append(m)
+    lines.append("| run | " + " | ".join(methods) + " |")
+    lines.append("|---|" + "---|" * len(methods))
+    for path, doc in docs:
+        figures = {m: _headline(doc, r) for m, r in doc["methods"].items() if m in methods}
+        best = max((v for v, _ in figures.values() if v is not None), default=None)
+        cells = []
+        for m in methods:
+            r = doc["methods"].get(m)
+            value, std = figures.get(m, (None, None))
+            if r is None or value is None:
+                cells.append("-")
+                continue
+            text = f"{value * 100:.2f}" + (f" ± {std * 100:.2f}" if std is not None else "")
+            if value == best:
+                text = f"**{text}**"
+            cells.append(f"{text} ({r.get('buffer_capacity', '-')})")
+        lines.append(f"| {_column(doc, path)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path, help="edge-cl bench --json documents")
+    ap.add_argument("--write-benchmarks", action="store_true", help="write the methods-by-stream section")
+    ap.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    args = ap.parse_args(argv)
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        print(f"not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    body = summarize(args.results)
+    print(body)
+    if args.write_benchmarks:
+        command = "python benchmarks/summary.py " + " ".join(shlex.quote(str(p)) for p in args.results) + \
+                  " --write-benchmarks"
+        write_section("methods-by-stream", "### Methods x streams (from the bench runs' JSON)\n\n" + body, command,
+                      args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

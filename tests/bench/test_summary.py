@@ -1,0 +1,37 @@
+"""benchmarks/summary.py: one methods x runs table from bench JSON documents."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _summary_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_summary", ROOT / "benchmarks" / "summary.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _doc(stream: str, kind: str, methods: dict[str, dict[str, float]]) -> dict[str, object]:
+    return {"stream": {"name": stream, "kind": kind}, "config": {"protocol": "edge", "seed": 0, "storage": "uint8"},
+            "methods": methods}
+
+
+def test_table_has_a_row_per_run_best_in_bold_and_samples_fitted(tmp_path):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_doc("rotated-mnist", "tasks", {
+        "er": {"acc": 0.9, "acc_std": 0.01, "buffer_capacity": 1984, "seeds": [0, 1]},
+        "der++": {"acc": 0.93, "acc_std": 0.004, "buffer_capacity": 1935, "seeds": [0, 1]},
+        "joint": {"acc": 0.95}})))
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(_doc("elec2", "prequential", {"er": {"prequential_acc": 0.89, "buffer_capacity": 500}})))
+    text = _summary_module().summarize([a, b])
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| run | er | der++ |"  # baselines (joint) are not methods of the table
+    assert "**93.00 ± 0.40** (1935)" in rows[1] and "90.00 ± 1.00 (1984)" in rows[1] and "uint8 storage" in rows[1]
+    assert rows[2].endswith("| **89.00** (500) | - |")
