@@ -19,6 +19,7 @@ from typing import Any
 from edge_cl.reporting import write_section
 
 BASELINES = ("joint", "no-change", "bare-sgd", "bare-er")
+PROTOCOL_REPLAY = {"edge": 10, "der": 128}  # replay batch of each protocol (edge_cl.bench.runner.PROTOCOLS)
 
 
 def _column(doc: dict[str, Any], path: Path) -> str:
@@ -28,6 +29,8 @@ def _column(doc: dict[str, Any], path: Path) -> str:
         parts.append(f"scale {cfg['scale']}")
     if stream.get("kind") == "prequential" and cfg.get("batch"):
         parts.append(f"batch {cfg['batch']}")
+    if cfg.get("replay_batch") is not None and cfg["replay_batch"] != PROTOCOL_REPLAY.get(cfg.get("protocol")):
+        parts.append(f"replay {cfg['replay_batch']}")
     if cfg.get("storage", "float32") != "float32":
         parts.append(f"{cfg['storage']} storage")
     if cfg.get("predict", "model") != "model":
