@@ -383,6 +383,9 @@ class OnlineLearner:
             kept = [b.clone() for b in self.standardizer.buffers()]
             self.standardizer.update(xb)
         draws = [d for m in self.methods for d in m.replay_draws()]
+        if len({d.key for d in draws}) != len(draws):
+            raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
+                             f"{[d.key for d in draws]}; each method must use keys of its own")
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
