@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from edge_cl.atomic_file import atomic_write
+
 
 def atomic_save(state: dict[str, Any], path: str | os.PathLike[str], mode: int = 0o640) -> Path:
-    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, rename over ``path``.
-
-    ``mode`` defaults to group-readable (0640): an exporter running as another user of the group can read it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # makes the rename itself durable
-    finally:
-        os.close(dir_fd)
-    return target
+    """Write ``state`` with torch.save atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: torch.save(state, fh), mode)
 
 
 def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

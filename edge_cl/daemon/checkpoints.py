@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edge_cl.atomic_file import atomic_write
 
 CKPT = re.compile(r"ckpt-(\d{12})\.pt$")
 RECORD_SUFFIX = ".sha256.json"
@@ -58,22 +59,7 @@ def write_record(path: Path, safe: int) -> None:
     """Write the integrity record of the just-saved checkpoint ``path`` (atomic: temp, fsync, rename)."""
     body = json.dumps({"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
                        "safe": int(safe)}).encode()
-    target = record_path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(record_path(path), lambda fh: fh.write(body))
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

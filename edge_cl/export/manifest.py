@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from edge_cl.atomic_file import DEFAULT_FILE_MODE, atomic_write, fsync_dir  # noqa: F401 - re-exported
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -29,44 +29,6 @@ class SnapshotIntegrityError(SnapshotError):
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-# Group-readable: inference processes often run as another user of the daemon's group (mkstemp's 0600 blocks them).
-DEFAULT_FILE_MODE = 0o640
-
-
-def atomic_write(path: Path, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
-    """Write ``data`` to ``path`` (permissions ``mode``) so that readers see either the old file or all of the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: no stray temp file left behind by an interrupted write.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_manifest(directory: Path, entry: dict[str, Any], mode: int = DEFAULT_FILE_MODE) -> None:

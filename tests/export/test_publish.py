@@ -118,7 +118,7 @@ def test_crash_at_any_write_leaves_old_manifest_valid(tmp_path: Path, monkeypatc
             raise OSError("crash after rename (injected)")
         real_replace(src, dst)
 
-    monkeypatch.setattr("edge_cl.export.manifest.os.replace", failing_replace)
+    monkeypatch.setattr("edge_cl.atomic_file.os.replace", failing_replace)
     with pytest.raises(OSError, match="injected"):
         publish_snapshot(_model(1), tmp_path, step=2, sample_inputs=_inputs())
     manifest = _assert_consistent(tmp_path)
