@@ -209,6 +209,11 @@ class OnlineLearner:
                                         device=str(device) if device is not None else "auto", **options)
         elif not isinstance(cfg, LearnerConfig):
             raise ValueError(f"config must be a LearnerConfig, got {type(cfg).__name__}")
+        elif type(cfg) is not LearnerConfig:
+            # A subclass (the daemon's table) carries keys of its own; the learner keeps and saves its part.
+            narrow = getattr(cfg, "learner_config", None)
+            cfg = narrow() if callable(narrow) else LearnerConfig.model_validate(
+                {k: getattr(cfg, k) for k in LearnerConfig.model_fields})
         self.config: LearnerConfig = cfg
         self.device = resolve_device(device if device is not None else cfg.device)
         log.info("edge_cl learner on %s (method %s)", self.device, cfg.method)

@@ -72,3 +72,13 @@ def test_bench_runs_a_plugin_method_by_name(tmp_path, plugin_module, one_thread)
     doc = json.loads(out.read_text())
     assert set(doc["methods"]) == {"plugin-replay", "er+ewc"}
     assert doc["methods"]["plugin-replay"]["prequential_acc"] > 0.6
+
+
+def test_the_daemon_table_itself_builds_a_learner_that_saves_and_loads(tmp_path):
+    cfg = parse_config({"input": {"dim": 8, "num_classes": 3}, "model": {"type": "mlp", "input_dim": 8, "hidden": [4],
+                        "num_classes": 3}, "learner": {"method": "er+ewc", "budget_bytes": 50_000, "threads": 1}})
+    from edge_cl.learner import OnlineLearner
+
+    learner = OnlineLearner.from_config(cfg.build_model(), cfg.learner, device="cpu")
+    learner.save(tmp_path / "s.pt")
+    assert OnlineLearner.load(tmp_path / "s.pt", device="cpu").method == "er+ewc"
