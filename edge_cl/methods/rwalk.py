@@ -9,7 +9,8 @@ from pydantic import Field
 from torch import Tensor
 
 from edge_cl.methods.base import MethodContext, MethodSettings, Step
-from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, _scale_to_mean_one_
+from edge_cl.methods.importance import ImportanceSettings, _scale_to_mean_one_
+from edge_cl.methods.path_score import PathScoreMethod
 from edge_cl.methods.registry import register
 
 
@@ -28,7 +29,7 @@ class RWalkSettings(ImportanceSettings):
 
 
 @register
-class RWalk(ImportanceMethod):
+class RWalk(PathScoreMethod):
     """Every step: ``F <- alpha F + (1 - alpha) g^2`` (EWC++, ``g`` the loss gradient of the step) and
     ``s += relu(-g * delta_theta) / (0.5 F delta_theta^2 + eps)`` (the path score, ``current``). At
     consolidation ``omega <- gamma omega + F + s`` (each normalised to mean 1 first when normalising),
@@ -43,22 +44,13 @@ class RWalk(ImportanceMethod):
         self.alpha = float(getattr(settings, "rwalk_alpha", 0.9))
         self.eps = float(getattr(settings, "rwalk_eps", 1e-8))
         self.fisher = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
 
     def tensors(self) -> list[Tensor]:
-        return [*super().tensors(), *self.fisher, *self.prev]
+        return [*super().tensors(), *self.fisher]
 
     def before_update(self, step: Step) -> None:
         self.update_fisher_()
         super().before_update(step)
-        with torch.no_grad():
-            torch._foreach_copy_(self.prev, self.params)
-
-    def after_update(self, step: Step) -> None:
-        self.accumulate_path_()
-
-    def observe(self, x: Tensor) -> bool:
-        return False
 
     @torch.no_grad()
     def update_fisher_(self) -> None:
@@ -99,11 +91,9 @@ class RWalk(ImportanceMethod):
         super().consolidate()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "fisher": [t.clone() for t in self.fisher],
-                "prev": [t.clone() for t in self.prev]}
+        return {**super().state_dict(), "fisher": [t.clone() for t in self.fisher]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        for key in ("fisher", "prev"):
-            for dst, src in zip(getattr(self, key), state[key], strict=True):
-                dst.copy_(src)
+        for dst, src in zip(self.fisher, state["fisher"], strict=True):
+            dst.copy_(src)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field
-from torch import Tensor
 
-from edge_cl.methods.base import MethodContext, MethodSettings, Step
-from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.base import MethodContext, MethodSettings
+from edge_cl.methods.importance import ImportanceSettings
+from edge_cl.methods.path_score import PathScoreMethod
 from edge_cl.methods.registry import register
 
 
@@ -26,7 +26,7 @@ class SISettings(ImportanceSettings):
 
 
 @register
-class SynapticIntelligence(ImportanceMethod):
+class SynapticIntelligence(PathScoreMethod):
     """``w += -g * delta_theta`` after every step (the loss each parameter's moves removed, along the path
     actually taken, so any optimizer); at consolidation ``omega <- gamma omega + relu(w) / (delta^2 + xi)`` with
     ``delta`` the move since the last anchor, then ``w <- 0``. ``current`` holds ``w``; ``prev`` the weights
@@ -39,21 +39,6 @@ class SynapticIntelligence(ImportanceMethod):
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.xi = float(getattr(settings, "si_xi", 0.1))
-        self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-
-    def tensors(self) -> list[Tensor]:
-        return [*super().tensors(), *self.prev]
-
-    def before_update(self, step: Step) -> None:
-        super().before_update(step)
-        with torch.no_grad():
-            torch._foreach_copy_(self.prev, self.params)
-
-    def after_update(self, step: Step) -> None:
-        self.accumulate_path_()
-
-    def observe(self, x: Tensor) -> bool:
-        return False
 
     @torch.no_grad()
     def accumulate_path_(self) -> None:
@@ -75,11 +60,3 @@ class SynapticIntelligence(ImportanceMethod):
             moved = (p - a.float()).pow_(2).add_(self.xi)
             w.copy_(w.float().clamp_(min=0).div_(moved))
         super().consolidate()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "prev": [t.clone() for t in self.prev]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        for dst, src in zip(self.prev, state["prev"], strict=True):
-            dst.copy_(src)
