@@ -72,12 +72,7 @@ def config_from_arguments(budget_bytes: Any, importance: Any = _UNSET, **options
     try:
         return LearnerConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "options"
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            problems.append(f"{loc}={e['input']!r}: {msg}" if e["loc"] else msg)
-        raise ValueError("; ".join(problems)) from None
+        raise ValueError(method_registry.describe_errors(exc)) from None
 
 
 def _make_optimizer(cfg: LearnerConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -164,8 +159,9 @@ def _model_parts(model: nn.Module) -> dict[str, list[Tensor]]:
     return parts
 
 
-def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) -> dict[str, int]:
+def _fixed_parts(cfg: LearnerConfig, ctx: MethodContext, methods: list[Method]) -> dict[str, int]:
     """Bytes of the state that does not grow with the stream, by part (one part per method)."""
+    model = ctx.model
     model_parts = _model_parts(model)
     parts = {"parameters": tensor_bytes(model_parts["parameters"]),
              "gradients": sum(p.nbytes for p in model.parameters() if p.requires_grad),
@@ -175,11 +171,37 @@ def _fixed_parts(model: nn.Module, cfg: LearnerConfig, methods: list[Method]) ->
     for m in methods:
         parts[m.name] = tensor_bytes(m.tensors())
     if cfg.predict == "ncm":
-        device = next(model.parameters()).device
-        dim, num_classes = _infer_io(model, device, cfg.input_dim)
-        parts[NCM_PART] = NCMPredictor.bytes_for(model, num_classes, dim, device)
+        parts[NCM_PART] = NCMPredictor.bytes_for(model, ctx.num_classes, ctx.input_dim, ctx.device)
     parts[SCRATCH_PART] = 0
     return parts
+
+
+def _context(model: nn.Module, cfg: LearnerConfig, device: torch.device, generator: torch.Generator, dim: int,
+             num_classes: int) -> MethodContext:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return MethodContext(model=model, params=params, device=device, generator=generator, num_classes=num_classes,
+                         input_dim=dim, lr=cfg.lr, optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
+
+
+@dataclass
+class _Plan:
+    """The methods a configuration builds, what they store per sample, and the bytes that follow from them."""
+
+    methods: list[Method]
+    fields: dict[str, SampleField]
+    codec: StorageCodec
+    per_sample: int
+    fixed: dict[str, int]
+
+
+def _plan(cfg: LearnerConfig, ctx: MethodContext) -> _Plan:
+    """Build the methods (allocating their tensors) and size everything: one path for a learner and for
+    :meth:`OnlineLearner.required_bytes`."""
+    built = _build_methods(cfg, ctx)
+    fields = _sample_fields(built)
+    codec = _codec(cfg)
+    return _Plan(built, fields, codec, ReservoirBuffer.bytes_per_sample(ctx.input_dim, codec, fields),
+                 _fixed_parts(cfg, ctx, built))
 
 
 def _budget(cfg: LearnerConfig, fixed: dict[str, int], per_sample: int) -> MemoryBudget:
@@ -223,20 +245,16 @@ class OnlineLearner:
         self.model = _standardized(self.model, cfg, self.input_dim, self.device)
         self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        ctx = MethodContext(model=self.model, params=self.params, device=self.device, generator=self.generator,
-                            num_classes=self.num_classes, input_dim=self.input_dim, lr=cfg.lr,
-                            optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
-        self.methods: list[Method] = _build_methods(cfg, ctx)
+        ctx = _context(self.model, cfg, self.device, self.generator, self.input_dim, self.num_classes)
+        self.params = ctx.params
+        plan = _plan(cfg, ctx)
+        self.methods: list[Method] = plan.methods
         self.ncm = (NCMPredictor(self.model, self.num_classes, self.input_dim, self.device)
                     if cfg.predict == "ncm" else None)
-        fields = _sample_fields(self.methods)
-        codec = _codec(cfg)
-        per_sample = ReservoirBuffer.bytes_per_sample(self.input_dim, codec, fields)
-        self.budget = _budget(cfg, _fixed_parts(self.model, cfg, self.methods), per_sample)
+        self.budget = _budget(cfg, plan.fixed, plan.per_sample)
         self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
-                                      codec=codec, class_balanced=cfg.class_balanced, generator=self.generator,
-                                      fields=fields)
+                                      codec=plan.codec, class_balanced=cfg.class_balanced, generator=self.generator,
+                                      fields=plan.fields)
         # Gradients live for the learner's lifetime (counted once), as views of one flat buffer when the
         # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
         self._flat_grad = _allocate_grads(self.params)
@@ -284,14 +302,9 @@ class OnlineLearner:
         device = next(model.parameters()).device
         dim, num_classes = _infer_io(model, device, cfg.input_dim)
         model = _standardized(model, cfg, dim, device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        ctx = MethodContext(model=model, params=params, device=device,
-                            generator=torch.Generator(device=device).manual_seed(cfg.seed), num_classes=num_classes,
-                            input_dim=dim, lr=cfg.lr, optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
-        built = _build_methods(cfg, ctx)
-        per_sample = ReservoirBuffer.bytes_per_sample(dim, _codec(cfg), _sample_fields(built))
-        return MemoryBudget.required(_fixed_parts(model, cfg, built), per_sample,
-                                     buffer_samples if cfg.uses_buffer() else 0)
+        plan = _plan(cfg, _context(model, cfg, device, torch.Generator(device=device).manual_seed(cfg.seed), dim,
+                                   num_classes))
+        return MemoryBudget.required(plan.fixed, plan.per_sample, buffer_samples if cfg.uses_buffer() else 0)
 
     def owned_tensors(self) -> dict[str, list[Tensor]]:
         """Every tensor the learner owns, by budget part (one part per method)."""
@@ -313,7 +326,8 @@ class OnlineLearner:
         """Every byte of learner state by part against the budget, plus process RSS beside it."""
         report = self.budget.report(self.owned_tensors(), len(self.buffer))
         method_reports = {m.name: m.report() for m in self.methods}
-        importance = [m.report() for m in self.methods if isinstance(m, method_registry.ImportanceMethod)]
+        importance = [method_reports[m.name] for m in self.methods
+                      if isinstance(m, method_registry.ImportanceMethod)]
         report.update({
             "method": self.config.method,
             "methods": method_reports,

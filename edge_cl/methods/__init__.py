@@ -14,6 +14,7 @@ from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (
     available,
     canonical,
+    describe_errors,
     get,
     import_plugins,
     parse,
@@ -34,6 +35,7 @@ __all__ = [
     "Step",
     "available",
     "canonical",
+    "describe_errors",
     "get",
     "import_plugins",
     "parse",

@@ -12,7 +12,7 @@ import importlib
 import logging
 import re
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edge_cl.methods.base import Method
 
@@ -142,7 +142,15 @@ def settings_for(names: list[str], params: dict[str, object]) -> dict[str, objec
         try:
             out[n] = cls.Settings(**mine)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: "
-                                 f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())
-            raise ValueError(f"method {n!r}: {problems}") from None
+            raise ValueError(f"method {n!r}: {describe_errors(exc)}") from None
     return out
+
+
+def describe_errors(exc: Any) -> str:
+    """A pydantic ValidationError as ``key=value: problem; ...`` (the keyword arguments' spelling)."""
+    problems = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        problems.append(f"{loc}={e.get('input')!r}: {msg}" if loc else msg)
+    return "; ".join(problems)
