@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from edge_cl import models
 from edge_cl.bench import metrics
 from edge_cl.bench.baselines import BareLoop, no_change_correct, train_joint
-from edge_cl.bench.methods import is_learner_method, method_spec
+from edge_cl.bench.methods import MethodSpec, is_learner_method, method_spec
 from edge_cl.bench.schema import SCHEMA, empty_result
 from edge_cl.bench.streams import PrequentialStream, TaskStream, make_stream
 
@@ -258,12 +258,20 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
     ms = method_spec(method if is_learner_method(method) else "er")
     model = build_model(spec, 0)
     fixed = OnlineLearner.required_bytes(model, buffer_samples=0, method=ms.name, replay_batch=1,
-                                         optimizer=cfg.optimizer, momentum=cfg.momentum,
-                                         predict=cfg.predict if ms.replay else "model",
-                                         standardize=cfg.standardize, **_method_params(cfg, ms.name))
+                                         **_learner_options(cfg, ms))
     # N float32 samples of buffer even for methods that replay nothing, so every method is charged alike.
     input_dim = int(getattr(model, "input_dim"))  # noqa: B009 - models built from specs carry it
     return int(fixed + int(cfg.budget_samples or 0) * ReservoirBuffer.bytes_per_sample(input_dim))
+
+
+def _learner_options(cfg: BenchConfig, ms: MethodSpec) -> dict[str, Any]:
+    """The OnlineLearner options a bench run gives method ``ms`` (the same for its budget and its learner)."""
+    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
+                            "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
+                            "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
+    if cfg.storage == "uint8":
+        opts["input_range"] = (0.0, 1.0)
+    return opts
 
 
 def _method_params(cfg: BenchConfig, method: str) -> dict[str, Any]:
@@ -295,13 +303,8 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
                             if cfg.standardize else None)
     ms = method_spec(method)
     kw = ms.learner_kwargs(int(cfg.replay_batch or 0), cfg.trigger)
-    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
-                            "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
-                            "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
-    if cfg.storage == "uint8":
-        opts["input_range"] = (0.0, 1.0)
     learner = OnlineLearner(model, budget_bytes=budget, lr=float(cfg.lr or 0.1), device=cfg.device, seed=seed,
-                            **kw, **opts)
+                            **kw, **_learner_options(cfg, ms))
     return _LearnerStepper(learner)
 
 
