@@ -60,6 +60,21 @@ def stream(seed: int, steps: int, switch: int = 60) -> Iterator[tuple[np.ndarray
         yield draw(BATCH, 0 if i < switch else 1)
 
 
+# Finite inputs at float32's edge, alternating in sign: their loss can be finite while their gradients overflow.
+HUGE = np.full((BATCH, DIM), 3e38, np.float32) * np.where(np.arange(DIM) % 2, 1, -1).astype(np.float32)
+
+
+def learn_and_check_skip(learner: OnlineLearner, x: np.ndarray, y: np.ndarray) -> bool:
+    """Learn one batch; when the step is skipped, assert it changed nothing but the skip counter (+1)."""
+    before = copy.deepcopy(learner.state_dict())
+    skipped = learner.learn(x, y).skipped
+    if skipped:
+        after = learner.state_dict()
+        assert after["counters"].pop("skipped_steps") == before["counters"].pop("skipped_steps") + 1
+        assert_same_state(before, after)
+    return skipped
+
+
 def test_every_method_documents_its_settings(method):
     for name in methods.parse(method):
         cls = methods.get(name)
@@ -126,14 +141,9 @@ def test_non_finite_loss_changes_nothing(method):
     learner = make(method)
     for x, y in stream(5, 80):
         learner.learn(x, y)
-    before = copy.deepcopy(learner.state_dict())
     bad, y = next(stream(6, 1))
     bad[3, 2] = np.nan
-    stats = learner.learn(bad, y)
-    assert stats.skipped
-    after = learner.state_dict()
-    assert after["counters"].pop("skipped_steps") == before["counters"].pop("skipped_steps") + 1
-    assert_same_state(before, after)
+    assert learn_and_check_skip(learner, bad, y)
     # ... and the next finite step proceeds exactly as if the bad one never came.
     twin = make(method)
     for x, y in stream(5, 80):
@@ -150,14 +160,8 @@ def test_overflowing_gradients_change_nothing(method):
     learner = make(method)
     for x, y in stream(5, 80):
         learner.learn(x, y)
-    before = copy.deepcopy(learner.state_dict())
     _, y = next(stream(6, 1))
-    huge = np.full((BATCH, DIM), 3e38, np.float32) * np.where(np.arange(DIM) % 2, 1, -1).astype(np.float32)
-    stats = learner.learn(huge, y)
-    assert stats.skipped, "a step on overflowing gradients was taken"
-    after = learner.state_dict()
-    assert after["counters"].pop("skipped_steps") == before["counters"].pop("skipped_steps") + 1
-    assert_same_state(before, after)
+    assert learn_and_check_skip(learner, HUGE, y), "a step on overflowing gradients was taken"
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
 
 
@@ -183,12 +187,7 @@ def test_huge_inputs_leave_a_standardised_learner_finite(method):
     for x, y in stream(5, 40):
         learner.learn(x, y)
     _, y = next(stream(6, 1))
-    huge = np.full((BATCH, DIM), 3e38, np.float32) * np.where(np.arange(DIM) % 2, 1, -1).astype(np.float32)
-    before = copy.deepcopy(learner.state_dict())
-    if learner.learn(huge, y).skipped:
-        after = learner.state_dict()
-        after["counters"].pop("skipped_steps"), before["counters"].pop("skipped_steps")
-        assert_same_state(before, after)
+    learn_and_check_skip(learner, HUGE, y)  # learned (standardised) or skipped with nothing changed
     for x, y in stream(7, 20):
         assert not learner.learn(x, y).skipped
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
