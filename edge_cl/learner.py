@@ -91,10 +91,31 @@ def _optimizer_state_bytes(cfg: LearnerConfig, model: nn.Module) -> int:
     return tensor_bytes(t for s in opt.state.values() for t in s.values() if isinstance(t, Tensor))
 
 
+def _flat_layout(params: list[nn.Parameter]) -> bool:
+    return bool(params) and len({(p.dtype, p.device) for p in params}) == 1 and all(p.is_contiguous() for p in params)
+
+
+def _flatten_params(params: list[nn.Parameter]) -> Tensor | None:
+    """Make the parameters views of one flat buffer (returned; None when their dtypes, devices or layouts
+    differ), so that the plain SGD step is one operation, not one per tensor. The Parameter objects stay
+    the same: the model, its state_dict and the optimizer see no difference."""
+    if not _flat_layout(params) or len({p.untyped_storage().data_ptr() for p in params}) != len(params):
+        return None
+    flat = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+    offset = 0
+    with torch.no_grad():
+        for p in params:
+            view = flat[offset:offset + p.numel()].view_as(p)
+            view.copy_(p)
+            p.data = view
+            offset += p.numel()
+    return flat
+
+
 def _allocate_grads(params: list[nn.Parameter]) -> Tensor | None:
     """Give every parameter a zero ``.grad``; views of one flat buffer when they share dtype and device and
     are contiguous (returned), else one tensor each (None)."""
-    if params and len({(p.dtype, p.device) for p in params}) == 1 and all(p.is_contiguous() for p in params):
+    if _flat_layout(params):
         flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
         offset = 0
         for p in params:
@@ -180,7 +201,8 @@ def _context(model: nn.Module, cfg: LearnerConfig, device: torch.device, generat
              num_classes: int) -> MethodContext:
     params = [p for p in model.parameters() if p.requires_grad]
     return MethodContext(model=model, params=params, device=device, generator=generator, num_classes=num_classes,
-                         input_dim=dim, lr=cfg.lr, optimizer=cfg.optimizer, replay_batch=cfg.replay_batch)
+                         input_dim=dim, lr=cfg.lr, optimizer=cfg.optimizer, replay_batch=cfg.replay_batch,
+                         momentum=cfg.momentum)
 
 
 @dataclass
@@ -259,6 +281,8 @@ class OnlineLearner:
         # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
         self._flat_grad = _allocate_grads(self.params)
         self._grads: list[Tensor] = [p.grad for p in self.params if p.grad is not None]
+        # Parameters as views of one buffer too: a plain SGD step is then one operation (see _optimizer_step).
+        self._flat_param = _flatten_params(self.params) if self._flat_grad is not None else None
         self.optimizer = _make_optimizer(cfg, self.params)
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
         self.step = 0
@@ -408,6 +432,8 @@ class OnlineLearner:
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
+        for m in self.methods:
+            m.begin_step(self.step)
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
         parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]
@@ -465,7 +491,9 @@ class OnlineLearner:
                 flat.mul_(limit / norm)
             else:
                 torch._foreach_mul_(self._grads, limit / norm)
-        self.optimizer.step()
+        for m in self.methods:
+            m.before_step(step)
+        self._optimizer_step()
         self.step += 1
         self.samples_learned += batch
         self.correct_learned += int(n_correct)
@@ -482,6 +510,18 @@ class OnlineLearner:
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
+
+    def _optimizer_step(self) -> None:
+        """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its
+        own step loops over the tensors and costs as much as the arithmetic at micro-batch sizes); the
+        optimizer's own step otherwise. Both give the same bits: the same elementwise update."""
+        group = self.optimizer.param_groups[0]
+        if (self._flat_param is not None and isinstance(self.optimizer, torch.optim.SGD)
+                and len(self.optimizer.param_groups) == 1 and not group["momentum"] and not group["weight_decay"]
+                and not group["maximize"]):
+            self._flat_param.add_(self._flat_grad, alpha=-group["lr"])
+        else:
+            self.optimizer.step()
 
     def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
               replay: int, started: float, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]

@@ -4,10 +4,12 @@ A method says only what it adds; the learner owns the step itself (replay draws,
 backward, the optimizer step, device moves, the non-finite skip, the buffer insert). Order of one step::
 
     draws = [d for m in methods for d in m.replay_draws()]      # sampled from the buffer
+    m.begin_step(index)                                          # e.g. ask to see the forward's activations
     logits = model(cat(new, *draws))                            # one forward
     loss = CE(new + draws that join the CE) + sum(m.loss(step))  # extra loss terms
     backward; m.before_update(step)                              # gradient work (penalties, projections)
     gradients non-finite -> skip; norm > max_grad_norm -> scaled down
+    m.before_step(step)                                          # direct parameter work (decoupled penalties)
     optimizer.step(); buffer.add(new, **m.sample_values(step))  # per-sample fields (e.g. logits)
     m.after_update(step)                                         # work after the step (importance, SI)
     trigger fires -> m.consolidate()
@@ -75,6 +77,13 @@ class MethodContext:
     lr: float
     optimizer: str
     replay_batch: int
+    momentum: float = 0.0
+
+    @property
+    def plain_sgd(self) -> bool:
+        """SGD without momentum: a step is ``theta -= lr * grad``, so a term's gradient may be applied to the
+        weights directly (exactly, and without a parameter-sized temporary) in :meth:`Method.before_step`."""
+        return self.optimizer == "sgd" and self.momentum == 0
 
 
 @dataclass
@@ -142,6 +151,9 @@ class Method:
         """Replay draws this method needs in the coming step."""
         return ()
 
+    def begin_step(self, index: int) -> None:
+        """Called before the step's forward (``index`` = optimizer steps taken so far), after the draws."""
+
     def loss(self, step: Step) -> Tensor | None:
         """An extra loss term (a scalar with autograd), or None."""
         return None
@@ -151,6 +163,11 @@ class Method:
 
         The gradients may be huge or non-finite here, and the learner may still skip the step after this hook
         (overflowing gradients): keep nothing derived from them that a skipped step would have to undo."""
+
+    def before_step(self, step: Step) -> None:
+        """Work on the parameters once the step is sure to happen (gradients checked and clipped), right
+        before the optimizer step; with :attr:`MethodContext.plain_sgd`, ``theta -= lr * g`` for an extra
+        gradient ``g`` here is exactly what adding ``g`` to ``param.grad`` would do."""
 
     def sample_values(self, step: Step) -> dict[str, Tensor]:
         """Values of :meth:`sample_fields` for the new samples, offered to the buffer with them."""

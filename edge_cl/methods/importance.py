@@ -52,6 +52,9 @@ class ImportanceMethod(Method):
 
     Settings: ClassVar[type[MethodSettings]] = ImportanceSettings
     needs_labels: ClassVar[bool] = True
+    # Estimate from the learner's own forward of the step (its layer inputs, one extra partial backward) rather
+    # than a forward of its own after the step; False for methods that estimate elsewhere (SCP, SI, RWalk).
+    estimates_in_step: ClassVar[bool] = True
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
@@ -85,6 +88,14 @@ class ImportanceMethod(Method):
         self.rejected = 0           # estimates discarded because they were not finite
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
         self.last_penalty = 0.0
+        # Under plain SGD the penalty's step is applied to the weights in before_step, exactly what its
+        # gradient would do, with no parameter-sized temporary; other optimizers get the gradient.
+        self.pulls_weights = ctx.plain_sgd
+        self.pull = 2.0 * ctx.lr * self.lam    # under SGD: the fraction of omega * (theta - theta*) one step removes
+        self._layers = self._linear_layers() if self.estimates_in_step else []
+        self._hooks: list[Any] = []
+        self._seen: dict[nn.Module, tuple[Tensor, Tensor] | None] = {}
+        self._captured: tuple[int, list[Tensor], list[Tensor]] | None = None  # (step, layer inputs, output grads)
 
     @classmethod
     def standalone(cls, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10, chunk: int = 32,
@@ -115,17 +126,49 @@ class ImportanceMethod(Method):
         return self.consolidations > 0
 
     # --- hooks --------------------------------------------------------------------------------------
+    def begin_step(self, index: int) -> None:
+        self._release_hooks()
+        if self._layers and (index + 1) % self.every == 0:
+            # This step estimates importance: keep what its forward feeds each layer (references, no copies).
+            self._seen = {}
+
+            def keep(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+                self._seen[module] = None if module in self._seen else (args[0], out)  # used twice: no shortcut
+
+            self._hooks = [m.register_forward_hook(keep) for m in self._layers]
+
+    def loss(self, step: Step) -> Tensor | None:
+        if self._hooks:
+            self._release_hooks()
+            started = time.perf_counter()
+            self._captured = self._capture(step)
+            self.seconds += time.perf_counter() - started
+        return None
+
     def before_update(self, step: Step) -> None:
         if self.active:
             # The value is only reported, so it is computed on importance steps, not every step.
-            value = self.add_penalty_grad_(with_value=(step.index + 1) % self.every == 0)
-            if value is not None:
-                self.last_penalty = float(value)
+            with_value = (step.index + 1) % self.every == 0
+            if self.pulls_weights:
+                if with_value:
+                    self.last_penalty = float(self.penalty_value())
+            else:
+                value = self.add_penalty_grad_(with_value=with_value)
+                if value is not None:
+                    self.last_penalty = float(value)
         step.report["penalty"] = step.report.get("penalty", 0.0) + self.last_penalty
+
+    def before_step(self, step: Step) -> None:
+        if self.active and self.pulls_weights:
+            self.pull_weights_()
 
     def after_update(self, step: Step) -> None:
         if (step.index + 1) % self.every == 0:
-            self.update(step.x, step.y)
+            captured, self._captured = self._captured, None
+            if captured is not None and captured[0] == step.index:
+                self._fold_captured(captured[1], captured[2])
+            else:
+                self.update(step.x, step.y)
             step.flags.add("importance_updated")
 
     def observe(self, x: Tensor) -> bool:
@@ -167,6 +210,41 @@ class ImportanceMethod(Method):
         with_params = [m for m in self.model.modules() if any(True for _ in m.parameters(recurse=False))]
         return bool(with_params) and all(type(m) is nn.Linear for m in with_params)
 
+    def _linear_layers(self) -> list[nn.Module]:
+        """The model's Linear layers when they hold every trained parameter (the outer-product shortcut
+        applies), else []."""
+        if not self._linear_only():
+            return []
+        layers = [m for m in self.model.modules() if type(m) is nn.Linear]
+        owned = {id(p) for m in layers for p in m.parameters()}
+        return layers if all(id(p) in owned for p in self.params) else []
+
+    def _release_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def _capture(self, step: Step) -> tuple[int, list[Tensor], list[Tensor]] | None:
+        """Each layer's inputs and per-sample output gradients of ``sample_loss`` on the step's new rows, from
+        the step's own forward (one partial backward, graph kept for the learner's); None if the forward did
+        not go through every layer exactly once on flat inputs (the estimate then runs after the step)."""
+        seen, self._seen = self._seen, {}
+        if any(seen.get(m) is None or seen[m][0].ndim != 2 for m in self._layers):  # type: ignore[index]
+            return None
+        outs = [seen[m][1] for m in self._layers]  # type: ignore[index]
+        n = step.batch
+        with torch.enable_grad():
+            z = step.logits.detach().requires_grad_()
+            dz, = torch.autograd.grad(self.sample_loss(z, step.y if self.needs_labels else None), z)
+            try:
+                grads = torch.autograd.grad(step.logits, outs, grad_outputs=dz, retain_graph=True, allow_unused=True)
+            except RuntimeError:
+                return None
+        if any(g is None for g in grads):
+            return None  # the logits do not come out of these layers
+        inputs = [seen[m][0].detach()[:n] for m in self._layers]  # type: ignore[index]
+        return step.index, inputs, [g[:n] for g in grads]
+
     def _estimate_vmap(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
         params = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
         buffers = dict(self.model.named_buffers())
@@ -206,10 +284,15 @@ class ImportanceMethod(Method):
         if any(len(inputs.get(m, [])) != 1 or inputs[m][0].ndim != 2 for m in layers):
             return self._estimate_vmap(x, y)  # a layer used twice or on non-flat inputs: no shortcut
         grads_out = torch.autograd.grad(loss, [outputs[m][0] for m in layers])
+        return self._linear_totals(layers, [inputs[m][0] for m in layers], list(grads_out))
+
+    def _linear_totals(self, layers: list[nn.Module], inputs: list[Tensor], grads_out: list[Tensor]) -> list[Tensor]:
+        """``sum_i phi(g_i a_i^T)`` per weight (and ``sum_i phi(g_i)`` per bias) from each layer's inputs ``a``
+        and output gradients ``g``, in the order of ``self.params``."""
         per_param: dict[int, Tensor] = {}
-        for m, g in zip(layers, grads_out, strict=True):
+        for m, a, g in zip(layers, inputs, grads_out, strict=True):
             pg = self.phi(g)
-            per_param[id(m.weight)] = pg.T @ self.phi(inputs[m][0])
+            per_param[id(m.weight)] = pg.T @ self.phi(a)
             if m.bias is not None:
                 per_param[id(m.bias)] = pg.sum(0)
         return [per_param[id(p)] for p in self.params]
@@ -221,11 +304,31 @@ class ImportanceMethod(Method):
         if x.shape[0] == 0:
             return
         started = time.perf_counter()
-        if x.shape[0] > self.samples:
-            idx = torch.randperm(x.shape[0], generator=self.generator, device=x.device)[: self.samples]
+        idx = self._subset(x.shape[0], x.device)
+        if idx is not None:
             x = x.index_select(0, idx)
             y = None if y is None else y.index_select(0, idx)
-        new = self.estimate(x, y)
+        self._fold(self.estimate(x, y), started)
+
+    def _subset(self, n: int, device: torch.device) -> Tensor | None:
+        """Which ``samples`` of ``n`` rows an estimate uses (None: all of them)."""
+        if n <= self.samples:
+            return None
+        return torch.randperm(n, generator=self.generator, device=device)[: self.samples]
+
+    def _fold_captured(self, inputs: list[Tensor], grads: list[Tensor]) -> None:
+        """Fold the estimate from what :meth:`loss` captured of the step (the same rows an estimate after
+        the step would take, at the weights the step's gradient was taken at)."""
+        started = time.perf_counter()
+        idx = self._subset(inputs[0].shape[0], inputs[0].device)
+        if idx is not None:
+            inputs = [a.index_select(0, idx) for a in inputs]
+            grads = [g.index_select(0, idx) for g in grads]
+        totals = self._linear_totals(self._layers, inputs, grads)
+        self._fold([t.div_(inputs[0].shape[0]) for t in totals], started)
+
+    def _fold(self, new: list[Tensor], started: float) -> None:
+        """Fold one estimate into the running mean (normalised first; a non-finite one is rejected)."""
         if self.normalize:
             _scale_to_mean_one_(new)
         if not bool(torch.isfinite(torch.stack(torch._foreach_norm(new))).all()):
@@ -271,6 +374,23 @@ class ImportanceMethod(Method):
         for o, a, p in zip(self.omega, self.anchor, self.params, strict=True):
             total = total + (o.to(p.dtype) * (p - a).pow(2)).sum()
         return self.lam * total
+
+    @torch.no_grad()
+    def penalty_value(self) -> Tensor:
+        """The penalty's value ``lambda * sum omega * (theta - theta*)^2`` (a 0-d tensor, no autograd)."""
+        omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+        diffs = torch._foreach_sub(self.params, self.anchor)
+        torch._foreach_mul_(diffs, diffs)
+        return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)]).sum() * self.lam
+
+    @torch.no_grad()
+    def pull_weights_(self) -> None:
+        """One SGD step on the penalty alone, ``theta -= lr * 2 lambda omega (theta - theta*)``, applied to the
+        weights as ``theta - s omega theta + s omega theta*`` (``s = 2 lr lambda``): two in-place passes, no
+        temporary. Under plain SGD, doing it before the optimizer's step on the loss gradient is exactly the
+        step on the sum of both gradients; with omega capped at ``1 / s`` it never passes the anchor."""
+        torch._foreach_addcmul_(self.params, self.omega, self.params, value=-self.pull)  # type: ignore[arg-type]
+        torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=self.pull)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def add_penalty_grad_(self, with_value: bool = True) -> Tensor | None:

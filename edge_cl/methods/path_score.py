@@ -15,6 +15,8 @@ from edge_cl.methods.importance import ImportanceMethod
 class PathScoreMethod(ImportanceMethod):
     """An importance method whose running estimate (``current``) accumulates a per-step path score."""
 
+    estimates_in_step = False  # the path score comes from the step's gradient and move, not an estimate
+
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
         self.prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]

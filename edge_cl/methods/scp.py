@@ -44,6 +44,7 @@ class SlicedCramerPreservation(ImportanceMethod):
     Settings: ClassVar[type[MethodSettings]] = SCPSettings
     needs_labels = False
     uses_buffer = True
+    estimates_in_step = False  # it estimates on buffered samples, with a forward of its own
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)

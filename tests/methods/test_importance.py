@@ -261,3 +261,89 @@ def test_compact_state_halves_omega_and_estimate_and_tracks_float32(dtype):
     tol = 1e-2 if dtype == "bfloat16" else 2e-3
     for a, b in zip(wide.params, narrow.params):
         torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol * float(a.grad.abs().max()))
+
+
+# --- the lean step (issue #11): the penalty applied to the weights, the estimate taken inside the step -------
+
+def _learner(method, **kw):
+    from edge_cl import OnlineLearner
+
+    model = _model()
+    budget = OnlineLearner.required_bytes(model, buffer_samples=50, method=method)
+    return OnlineLearner(model, budget, method=method, lr=0.1, seed=1, trigger=None, **kw)
+
+
+def _stream(steps, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(4, 6, generator=g), torch.randint(0, 3, (4,), generator=g)) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("name", ["ewc", "mas"])
+def test_pulling_the_weights_is_the_penalty_gradients_sgd_step(name):
+    """Under plain SGD the penalty is applied to the weights (no temporary); it must be the step its gradient
+    would have taken: the same parameters, to float rounding, after many steps and consolidations."""
+    pulled, graded = _learner(f"er+{name}", importance_lambda=2.0), _learner(f"er+{name}", importance_lambda=2.0)
+    graded.get_method(name).pulls_weights = False
+    assert pulled.get_method(name).pulls_weights
+    for i, (x, y) in enumerate(_stream(120)):
+        for learner in (pulled, graded):
+            learner.learn(x, y)
+            if i % 30 == 9:
+                learner.consolidate()
+    moved = sum(float((p.detach() - a).abs().sum()) for p, a in zip(pulled.params, pulled.get_method(name).anchor))
+    assert moved > 0 and pulled.get_method(name).active
+    for a, b in zip(pulled.params, graded.params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights(cls):
+    """The estimate comes from the step's own forward (new rows only, replayed rows in the batch): it equals
+    the method's standalone estimate on the same rows at the weights before the update."""
+    import copy
+
+    learner = _learner(f"er+{cls.name}", importance_every=3, importance_normalize=False)
+    method = learner.get_method(cls.name)
+    assert method._layers  # the MLP takes the in-step path
+    stream = _stream(3)
+    for x, y in stream[:2]:
+        learner.learn(x, y)
+    assert method.updates == 0 and len(learner.buffer) > 0  # the estimating step also replays
+    before = cls.standalone(copy.deepcopy(learner.model), lam=1.0)
+    x, y = stream[2]
+    expected = before.estimate(x, y if cls.needs_labels else None)
+    learner.learn(x, y)
+    assert method.updates == 1 and method._captured is None and not method._hooks
+    for got, want in zip(method.current, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+class _Twice(torch.nn.Module):
+    """One Linear used twice: the in-step shortcut cannot see per-use inputs, so the estimate runs after the
+    step on its own forward."""
+
+    input_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = torch.nn.Linear(6, 6), torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(torch.relu(self.hidden(x)))))
+
+
+def test_a_layer_used_twice_falls_back_to_the_estimate_after_the_step():
+    from edge_cl import OnlineLearner
+
+    torch.manual_seed(0)
+    model = _Twice()
+    budget = OnlineLearner.required_bytes(model, buffer_samples=20, method="er+ewc")
+    learner = OnlineLearner(model, budget, method="er+ewc", lr=0.1, trigger=None, importance_every=1,
+                            importance_normalize=False)
+    method = learner.get_method("ewc")
+    x, y = _stream(1)[0]
+    learner.learn(x, y)
+    after = OnlineEWC.standalone(learner.model, lam=1.0).estimate(x, y)  # post-update weights: the fallback
+    assert method.updates == 1 and not method._hooks
+    for got, want in zip(method.current, after):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
