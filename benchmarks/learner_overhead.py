@@ -1,11 +1,13 @@
 """Overhead of OnlineLearner.learn over a bare hand-written PyTorch replay loop.
 
-MLP 784-100-100-10, micro-batch 10 + replay batch 10, plain SGD. For each importance setting
-(none / ewc / mas, replay on) it times ``learn`` and a bare loop that does the same
-sample-replay / forward / backward / step / reservoir-insert work with no edge_cl code, and writes
-samples/s and per-step latency p50/p99 into BENCHMARKS.md.
+MLP 784-100-100-10, micro-batch 10 + replay batch 10, plain SGD. For each method (default er, er+ewc,
+er+mas) it runs, interleaved in chunks of steps so that a busy machine slows them alike: a bare loop that
+does the same sample-replay / forward / backward / step / reservoir-insert work with no edge_cl code, the
+learner with plain ``er``, the learner with the method, and for er+ewc / er+mas the same method written by
+hand. Each ratio is taken between neighbouring chunks and the median over chunks is reported, with
+samples/s and per-step latency p50/p99, into BENCHMARKS.md.
 
-    python benchmarks/learner_overhead.py [--device cpu|cuda] [--steps 3000] [--threads 1]
+    python benchmarks/learner_overhead.py [--device cpu|cuda] [--steps 3000] [--threads 1] [--methods er,er+ewc]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -22,6 +25,7 @@ from edge_cl import OnlineLearner, models
 from edge_cl.reporting import machine_line, write_section
 
 BATCH, REPLAY, DIM, CLASSES = 10, 10, 784, 10
+BY_HAND = {"er+ewc": "ewc", "er+mas": "mas"}  # methods the bare loop can also do the plain way
 
 
 def _sync(device: torch.device) -> None:
@@ -29,11 +33,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_loop(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: int, seed: int,
-              importance: str | None = None, consolidate_at: int = 100) -> list[float]:
-    """Reference: reservoir replay written inline, one SGD step per micro-batch. With ``importance``,
-    also the method done by hand the plain way: a per-sample loop for the importance every 10 steps
-    and the quadratic penalty through autograd, consolidated once at step ``consolidate_at``."""
+def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: int, seed: int,
+               importance: str | None = None, consolidate_at: int = 100) -> Iterator[float]:
+    """Reference, yielding each step's seconds: reservoir replay written inline, one SGD step per micro-batch.
+    With ``importance``, also the method done by hand the plain way: a per-sample loop for the importance
+    every 10 steps and the quadratic penalty through autograd, consolidated once at step ``consolidate_at``."""
     torch.manual_seed(seed)
     model = models.mlp(DIM, [100, 100], CLASSES).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -44,7 +48,7 @@ def bare_loop(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: in
     omega = [torch.zeros_like(p) for p in params]
     running = [torch.zeros_like(p) for p in params]
     anchor = [p.detach().clone() for p in params]
-    seen, times, n_est = 0, [], 0
+    seen, n_est = 0, 0
     for step, start in enumerate(range(0, len(xs), BATCH)):
         t0 = time.perf_counter()
         x = torch.from_numpy(xs[start:start + BATCH]).to(device)
@@ -85,30 +89,48 @@ def bare_loop(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: in
                 buf_x[j], buf_y[j] = x[i], y[i]
         del loss_value
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+        yield time.perf_counter() - t0
 
 
-def learner_loop(xs: np.ndarray, ys: np.ndarray, device: torch.device, importance: str | None,
-                 capacity: int, seed: int, consolidate_at: int = 100) -> tuple[list[float], OnlineLearner]:
+def learner_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, method: str, capacity: int, seed: int,
+                  consolidate_at: int = 100) -> Iterator[float]:
+    """The learner running ``method`` on the same stream, yielding each ``learn`` call's seconds."""
     torch.manual_seed(seed)
     model = models.mlp(DIM, [100, 100], CLASSES)
-    budget = OnlineLearner.required_bytes(model, capacity, importance=importance, replay_batch=REPLAY)
-    learner = OnlineLearner(model, budget, importance=importance, replay_batch=REPLAY, lr=0.1,
-                            device=device, seed=seed, trigger=None)
-    times = []
+    budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=REPLAY)
+    learner = OnlineLearner(model, budget, method=method, replay_batch=REPLAY, lr=0.1, device=device, seed=seed,
+                            trigger=None)
     for step, start in enumerate(range(0, len(xs), BATCH)):
         t0 = time.perf_counter()
         learner.learn(xs[start:start + BATCH], ys[start:start + BATCH])
         if step == consolidate_at:  # as the bare loop: the penalty is on from here
             learner.consolidate()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times, learner
+        yield time.perf_counter() - t0
 
 
-def summarise(times: list[float], warmup: int) -> dict[str, float]:
-    t = np.array(times[warmup:])
+def interleave(loops: dict[str, Iterator[float]], chunk: int) -> dict[str, list[np.ndarray]]:
+    """Run the loops round-robin, ``chunk`` steps of each in turn; each loop's step times by chunk."""
+    out: dict[str, list[np.ndarray]] = {name: [] for name in loops}
+    live = dict(loops)
+    while live:
+        for name, loop in list(live.items()):
+            times = [t for _, t in zip(range(chunk), loop)]
+            if times:
+                out[name].append(np.array(times))
+            if len(times) < chunk:
+                del live[name]
+    return out
+
+
+def chunk_ratio(a: list[np.ndarray], b: list[np.ndarray], stat: str) -> float:
+    """Median over neighbouring chunks of ``stat(a) / stat(b) - 1`` (stat: 'median' or 'mean')."""
+    f = np.median if stat == "median" else np.mean
+    return float(np.median([f(x) / f(y) for x, y in zip(a, b, strict=False)]) - 1)
+
+
+def summarise(chunks: list[np.ndarray]) -> dict[str, float]:
+    t = np.concatenate(chunks)
     return {"samples_per_s": BATCH / t.mean(), "p50_ms": float(np.percentile(t, 50) * 1e3),
             "p99_ms": float(np.percentile(t, 99) * 1e3)}
 
@@ -119,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--capacity", type=int, default=500, help="replay buffer samples")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best round is kept")
+    parser.add_argument("--chunk", type=int, default=50, help="steps of one loop before the next one runs")
+    parser.add_argument("--methods", default="er,er+ewc,er+mas", help="comma list of learner methods")
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,45 +150,48 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     xs = rng.random((args.steps * BATCH, DIM), dtype=np.float32)
     ys = rng.integers(0, CLASSES, args.steps * BATCH)
-    warmup = min(200, args.steps // 5)
+    warmup = max(1, min(200, args.steps // 5) // args.chunk)  # chunks dropped at the start
     rows = []
-    for importance in (None, "ewc", "mas"):
-        best: dict[str, dict[str, float]] = {}
-        # Alternate the loops so a busy machine slows them alike; keep each one's best round.
-        for _ in range(args.rounds):
-            runs = {"bare": summarise(bare_loop(xs, ys, device, args.capacity, 0), warmup),
-                    "learner": summarise(learner_loop(xs, ys, device, importance, args.capacity, 0)[0], warmup)}
-            if importance is not None:
-                runs["same"] = summarise(bare_loop(xs, ys, device, args.capacity, 0, importance), warmup)
-            for key, result in runs.items():
-                if key not in best or result["p50_ms"] < best[key]["p50_ms"]:
-                    best[key] = result
-        # Medians, not means: other processes on a small machine inflate a few steps, not the typical one.
-        overhead = best["learner"]["p50_ms"] / best["bare"]["p50_ms"] - 1
-        name = "er" if importance is None else f"er+{importance}"
-        rows.append((name, best["learner"], best["bare"], overhead, best.get("same")))
-        print(f"{name}: learner {best['learner']['samples_per_s']:.0f}/s, bare er {best['bare']['samples_per_s']:.0f}/s, "
-              f"overhead {overhead:+.1%}", file=sys.stderr)
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        loops = {"bare": bare_steps(xs, ys, device, args.capacity, 0),
+                 "er": learner_steps(xs, ys, device, "er", args.capacity, 0)}
+        if method != "er":
+            loops[method] = learner_steps(xs, ys, device, method, args.capacity, 0)
+        if method in BY_HAND:
+            loops["hand"] = bare_steps(xs, ys, device, args.capacity, 0, BY_HAND[method])
+        chunks = {name: c[warmup:] for name, c in interleave(loops, args.chunk).items()}
+        row = {"method": method, "learner": summarise(chunks[method]), "bare": summarise(chunks["bare"]),
+               "p50": chunk_ratio(chunks[method], chunks["bare"], "median"),
+               "mean": chunk_ratio(chunks[method], chunks["bare"], "mean"),
+               "vs_er": chunk_ratio(chunks[method], chunks["er"], "mean") if method != "er" else None,
+               "hand": summarise(chunks["hand"]) if "hand" in chunks else None,
+               "vs_hand": chunk_ratio(chunks[method], chunks["hand"], "median") if "hand" in chunks else None}
+        rows.append(row)
+        print(f"{method}: learner {row['learner']['samples_per_s']:.0f}/s, bare er {row['bare']['samples_per_s']:.0f}/s, "
+              f"overhead p50 {row['p50']:+.1%}, mean {row['mean']:+.1%}", file=sys.stderr)
     lines = [f"Learner overhead, MLP 784-100-100-10, micro-batch {BATCH} + replay {REPLAY}, buffer "
-             f"{args.capacity} samples, SGD, {args.steps} steps ({warmup} warm-up), device {device}, "
-             f"{args.threads} torch thread(s), best of {args.rounds} alternating rounds. "
-             "Overhead = learner p50 step time / bare p50 step time - 1.",
+             f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, {args.threads} torch "
+             f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of warm-up "
+             "dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both sides alike.",
              f"Measured on: {machine_line(str(device))}.", "",
-             "| method | learner samples/s | learner p50 ms | learner p99 ms | bare ER loop samples/s | "
-             "bare ER p50 ms | bare ER p99 ms | overhead vs bare ER (p50) | same method by hand: samples/s | "
-             "p50 ms | learner vs it (p50) |",
+             "| method | learner samples/s | learner p50 ms | learner p99 ms | bare ER samples/s | bare ER p50 ms | "
+             "overhead vs bare ER (p50) | overhead vs bare ER (mean) | method's cost over learner er (mean) | "
+             "same method by hand: samples/s | learner vs it (p50) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, mine, bare, overhead, same in rows:
-        hand = (f"{same['samples_per_s']:.0f} | {same['p50_ms']:.3f} | {mine['p50_ms'] / same['p50_ms'] - 1:+.1%}"
-                if same else "- | - | -")
-        lines.append(f"| {name} | {mine['samples_per_s']:.0f} | {mine['p50_ms']:.3f} | {mine['p99_ms']:.3f} | "
-                     f"{bare['samples_per_s']:.0f} | {bare['p50_ms']:.3f} | {bare['p99_ms']:.3f} | "
-                     f"{overhead:+.1%} | {hand} |")
+    for r in rows:
+        mine, bare = r["learner"], r["bare"]
+        cost = f"{r['vs_er']:+.1%}" if r["vs_er"] is not None else "-"
+        hand = f"{r['hand']['samples_per_s']:.0f} | {r['vs_hand']:+.1%}" if r["hand"] else "- | -"
+        lines.append(f"| {r['method']} | {mine['samples_per_s']:.0f} | {mine['p50_ms']:.3f} | {mine['p99_ms']:.3f} | "
+                     f"{bare['samples_per_s']:.0f} | {bare['p50_ms']:.3f} | {r['p50']:+.1%} | {r['mean']:+.1%} | "
+                     f"{cost} | {hand} |")
     lines += ["", "The bare ER loop does replay sampling, forward, backward and the SGD step and nothing else: for "
-              "er+ewc / er+mas its overhead column includes the method's own work (the penalty gradient every "
-              "step, an importance estimate on 10 samples every 10 steps). 'Same method by hand' is a "
-              "plain PyTorch loop that also does that work the usual way (penalty through autograd, per-sample "
-              "backward passes for the importance); both consolidate once at step 100."]
+              "er+ewc / er+mas the overhead columns include the method's own work (the penalty every step, an "
+              "importance estimate on 10 samples every 10 steps; both consolidate once at step 100). The mean "
+              "columns count the estimate steps, the p50 ones the typical step. 'Method's cost over learner er' "
+              "is what the method adds to the learner's own er step (importance estimation plus penalty for "
+              "er+ewc / er+mas). 'Same method by hand' is a plain PyTorch loop that also does the method's work "
+              "the usual way (penalty through autograd, per-sample backward passes for the importance)."]
     command = "python benchmarks/learner_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_section(f"learner-overhead-{device.type}", "\n".join(lines), command.strip(), args.output)
     return 0

@@ -268,6 +268,9 @@ class OnlineLearner:
         self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         ctx = _context(self.model, cfg, self.device, self.generator, self.input_dim, self.num_classes)
+        # Parameters as views of one buffer: a plain SGD step (and a method's pass over all weights) is then one
+        # operation, not one per tensor (see _optimizer_step). Done before the methods are built, so they see it.
+        ctx.flat_params = _flatten_params(ctx.params)
         self.params = ctx.params
         plan = _plan(cfg, ctx)
         self.methods: list[Method] = plan.methods
@@ -281,8 +284,7 @@ class OnlineLearner:
         # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
         self._flat_grad = _allocate_grads(self.params)
         self._grads: list[Tensor] = [p.grad for p in self.params if p.grad is not None]
-        # Parameters as views of one buffer too: a plain SGD step is then one operation (see _optimizer_step).
-        self._flat_param = _flatten_params(self.params) if self._flat_grad is not None else None
+        self._flat_param = ctx.flat_params if self._flat_grad is not None else None
         self.optimizer = _make_optimizer(cfg, self.params)
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
         self.step = 0

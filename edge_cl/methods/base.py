@@ -78,6 +78,7 @@ class MethodContext:
     optimizer: str
     replay_batch: int
     momentum: float = 0.0
+    flat_params: Tensor | None = None   # one buffer the parameters are views of, in order (None: they are not)
 
     @property
     def plain_sgd(self) -> bool:

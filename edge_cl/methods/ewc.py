@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
@@ -31,6 +32,11 @@ class OnlineEWC(ImportanceMethod):
         if y is None:
             raise ValueError("EWC needs labels")
         return F.cross_entropy(logits, y, reduction="sum")
+
+    def sample_loss_grad(self, logits: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            raise ValueError("EWC needs labels")
+        return torch.softmax(logits, dim=1).sub_(F.one_hot(y, logits.shape[1]).to(logits.dtype))
 
     def phi(self, grads: Tensor) -> Tensor:
         return grads.pow(2)

@@ -14,6 +14,7 @@ sum ``gamma F + F_new`` grew with every consolidation, until the penalty froze t
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, ClassVar, Literal
 
@@ -75,12 +76,17 @@ class ImportanceMethod(Method):
         params = dict(ctx.model.named_parameters())
         self.params: list[Tensor] = [params[n] for n in self.names]
         dt = self.dtype
-        self.omega = [torch.zeros_like(p, dtype=dt, memory_format=torch.contiguous_format) for p in self.params]
-        self.current = [torch.zeros_like(p, dtype=dt, memory_format=torch.contiguous_format) for p in self.params]
+        # With the parameters in one flat buffer, omega and the anchor are laid out the same way, so a pass over
+        # all weights (the penalty, its value) is one operation; the lists are views of the flat buffers.
+        self.flat_params = ctx.flat_params if _is_flat_view(ctx.flat_params, self.params) else None
+        self.omega_flat, self.omega = _zeros_like(self.params, dt, self.flat_params is not None)
+        self.current_flat, self.current = _zeros_like(self.params, dt, self.flat_params is not None)
         # The anchor stays float32: the penalty needs theta - theta*, displacements far below float16's
         # resolution of the weights themselves (measured: 10% gradient error), so only omega and the running
         # estimate are compact.
-        self.anchor = [p.detach().clone(memory_format=torch.contiguous_format) for p in self.params]
+        self.anchor_flat, self.anchor = _zeros_like(self.params, self.params[0].dtype, self.flat_params is not None)
+        with torch.no_grad():
+            torch._foreach_copy_(self.anchor, self.params)
         self.current_count = 0      # estimates folded into `current` since the last consolidation
         self.consolidations = 0
         self.clamped = 0            # entries of omega held at max_omega by the last consolidation
@@ -186,6 +192,13 @@ class ImportanceMethod(Method):
         """The per-sample scalar whose parameter gradient defines importance (summed over a batch)."""
         raise NotImplementedError
 
+    def sample_loss_grad(self, logits: Tensor, y: Tensor | None) -> Tensor:
+        """Each row's gradient of :meth:`sample_loss` with respect to its logits (autograd; methods may give
+        the closed form, it is on the estimate's path)."""
+        with torch.enable_grad():
+            z = logits.detach().requires_grad_()
+            return torch.autograd.grad(self.sample_loss(z, y), z)[0]
+
     def phi(self, grads: Tensor) -> Tensor:
         """Elementwise map of per-sample gradients summed into importance (square for EWC, abs for MAS).
 
@@ -233,9 +246,8 @@ class ImportanceMethod(Method):
             return None
         outs = [seen[m][1] for m in self._layers]  # type: ignore[index]
         n = step.batch
+        dz = self.sample_loss_grad(step.logits.detach(), step.y if self.needs_labels else None)
         with torch.enable_grad():
-            z = step.logits.detach().requires_grad_()
-            dz, = torch.autograd.grad(self.sample_loss(z, step.y if self.needs_labels else None), z)
             try:
                 grads = torch.autograd.grad(step.logits, outs, grad_outputs=dz, retain_graph=True, allow_unused=True)
             except RuntimeError:
@@ -324,8 +336,36 @@ class ImportanceMethod(Method):
         if idx is not None:
             inputs = [a.index_select(0, idx) for a in inputs]
             grads = [g.index_select(0, idx) for g in grads]
-        totals = self._linear_totals(self._layers, inputs, grads)
-        self._fold([t.div_(inputs[0].shape[0]) for t in totals], started)
+        n = inputs[0].shape[0]
+        if self.current_flat is None:
+            self._fold([t.div_(n) for t in self._linear_totals(self._layers, inputs, grads)], started)
+            return
+        # Straight into one flat workspace laid out like the parameters: one reduction then gives both the
+        # normalising mean and the finiteness check (every entry is >= 0), and the fold is one pass.
+        new = torch.empty(self.current_flat.shape, dtype=torch.float32, device=self.current_flat.device)
+        views, offset = {}, 0
+        for p in self.params:
+            views[id(p)] = new[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+        for m, a, g in zip(self._layers, inputs, grads, strict=True):
+            pg = self.phi(g)
+            torch.mm(pg.T, self.phi(a), out=views[id(m.weight)])
+            if m.bias is not None:
+                torch.sum(pg, 0, out=views[id(m.bias)])
+        total = float(new.sum())
+        if not math.isfinite(total):
+            self.rejected += 1
+            self.seconds += time.perf_counter() - started
+            return
+        scale = (new.numel() / total if total > 0 else 1.0) if self.normalize else 1.0 / n
+        self.current_count += 1
+        weight = 1.0 / self.current_count
+        if self.dtype == torch.float32:
+            self.current_flat.mul_(1.0 - weight).add_(new, alpha=weight * scale)
+        else:
+            self.current_flat.copy_(self.current_flat.float().mul_(1.0 - weight).add_(new, alpha=weight * scale))
+        self.updates += 1
+        self.seconds += time.perf_counter() - started
 
     def _fold(self, new: list[Tensor], started: float) -> None:
         """Fold one estimate into the running mean (normalised first; a non-finite one is rejected)."""
@@ -378,6 +418,9 @@ class ImportanceMethod(Method):
     @torch.no_grad()
     def penalty_value(self) -> Tensor:
         """The penalty's value ``lambda * sum omega * (theta - theta*)^2`` (a 0-d tensor, no autograd)."""
+        if self.flat_params is not None and self.omega_flat is not None and self.anchor_flat is not None:
+            diff = torch.sub(self.flat_params, self.anchor_flat)
+            return torch.dot(diff.mul_(diff), self.omega_flat.float()) * self.lam
         omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
         diffs = torch._foreach_sub(self.params, self.anchor)
         torch._foreach_mul_(diffs, diffs)
@@ -389,6 +432,11 @@ class ImportanceMethod(Method):
         weights as ``theta - s omega theta + s omega theta*`` (``s = 2 lr lambda``): two in-place passes, no
         temporary. Under plain SGD, doing it before the optimizer's step on the loss gradient is exactly the
         step on the sum of both gradients; with omega capped at ``1 / s`` it never passes the anchor."""
+        flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
+        if flat is not None and omega is not None and anchor is not None:
+            flat.addcmul_(omega, flat, value=-self.pull)
+            flat.addcmul_(omega, anchor, value=self.pull)
+            return
         torch._foreach_addcmul_(self.params, self.omega, self.params, value=-self.pull)  # type: ignore[arg-type]
         torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=self.pull)  # type: ignore[arg-type]
 
@@ -435,6 +483,30 @@ class ImportanceMethod(Method):
         self.updates = int(state["updates"])
         self.rejected = int(state.get("rejected", 0))
         self.seconds = float(state["seconds"])
+
+
+def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:
+    """True if ``params`` are, in order, consecutive views covering all of ``flat``."""
+    if flat is None or not params:
+        return False
+    offset = 0
+    for p in params:
+        if p.untyped_storage().data_ptr() != flat.untyped_storage().data_ptr() or p.storage_offset() != offset:
+            return False
+        offset += p.numel()
+    return offset == flat.numel()
+
+
+def _zeros_like(params: list[Tensor], dtype: torch.dtype, flat: bool) -> tuple[Tensor | None, list[Tensor]]:
+    """Zeros shaped like ``params``: views of one flat buffer (returned first) when ``flat``, else one each."""
+    if not flat:
+        return None, [torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format) for p in params]
+    buffer = torch.zeros(sum(p.numel() for p in params), dtype=dtype, device=params[0].device)
+    views, offset = [], 0
+    for p in params:
+        views.append(buffer[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return buffer, views
 
 
 def _scale_to_mean_one_(tensors: list[Tensor]) -> None:

@@ -29,5 +29,8 @@ class OnlineMAS(ImportanceMethod):
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
         return logits.pow(2).sum()
 
+    def sample_loss_grad(self, logits: Tensor, y: Tensor | None) -> Tensor:
+        return logits * 2.0
+
     def phi(self, grads: Tensor) -> Tensor:
         return grads.abs()

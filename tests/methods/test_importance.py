@@ -296,13 +296,15 @@ def test_pulling_the_weights_is_the_penalty_gradients_sgd_step(name):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
-def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights(cls):
+def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights(cls, normalize):
     """The estimate comes from the step's own forward (new rows only, replayed rows in the batch): it equals
-    the method's standalone estimate on the same rows at the weights before the update."""
+    the method's standalone estimate on the same rows at the weights before the update (normalised to mean
+    one when the method normalises)."""
     import copy
 
-    learner = _learner(f"er+{cls.name}", importance_every=3, importance_normalize=False)
+    learner = _learner(f"er+{cls.name}", importance_every=3, importance_normalize=normalize)
     method = learner.get_method(cls.name)
     assert method._layers  # the MLP takes the in-step path
     stream = _stream(3)
@@ -312,6 +314,9 @@ def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights
     before = cls.standalone(copy.deepcopy(learner.model), lam=1.0)
     x, y = stream[2]
     expected = before.estimate(x, y if cls.needs_labels else None)
+    if normalize:
+        mean = sum(float(e.sum()) for e in expected) / sum(e.numel() for e in expected)
+        expected = [e / mean for e in expected]
     learner.learn(x, y)
     assert method.updates == 1 and method._captured is None and not method._hooks
     for got, want in zip(method.current, expected):
@@ -347,3 +352,13 @@ def test_a_layer_used_twice_falls_back_to_the_estimate_after_the_step():
     assert method.updates == 1 and not method._hooks
     for got, want in zip(method.current, after):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_closed_form_logit_gradient_equals_autograd(cls):
+    from edge_cl.methods.importance import ImportanceMethod
+
+    imp = cls.standalone(_model(), lam=1.0)
+    z, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
+    labels = y if cls.needs_labels else None
+    torch.testing.assert_close(imp.sample_loss_grad(z, labels), ImportanceMethod.sample_loss_grad(imp, z, labels))
