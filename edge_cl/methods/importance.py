@@ -99,6 +99,11 @@ class ImportanceMethod(Method):
         self.pulls_weights = ctx.plain_sgd
         self.pull = 2.0 * ctx.lr * self.lam    # under SGD: the fraction of omega * (theta - theta*) one step removes
         self._layers = self._linear_layers() if self.estimates_in_step else []
+        # Pulling float32 weights in one flat buffer, omega is kept multiplied by the pull s (so s omega <= 1
+        # is the fraction of its displacement a weight loses per step) and the pull is one lerp pass. Only the
+        # stored units change: every value read or saved says which scale it is in (``omega_scale``).
+        self.scale = self.pull if (self.pulls_weights and self.pull > 0 and self.dtype == torch.float32
+                                   and self.flat_params is not None) else 1.0
         self._hooks: list[Any] = []
         self._seen: dict[nn.Module, tuple[Tensor, Tensor] | None] = {}
         self._captured: tuple[int, list[Tensor], list[Tensor]] | None = None  # (step, layer inputs, output grads)
@@ -337,33 +342,34 @@ class ImportanceMethod(Method):
             inputs = [a.index_select(0, idx) for a in inputs]
             grads = [g.index_select(0, idx) for g in grads]
         n = inputs[0].shape[0]
-        if self.current_flat is None:
+        if self.current_flat is None or self.dtype != torch.float32:
             self._fold([t.div_(n) for t in self._linear_totals(self._layers, inputs, grads)], started)
             return
-        # Straight into one flat workspace laid out like the parameters: one reduction then gives both the
-        # normalising mean and the finiteness check (every entry is >= 0), and the fold is one pass.
-        new = torch.empty(self.current_flat.shape, dtype=torch.float32, device=self.current_flat.device)
-        views, offset = {}, 0
-        for p in self.params:
-            views[id(p)] = new[offset:offset + p.numel()].view_as(p)
-            offset += p.numel()
+        # Every entry of the estimate is >= 0, so its sum -- the normaliser, and finite exactly when every entry
+        # is -- comes from row sums of the small factors without forming it: sum(phi(G)^T phi(A)) =
+        # sum_i rowsum(phi(G))_i rowsum(phi(A))_i. Each layer's estimate is then folded straight into the
+        # running mean by one addmm, with no parameter-sized workspace.
+        factors = []
+        total = inputs[0].new_zeros(())
         for m, a, g in zip(self._layers, inputs, grads, strict=True):
-            pg = self.phi(g)
-            torch.mm(pg.T, self.phi(a), out=views[id(m.weight)])
-            if m.bias is not None:
-                torch.sum(pg, 0, out=views[id(m.bias)])
-        total = float(new.sum())
-        if not math.isfinite(total):
+            pg, pa = self.phi(g), self.phi(a)
+            rows = pg.sum(1)
+            total = total + torch.dot(rows, pa.sum(1)) + (rows.sum() if m.bias is not None else 0.0)
+            factors.append((m, pg, pa))
+        total_value = float(total)
+        if not math.isfinite(total_value):
             self.rejected += 1
             self.seconds += time.perf_counter() - started
             return
-        scale = (new.numel() / total if total > 0 else 1.0) if self.normalize else 1.0 / n
+        count = self.current_flat.numel()
+        scale = (count / total_value if total_value > 0 else 1.0) if self.normalize else 1.0 / n
         self.current_count += 1
         weight = 1.0 / self.current_count
-        if self.dtype == torch.float32:
-            self.current_flat.mul_(1.0 - weight).add_(new, alpha=weight * scale)
-        else:
-            self.current_flat.copy_(self.current_flat.float().mul_(1.0 - weight).add_(new, alpha=weight * scale))
+        current = dict(zip((id(p) for p in self.params), self.current, strict=True))
+        for m, pg, pa in factors:
+            current[id(m.weight)].addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
+            if m.bias is not None:
+                current[id(m.bias)].mul_(1.0 - weight).add_(pg.sum(0), alpha=weight * scale)
         self.updates += 1
         self.seconds += time.perf_counter() - started
 
@@ -395,12 +401,15 @@ class ImportanceMethod(Method):
         """
         with torch.no_grad():
             torch._foreach_mul_(self.omega, self.gamma)
-            torch._foreach_add_(self.omega, self.current)
+            torch._foreach_add_(self.omega, self.current, alpha=self.scale)
             if self.normalize:
                 _scale_to_mean_one_(self.omega)
+                if self.scale != 1.0:
+                    torch._foreach_mul_(self.omega, self.scale)
             if self.max_omega is not None:
-                self.clamped = int(sum(int((o > self.max_omega).sum()) for o in self.omega))
-                torch._foreach_clamp_max_(self.omega, self.max_omega)
+                cap = self.max_omega * self.scale
+                self.clamped = int(sum(int((o > cap).sum()) for o in self.omega))
+                torch._foreach_clamp_max_(self.omega, cap)
             for a, p in zip(self.anchor, self.params, strict=True):
                 a.copy_(p)
             torch._foreach_zero_(self.current)
@@ -413,18 +422,24 @@ class ImportanceMethod(Method):
         total = self.params[0].new_zeros(())
         for o, a, p in zip(self.omega, self.anchor, self.params, strict=True):
             total = total + (o.to(p.dtype) * (p - a).pow(2)).sum()
-        return self.lam * total
+        return self.lam / self.scale * total
 
     @torch.no_grad()
     def penalty_value(self) -> Tensor:
         """The penalty's value ``lambda * sum omega * (theta - theta*)^2`` (a 0-d tensor, no autograd)."""
-        if self.flat_params is not None and self.omega_flat is not None and self.anchor_flat is not None:
-            diff = torch.sub(self.flat_params, self.anchor_flat)
-            return torch.dot(diff.mul_(diff), self.omega_flat.float()) * self.lam
+        flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
+        if flat is not None and omega is not None and anchor is not None:
+            # In slices: a parameter-sized temporary is a fresh large allocation (page faults) every time.
+            total = flat.new_zeros(())
+            for start in range(0, flat.numel(), _SLICE):
+                diff = flat[start:start + _SLICE] - anchor[start:start + _SLICE]
+                total += torch.dot(diff.mul_(diff), omega[start:start + _SLICE].float())
+            return total * (self.lam / self.scale)
         omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
         diffs = torch._foreach_sub(self.params, self.anchor)
         torch._foreach_mul_(diffs, diffs)
-        return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)]).sum() * self.lam
+        return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)]).sum() * (
+            self.lam / self.scale)
 
     @torch.no_grad()
     def pull_weights_(self) -> None:
@@ -433,12 +448,16 @@ class ImportanceMethod(Method):
         temporary. Under plain SGD, doing it before the optimizer's step on the loss gradient is exactly the
         step on the sum of both gradients; with omega capped at ``1 / s`` it never passes the anchor."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
-        if flat is not None and omega is not None and anchor is not None:
-            flat.addcmul_(omega, flat, value=-self.pull)
-            flat.addcmul_(omega, anchor, value=self.pull)
+        if self.scale == self.pull and flat is not None and omega is not None and anchor is not None:
+            flat.lerp_(anchor, omega)  # omega holds s * omega: theta + s omega (theta* - theta) in one pass
             return
-        torch._foreach_addcmul_(self.params, self.omega, self.params, value=-self.pull)  # type: ignore[arg-type]
-        torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=self.pull)  # type: ignore[arg-type]
+        pull = self.pull / self.scale
+        if flat is not None and omega is not None and anchor is not None:
+            flat.addcmul_(omega, flat, value=-pull)
+            flat.addcmul_(omega, anchor, value=pull)
+            return
+        torch._foreach_addcmul_(self.params, self.omega, self.params, value=-pull)  # type: ignore[arg-type]
+        torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=pull)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def add_penalty_grad_(self, with_value: bool = True) -> Tensor | None:
@@ -454,19 +473,23 @@ class ImportanceMethod(Method):
         # Compact omega is widened for the arithmetic: one parameter-sized temporary per tensor.
         omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
         diffs = torch._foreach_sub(self.params, anchor)
-        torch._foreach_addcmul_(grads, omega, diffs, value=2.0 * self.lam)  # type: ignore[arg-type]
+        torch._foreach_addcmul_(grads, omega, diffs, value=2.0 * self.lam / self.scale)  # type: ignore[arg-type]
         if not with_value:
             return None
         torch._foreach_mul_(diffs, diffs)
         value = torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)])
-        return value.sum() * self.lam
+        return value.sum() * (self.lam / self.scale)
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
                 "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
                 "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
-                "rejected": self.rejected, "seconds": self.seconds}
+                "rejected": self.rejected, "seconds": self.seconds, "omega_scale": self.scale}
+
+    def importance_values(self) -> list[Tensor]:
+        """The consolidated importance omega in its own units (copies; stored multiplied by ``scale``)."""
+        return [o.float() / self.scale for o in self.omega]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name", self.name) != self.name:
@@ -477,12 +500,19 @@ class ImportanceMethod(Method):
                 raise ValueError(f"saved {self.name} {key} has {len(state[key])} tensors, model has {len(mine)}")
             for dst, src in zip(mine, state[key], strict=True):
                 dst.copy_(src)
+        saved_scale = float(state.get("omega_scale", 1.0))
+        if saved_scale != self.scale:  # saved in other units (another learning rate or lambda, an older file)
+            with torch.no_grad():
+                torch._foreach_mul_(self.omega, self.scale / saved_scale)
         self.current_count = int(state["current_count"])
         self.consolidations = int(state["consolidations"])
         self.clamped = int(state.get("clamped", 0))
         self.updates = int(state["updates"])
         self.rejected = int(state.get("rejected", 0))
         self.seconds = float(state["seconds"])
+
+
+_SLICE = 16384  # elements per slice of a pass that needs a temporary: 64 KiB, below malloc's mmap threshold
 
 
 def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:
