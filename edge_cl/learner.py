@@ -419,6 +419,11 @@ class OnlineLearner:
         methods' after-step work and the trigger. A non-finite loss, or gradients that overflow, skip the
         step and leave the whole state as it was."""
         started = time.perf_counter()
+        if self._flat_param is not None and self.params[0].data_ptr() != self._flat_param.data_ptr():
+            raise RuntimeError("the model's parameters were replaced after the learner was built (model.to(), "
+                               ".half(), load_state_dict(assign=True) ...); the learner steps the weights it was "
+                               "built with. Load weights with learner.model.load_state_dict(...) (in place), "
+                               "or build a new OnlineLearner")
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]

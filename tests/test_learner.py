@@ -225,3 +225,37 @@ def test_gradients_stay_views_of_one_counted_buffer():
         assert all(p.grad.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for p in learner.params)
     n_params = sum(p.numel() for p in learner.params)
     assert learner.memory_report()["gradients_bytes"] == n_params * 4 == flat.nbytes
+
+
+def test_parameters_are_views_of_one_buffer_and_the_plain_sgd_step_is_the_optimizers():
+    """The plain-SGD step runs on the flat parameter buffer (one operation); it must be the optimizer's own
+    step bit for bit, and the model must see the weights it takes (same Parameter objects, same state_dict)."""
+    def run(fast: bool) -> OnlineLearner:
+        torch.manual_seed(0)
+        model = models.mlp(6, [8], 3)
+        originals = list(model.parameters())
+        learner = OnlineLearner(model, budget_bytes=100_000, method="er", device="cpu", seed=1)
+        assert list(learner.model.parameters()) == originals  # the same Parameter objects, now views
+        flat = learner._flat_param
+        assert flat is not None
+        assert all(p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for p in learner.params)
+        if not fast:
+            learner._flat_param = None  # the optimizer's own step
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            learner.learn(rng.standard_normal((4, 6)).astype(np.float32), rng.integers(0, 3, 4))
+        return learner
+
+    fast, slow = run(True), run(False)
+    for (name, a), b in zip(fast.model.state_dict().items(), slow.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    torch.manual_seed(0)
+    initial = models.mlp(6, [8], 3).state_dict()["body.0.weight"]
+    assert not torch.equal(fast.model.state_dict()["body.0.weight"], initial)  # the steps did move the weights
+
+
+def test_replacing_the_models_parameters_after_building_is_a_clear_error():
+    learner = OnlineLearner(models.mlp(6, [8], 3), budget_bytes=100_000, method="er", device="cpu")
+    learner.model.double().float()  # new .data for every parameter: the learner would step stale weights
+    with pytest.raises(RuntimeError, match="parameters were replaced"):
+        learner.learn(np.zeros((2, 6), np.float32), np.array([0, 1]))
