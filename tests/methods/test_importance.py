@@ -362,3 +362,22 @@ def test_closed_form_logit_gradient_equals_autograd(cls):
     z, y = torch.randn(5, 3), torch.randint(0, 3, (5,))
     labels = y if cls.needs_labels else None
     torch.testing.assert_close(imp.sample_loss_grad(z, labels), ImportanceMethod.sample_loss_grad(imp, z, labels))
+
+
+@pytest.mark.parametrize("name", ["ewc", "mas"])
+def test_the_sliced_penalty_value_on_flat_buffers_equals_the_plain_formula(name, monkeypatch):
+    import edge_cl.methods.importance as importance
+
+    monkeypatch.setattr(importance, "_SLICE", 7)  # many slices, one of them partial, on this small model
+    learner = _learner(f"er+{name}")
+    for i, (x, y) in enumerate(_stream(30)):
+        learner.learn(x, y)
+        if i == 9:
+            learner.consolidate()
+    method = learner.get_method(name)
+    assert method.flat_params is not None and method.scale != 1.0
+    plain = method.lam * sum(float((o * (p.detach() - a).pow(2)).sum())
+                             for o, p, a in zip(method.importance_values(), method.params, method.anchor))
+    assert plain > 0
+    assert float(method.penalty_value()) == pytest.approx(plain, rel=1e-4)
+    assert float(method.penalty().detach()) == pytest.approx(plain, rel=1e-4)
