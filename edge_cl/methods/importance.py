@@ -350,13 +350,13 @@ class ImportanceMethod(Method):
         # sum_i rowsum(phi(G))_i rowsum(phi(A))_i. Each layer's estimate is then folded straight into the
         # running mean by one addmm, with no parameter-sized workspace.
         factors = []
-        total = inputs[0].new_zeros(())
+        total_value = 0.0
         for m, a, g in zip(self._layers, inputs, grads, strict=True):
             pg, pa = self.phi(g), self.phi(a)
             rows = pg.sum(1)
-            total = total + torch.dot(rows, pa.sum(1)) + (rows.sum() if m.bias is not None else 0.0)
+            # sum of the weight's estimate plus, with a bias, the bias's (rowsum(phi(G)) . 1).
+            total_value += float(torch.dot(rows, pa.sum(1).add_(1.0) if m.bias is not None else pa.sum(1)))
             factors.append((m, pg, pa))
-        total_value = float(total)
         if not math.isfinite(total_value):
             self.rejected += 1
             self.seconds += time.perf_counter() - started
@@ -366,10 +366,11 @@ class ImportanceMethod(Method):
         self.current_count += 1
         weight = 1.0 / self.current_count
         current = dict(zip((id(p) for p in self.params), self.current, strict=True))
+        ones = inputs[0].new_ones(n)
         for m, pg, pa in factors:
             current[id(m.weight)].addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
             if m.bias is not None:
-                current[id(m.bias)].mul_(1.0 - weight).add_(pg.sum(0), alpha=weight * scale)
+                current[id(m.bias)].addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
         self.updates += 1
         self.seconds += time.perf_counter() - started
 

@@ -381,3 +381,19 @@ def test_the_sliced_penalty_value_on_flat_buffers_equals_the_plain_formula(name,
     assert plain > 0
     assert float(method.penalty_value()) == pytest.approx(plain, rel=1e-4)
     assert float(method.penalty().detach()) == pytest.approx(plain, rel=1e-4)
+
+
+def test_an_in_step_estimate_that_overflows_is_rejected_and_changes_nothing():
+    learner = _learner("er+ewc", importance_every=1)
+    for x, y in _stream(3):
+        learner.learn(x, y)
+    method = learner.get_method("ewc")
+    before = [c.clone() for c in method.current]
+    updates, rejected = method.updates, method.rejected
+    layers = method._layers
+    inputs = [torch.full((4, m.in_features), 1e30) for m in layers]   # squares overflow float32
+    grads = [torch.full((4, m.out_features), 1e30) for m in layers]
+    method._fold_captured(inputs, grads)
+    assert method.rejected == rejected + 1 and method.updates == updates
+    for b, c in zip(before, method.current):
+        assert torch.equal(b, c)
