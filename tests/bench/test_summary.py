@@ -42,7 +42,7 @@ def test_run_label_names_method_settings_and_cbrs(tmp_path):
     doc["config"].update({"method_params": {"der_shared_draw": False, "der_alpha": 0.3}, "class_balanced": True})
     a = tmp_path / "a.json"
     a.write_text(json.dumps(doc))
-    row = [line for line in _summary_module().summarize([a]).splitlines() if line.startswith("| split")][0]
+    row = next(line for line in _summary_module().summarize([a]).splitlines() if line.startswith("| split"))
     assert "der_shared_draw=false der_alpha=0.3" in row and "class-balanced" in row
 
 
