@@ -35,6 +35,10 @@ def _column(doc: dict[str, Any], path: Path) -> str:
         parts.append(f"{cfg['storage']} storage")
     if cfg.get("predict", "model") != "model":
         parts.append(f"predict {cfg['predict']}")
+    if cfg.get("class_balanced"):
+        parts.append("class-balanced")
+    if cfg.get("method_params"):
+        parts.append(" ".join(f"{k}={json.dumps(v)}" for k, v in cfg["method_params"].items()))
     if cfg.get("standardize"):
         parts.append("standardised")
     if cfg.get("lr") is not None and cfg.get("protocol") == "der" and cfg["lr"] != 0.2:

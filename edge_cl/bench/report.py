@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -63,7 +64,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
              f"{stream.get('samples'):,} training samples, scale {cfg.get('scale')}); protocol `{cfg.get('protocol')}`: "
              f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, {_opt(cfg)}; "
              f"model {_model_text(doc)}; "
-             f"{'inputs standardised online (--standardize)' if cfg.get('standardize') else 'raw inputs'}; "
+             + _settings_text(cfg)
+             + f"{'inputs standardised online (--standardize)' if cfg.get('standardize') else 'raw inputs'}; "
              f"{seeds} seed(s) from {cfg.get('seed')}"
              + (" (mean ± std)" if seeds > 1 else "") + f". Budget: {doc.get('budget', {}).get('note')}.")
     foot = ("samples/s counts only time inside `learn` (no evaluation); `vs bare` divides it by the hand-written "
@@ -71,6 +73,12 @@ def markdown_table(doc: dict[str, Any]) -> str:
             "stalls from other processes on a shared CPU). Peak RSS is the process high-water mark "
             "(data sets included), not per method.")
     return "\n".join([intro, "", *lines, "", foot, *([""] + notes if notes else [])])
+
+
+def _settings_text(cfg: dict[str, Any]) -> str:
+    """The --method-param settings of the run ("" when none), so a section says what its command set."""
+    params = cfg.get("method_params") or {}
+    return f"method settings {', '.join(f'{k}={json.dumps(v)}' for k, v in params.items())}; " if params else ""
 
 
 def _opt(cfg: dict[str, Any]) -> str:

@@ -35,3 +35,25 @@ def test_table_has_a_row_per_run_best_in_bold_and_samples_fitted(tmp_path):
     assert rows[0] == "| run | er | der++ |"  # baselines (joint) are not methods of the table
     assert "**93.00 ± 0.40** (1935)" in rows[1] and "90.00 ± 1.00 (1984)" in rows[1] and "uint8 storage" in rows[1]
     assert rows[2].endswith("| **89.00** (500) | - |")
+
+
+def test_run_label_names_method_settings_and_cbrs(tmp_path):
+    doc = _doc("split-mnist", "tasks", {"der++": {"acc": 0.94, "buffer_capacity": 1935, "seeds": [0]}})
+    doc["config"].update({"method_params": {"der_shared_draw": False, "der_alpha": 0.3}, "class_balanced": True})
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(doc))
+    row = next(line for line in _summary_module().summarize([a]).splitlines() if line.startswith("| split"))
+    assert "der_shared_draw=false der_alpha=0.3" in row and "class-balanced" in row
+
+
+def test_section_intro_names_method_settings():
+    from edge_cl.bench.report import markdown_table
+
+    doc = {"stream": {"name": "split-mnist", "kind": "tasks", "setting": "class-il", "num_tasks": 5, "samples": 10,
+                      "input_shape": [784], "num_classes": 10},
+           "config": {"scale": 1.0, "protocol": "der", "batch": 10, "replay_batch": 10, "lr": 0.1, "repeat": 1,
+                      "seed": 0, "method_params": {"der_shared_draw": False}},
+           "budget": {"note": "test"}, "methods": {}}
+    assert "method settings der_shared_draw=false;" in markdown_table(doc)
+    doc["config"]["method_params"] = {}
+    assert "method settings" not in markdown_table(doc)
