@@ -445,9 +445,10 @@ class ImportanceMethod(Method):
     @torch.no_grad()
     def pull_weights_(self) -> None:
         """One SGD step on the penalty alone, ``theta -= lr * 2 lambda omega (theta - theta*)``, applied to the
-        weights as ``theta - s omega theta + s omega theta*`` (``s = 2 lr lambda``): two in-place passes, no
-        temporary. Under plain SGD, doing it before the optimizer's step on the loss gradient is exactly the
-        step on the sum of both gradients; with omega capped at ``1 / s`` it never passes the anchor."""
+        weights with no temporary: ``lerp(theta, theta*, s omega)`` (``s = 2 lr lambda``, one pass) when omega
+        is kept multiplied by ``s``, else ``theta - s omega theta + s omega theta*`` (two passes). Under plain
+        SGD, doing it before the optimizer's step on the loss gradient is exactly the step on the sum of both
+        gradients; with omega capped at ``1 / s`` it never passes the anchor."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
         if self.scale == self.pull and flat is not None and omega is not None and anchor is not None:
             flat.lerp_(anchor, omega)  # omega holds s * omega: theta + s omega (theta* - theta) in one pass
