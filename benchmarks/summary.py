@@ -41,6 +41,8 @@ def _column(doc: dict[str, Any], path: Path) -> str:
         parts.append(" ".join(f"{k}={json.dumps(v)}" for k, v in cfg["method_params"].items()))
     if cfg.get("standardize"):
         parts.append("standardised")
+    if cfg.get("max_grad_norm") is not None:
+        parts.append(f"max_grad_norm {cfg['max_grad_norm']}")
     if cfg.get("lr") is not None and cfg.get("protocol") == "der" and cfg["lr"] != 0.2:
         parts.append(f"lr {cfg['lr']}")
     seeds = doc["methods"][next(iter(doc["methods"]))].get("seeds") or [cfg.get("seed")]

@@ -84,7 +84,8 @@ def _settings_text(cfg: dict[str, Any]) -> str:
 def _opt(cfg: dict[str, Any]) -> str:
     if cfg.get("optimizer", "sgd") == "adam":
         return "Adam"
-    return f"SGD momentum {cfg['momentum']}" if cfg.get("momentum") else "plain SGD"
+    clip = f", gradient norm clipped at {cfg['max_grad_norm']}" if cfg.get("max_grad_norm") is not None else ""
+    return (f"SGD momentum {cfg['momentum']}" if cfg.get("momentum") else "plain SGD") + clip
 
 
 def _model_text(doc: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ class BenchConfig:
     init: str | None = None
     optimizer: str = "sgd"
     momentum: float = 0.0
+    max_grad_norm: float | None = None   # None: the learner's default (LearnerConfig.max_grad_norm)
     budget_samples: int | None = 500
     budget_bytes: int | None = None
     storage: str = "float32"
@@ -269,6 +270,8 @@ def _learner_options(cfg: BenchConfig, ms: MethodSpec) -> dict[str, Any]:
     opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
                             "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
                             "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
+    if cfg.max_grad_norm is not None:
+        opts["max_grad_norm"] = cfg.max_grad_norm
     if cfg.storage == "uint8":
         opts["input_range"] = (0.0, 1.0)
     return opts

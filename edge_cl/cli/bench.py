@@ -58,6 +58,9 @@ def bench(
     lr: Annotated[float | None, typer.Option(help="SGD learning rate.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd or adam (the bare loops are plain SGD only).")] = "sgd",
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
+    max_grad_norm: Annotated[float | None, typer.Option(help="Bound on a step's gradient L2 norm for the learner "
+                                                             "methods (LearnerConfig.max_grad_norm; default: the "
+                                                             "learner's).")] = None,
     init: Annotated[str | None, typer.Option(help="Initial weights: torch (default init) or xavier (mammoth's "
                                                   "MNISTMLP); default from the protocol.")] = None,
     standardize: Annotated[bool, typer.Option(help="Put the learner's online input standardiser (running mean / "
@@ -129,7 +132,7 @@ def bench(
             stream=stream, methods=parse_methods(methods), method_params=_method_params(method_param or []),
             plugins=plugin_list, scale=scale, seed=seed, repeat=repeat, protocol=protocol,
             batch=batch, replay_batch=replay_batch, lr=lr, init=init,
-            optimizer=optimizer, momentum=momentum,
+            optimizer=optimizer, momentum=momentum, max_grad_norm=max_grad_norm,
             budget_samples=None if budget_bytes is not None and budget_samples is None else (budget_samples or 500),
             budget_bytes=budget_bytes, storage=storage, predict=predict, class_balanced=class_balanced, trigger=None if trigger == "none" else trigger,
             importance_lambda=importance_lambda, device=device, joint_epochs=joint_epochs, bare=bare,

@@ -39,11 +39,12 @@ def test_table_has_a_row_per_run_best_in_bold_and_samples_fitted(tmp_path):
 
 def test_run_label_names_method_settings_and_cbrs(tmp_path):
     doc = _doc("split-mnist", "tasks", {"der++": {"acc": 0.94, "buffer_capacity": 1935, "seeds": [0]}})
-    doc["config"].update({"method_params": {"der_shared_draw": False, "der_alpha": 0.3}, "class_balanced": True})
+    doc["config"].update({"method_params": {"der_shared_draw": False, "der_alpha": 0.3}, "class_balanced": True,
+                          "max_grad_norm": 5.0})
     a = tmp_path / "a.json"
     a.write_text(json.dumps(doc))
     row = next(line for line in _summary_module().summarize([a]).splitlines() if line.startswith("| split"))
-    assert "der_shared_draw=false der_alpha=0.3" in row and "class-balanced" in row
+    assert "der_shared_draw=false der_alpha=0.3" in row and "class-balanced" in row and "max_grad_norm 5.0" in row
 
 
 def test_section_intro_names_method_settings():
