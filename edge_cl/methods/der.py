@@ -6,7 +6,7 @@ on replayed labels. Combine with importance methods by '+': ``"der++ + ewc"`` (t
 longest registered name first, so ``"der+++ewc"`` means the same).
 
 DER++'s defaults (``der_alpha=0.5``, ``der_beta=1.0``, one shared draw) were chosen on a validation stream (rotated
-MNIST, seed 100, a fifth of each task): the shared draw matched the paper's two draws there at ER's cost
+MNIST, seed 100, a fifth of each task): the shared draw matched the paper's two draws there with ER's replayed rows
 per step; ``der_shared_draw=False`` gives the paper's two draws.
 """
 
@@ -41,7 +41,7 @@ class DERPPSettings(DERSettings):
     der_alpha: float = Field(0.5, ge=0, description="Weight of the logit-matching MSE on replayed samples.")
     der_beta: float = Field(1.0, ge=0, description="Weight of the cross-entropy on replayed labels.")
     der_shared_draw: bool = Field(
-        True, description="Take the MSE and the CE on one replay draw (ER's cost per step) instead of the "
+        True, description="Take the MSE and the CE on one replay draw (ER's replayed rows per step) instead of the "
                           "paper's two (one more forward and backward of replay_batch rows).")
 
 
