@@ -128,6 +128,7 @@ def test_xavier_init_is_seeded_and_zero_bias():
 def test_max_grad_norm_reaches_every_learner_method_and_the_report():
     from edge_cl.bench.report import markdown_table
     from edge_cl.bench.runner import _make_stepper, default_model_spec
+    from edge_cl.learner_config import LearnerConfig
 
     cfg = BenchConfig(stream="sea", methods=["er", "der++"], max_grad_norm=5.0, bare=False).resolved()
     spec = default_model_spec(3, 2)
@@ -135,7 +136,7 @@ def test_max_grad_norm_reaches_every_learner_method_and_the_report():
         stepper = _make_stepper(cfg, method, spec, seed=0)
         assert stepper.learner.config.max_grad_norm == 5.0
     default = _make_stepper(BenchConfig(stream="sea", methods=["er"], bare=False).resolved(), "er", spec, seed=0)
-    assert default.learner.config.max_grad_norm == 1000.0  # unset: the learner's own default
+    assert default.learner.config.max_grad_norm == LearnerConfig.model_fields["max_grad_norm"].default  # unset
     doc = {"config": {**cfg.__dict__, "repeat": 1}, "stream": {"name": "sea", "setting": "prequential",
                                                               "samples": 10, "input_shape": [3], "num_classes": 2},
            "methods": {}, "budget": {"note": "-"}}
