@@ -30,8 +30,9 @@ def run(**kw: object) -> tuple[dict[str, torch.Tensor], int]:
     torch.manual_seed(0)
     model = models.mlp(input_dim=32, hidden=[32], num_classes=10)
     budget = OnlineLearner.required_bytes(model, buffer_samples=200, **kw)
+    # The reference predates the default gradient-norm bound of 5 (its steps were never clipped at 1000).
     learner = OnlineLearner(model, budget_bytes=budget, lr=0.1, device="cpu", seed=3, trigger_params={"window": 20},
-                            **kw)
+                            max_grad_norm=1000.0, **kw)
     draw = permuted_prototypes(seed=7)
     for step in range(500):
         x, y = draw(10, 0 if step < 250 else 1)
