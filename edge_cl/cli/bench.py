@@ -30,6 +30,9 @@ def _command_line(ctx: typer.Context) -> str:
         if getattr(param, "is_flag", False) and isinstance(value, bool):
             flags = list(param.opts) if value else list(getattr(param, "secondary_opts", []) or param.opts)
             parts.append(flags[0])
+        elif isinstance(value, (list, tuple)):  # a repeatable option: once per value, as it was typed
+            for item in value:
+                parts += [param.opts[0], shlex.quote(str(item))]
         else:
             parts += [param.opts[0], shlex.quote(str(value))]
     return " ".join(parts)

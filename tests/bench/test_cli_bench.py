@@ -71,3 +71,23 @@ def test_budget_fit_exit_codes(tmp_path, one_thread):
     assert ok.exit_code == 0 and "FITS" in ok.output
     bad = CliRunner().invoke(app, ["bench", "--config", str(cfg), "--fit-steps", "10", "--latency-budget-ms", "1e-7"])
     assert bad.exit_code == 1 and "DOES NOT FIT" in bad.output
+
+
+def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_thread):
+    """The command written into BENCHMARKS.md must run again as it was typed: one --method-param per value."""
+    import shlex
+
+    bm, out = tmp_path / "BENCHMARKS.md", tmp_path / "out.json"
+    args = ["bench", "--stream", "sea", "--scale", "0.02", "--methods", "der++", "--no-bare", "--method-param",
+            "der_alpha=0.3", "--method-param", "der_beta=2", "--json", str(out), "--write-benchmarks", "s",
+            "--benchmarks-file", str(bm)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    line = next(x for x in bm.read_text().splitlines() if x.startswith("Produced by:"))
+    command = line.removeprefix("Produced by: `").removesuffix("`")
+    assert "--method-param der_alpha=0.3 --method-param der_beta=2" in command
+    tokens = shlex.split(command)
+    pairs = {(a, b) for a, b in zip(tokens, tokens[1:], strict=False) if a.startswith("--")}
+    typed = {(a, b) for a, b in zip(args, args[1:], strict=False) if a.startswith("--") and not b.startswith("--")}
+    assert typed <= pairs and "--no-bare" in tokens  # every option as typed, values unmangled
+    assert json.loads(out.read_text())["config"]["method_params"] == {"der_alpha": 0.3, "der_beta": 2}
