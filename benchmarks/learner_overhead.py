@@ -169,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{method}: learner {row['learner']['samples_per_s']:.0f}/s, bare er {row['bare']['samples_per_s']:.0f}/s, "
               f"overhead p50 {row['p50']:+.1%}, mean {row['mean']:+.1%}", file=sys.stderr)
-    lines = [f"Learner overhead, MLP 784-100-100-10, micro-batch {BATCH} + replay {REPLAY}, buffer "
-             f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, {args.threads} torch "
-             f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of warm-up "
-             "dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both sides alike.",
+    lines = [(f"Learner overhead, MLP 784-100-100-10, micro-batch {BATCH} + replay {REPLAY}, buffer "
+              f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, {args.threads} torch "
+              f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of "
+              "warm-up dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both "
+              "sides alike."),
              f"Measured on: {machine_line(str(device))}.", "",
-             "| method | learner samples/s | learner p50 ms | learner p99 ms | bare ER samples/s | bare ER p50 ms | "
-             "overhead vs bare ER (p50) | overhead vs bare ER (mean) | method's cost over learner er (mean) | "
-             "same method by hand: samples/s | learner vs it (p50) |",
+             ("| method | learner samples/s | learner p50 ms | learner p99 ms | bare ER samples/s | bare ER p50 ms | "
+              "overhead vs bare ER (p50) | overhead vs bare ER (mean) | method's cost over learner er (mean) | "
+              "same method by hand: samples/s | learner vs it (p50) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mine, bare = r["learner"], r["bare"]
@@ -185,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['method']} | {mine['samples_per_s']:.0f} | {mine['p50_ms']:.3f} | {mine['p99_ms']:.3f} | "
                      f"{bare['samples_per_s']:.0f} | {bare['p50_ms']:.3f} | {r['p50']:+.1%} | {r['mean']:+.1%} | "
                      f"{cost} | {hand} |")
-    lines += ["", "The bare ER loop does replay sampling, forward, backward and the SGD step and nothing else: for "
+    lines += ["", ("The bare ER loop does replay sampling, forward, backward and the SGD step and nothing else: for "
               "er+ewc / er+mas the overhead columns include the method's own work (the penalty every step, an "
               "importance estimate on 10 samples every 10 steps; both consolidate once at step 100). The mean "
               "columns count the estimate steps, the p50 ones the typical step. 'Method's cost over learner er' "
               "is what the method adds to the learner's own er step (importance estimation plus penalty for "
               "er+ewc / er+mas). 'Same method by hand' is a plain PyTorch loop that also does the method's work "
-              "the usual way (penalty through autograd, per-sample backward passes for the importance)."]
+              "the usual way (penalty through autograd, per-sample backward passes for the importance).")]
     command = "python benchmarks/learner_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_section(f"learner-overhead-{device.type}", "\n".join(lines), command.strip(), args.output)
     return 0

@@ -58,9 +58,9 @@ def _headline(doc: dict[str, Any], r: dict[str, Any]) -> tuple[float | None, flo
 def summarize(paths: list[Path]) -> str:
     """The markdown table (one row per method, one column per result file, transposed for width)."""
     docs = [(p, json.loads(p.read_text())) for p in paths]
-    lines = ["Each row is one bench run; each cell a method's ACC (task streams) or prequential accuracy "
-             "(prequential streams), % mean ± std over the run's seeds, and the samples its buffer fitted "
-             "at that run's bytes. Bold: the best method of the run. '-': not in that run.", ""]
+    lines = [("Each row is one bench run; each cell a method's ACC (task streams) or prequential accuracy "
+              "(prequential streams), % mean ± std over the run's seeds, and the samples its buffer fitted "
+              "at that run's bytes. Bold: the best method of the run. '-': not in that run."), ""]
     methods: list[str] = []
     for _, doc in docs:
         for m in doc["methods"]:

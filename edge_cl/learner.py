@@ -23,6 +23,7 @@ from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
 from edge_cl.learner_config import LearnerConfig
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
+from edge_cl.methods.base import flat_zeros_like
 from edge_cl.ncm import NCMPredictor
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
@@ -101,14 +102,11 @@ def _flatten_params(params: list[nn.Parameter]) -> Tensor | None:
     the same: the model, its state_dict and the optimizer see no difference."""
     if not _flat_layout(params) or len({p.untyped_storage().data_ptr() for p in params}) != len(params):
         return None
-    flat = torch.empty(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-    offset = 0
+    flat, views = flat_zeros_like(params)
     with torch.no_grad():
-        for p in params:
-            view = flat[offset:offset + p.numel()].view_as(p)
+        for p, view in zip(params, views, strict=True):
             view.copy_(p)
             p.data = view
-            offset += p.numel()
     return flat
 
 
@@ -116,11 +114,9 @@ def _allocate_grads(params: list[nn.Parameter]) -> Tensor | None:
     """Give every parameter a zero ``.grad``; views of one flat buffer when they share dtype and device and
     are contiguous (returned), else one tensor each (None)."""
     if _flat_layout(params):
-        flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-        offset = 0
-        for p in params:
-            p.grad = flat[offset:offset + p.numel()].view_as(p)
-            offset += p.numel()
+        flat, views = flat_zeros_like(params)
+        for p, view in zip(params, views, strict=True):
+            p.grad = view
         return flat
     for p in params:
         p.grad = torch.zeros_like(p)
@@ -523,7 +519,7 @@ class OnlineLearner:
         own step loops over the tensors and costs as much as the arithmetic at micro-batch sizes); the
         optimizer's own step otherwise. Both give the same bits: the same elementwise update."""
         group = self.optimizer.param_groups[0]
-        if (self._flat_param is not None and isinstance(self.optimizer, torch.optim.SGD)
+        if (self._flat_param is not None and self._flat_grad is not None and isinstance(self.optimizer, torch.optim.SGD)
                 and len(self.optimizer.param_groups) == 1 and not group["momentum"] and not group["weight_decay"]
                 and not group["maximize"]):
             self._flat_param.add_(self._flat_grad, alpha=-group["lr"])

@@ -87,6 +87,17 @@ class MethodContext:
         return self.optimizer == "sgd" and self.momentum == 0
 
 
+def flat_zeros_like(tensors: Sequence[Tensor], dtype: torch.dtype | None = None) -> tuple[Tensor, list[Tensor]]:
+    """One zero buffer holding every tensor's elements in order, and views of it shaped like each tensor (the
+    layout of :attr:`MethodContext.flat_params`); ``dtype`` defaults to the tensors' own."""
+    buffer = torch.zeros(sum(t.numel() for t in tensors), dtype=dtype or tensors[0].dtype, device=tensors[0].device)
+    views, offset = [], 0
+    for t in tensors:
+        views.append(buffer[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return buffer, views
+
+
 @dataclass
 class Segment:
     """Rows of one replay draw inside the step's batch: stored fields, and the model's logits on them."""

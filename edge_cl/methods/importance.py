@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -23,7 +24,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step
+from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step, flat_zeros_like
 
 
 class ImportanceSettings(MethodSettings):
@@ -233,7 +234,7 @@ class ImportanceMethod(Method):
         applies), else []."""
         if not self._linear_only():
             return []
-        layers = [m for m in self.model.modules() if type(m) is nn.Linear]
+        layers: list[nn.Module] = [m for m in self.model.modules() if type(m) is nn.Linear]
         owned = {id(p) for m in layers for p in m.parameters()}
         return layers if all(id(p) in owned for p in self.params) else []
 
@@ -303,7 +304,8 @@ class ImportanceMethod(Method):
         grads_out = torch.autograd.grad(loss, [outputs[m][0] for m in layers])
         return self._linear_totals(layers, [inputs[m][0] for m in layers], list(grads_out))
 
-    def _linear_totals(self, layers: list[nn.Module], inputs: list[Tensor], grads_out: list[Tensor]) -> list[Tensor]:
+    def _linear_totals(self, layers: Sequence[nn.Module], inputs: list[Tensor], grads_out: list[Tensor]
+                       ) -> list[Tensor]:
         """``sum_i phi(g_i a_i^T)`` per weight (and ``sum_i phi(g_i)`` per bias) from each layer's inputs ``a``
         and output gradients ``g``, in the order of ``self.params``."""
         per_param: dict[int, Tensor] = {}
@@ -436,10 +438,16 @@ class ImportanceMethod(Method):
                 diff = flat[start:start + _SLICE] - anchor[start:start + _SLICE]
                 total += torch.dot(diff.mul_(diff), omega[start:start + _SLICE].float())
             return total * (self.lam / self.scale)
-        omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
-        diffs = torch._foreach_sub(self.params, self.anchor)
+        return self._value(self._omega_float32(), torch._foreach_sub(self.params, self.anchor))
+
+    def _omega_float32(self) -> list[Tensor]:
+        """Omega for the arithmetic: compact omega widened (one parameter-sized temporary per tensor)."""
+        return self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+
+    def _value(self, omegas: Sequence[Tensor], diffs: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        """``lambda * sum omega * diff^2`` (squares ``diffs`` in place)."""
         torch._foreach_mul_(diffs, diffs)
-        return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)]).sum() * (
+        return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omegas, diffs, strict=True)]).sum() * (
             self.lam / self.scale)
 
     @torch.no_grad()
@@ -471,16 +479,10 @@ class ImportanceMethod(Method):
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             raise ValueError("add_penalty_grad_ needs every parameter's .grad allocated; run backward first")
-        anchor = self.anchor
-        # Compact omega is widened for the arithmetic: one parameter-sized temporary per tensor.
-        omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
-        diffs = torch._foreach_sub(self.params, anchor)
-        torch._foreach_addcmul_(grads, omega, diffs, value=2.0 * self.lam / self.scale)  # type: ignore[arg-type]
-        if not with_value:
-            return None
-        torch._foreach_mul_(diffs, diffs)
-        value = torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omega, diffs, strict=True)])
-        return value.sum() * (self.lam / self.scale)
+        omegas = self._omega_float32()
+        diffs = torch._foreach_sub(self.params, self.anchor)
+        torch._foreach_addcmul_(grads, omegas, diffs, value=2.0 * self.lam / self.scale)  # type: ignore[arg-type]
+        return self._value(omegas, diffs) if with_value else None
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -533,12 +535,7 @@ def _zeros_like(params: list[Tensor], dtype: torch.dtype, flat: bool) -> tuple[T
     """Zeros shaped like ``params``: views of one flat buffer (returned first) when ``flat``, else one each."""
     if not flat:
         return None, [torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format) for p in params]
-    buffer = torch.zeros(sum(p.numel() for p in params), dtype=dtype, device=params[0].device)
-    views, offset = [], 0
-    for p in params:
-        views.append(buffer[offset:offset + p.numel()].view_as(p))
-        offset += p.numel()
-    return buffer, views
+    return flat_zeros_like(params, dtype)
 
 
 def _scale_to_mean_one_(tensors: list[Tensor]) -> None:

@@ -76,6 +76,7 @@ def test_budget_fit_exit_codes(tmp_path, one_thread):
 def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_thread):
     """The command written into BENCHMARKS.md must run again as it was typed: one --method-param per value."""
     import shlex
+    from itertools import pairwise
 
     bm, out = tmp_path / "BENCHMARKS.md", tmp_path / "out.json"
     args = ["bench", "--stream", "sea", "--scale", "0.02", "--methods", "der++", "--no-bare", "--method-param",
@@ -87,7 +88,7 @@ def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_th
     command = line.removeprefix("Produced by: `").removesuffix("`")
     assert "--method-param der_alpha=0.3 --method-param der_beta=2" in command
     tokens = shlex.split(command)
-    pairs = {(a, b) for a, b in zip(tokens, tokens[1:], strict=False) if a.startswith("--")}
-    typed = {(a, b) for a, b in zip(args, args[1:], strict=False) if a.startswith("--") and not b.startswith("--")}
+    pairs = {(a, b) for a, b in pairwise(tokens) if a.startswith("--")}
+    typed = {(a, b) for a, b in pairwise(args) if a.startswith("--") and not b.startswith("--")}
     assert typed <= pairs and "--no-bare" in tokens  # every option as typed, values unmangled
     assert json.loads(out.read_text())["config"]["method_params"] == {"der_alpha": 0.3, "der_beta": 2}

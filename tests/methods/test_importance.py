@@ -366,7 +366,7 @@ def test_closed_form_logit_gradient_equals_autograd(cls):
 
 @pytest.mark.parametrize("name", ["ewc", "mas"])
 def test_the_sliced_penalty_value_on_flat_buffers_equals_the_plain_formula(name, monkeypatch):
-    import edge_cl.methods.importance as importance
+    from edge_cl.methods import importance
 
     monkeypatch.setattr(importance, "_SLICE", 7)  # many slices, one of them partial, on this small model
     learner = _learner(f"er+{name}")
