@@ -58,7 +58,7 @@ class LearnStats:
     replay_size: int        # replayed rows in this step, over every draw
     skipped: bool           # True: non-finite loss, nothing was changed
     consolidated: bool      # the trigger fired and the methods consolidated
-    penalty: float          # importance penalty value, refreshed every importance_every steps
+    penalty: float          # importance penalty value, refreshed every 10 importance estimates and at consolidation
     importance_updated: bool
     seconds: float          # wall time of the step
 

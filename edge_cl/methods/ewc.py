@@ -40,3 +40,6 @@ class OnlineEWC(ImportanceMethod):
 
     def phi(self, grads: Tensor) -> Tensor:
         return grads.pow(2)
+
+    def phi_all(self, tensors: list[Tensor]) -> list[Tensor]:
+        return list(torch._foreach_mul(tensors, tensors))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from pydantic import Field
@@ -95,11 +95,14 @@ class ImportanceMethod(Method):
         self.rejected = 0           # estimates discarded because they were not finite
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
         self.last_penalty = 0.0
+        self.last_penalty_at = 0    # consolidations when last_penalty was computed: a consolidation refreshes it
         # Under plain SGD the penalty's step is applied to the weights in before_step, exactly what its
         # gradient would do, with no parameter-sized temporary; other optimizers get the gradient.
         self.pulls_weights = ctx.plain_sgd
         self.pull = 2.0 * ctx.lr * self.lam    # under SGD: the fraction of omega * (theta - theta*) one step removes
         self._layers = self._linear_layers() if self.estimates_in_step else []
+        self._relu_chain = self._is_relu_chain()
+        self._targets: list[tuple[Tensor, Tensor | None]] | None = None
         # Pulling float32 weights in one flat buffer, omega is kept multiplied by the pull s (so s omega <= 1
         # is the fraction of its displacement a weight loses per step) and the pull is one lerp pass. Only the
         # stored units change: every value read or saved says which scale it is in (``omega_scale``).
@@ -159,8 +162,11 @@ class ImportanceMethod(Method):
 
     def before_update(self, step: Step) -> None:
         if self.active:
-            # The value is only reported, so it is computed on importance steps, not every step.
-            with_value = (step.index + 1) % self.every == 0
+            # The value is only reported (LearnStats.penalty), so it is refreshed every VALUE_EVERY estimates, not
+            # every step: a pass over every weight, omega and the anchor, a tenth of an estimating step's cost.
+            with_value = (step.index + 1) % (self.every * VALUE_EVERY) == 0 or self.last_penalty_at < self.consolidations
+            if with_value:
+                self.last_penalty_at = self.consolidations
             if self.pulls_weights:
                 if with_value:
                     self.last_penalty = float(self.penalty_value())
@@ -238,6 +244,30 @@ class ImportanceMethod(Method):
         owned = {id(p) for m in layers for p in m.parameters()}
         return layers if all(id(p) in owned for p in self.params) else []
 
+    def _is_relu_chain(self) -> bool:
+        """True if the Linear layers run as one ``nn.Sequential`` of Linear, ReLU, Linear, ..., Linear: each
+        layer's output gradient then follows from the next one's in closed form (see :meth:`_chain_grads`)."""
+        if not self._layers:
+            return False
+        for seq in self.model.modules():
+            if type(seq) is nn.Sequential:
+                kids = list(seq.children())
+                if [k for k in kids if type(k) is nn.Linear] == self._layers:
+                    return len(kids) == 2 * len(self._layers) - 1 and all(
+                        type(k) is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kids))
+        return False
+
+    def _chain_grads(self, dz: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+        """Each layer's output gradient for the rows of ``dz`` in a Linear/ReLU chain: ``g_l = (g_{l+1} W_{l+1})
+        * [a_{l+1} > 0]``, where ``a_{l+1} = relu(out_l)`` is the next layer's input. What a partial backward
+        through autograd computes, without the engine's per-node cost (a third of an estimating step)."""
+        grads = [dz]
+        with torch.no_grad():
+            for layer, a in zip(reversed(self._layers[1:]), reversed(inputs[1:]), strict=True):
+                grads.append(torch.mm(grads[-1], cast(Tensor, layer.weight)).mul_(a > 0))
+        grads.reverse()
+        return grads
+
     def _release_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
@@ -253,6 +283,11 @@ class ImportanceMethod(Method):
         outs = [seen[m][1] for m in self._layers]  # type: ignore[index]
         n = step.batch
         dz = self.sample_loss_grad(step.logits.detach(), step.y if self.needs_labels else None)
+        inputs = [seen[m][0].detach()[:n] for m in self._layers]  # type: ignore[index]
+        last = outs[-1]
+        if (self._relu_chain and step.logits.data_ptr() == last.data_ptr()
+                and step.logits.shape[1:] == last.shape[1:] and step.logits.stride() == last.stride()):
+            return step.index, inputs, self._chain_grads(dz, inputs)  # the logits are the last layer's output
         with torch.enable_grad():
             try:
                 grads = torch.autograd.grad(step.logits, outs, grad_outputs=dz, retain_graph=True, allow_unused=True)
@@ -260,7 +295,6 @@ class ImportanceMethod(Method):
                 return None
         if any(g is None for g in grads):
             return None  # the logits do not come out of these layers
-        inputs = [seen[m][0].detach()[:n] for m in self._layers]  # type: ignore[index]
         return step.index, inputs, [g[:n] for g in grads]
 
     def _estimate_vmap(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
@@ -351,14 +385,15 @@ class ImportanceMethod(Method):
         # is -- comes from row sums of the small factors without forming it: sum(phi(G)^T phi(A)) =
         # sum_i rowsum(phi(G))_i rowsum(phi(A))_i. Each layer's estimate is then folded straight into the
         # running mean by one addmm, with no parameter-sized workspace.
-        factors = []
-        total_value = 0.0
-        for m, a, g in zip(self._layers, inputs, grads, strict=True):
-            pg, pa = self.phi(g), self.phi(a)
-            rows = pg.sum(1)
-            # sum of the weight's estimate plus, with a bias, the bias's (rowsum(phi(G)) . 1).
-            total_value += float(torch.dot(rows, pa.sum(1).add_(1.0) if m.bias is not None else pa.sum(1)))
-            factors.append((m, pg, pa))
+        pgs, pas = self.phi_all(grads), self.phi_all(inputs)
+        # Sum of each layer's weight estimate, plus its bias's (rowsum(phi(G)) . 1): one reduction for all layers.
+        rows_g = torch.stack([pg.sum(1) for pg in pgs])
+        rows_a = torch.stack([pa.sum(1) for pa in pas])
+        total = torch.dot(rows_g.flatten(), rows_a.flatten())
+        with_bias = [i for i, m in enumerate(self._layers) if m.bias is not None]
+        if with_bias:
+            total = total + (rows_g if len(with_bias) == len(pgs) else rows_g[with_bias]).sum()
+        total_value = float(total)
         if not math.isfinite(total_value):
             self.rejected += 1
             self.seconds += time.perf_counter() - started
@@ -367,14 +402,25 @@ class ImportanceMethod(Method):
         scale = (count / total_value if total_value > 0 else 1.0) if self.normalize else 1.0 / n
         self.current_count += 1
         weight = 1.0 / self.current_count
-        current = dict(zip((id(p) for p in self.params), self.current, strict=True))
         ones = inputs[0].new_ones(n)
-        for m, pg, pa in factors:
-            current[id(m.weight)].addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
-            if m.bias is not None:
-                current[id(m.bias)].addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
+        for (w, b), pg, pa in zip(self._fold_targets(), pgs, pas, strict=True):
+            w.addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
+            if b is not None:
+                b.addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
         self.updates += 1
         self.seconds += time.perf_counter() - started
+
+    def phi_all(self, tensors: list[Tensor]) -> list[Tensor]:
+        """:meth:`phi` of each tensor (methods may give one call for the list)."""
+        return [self.phi(t) for t in tensors]
+
+    def _fold_targets(self) -> list[tuple[Tensor, Tensor | None]]:
+        """Each layer's (weight, bias) slots of the running estimate ``current``."""
+        if self._targets is None:
+            current = dict(zip((id(p) for p in self.params), self.current, strict=True))
+            self._targets = [(current[id(m.weight)], current[id(m.bias)] if m.bias is not None else None)
+                             for m in self._layers]
+        return self._targets
 
     def _fold(self, new: list[Tensor], started: float) -> None:
         """Fold one estimate into the running mean (normalised first; a non-finite one is rejected)."""
@@ -432,12 +478,9 @@ class ImportanceMethod(Method):
         """The penalty's value ``lambda * sum omega * (theta - theta*)^2`` (a 0-d tensor, no autograd)."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
         if flat is not None and omega is not None and anchor is not None:
-            # In slices: a parameter-sized temporary is a fresh large allocation (page faults) every time.
-            total = flat.new_zeros(())
-            for start in range(0, flat.numel(), _SLICE):
-                diff = flat[start:start + _SLICE] - anchor[start:start + _SLICE]
-                total += torch.dot(diff.mul_(diff), omega[start:start + _SLICE].float())
-            return total * (self.lam / self.scale)
+            diff = flat - anchor
+            return torch.dot(diff.mul_(diff), omega if omega.dtype == diff.dtype else omega.float()) * (
+                self.lam / self.scale)
         return self._value(self._omega_float32(), torch._foreach_sub(self.params, self.anchor))
 
     def _omega_float32(self) -> list[Tensor]:
@@ -450,7 +493,6 @@ class ImportanceMethod(Method):
         return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omegas, diffs, strict=True)]).sum() * (
             self.lam / self.scale)
 
-    @torch.no_grad()
     def pull_weights_(self) -> None:
         """One SGD step on the penalty alone, ``theta -= lr * 2 lambda omega (theta - theta*)``, applied to the
         weights with no temporary: ``lerp(theta, theta*, s omega)`` (``s = 2 lr lambda``, one pass) when omega
@@ -458,6 +500,7 @@ class ImportanceMethod(Method):
         SGD, doing it before the optimizer's step on the loss gradient is exactly the step on the sum of both
         gradients; with omega capped at ``1 / s`` it never passes the anchor."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
+        # The flat buffers do not require grad, so no autograd context is needed (it costs as much as the call).
         if self.scale == self.pull and flat is not None and omega is not None and anchor is not None:
             flat.lerp_(anchor, omega)  # omega holds s * omega: theta + s omega (theta* - theta) in one pass
             return
@@ -466,8 +509,9 @@ class ImportanceMethod(Method):
             flat.addcmul_(omega, flat, value=-pull)
             flat.addcmul_(omega, anchor, value=pull)
             return
-        torch._foreach_addcmul_(self.params, self.omega, self.params, value=-pull)  # type: ignore[arg-type]
-        torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=pull)  # type: ignore[arg-type]
+        with torch.no_grad():  # the parameters themselves require grad
+            torch._foreach_addcmul_(self.params, self.omega, self.params, value=-pull)  # type: ignore[arg-type]
+            torch._foreach_addcmul_(self.params, self.omega, self.anchor, value=pull)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def add_penalty_grad_(self, with_value: bool = True) -> Tensor | None:
@@ -489,7 +533,8 @@ class ImportanceMethod(Method):
         return {"name": self.name, "omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
                 "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
                 "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
-                "rejected": self.rejected, "seconds": self.seconds, "omega_scale": self.scale}
+                "rejected": self.rejected, "seconds": self.seconds, "omega_scale": self.scale,
+                "last_penalty": self.last_penalty, "last_penalty_at": self.last_penalty_at}
 
     def importance_values(self) -> list[Tensor]:
         """The consolidated importance omega in its own units (copies; stored multiplied by ``scale``)."""
@@ -514,9 +559,11 @@ class ImportanceMethod(Method):
         self.updates = int(state["updates"])
         self.rejected = int(state.get("rejected", 0))
         self.seconds = float(state["seconds"])
+        self.last_penalty = float(state.get("last_penalty", 0.0))
+        self.last_penalty_at = int(state.get("last_penalty_at", 0))
 
 
-_SLICE = 32000  # elements per slice of a pass that needs a temporary: 125 KiB, below malloc's 128 KiB mmap threshold
+VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance estimates (and at consolidation)
 
 
 def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:

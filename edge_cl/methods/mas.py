@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from pydantic import Field
 from torch import Tensor
 
@@ -34,3 +35,6 @@ class OnlineMAS(ImportanceMethod):
 
     def phi(self, grads: Tensor) -> Tensor:
         return grads.abs()
+
+    def phi_all(self, tensors: list[Tensor]) -> list[Tensor]:
+        return list(torch._foreach_abs(tensors))

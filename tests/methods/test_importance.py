@@ -265,10 +265,10 @@ def test_compact_state_halves_omega_and_estimate_and_tracks_float32(dtype):
 
 # --- the lean step (issue #11): the penalty applied to the weights, the estimate taken inside the step -------
 
-def _learner(method, **kw):
+def _learner(method, model=None, **kw):
     from edge_cl import OnlineLearner
 
-    model = _model()
+    model = _model() if model is None else model
     budget = OnlineLearner.required_bytes(model, buffer_samples=50, method=method)
     return OnlineLearner(model, budget, method=method, lr=0.1, seed=1, trigger=None, **kw)
 
@@ -296,17 +296,24 @@ def test_pulling_the_weights_is_the_penalty_gradients_sgd_step(name):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("hidden,activation,chain", [([5], "relu", True), ([5, 4], "relu", True),
+                                                     ([5, 4], "gelu", False)])
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
-def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights(cls, normalize):
+def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights(cls, normalize, hidden, activation,
+                                                                               chain):
     """The estimate comes from the step's own forward (new rows only, replayed rows in the batch): it equals
     the method's standalone estimate on the same rows at the weights before the update (normalised to mean
-    one when the method normalises)."""
+    one when the method normalises). A Linear/ReLU chain gets its layers' output gradients in closed form,
+    other activations from a partial backward."""
     import copy
 
-    learner = _learner(f"er+{cls.name}", importance_every=3, importance_normalize=normalize)
+    torch.manual_seed(0)
+    learner = _learner(f"er+{cls.name}", models.mlp(6, hidden, 3, activation=activation), importance_every=3,
+                       importance_normalize=normalize)
     method = learner.get_method(cls.name)
     assert method._layers  # the MLP takes the in-step path
+    assert method._relu_chain is chain
     stream = _stream(3)
     for x, y in stream[:2]:
         learner.learn(x, y)
@@ -365,10 +372,7 @@ def test_closed_form_logit_gradient_equals_autograd(cls):
 
 
 @pytest.mark.parametrize("name", ["ewc", "mas"])
-def test_the_sliced_penalty_value_on_flat_buffers_equals_the_plain_formula(name, monkeypatch):
-    from edge_cl.methods import importance
-
-    monkeypatch.setattr(importance, "_SLICE", 7)  # many slices, one of them partial, on this small model
+def test_the_penalty_value_on_flat_buffers_equals_the_plain_formula(name):
     learner = _learner(f"er+{name}")
     for i, (x, y) in enumerate(_stream(30)):
         learner.learn(x, y)
@@ -381,6 +385,31 @@ def test_the_sliced_penalty_value_on_flat_buffers_equals_the_plain_formula(name,
     assert plain > 0
     assert float(method.penalty_value()) == pytest.approx(plain, rel=1e-4)
     assert float(method.penalty().detach()) == pytest.approx(plain, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ewc", "mas"])
+def test_the_reported_penalty_is_refreshed_at_consolidation_and_every_tenth_estimate(name):
+    from edge_cl.methods.importance import VALUE_EVERY
+
+    learner = _learner(f"er+{name}", importance_every=2)
+    method = learner.get_method(name)
+    stream = _stream(3 + 2 * VALUE_EVERY + 1)
+    reported = [learner.learn(x, y).penalty for x, y in stream[:3]]
+    assert reported == [0.0, 0.0, 0.0]  # nothing consolidated yet
+    learner.consolidate()
+    values = []
+    for x, y in stream[3:]:
+        expected = float(method.penalty_value())   # at the weights the step starts from
+        values.append((learner.step + 1, learner.learn(x, y).penalty, expected))
+    _, first, expected = values[0]
+    assert first == expected == 0.0   # refreshed by the consolidation: the weights are at the new anchor
+    for step, got, expected in values[1:]:
+        if step % (2 * VALUE_EVERY) == 0:
+            assert got == pytest.approx(expected, rel=1e-6) and got > 0
+            break
+        assert got == first   # held between refreshes
+    else:
+        raise AssertionError("no refresh within 2 * VALUE_EVERY steps")
 
 
 def test_an_in_step_estimate_that_overflows_is_rejected_and_changes_nothing():
