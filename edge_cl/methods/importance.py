@@ -264,7 +264,8 @@ class ImportanceMethod(Method):
         grads = [dz]
         with torch.no_grad():
             for layer, a in zip(reversed(self._layers[1:]), reversed(inputs[1:]), strict=True):
-                grads.append(torch.mm(grads[-1], cast(Tensor, layer.weight)).mul_(a > 0))
+                # ReLU's backward, the mask [a > 0] applied in one op (as autograd does)
+                grads.append(_relu_backward(torch.mm(grads[-1], cast(Tensor, layer.weight)), a, 0.0))
         grads.reverse()
         return grads
 
@@ -563,6 +564,7 @@ class ImportanceMethod(Method):
         self.last_penalty_at = int(state.get("last_penalty_at", 0))
 
 
+_relu_backward = torch.ops.aten.threshold_backward  # (grad, relu input or output, 0): grad where it is > 0, else 0
 VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance estimates (and at consolidation)
 
 
