@@ -2,7 +2,10 @@
 
 Each column is one bench run (stream, protocol, storage, prediction); each cell the run's headline figure
 for a method (ACC on task streams, prequential accuracy on prequential streams, mean ± std over its seeds)
-with the number of samples its buffer fitted. The best method of each column is in bold.
+with the number of samples its buffer fitted. The best method of each column is in bold. A second table pairs
+each method with ``er`` seed by seed (same stream, same seed): the mean ± std of the per-seed difference and on
+how many seeds the method came out ahead, which is what "beats er" can rest on when the seeds' spread is larger
+than the methods' difference.
 
 Usage: python benchmarks/summary.py RESULTS.json [...] [--write-benchmarks] [--output BENCHMARKS.md]
 """
@@ -86,6 +89,43 @@ def summarize(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def _per_seed(doc: dict[str, Any], r: dict[str, Any]) -> dict[Any, float]:
+    key = "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
+    runs = r.get("runs") or []
+    return {run.get("seed"): run[key] for run in runs if run.get(key) is not None}
+
+
+def paired(paths: list[Path], base: str = "er") -> str:
+    """Per-seed differences to ``base`` (points): mean ± std over the seeds both ran, and wins / seeds."""
+    docs = [(p, json.loads(p.read_text())) for p in paths]
+    docs = [(p, d) for p, d in docs if base in d["methods"]]
+    methods: list[str] = []
+    for _, doc in docs:
+        for m in doc["methods"]:
+            if m not in BASELINES and m != base and m not in methods:
+                methods.append(m)
+    lines = [(f"Paired with `{base}` seed by seed: each cell is the mean ± std over the run's seeds of (method - "
+              f"{base}) in points, and on how many of those seeds the method was ahead. Runs without `{base}` "
+              "are left out."), "",
+             "| run | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for path, doc in docs:
+        reference = _per_seed(doc, doc["methods"][base])
+        cells = []
+        for m in methods:
+            r = doc["methods"].get(m)
+            mine = _per_seed(doc, r) if r is not None else {}
+            diffs = [100 * (mine[s] - reference[s]) for s in mine if s in reference]
+            if not diffs:
+                cells.append("-")
+                continue
+            mean = sum(diffs) / len(diffs)
+            std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else None
+            wins = sum(d > 0 for d in diffs)
+            cells.append(f"{mean:+.2f}" + (f" ± {std:.2f}" if std is not None else "") + f" ({wins}/{len(diffs)})")
+        lines.append(f"| {_column(doc, path)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path, help="edge-cl bench --json documents")
@@ -96,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    body = summarize(args.results)
+    body = summarize(args.results) + "\n\n" + paired(args.results)
     print(body)
     if args.write_benchmarks:
         command = "python benchmarks/summary.py " + " ".join(shlex.quote(str(p)) for p in args.results) + \

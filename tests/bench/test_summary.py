@@ -58,3 +58,20 @@ def test_section_intro_names_method_settings():
     assert "method settings der_shared_draw=false;" in markdown_table(doc)
     doc["config"]["method_params"] = {}
     assert "method settings" not in markdown_table(doc)
+
+
+def test_paired_table_differences_each_seed_with_er(tmp_path):
+    def runs(values):
+        return [{"seed": s, "acc": v} for s, v in zip((0, 1, 2), values)]
+
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_doc("rotated-mnist", "tasks", {
+        "er": {"acc": 0.9, "runs": runs([0.90, 0.80, 0.70])},
+        "er+ewc": {"acc": 0.8, "runs": runs([0.91, 0.79, 0.72])},
+        "der++": {"acc": 0.9, "runs": runs([0.95])}})))
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(_doc("sea", "prequential", {"der++": {"prequential_acc": 0.9}})))  # no er: left out
+    text = _summary_module().paired([a, b])
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| run | er+ewc | der++ |" and len(rows) == 2
+    assert "| +0.67 ± 1.53 (2/3) | +5.00 (1/1) |" in rows[1]
