@@ -101,7 +101,7 @@ class ImportanceMethod(Method):
         self.pulls_weights = ctx.plain_sgd
         self.pull = 2.0 * ctx.lr * self.lam    # under SGD: the fraction of omega * (theta - theta*) one step removes
         self._layers = self._linear_layers() if self.estimates_in_step else []
-        self._relu_chain = self._is_relu_chain()
+        self._chain = self._relu_chain()
         self._targets: list[tuple[Tensor, Tensor | None]] | None = None
         # Pulling float32 weights in one flat buffer, omega is kept multiplied by the pull s (so s omega <= 1
         # is the fraction of its displacement a weight loses per step) and the pull is one lerp pass. Only the
@@ -150,7 +150,8 @@ class ImportanceMethod(Method):
             def keep(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
                 self._seen[module] = None if module in self._seen else (args[0], out)  # used twice: no shortcut
 
-            self._hooks = [m.register_forward_hook(keep) for m in self._layers]
+            watched = [*self._layers, *([self._chain] if self._chain is not None else [])]
+            self._hooks = [m.register_forward_hook(keep) for m in watched]
 
     def loss(self, step: Step) -> Tensor | None:
         if self._hooks:
@@ -244,18 +245,20 @@ class ImportanceMethod(Method):
         owned = {id(p) for m in layers for p in m.parameters()}
         return layers if all(id(p) in owned for p in self.params) else []
 
-    def _is_relu_chain(self) -> bool:
-        """True if the Linear layers run as one ``nn.Sequential`` of Linear, ReLU, Linear, ..., Linear: each
-        layer's output gradient then follows from the next one's in closed form (see :meth:`_chain_grads`)."""
+    def _relu_chain(self) -> nn.Sequential | None:
+        """The ``nn.Sequential`` of Linear, ReLU, Linear, ..., Linear that holds the Linear layers, if there is
+        one: when the step's forward runs it whole, each layer's output gradient follows from the next one's in
+        closed form (see :meth:`_chain_grads`)."""
         if not self._layers:
-            return False
+            return None
         for seq in self.model.modules():
             if type(seq) is nn.Sequential:
                 kids = list(seq.children())
                 if [k for k in kids if type(k) is nn.Linear] == self._layers:
-                    return len(kids) == 2 * len(self._layers) - 1 and all(
+                    chain = len(kids) == 2 * len(self._layers) - 1 and all(
                         type(k) is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kids))
-        return False
+                    return seq if chain else None
+        return None
 
     def _chain_grads(self, dz: Tensor, inputs: list[Tensor]) -> list[Tensor]:
         """Each layer's output gradient for the rows of ``dz`` in a Linear/ReLU chain: ``g_l = (g_{l+1} W_{l+1})
@@ -285,10 +288,12 @@ class ImportanceMethod(Method):
         n = step.batch
         dz = self.sample_loss_grad(step.logits.detach(), step.y if self.needs_labels else None)
         inputs = [seen[m][0].detach()[:n] for m in self._layers]  # type: ignore[index]
-        last = outs[-1]
-        if (self._relu_chain and step.logits.data_ptr() == last.data_ptr()
-                and step.logits.shape[1:] == last.shape[1:] and step.logits.stride() == last.stride()):
-            return step.index, inputs, self._chain_grads(dz, inputs)  # the logits are the last layer's output
+        whole = seen.get(self._chain) if self._chain is not None else None
+        if whole is not None and whole[1] is outs[-1] and (
+                step.logits.data_ptr() == outs[-1].data_ptr() and step.logits.shape[1:] == outs[-1].shape[1:]
+                and step.logits.stride() == outs[-1].stride()):
+            # The chain ran once, whole, and its output is the logits: no layer's output was used otherwise.
+            return step.index, inputs, self._chain_grads(dz, inputs)
         with torch.enable_grad():
             try:
                 grads = torch.autograd.grad(step.logits, outs, grad_outputs=dz, retain_graph=True, allow_unused=True)

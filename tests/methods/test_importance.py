@@ -313,7 +313,7 @@ def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights
                        importance_normalize=normalize)
     method = learner.get_method(cls.name)
     assert method._layers  # the MLP takes the in-step path
-    assert method._relu_chain is chain
+    assert (method._chain is not None) is chain
     stream = _stream(3)
     for x, y in stream[:2]:
         learner.learn(x, y)
@@ -327,6 +327,39 @@ def test_the_estimate_taken_inside_the_step_is_the_estimate_at_the_steps_weights
     learner.learn(x, y)
     assert method.updates == 1 and method._captured is None and not method._hooks
     for got, want in zip(method.current, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+class _SplitChain(torch.nn.Module):
+    """A Linear/ReLU Sequential whose children are run one by one with a scaling in between: its structure
+    matches a chain, but the closed form would miss the scaling, so the estimate must come from autograd."""
+
+    input_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+
+    def forward(self, x):
+        return self.body[2](2.0 * self.body[1](self.body[0](x)))
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_a_chain_not_run_whole_takes_the_partial_backward(cls):
+    import copy
+
+    torch.manual_seed(0)
+    learner = _learner(f"er+{cls.name}", _SplitChain(), importance_every=3, importance_normalize=False)
+    method = learner.get_method(cls.name)
+    assert method._chain is not None  # the structure matches ...
+    stream = _stream(3)
+    for x, y in stream[:2]:
+        learner.learn(x, y)
+    x, y = stream[2]
+    expected = cls.standalone(copy.deepcopy(learner.model), lam=1.0).estimate(x, y if cls.needs_labels else None)
+    learner.learn(x, y)
+    assert method.updates == 1
+    for got, want in zip(method.current, expected):  # ... but the forward did not run it whole
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
