@@ -7,7 +7,8 @@ each method with ``er`` seed by seed (same stream, same seed): the mean ± std o
 how many seeds the method came out ahead, which is what "beats er" can rest on when the seeds' spread is larger
 than the methods' difference.
 
-Usage: python benchmarks/summary.py RESULTS.json [...] [--write-benchmarks] [--output BENCHMARKS.md]
+Usage: python benchmarks/summary.py RESULTS.json [...] [--write-benchmarks] [--section NAME] [--title TEXT]
+       [--output BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def summarize(paths: list[Path]) -> str:
 
 def _per_seed(doc: dict[str, Any], r: dict[str, Any]) -> dict[Any, float]:
     key = "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
-    runs = r.get("runs") or []
+    runs = r.get("runs") or [dict(r, seed=r.get("seed", doc["config"].get("seed")))]  # one seed: no "runs" list
     return {run.get("seed"): run[key] for run in runs if run.get(key) is not None}
 
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", nargs="+", type=Path, help="edge-cl bench --json documents")
     ap.add_argument("--write-benchmarks", action="store_true", help="write the methods-by-stream section")
     ap.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    ap.add_argument("--section", default="methods-by-stream", help="BENCHMARKS.md section to write")
+    ap.add_argument("--title", default="Methods x streams (from the bench runs' JSON)", help="the section's heading")
     args = ap.parse_args(argv)
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
@@ -139,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     body = summarize(args.results) + "\n\n" + paired(args.results)
     print(body)
     if args.write_benchmarks:
+        extra = ([] if args.section == "methods-by-stream" else ["--section", args.section]) + (
+            [] if args.title == ap.get_default("title") else ["--title", args.title])
         command = "python benchmarks/summary.py " + " ".join(shlex.quote(str(p)) for p in args.results) + \
-                  " --write-benchmarks"
-        write_section("methods-by-stream", "### Methods x streams (from the bench runs' JSON)\n\n" + body, command,
-                      args.output)
+                  " --write-benchmarks" + "".join(" " + shlex.quote(a) for a in extra)
+        write_section(args.section, f"### {args.title}\n\n" + body, command, args.output)
     return 0
 
 

@@ -71,7 +71,11 @@ def test_paired_table_differences_each_seed_with_er(tmp_path):
         "der++": {"acc": 0.9, "runs": runs([0.95])}})))
     b = tmp_path / "b.json"
     b.write_text(json.dumps(_doc("sea", "prequential", {"der++": {"prequential_acc": 0.9}})))  # no er: left out
-    text = _summary_module().paired([a, b])
+    c = tmp_path / "c.json"   # one seed: no per-seed list, the run's own figures
+    c.write_text(json.dumps(_doc("elec2", "prequential", {"er": {"prequential_acc": 0.89},
+                                                          "er+ewc": {"prequential_acc": 0.885}})))
+    text = _summary_module().paired([a, b, c])
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| run | er+ewc | der++ |" and len(rows) == 2
+    assert rows[0] == "| run | er+ewc | der++ |" and len(rows) == 3
     assert "| +0.67 ± 1.53 (2/3) | +5.00 (1/1) |" in rows[1]
+    assert rows[2].endswith("| -0.50 (0/1) | - |")
