@@ -259,3 +259,29 @@ def test_replacing_the_models_parameters_after_building_is_a_clear_error():
     learner.model.double().float()  # new .data for every parameter: the learner would step stale weights
     with pytest.raises(RuntimeError, match="parameters were replaced"):
         learner.learn(np.zeros((2, 6), np.float32), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_the_finiteness_check_sees_any_non_finite_element(bad):
+    from edge_cl.learner import _all_finite
+
+    x = torch.rand(7, 5)
+    assert _all_finite(x) and _all_finite(torch.full((2, 3), 3e38)) and _all_finite(torch.empty(0, 4))
+    for i, j in [(0, 0), (3, 2), (6, 4)]:
+        y = x.clone()
+        y[i, j] = bad
+        assert not _all_finite(y)
+
+
+def test_a_non_finite_batch_leaves_the_standardiser_as_it_was():
+    torch.manual_seed(0)
+    model = models.mlp(4, [8], 2)
+    learner = OnlineLearner(model, OnlineLearner.required_bytes(model, 20, standardize=True), standardize=True)
+    learner.learn(np.random.rand(5, 4).astype(np.float32), np.array([0, 1, 0, 1, 0]))
+    before = [b.clone() for b in learner.standardizer.buffers()]
+    x = np.random.rand(5, 4).astype(np.float32)
+    x[2, 1] = np.nan
+    stats = learner.learn(x, np.array([0, 1, 0, 1, 0]))
+    assert stats.skipped
+    for b, a in zip(before, learner.standardizer.buffers()):
+        assert torch.equal(b, a)
