@@ -290,6 +290,7 @@ class OnlineLearner:
         self.consolidations = 0
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
+        self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
 
     @classmethod
     def from_config(cls, model: nn.Module, config: LearnerConfig,
@@ -423,6 +424,11 @@ class OnlineLearner:
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]
+        if not self._scales_checked and _all_finite(xb):
+            self._scales_checked = True
+            warning = _scale_warning(xb)
+            if warning:
+                log.warning(warning)
         kept: list[Tensor] | None = None
         if self.standardizer is not None and _all_finite(xb):
             # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
@@ -704,6 +710,27 @@ class OnlineLearner:
         learner = cls.from_config(model, config, device=device if device is not None else "auto")
         learner.load_state_dict(state)
         return learner
+
+
+SCALE_RATIO = 1000.0  # features this many times larger than the median feature call for the standardiser
+
+
+def _scale_warning(x: Tensor) -> str | None:
+    """What to tell a user whose raw inputs mix scales (one feature ``SCALE_RATIO`` x the median one or more),
+    else None: one step size suits no feature then, and weight importance (EWC, MAS ...) of the first layer
+    grows with each feature's magnitude."""
+    peak = x.abs().amax(0)
+    nonzero = peak[peak > 0]
+    if nonzero.numel() < 2:
+        return None
+    top, median = float(nonzero.max()), float(nonzero.median())
+    if top < SCALE_RATIO * median:
+        return None
+    return (f"input features differ in scale by {top / median:.0f}x (feature {int(peak.argmax())} reaches "
+            f"{top:.3g}, the median feature {median:.3g}); one step size suits no feature of raw units like these, "
+            "and the importance of ewc, mas ... grows with each feature's magnitude. Pass standardize=True to "
+            "learn on running-standardised inputs (the daemon does so for vector inputs by default), or scale "
+            "them first")
 
 
 def _all_finite(t: Tensor) -> bool:

@@ -285,3 +285,28 @@ def test_a_non_finite_batch_leaves_the_standardiser_as_it_was():
     assert stats.skipped
     for b, a in zip(before, learner.standardizer.buffers()):
         assert torch.equal(b, a)
+
+
+def test_raw_inputs_of_mixed_scales_get_one_warning_naming_the_feature_and_the_fix(caplog):
+    torch.manual_seed(0)
+    model = models.mlp(3, [8], 2)
+    learner = OnlineLearner(model, OnlineLearner.required_bytes(model, 20), trigger=None)
+    rng = np.random.default_rng(0)
+    x = rng.random((10, 3)).astype(np.float32) * np.array([1.0, 5e4, 3.0], dtype=np.float32)
+    with caplog.at_level(logging.WARNING, logger="edge_cl"):
+        learner.learn(x, rng.integers(0, 2, 10))
+        learner.learn(x, rng.integers(0, 2, 10))
+    warnings = [r.getMessage() for r in caplog.records if "differ in scale" in r.getMessage()]
+    assert len(warnings) == 1 and "feature 1" in warnings[0] and "standardize=True" in warnings[0]
+
+
+@pytest.mark.parametrize("scales,standardize", [([1.0, 50.0, 3.0], False), ([1.0, 5e4, 3.0], True)])
+def test_no_scale_warning_for_similar_scales_or_a_standardised_learner(caplog, scales, standardize):
+    torch.manual_seed(0)
+    model = models.mlp(3, [8], 2)
+    learner = OnlineLearner(model, OnlineLearner.required_bytes(model, 20, standardize=standardize), trigger=None,
+                            standardize=standardize)
+    x = np.random.default_rng(0).random((10, 3)).astype(np.float32) * np.array(scales, dtype=np.float32)
+    with caplog.at_level(logging.WARNING, logger="edge_cl"):
+        learner.learn(x, np.zeros(10, dtype=np.int64))
+    assert not [r for r in caplog.records if "differ in scale" in r.getMessage()]
