@@ -142,3 +142,17 @@ def test_state_roundtrip_restores_contents():
     assert (len(other), other.seen) == (5, 9)
     with pytest.raises(ValueError, match="capacity 3"):
         ReservoirBuffer(3, 2).load_state_dict(buf.state_dict())
+
+
+def test_a_float16_field_saturates_instead_of_storing_infinity():
+    import torch
+
+    from edge_cl.buffer import ReservoirBuffer
+    from edge_cl.methods import SampleField
+
+    buf = ReservoirBuffer(4, 2, fields={"logits": SampleField((3,), torch.float16)},
+                          generator=torch.Generator().manual_seed(0))
+    values = torch.tensor([[1e6, -1e6, 1.5], [70000.0, -3.0, 0.25]])
+    buf.add(torch.zeros(2, 2), torch.tensor([0, 1]), {"logits": values})
+    stored = buf.values["logits"][:2].float()
+    assert torch.equal(stored, torch.tensor([[65504.0, -65504.0, 1.5], [65504.0, -3.0, 0.25]]))

@@ -24,7 +24,6 @@ from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Sa
 from edge_cl.methods.registry import register
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
-_F16_MAX = 65504.0
 
 
 class DERSettings(MethodSettings):
@@ -67,11 +66,9 @@ class DER(Method):
         return (Draw("der", self.ctx.replay_batch),)
 
     def sample_values(self, step: Step) -> dict[str, Tensor]:
-        # The logits of the step's forward, before the update (as the paper); float16 cannot hold beyond 65504.
-        logits = step.logits.detach()
-        if self.dtype == torch.float16:
-            logits = logits.clamp(-_F16_MAX, _F16_MAX)
-        return {"logits": logits}
+        # The logits of the step's forward, before the update (as the paper); the buffer stores the rows it keeps
+        # in the field's dtype, saturating beyond float16's 65504.
+        return {"logits": step.logits}
 
     def _mse(self, step: Step, key: str) -> Tensor | None:
         seg = step.draws.get(key)
@@ -109,7 +106,8 @@ class DERPP(DER):
             terms.append(mse)
         seg = step.draws.get("der" if self.shared else "der_ce")
         if seg is not None and len(seg) and self.beta > 0:
-            terms.append(self.beta * F.cross_entropy(seg.logits, seg.y))
+            ce = F.cross_entropy(seg.logits, seg.y)
+            terms.append(ce if self.beta == 1.0 else self.beta * ce)  # x * 1.0 is x: one op fewer, same bits
         if not terms:
             return None
         return terms[0] if len(terms) == 1 else terms[0] + terms[1]
