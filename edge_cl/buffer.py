@@ -238,4 +238,3 @@ def _cast(v: Tensor, dtype: torch.dtype) -> Tensor:
     if bound is not None and v.is_floating_point() and torch.finfo(v.dtype).max > bound:
         v = v.clamp(-bound, bound)
     return v.to(dtype)
-
