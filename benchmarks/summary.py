@@ -54,8 +54,13 @@ def _column(doc: dict[str, Any], path: Path) -> str:
     return f"{'; '.join(parts)} ({path.stem})"
 
 
+def _key(doc: dict[str, Any]) -> str:
+    """The run's headline figure: ACC on task streams, prequential accuracy on prequential ones."""
+    return "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
+
+
 def _headline(doc: dict[str, Any], r: dict[str, Any]) -> tuple[float | None, float | None]:
-    key = "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
+    key = _key(doc)
     return r.get(key), r.get(f"{key}_std")
 
 
@@ -91,7 +96,7 @@ def summarize(paths: list[Path]) -> str:
 
 
 def _per_seed(doc: dict[str, Any], r: dict[str, Any]) -> dict[Any, float]:
-    key = "acc" if doc["stream"].get("kind") == "tasks" else "prequential_acc"
+    key = _key(doc)
     runs = r.get("runs") or [dict(r, seed=r.get("seed", doc["config"].get("seed")))]  # one seed: no "runs" list
     return {run.get("seed"): run[key] for run in runs if run.get(key) is not None}
 

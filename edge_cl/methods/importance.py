@@ -396,7 +396,8 @@ class ImportanceMethod(Method):
         rows_g = torch.stack([pg.sum(1) for pg in pgs])
         rows_a = torch.stack([pa.sum(1) for pa in pas])
         total = torch.dot(rows_g.flatten(), rows_a.flatten())
-        with_bias = [i for i, m in enumerate(self._layers) if m.bias is not None]
+        targets = self._fold_targets()
+        with_bias = [i for i, (_, b) in enumerate(targets) if b is not None]
         if with_bias:
             total = total + (rows_g if len(with_bias) == len(pgs) else rows_g[with_bias]).sum()
         total_value = float(total)
@@ -409,7 +410,7 @@ class ImportanceMethod(Method):
         self.current_count += 1
         weight = 1.0 / self.current_count
         ones = inputs[0].new_ones(n)
-        for (w, b), pg, pa in zip(self._fold_targets(), pgs, pas, strict=True):
+        for (w, b), pg, pa in zip(targets, pgs, pas, strict=True):
             w.addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
             if b is not None:
                 b.addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
@@ -483,15 +484,13 @@ class ImportanceMethod(Method):
     def penalty_value(self) -> Tensor:
         """The penalty's value ``lambda * sum omega * (theta - theta*)^2`` (a 0-d tensor, no autograd)."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
-        if flat is not None and omega is not None and anchor is not None:
-            diff = flat - anchor
-            return torch.dot(diff.mul_(diff), omega if omega.dtype == diff.dtype else omega.float()) * (
-                self.lam / self.scale)
-        return self._value(self._omega_float32(), torch._foreach_sub(self.params, self.anchor))
+        if flat is not None and omega is not None and anchor is not None:  # one pass over the flat buffers
+            return self._value(self._float32([omega]), [flat - anchor])
+        return self._value(self._float32(self.omega), torch._foreach_sub(self.params, self.anchor))
 
-    def _omega_float32(self) -> list[Tensor]:
+    def _float32(self, omegas: list[Tensor]) -> list[Tensor]:
         """Omega for the arithmetic: compact omega widened (one parameter-sized temporary per tensor)."""
-        return self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+        return omegas if self.dtype == torch.float32 else [o.float() for o in omegas]
 
     def _value(self, omegas: Sequence[Tensor], diffs: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """``lambda * sum omega * diff^2`` (squares ``diffs`` in place)."""
@@ -529,7 +528,7 @@ class ImportanceMethod(Method):
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             raise ValueError("add_penalty_grad_ needs every parameter's .grad allocated; run backward first")
-        omegas = self._omega_float32()
+        omegas = self._float32(self.omega)
         diffs = torch._foreach_sub(self.params, self.anchor)
         torch._foreach_addcmul_(grads, omegas, diffs, value=2.0 * self.lam / self.scale)  # type: ignore[arg-type]
         return self._value(omegas, diffs) if with_value else None
