@@ -119,7 +119,7 @@ class ReservoirBuffer:
         self.x.index_copy_(0, slots, self.codec.encode(x.index_select(0, rows)))
         self.y.index_copy_(0, slots, y.index_select(0, rows).to(LABEL_DTYPE))
         for name, v in values.items():
-            self.values[name].index_copy_(0, slots, _cast(v.detach().index_select(0, rows), self.values[name].dtype))
+            self.values[name].index_copy_(0, slots, cast_to_field(v.detach().index_select(0, rows), self.values[name].dtype))
 
     def _add_class_balanced(self, x: Tensor, y: Tensor, values: dict[str, Tensor]) -> None:
         # CBRS decides per sample from the class counts, so this path loops over the (small) micro-batch.
@@ -147,7 +147,7 @@ class ReservoirBuffer:
             self.x[slot] = self.codec.encode(x[i])
             self.y[slot] = label
             for name, v in values.items():
-                self.values[name][slot] = _cast(v[i].detach(), self.values[name].dtype)
+                self.values[name][slot] = cast_to_field(v[i].detach(), self.values[name].dtype)
             self._class_counts[label] = self._class_counts.get(label, 0) + 1
 
     def _randint(self, high: int) -> int:
@@ -230,7 +230,7 @@ class ReservoirBuffer:
 _FINITE_MAX = {torch.float16: 65504.0, torch.bfloat16: 3.3895313892515355e38}
 
 
-def _cast(v: Tensor, dtype: torch.dtype) -> Tensor:
+def cast_to_field(v: Tensor, dtype: torch.dtype) -> Tensor:
     """``v`` in a field's storage dtype, saturating at its largest finite value: a value beyond float16's range
     is stored as that bound, not as infinity (which would poison every loss that replays it). Only the rows
     that are kept are cast, so the bound costs nothing on steps that insert nothing."""

@@ -21,6 +21,7 @@ from edge_cl.budget import SCRATCH_PART, MemoryBudget, tensor_bytes
 from edge_cl.buffer import ReservoirBuffer
 from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
+from edge_cl.fixed_step import FixedStep, unsupported_reason
 from edge_cl.learner_config import LearnerConfig
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
 from edge_cl.methods.base import flat_zeros_like
@@ -61,6 +62,8 @@ class LearnStats:
     penalty: float          # importance penalty value, refreshed every 10 importance estimates and at consolidation
     importance_updated: bool
     seconds: float          # wall time of the step
+    lag: int = 0            # how many steps old loss / new_correct / skipped are: 1 on the CUDA-graph step
+                            # (the previous call's, read without waiting), 0 eager or with exact_stats=True
 
 
 def config_from_arguments(budget_bytes: Any, importance: Any = _UNSET, **options: Any) -> LearnerConfig:
@@ -291,6 +294,38 @@ class OnlineLearner:
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
         self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
+        self._fixed: FixedStep | None = None
+        self._fixed_decided = False
+
+    @property
+    def step_path(self) -> str:
+        """Which step :meth:`learn` runs: 'graph' (captured CUDA graphs), 'fixed' (the fixed-shape step, uncaptured)
+        or 'eager' (decided at the first call; a failed capture turns 'graph' into 'eager')."""
+        fixed = self._fixed_step()
+        if fixed is None or fixed.fallback is not None:
+            return "eager"
+        return "graph" if fixed.capture else "fixed"
+
+    def _fixed_step(self) -> FixedStep | None:
+        """The fixed-shape step when ``step_mode`` asks for it and the configuration allows it (logged once)."""
+        if self._fixed_decided:
+            return self._fixed
+        self._fixed_decided = True
+        mode = self.config.step_mode
+        if mode == "eager" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        reason = unsupported_reason(self)
+        if reason is not None:
+            (log.warning if mode == "fixed" else log.info)(
+                "edge_cl: the fixed-shape step is off for this learner (%s); it runs the eager step", reason)
+            return None
+        self._fixed = FixedStep(self, capture=self.device.type == "cuda", exact_stats=self.config.exact_stats)
+        return self._fixed
+
+    def _settle(self) -> None:
+        """Fold a fixed-shape step still in flight into the counters (before anything reads them)."""
+        if self._fixed is not None:
+            self._fixed.sync()
 
     @classmethod
     def from_config(cls, model: nn.Module, config: LearnerConfig,
@@ -347,6 +382,7 @@ class OnlineLearner:
 
     def memory_report(self) -> dict[str, Any]:
         """Every byte of learner state by part against the budget, plus process RSS beside it."""
+        self._settle()
         report = self.budget.report(self.owned_tensors(), len(self.buffer))
         method_reports = {m.name: m.report() for m in self.methods}
         importance = [method_reports[m.name] for m in self.methods
@@ -429,6 +465,11 @@ class OnlineLearner:
             warning = _scale_warning(xb)
             if warning:
                 log.warning(warning)
+        fixed = self._fixed_step()
+        if fixed is not None:
+            stats = fixed.learn(xb, yb, started)
+            if stats is not None:
+                return stats
         kept: list[Tensor] | None = None
         if self.standardizer is not None and _all_finite(xb):
             # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
@@ -630,11 +671,13 @@ class OnlineLearner:
     @property
     def prequential_accuracy(self) -> float | None:
         """Test-then-train accuracy over every sample learned so far (None before the first)."""
+        self._settle()
         return self.correct_learned / self.samples_learned if self.samples_learned else None
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: model, optimizer, buffer, methods, trigger, RNG."""
+        self._settle()
         return {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "config": self.config.model_dump(mode="json"), "model_spec": models.spec_of(self.model),
@@ -658,6 +701,7 @@ class OnlineLearner:
         if int(state.get("version", 0)) > STATE_VERSION:
             raise ValueError(f"learner state version {state['version']} is newer than this edge_cl "
                              f"({STATE_VERSION}); upgrade edge_cl")
+        self._settle()
         saved_methods = _saved_methods(state)
         mine = [m.name for m in self.methods]
         if sorted(saved_methods) != sorted(mine):

@@ -57,6 +57,12 @@ class LearnerConfig(BaseModel):
     standardize: bool = Field(False, description="Standardise inputs with a running mean / variance per feature "
                                                  "(part of the state, the budget and the ONNX graph): for raw "
                                                  "sensor units.")
+    step_mode: Literal["auto", "eager", "fixed"] = Field(
+        "auto", description="'fixed': the step with fixed shapes and no host synchronisation, captured as a CUDA "
+                            "graph per micro-batch size bucket on CUDA (edge_cl.fixed_step); 'eager': the "
+                            "ordinary step; 'auto': fixed on CUDA when the configuration allows it, else eager.")
+    exact_stats: bool = Field(False, description="On the CUDA-graph step, wait for each step to report its own loss "
+                                                 "and hits (LearnStats.lag 0) instead of the previous step's.")
     plugins: list[str] = Field(default_factory=list, description="Modules imported first, so that methods they "
                                                                  "@register can be named in 'method'.")
     method_params: dict[str, Any] = Field(default_factory=dict,

@@ -60,6 +60,24 @@ class RunningStandardizer(nn.Module):
         self.m2.add_(m2_b + delta.pow(2) * (n_a * n_b / total))
         self.count.copy_(total)
 
+    @torch.no_grad()
+    def update_rows(self, x: Tensor, rows: Tensor) -> None:
+        """:meth:`update` with the rows of ``x`` where the boolean ``rows`` [B] is True, decided on the device (no
+        host synchronisation, fixed shapes: the fixed-shape and CUDA-graph step); other rows may be anything."""
+        keep = rows.unsqueeze(1)
+        xb = torch.where(keep, x.detach().to(self.mean.dtype), 0.0)
+        n_b = rows.to(self.mean.dtype).sum()
+        mean_b = xb.sum(0) / n_b.clamp_min(1.0)
+        dev = torch.where(keep, xb - mean_b, 0.0)
+        m2_b = (dev * dev).sum(0)
+        n_a = self.count.clone()
+        total = n_a + n_b
+        share = n_b / total.clamp_min(1.0)  # 0 with no rows: the statistics stay as they are
+        delta = mean_b - self.mean
+        self.mean.add_(delta * share)
+        self.m2.add_(m2_b + delta.pow(2) * (n_a * share))
+        self.count.copy_(total)
+
     def forward(self, x: Tensor) -> Tensor:
         var = self.var
         std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))

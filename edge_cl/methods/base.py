@@ -144,6 +144,11 @@ class Method:
     name: ClassVar[str] = ""
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     uses_buffer: ClassVar[bool] = False
+    # True when the method's step work fits the fixed-shape (CUDA-graph) step: ``replay_draws``, ``loss`` and
+    # ``sample_values`` are device work on fixed shapes (a draw then always holds its full size, its terms weighted
+    # 0 while the buffer is empty) and the other step hooks do nothing; for importance methods, the per-step work
+    # is the weight pull and the estimate may run after the step (edge_cl.fixed_step).
+    fixed_shape: ClassVar[bool] = False
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         self.ctx = ctx

@@ -51,6 +51,7 @@ class DER(Method):
     name = "der"
     Settings: ClassVar[type[MethodSettings]] = DERSettings
     uses_buffer = True
+    fixed_shape = True
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)

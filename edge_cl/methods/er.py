@@ -14,6 +14,7 @@ class ExperienceReplay(Method):
 
     name = "er"
     uses_buffer = True
+    fixed_shape = True
 
     def replay_draws(self) -> Sequence[Draw]:
         return (Draw("replay", self.ctx.replay_batch, join_ce=True),)

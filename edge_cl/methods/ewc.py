@@ -27,6 +27,7 @@ class OnlineEWC(ImportanceMethod):
     name = "ewc"
     Settings: ClassVar[type[MethodSettings]] = EWCSettings
     needs_labels = True
+    fixed_shape = True  # the pull is device work; the estimate runs after the step on the fixed path
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
         if y is None:

@@ -26,6 +26,7 @@ class OnlineMAS(ImportanceMethod):
     name = "mas"
     Settings: ClassVar[type[MethodSettings]] = MASSettings
     needs_labels = False
+    fixed_shape = True  # the pull is device work; the estimate runs after the step on the fixed path
 
     def sample_loss(self, logits: Tensor, y: Tensor | None) -> Tensor:
         return logits.pow(2).sum()

@@ -1,0 +1,392 @@
+"""The learner's step with fixed shapes and no host synchronisation: captured as a CUDA graph on CUDA.
+
+An eager step on a GPU pays for a few hundred kernel launches and several host synchronisations (the loss,
+the hit count, the gradient norm, the reservoir's slots), ten times the arithmetic of a micro-batch step
+(issue #11). This step does the same work -- replay draws from the learner's generator, forward, cross-entropy
+plus the methods' terms, backward, the gradient clip and the skip of a non-finite step, the importance pull,
+the SGD update, the reservoir insert, the counters -- on tensors whose shapes depend only on the micro-batch's
+*bucket* (the next power of two of its size), with every decision made on the device. On CUDA it is captured
+once per bucket with ``torch.cuda.graph`` and replayed; elsewhere the same step runs as ordinary operations.
+
+Padding: a micro-batch of ``n`` rows runs at ``bucket_of(n)`` rows; the extra rows are zeros with weight 0 in
+the cross-entropy, the hit count, the standardiser update and the reservoir, so the update is the same as an
+unpadded step's (up to the order of floating-point sums; ``tests/test_fixed_step.py`` checks 1e-6).
+
+Differences from the eager step, all documented in the README:
+
+- A replay draw always takes its full ``size`` rows (with replacement), weighted 0 while the buffer is empty;
+  the eager step takes all stored rows while the buffer holds fewer than ``size``.
+- A skipped step (non-finite loss or gradients) still consumes its random numbers, and the learner runs its
+  next step eagerly (the eager step replaces buffered rows that made a step overflow).
+- Importance estimates (EWC, MAS) run after the step, outside the graph, every ``importance_every`` steps.
+- On CUDA, the loss and hit count a ``learn`` call reports are the previous call's (``LearnStats.lag == 1``)
+  unless ``exact_stats`` is set; the counters are exact whenever they are read (state, accuracy, report).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edge_cl.buffer import cast_to_field
+from edge_cl.methods.base import Method, Segment, Step
+from edge_cl.methods.importance import VALUE_EVERY, ImportanceMethod
+
+if TYPE_CHECKING:
+    from edge_cl.learner import LearnStats, OnlineLearner
+
+log = logging.getLogger("edge_cl")
+
+MAX_BUCKET = 4096  # larger micro-batches run the eager step (one capture per bucket up to here)
+CHECK_TOLERANCE = 1e-5  # a captured step must match the same step run uncaptured to this (relative) on first use
+
+
+def bucket_of(n: int) -> int:
+    """The row count a micro-batch of ``n`` rows runs at: the next power of two (1, 2, 4, ...)."""
+    if n < 1:
+        raise ValueError(f"a micro-batch has at least one row, got {n}")
+    return 1 << (n - 1).bit_length()
+
+
+def unsupported_reason(learner: OnlineLearner) -> str | None:
+    """Why ``learner``'s configuration cannot take the fixed-shape step (None: it can)."""
+    cfg = learner.config
+    group = learner.optimizer.param_groups[0]
+    if learner._flat_param is None or learner._flat_grad is None:
+        return "the parameters are not one contiguous buffer of one dtype"
+    if not isinstance(learner.optimizer, torch.optim.SGD) or len(learner.optimizer.param_groups) != 1 or \
+            group["momentum"] or group["weight_decay"] or group["maximize"] or group["nesterov"]:
+        return f"optimizer {cfg.optimizer!r} with momentum {cfg.momentum}: only plain SGD is captured"
+    if cfg.class_balanced:
+        return "the class-balanced reservoir decides per sample on the host"
+    if cfg.predict == "ncm":
+        return "predict='ncm' refreshes class means from the host's view of the buffer"
+    for m in learner.methods:
+        if not m.fixed_shape:
+            return f"method {m.name!r} needs the host inside the step"
+        if isinstance(m, ImportanceMethod) and (not m.pulls_weights or m.flat_params is None or m.omega_flat is None
+                                                or m.anchor_flat is None):
+            return f"method {m.name!r} keeps its importance outside one flat buffer (state_dtype float32 needed)"
+    for module in learner.model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return f"the model has {type(module).__name__}, whose batch statistics padded rows would change"
+    return None
+
+
+class FixedStep:
+    """The fixed-shape step of one learner (see the module docstring); ``capture`` records CUDA graphs."""
+
+    def __init__(self, learner: OnlineLearner, capture: bool, exact_stats: bool = False) -> None:
+        self.learner = learner
+        self.capture = capture
+        self.exact_stats = exact_stats or not capture  # uncaptured steps are synchronous anyway
+        dev = learner.device
+        self.plain = [m for m in learner.methods if not isinstance(m, ImportanceMethod)]
+        self.importance = [m for m in learner.methods if isinstance(m, ImportanceMethod)]
+        self.draws = [d for m in self.plain for d in m.replay_draws()]
+        self.draws.sort(key=lambda d: not d.join_ce)  # rows in the cross-entropy first, as the eager step
+        self.capacity = learner.buffer.capacity
+        if self.capacity == 0:
+            self.draws = []
+        self.seen = torch.zeros((), dtype=torch.int64, device=dev)      # reservoir stream count, on the device
+        self.n_valid = torch.zeros((), dtype=torch.int64, device=dev)   # rows of this call's micro-batch
+        self.enabled = torch.ones((), dtype=torch.bool, device=dev)     # False: warm-up runs change nothing
+        self.lr = torch.full((), float(learner.optimizer.param_groups[0]["lr"]), device=dev)
+        self._lr_value = float(self.lr)
+        self.out = torch.zeros(4, device=dev)  # loss on the new rows, hits, step ok, rows learned
+        self._inputs: dict[int, tuple[Tensor, Tensor]] = {}
+        self._graphs: dict[int, Any] = {}
+        self._pinned = [torch.zeros(4, pin_memory=capture and torch.cuda.is_available()) for _ in range(2)]
+        self._events: list[Any] = [None, None]
+        self._pending: tuple[int, int, int] | None = None  # (slot, batch, replay) of a step not read yet
+        self._flip = 0
+        self.calls = 0
+        self.eager_next = False      # set after a skipped step: the next one runs eagerly
+        self.fallback: str | None = None  # set once capture failed: every later step is eager
+
+    # --- the step on the device -----------------------------------------------------------------
+    def _core(self, rows: int, rand_rows: int) -> None:
+        """One step on the first ``n_valid`` of ``rows`` static input rows; ``rand_rows`` reservoir uniforms are
+        drawn whatever ``rows`` is (so a padded and an unpadded step consume the same random numbers)."""
+        L = self.learner
+        x_in, y_in = self._inputs[rows]
+        dev = x_in.device
+        valid = torch.arange(rows, device=dev) < self.n_valid
+        x = torch.where(valid.unsqueeze(1), x_in, 0.0)
+        y = torch.where(valid, y_in, 0)
+        vf = valid.to(x.dtype)
+        std = L.standardizer
+        kept: list[Tensor] = []
+        if std is not None:
+            kept = [b.clone() for b in std.buffers()]
+            std.update_rows(x, valid & torch.isfinite(x).all())
+        buf = L.buffer
+        size = self.seen.clamp_max(self.capacity)
+        has = (size > 0).to(x.dtype)
+        segments: list[tuple[Any, dict[str, Tensor]]] = []
+        for d in self.draws:
+            u = torch.rand(d.size, generator=L.generator, device=dev, dtype=torch.float64)
+            idx = torch.minimum((u * size).long(), (size - 1).clamp_min(0))
+            fields = {"x": buf.codec.decode(buf.x.index_select(0, idx)), "y": buf.y.index_select(0, idx)}
+            fields.update({n: v.index_select(0, idx) for n, v in buf.values.items()})
+            segments.append((d, fields))
+        xs = torch.cat([x, *(f["x"] for _, f in segments)]) if segments else x
+        if not L.model.training:
+            L.model.train()
+        logits = L.model(xs)
+        joined = [f["y"] for d, f in segments if d.join_ce]
+        n_ce = rows + sum(d.size for d, _ in segments if d.join_ce)
+        ce = F.cross_entropy(logits[:n_ce], torch.cat([y, *joined]) if joined else y, reduction="none")
+        weights = torch.cat([vf, *(has.expand(d.size) for d, _ in segments if d.join_ce)])
+        loss = (ce * weights).sum() / weights.sum().clamp_min(1.0)
+        step = Step(index=L.step, x=x, y=y, logits=logits[:rows])
+        row = rows
+        for d, f in segments:
+            step.draws[d.key] = Segment(fields=f, logits=logits[row:row + d.size])
+            row += d.size
+        total = loss
+        for m in self.plain:
+            term = m.loss(step)
+            if term is not None:
+                total = total + term * has  # a draw from an empty buffer holds zeros: its term must not count
+        flat, grad = L._flat_param, L._flat_grad
+        assert flat is not None and grad is not None
+        grad.zero_()
+        total.backward()
+        with torch.no_grad():
+            squared = torch.dot(grad, grad)
+            ok = self.enabled & torch.isfinite(total) & torch.isfinite(squared)
+            okf = ok.to(grad.dtype)
+            limit = L.config.max_grad_norm
+            coef = -self.lr
+            if limit is not None:
+                norm = squared.sqrt()
+                coef = coef * torch.where(norm > limit, limit / norm, 1.0)
+            for m in self.importance:
+                if m.scale == m.pull:  # omega is held as s * omega: the pull is one lerp (see pull_weights_)
+                    flat.lerp_(m.anchor_flat, m.omega_flat * okf)
+                else:
+                    omega = m.omega_flat * (okf * (m.pull / m.scale))
+                    flat.addcmul_(omega, flat, value=-1.0)
+                    flat.addcmul_(omega, m.anchor_flat)
+            flat.add_(torch.where(ok, grad * coef, 0.0))
+            if std is not None:
+                for b, old in zip(std.buffers(), kept, strict=True):
+                    b.copy_(torch.where(ok, b, old))
+            learned = valid & ok
+            if self.capacity:
+                stored = {n: v for m in self.plain for n, v in m.sample_values(step).items()}
+                self._insert(x, y, stored, learned, rand_rows)
+            self.seen.add_(learned.sum())
+            hits = ((logits[:rows].argmax(1) == y) & valid).sum()
+            n = self.n_valid.clamp_min(1).to(ce.dtype)
+            self.out.copy_(torch.stack([(ce[:rows] * vf).sum() / n, hits.to(ce.dtype), okf, learned.sum().to(ce.dtype)]))
+
+    def _insert(self, x: Tensor, y: Tensor, stored: dict[str, Tensor], learned: Tensor, rand_rows: int) -> None:
+        """Algorithm R for the ``learned`` rows, as the eager buffer does it, with every decision on the device.
+
+        Row i is the n-th sample of the stream (n = seen + its rank among learned rows); it takes slot n - 1 while
+        the buffer fills, then slot floor(u n) if that is below capacity, and a later row wins a shared slot. Each
+        row writes one slot, and all rows writing one slot write the same value (the winner's, or the value there),
+        so the scattered write has one result whatever order the device runs it in."""
+        buf, cap = self.learner.buffer, self.capacity
+        rows = x.shape[0]
+        u = torch.rand(rand_rows, generator=self.learner.generator, device=x.device, dtype=torch.float64)[:rows]
+        n = self.seen + learned.long().cumsum(0)
+        slot = torch.where(n <= cap, n - 1, (u * n.double()).long())
+        candidate = learned & (slot < cap)
+        same = (slot.unsqueeze(1) == slot.unsqueeze(0)) & candidate.unsqueeze(0)
+        later = torch.ones(rows, rows, dtype=torch.bool, device=x.device).triu(1)
+        keep = candidate & ~(same & later).any(1)
+        target = slot.clamp(0, cap - 1)
+        writer = (target.unsqueeze(1) == target.unsqueeze(0)) & keep.unsqueeze(0)
+        written = writer.any(1)
+        source = writer.to(torch.uint8).argmax(1)
+        for store, new in [(buf.x, buf.codec.encode(x)), (buf.y, y.to(buf.y.dtype)),
+                           *((buf.values[k], cast_to_field(v.detach(), buf.values[k].dtype)) for k, v in stored.items())]:
+            shape = (-1,) + (1,) * (new.ndim - 1)
+            value = torch.where(written.view(shape), new.index_select(0, source), store.index_select(0, target))
+            store.index_copy_(0, target, value)
+
+    # --- running it -----------------------------------------------------------------------------
+    def learn(self, x: Tensor, y: Tensor, started: float, pad: bool = True) -> LearnStats | None:
+        """Run the step on ``x`` / ``y`` (validated, on the device); None when this call must run eagerly."""
+        n = int(x.shape[0])
+        bucket = bucket_of(n)
+        if self.fallback is not None or self.eager_next or bucket > MAX_BUCKET:
+            self.sync()
+            self.eager_next = False
+            return None
+        rows = bucket if pad else n
+        L = self.learner
+        if self._pending is None:  # an eager step, a load or the first call may have moved the host's view
+            self.seen.fill_(L.buffer.seen)
+        lr = float(L.optimizer.param_groups[0]["lr"])
+        if lr != self._lr_value:
+            self.lr.fill_(lr)
+            self._lr_value = lr
+        if rows not in self._inputs:
+            self._inputs[rows] = (torch.zeros((rows, L.input_dim), device=L.device),
+                                  torch.zeros((rows,), dtype=torch.int64, device=L.device))
+        x_in, y_in = self._inputs[rows]
+        x_in[:n].copy_(x)
+        y_in[:n].copy_(y)
+        self.n_valid.fill_(n)
+        if self.capture:
+            graph = self._graphs[rows] if rows in self._graphs else self._record(rows, bucket)
+            if graph is None:
+                return None
+            graph.replay()
+        else:
+            self._core(rows, bucket)
+        slot = self._flip
+        self._flip ^= 1
+        self._pinned[slot].copy_(self.out, non_blocking=self.capture)
+        if self.capture:
+            event = torch.cuda.Event()
+            event.record()
+            self._events[slot] = event
+        replay = sum(d.size for d in self.draws)
+        previous, self._pending = self._pending, (slot, n, replay)
+        self.calls += 1
+        importance_updated = self._off_graph_work(x, y, n)
+        if self.exact_stats or previous is None:
+            if previous is not None:
+                self._read(previous)
+            stats = self._read(self._pending, importance_updated=importance_updated)
+            self._pending = None
+        else:
+            stats = self._read(previous, lag=1, importance_updated=importance_updated)
+        return dataclasses.replace(stats, seconds=time.perf_counter() - started)
+
+    def _off_graph_work(self, x: Tensor, y: Tensor, n: int) -> bool:
+        """Importance estimates and the reported penalty, every ``importance_every`` calls, outside the graph."""
+        updated = False
+        for m in self.importance:
+            if self.calls % m.every == 0:
+                m.update(x[:n], y[:n])
+                updated = True
+                if self.calls % (m.every * VALUE_EVERY) == 0 and m.active:
+                    m.last_penalty = float(m.penalty_value())
+        return updated
+
+    def _read(self, pending: tuple[int, int, int], lag: int = 0, importance_updated: bool = False) -> LearnStats:
+        """Fold a finished step's device values into the learner's counters (waiting for it if needed)."""
+        from edge_cl.learner import LearnStats
+
+        slot, batch, replay = pending
+        event = self._events[slot]
+        if event is not None:
+            event.synchronize()
+            self._events[slot] = None
+        loss, hits, ok, learned = self._pinned[slot].tolist()
+        L = self.learner
+        consolidated = False
+        if ok:
+            L.step += 1
+            L.samples_learned += int(learned)
+            L.correct_learned += int(hits)
+            L.buffer.seen += int(learned)
+            L.buffer.size = min(L.buffer.seen, L.buffer.capacity)
+            consolidated = L.trigger is not None and L.trigger.observe(loss)
+            if consolidated:
+                L.consolidate()
+                for m in self.importance:
+                    m.last_penalty = float(m.penalty_value())
+        else:
+            L.skipped_steps += 1
+            self.eager_next = True
+        penalty = sum(m.last_penalty for m in self.importance)
+        return LearnStats(L.step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
+                          importance_updated, 0.0, lag)
+
+    def sync(self) -> None:
+        """Wait for the step in flight, if any, and fold it into the learner's counters."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._read(pending)
+
+    # --- capture --------------------------------------------------------------------------------
+    def _record(self, rows: int, bucket: int) -> Any:
+        """Capture the step for ``rows`` rows as a CUDA graph, check it once against the same step run
+        uncaptured, and return it; on any failure fall back to the eager step for good (logged once)."""
+        L = self.learner
+        before: dict[str, Tensor] | None = None
+        try:
+            self.sync()
+            before = self._snapshot()
+            # Warm-up runs (cuBLAS handles, autograd's lazy set-up) on a side stream, disabled: they change no
+            # state but the random numbers, which are put back.
+            self.enabled.fill_(False)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._core(rows, bucket)
+            torch.cuda.current_stream().wait_stream(side)
+            self.enabled.fill_(True)
+            L.generator.set_state(before["generator"])
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(L.generator)
+            with torch.cuda.graph(graph):
+                self._core(rows, bucket)
+            self._restore(before)
+            # The check: the same step uncaptured, then the graph from the same state; they must agree.
+            self._core(rows, bucket)
+            expected = self._snapshot()
+            self._restore(before)
+            graph.replay()
+            got = self._snapshot()
+            worst = max(_relative_gap(expected[k], got[k]) for k in expected if k != "generator")
+            if not worst <= CHECK_TOLERANCE:
+                raise RuntimeError(f"the captured step differs from the uncaptured one by {worst:.3g} (relative)")
+            self._restore(before)
+        except Exception as exc:  # noqa: BLE001 - any capture failure must leave a working (eager) learner
+            self.fallback = f"{type(exc).__name__}: {exc}"
+            log.warning("edge_cl: the CUDA-graph step is off for this learner (%s); learning continues with the "
+                        "eager step", self.fallback)
+            if before is not None:
+                self._restore(before)
+            self.enabled.fill_(True)
+            return None
+        self._graphs[rows] = graph
+        return graph
+
+    def _snapshot(self) -> dict[str, Tensor]:
+        """Copies of everything a step changes (capture and its check run between these)."""
+        L = self.learner
+        out = {"params": L._flat_param.clone(), "seen": self.seen.clone(), "out": self.out.clone(),  # type: ignore[union-attr]
+               "generator": L.generator.get_state()}
+        for k, t in L.buffer.tensors_by_field().items():
+            out[f"buffer.{k}"] = t.clone()
+        if L.standardizer is not None:
+            for k, t in L.standardizer.named_buffers():
+                out[f"std.{k}"] = t.clone()
+        return out
+
+    def _restore(self, snap: dict[str, Tensor]) -> None:
+        L = self.learner
+        with torch.no_grad():
+            L._flat_param.copy_(snap["params"])  # type: ignore[union-attr]
+            self.seen.copy_(snap["seen"])
+            self.out.copy_(snap["out"])
+            for k, t in L.buffer.tensors_by_field().items():
+                t.copy_(snap[f"buffer.{k}"])
+            if L.standardizer is not None:
+                for k, t in L.standardizer.named_buffers():
+                    t.copy_(snap[f"std.{k}"])
+        L.generator.set_state(snap["generator"])
+
+
+def _relative_gap(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max(1, max |a|), over float copies (0 for empty tensors)."""
+    if a.numel() == 0:
+        return 0.0
+    a, b = a.double(), b.double()
+    return float((a - b).abs().max() / a.abs().max().clamp_min(1.0))
