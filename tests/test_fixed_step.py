@@ -1,0 +1,286 @@
+"""The fixed-shape step (edge_cl.fixed_step) on the CPU: padding, the reservoir, skips, fallbacks and resume.
+
+Its CUDA-graph capture is tested in tests/test_cuda.py (skipped without a GPU); everything the graph records
+is this same step, run here uncaptured.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_cl import OnlineLearner, methods, models
+from edge_cl.fixed_step import bucket_of, unsupported_reason
+
+# Every registered method whose step fits the fixed shape, alone where it replays, plus the importance combinations.
+FIXED = [n for n in methods.available() if methods.get(n).fixed_shape and methods.get(n).uses_buffer]
+FIXED += [f"er+{n}" for n in methods.available() if methods.get(n).fixed_shape and not methods.get(n).uses_buffer]
+
+
+def _learner(method: str = "er", *, standardize: bool = False, seed: int = 0, **options) -> OnlineLearner:
+    torch.manual_seed(seed)
+    return OnlineLearner(models.mlp(12, [16], 3), 60_000, method=method, replay_batch=6, lr=0.2, seed=seed,
+                         step_mode=options.pop("step_mode", "fixed"), standardize=standardize, trigger=None,
+                         **options)
+
+
+def _stream(steps: int, seed: int = 1, scale: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Micro-batches of 1 to 12 rows of a linear 3-class problem (features scaled by ``scale``)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(12, 3))
+    out = []
+    for _ in range(steps):
+        x = rng.normal(size=(int(rng.integers(1, 13)), 12)).astype(np.float32)
+        out.append((x * scale, (x @ w).argmax(1)))
+    return out
+
+
+def test_bucket_is_the_next_power_of_two():
+    assert [bucket_of(n) for n in (1, 2, 3, 4, 5, 10, 16, 17, 128, 129)] == [1, 2, 4, 4, 8, 16, 16, 32, 128, 256]
+    with pytest.raises(ValueError, match="at least one row"):
+        bucket_of(0)
+
+
+def test_methods_cover_the_defaults():
+    assert {"er", "der++", "er+ewc", "er+mas"} <= set(FIXED)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("method", FIXED)
+def test_padded_steps_give_the_unpadded_parameters(method, standardize):
+    """Rows padded up to the bucket carry weight 0 everywhere: 300 steps of sizes 1-12, padded to 1-16 rows,
+    end at the parameters, buffer and statistics of the same steps run at their own sizes."""
+    padded, exact = _learner(method, standardize=standardize), _learner(method, standardize=standardize)
+    exact._fixed_step().pad = False
+    for i, (x, y) in enumerate(_stream(300, scale=30.0 if standardize else 1.0)):
+        a, b = padded.learn(x, y), exact.learn(x, y)
+        assert a.loss == pytest.approx(b.loss, rel=1e-4, abs=1e-6) and a.new_correct == b.new_correct
+        if i == 100:  # importance methods pull from here on
+            padded.consolidate()
+            exact.consolidate()
+    assert padded.step_path == exact.step_path == "fixed"
+    assert padded.step == exact.step == 300 and padded.buffer.seen == exact.buffer.seen
+    torch.testing.assert_close(padded._flat_param, exact._flat_param, rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(padded.buffer.tensors_by_field().items(), exact.buffer.tensors_by_field().values()):
+        if name in ("x", "y"):
+            assert torch.equal(a, b), name  # same slots, same rows: copied, not computed
+        else:
+            torch.testing.assert_close(a.float(), b.float(), rtol=1e-3, atol=1e-3)
+    if standardize:
+        for a, b in zip(padded.standardizer.buffers(), exact.standardizer.buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_first_step_is_the_eager_step():
+    """With an empty buffer nothing is replayed by either step: the first update is the same."""
+    fixed, eager = _learner("er"), _learner("er", step_mode="eager")
+    x, y = _stream(1)[0]
+    a, b = fixed.learn(x, y), eager.learn(x, y)
+    assert a.loss == pytest.approx(b.loss, rel=1e-6) and a.new_correct == b.new_correct and a.lag == 0
+    torch.testing.assert_close(fixed._flat_param, eager._flat_param, rtol=0, atol=1e-7)
+    assert fixed.buffer.seen == eager.buffer.seen == len(y)
+    torch.testing.assert_close(fixed.buffer.x[: len(y)], eager.buffer.x[: len(y)])
+
+
+@pytest.mark.parametrize("method", ["er", "der++", "er+mas"])
+def test_fixed_step_learns_as_well_as_the_eager_step(method):
+    """Same stream, same bytes: prequential accuracy within 3 points of the eager step's (the replay draws differ)."""
+    stream = _stream(600, seed=3)
+    accuracy = {}
+    for mode in ("fixed", "eager"):
+        learner = _learner(method, step_mode=mode)
+        for x, y in stream:
+            learner.learn(x, y)
+        accuracy[mode] = learner.prequential_accuracy
+    assert accuracy["eager"] > 0.8
+    assert abs(accuracy["fixed"] - accuracy["eager"]) < 0.03, accuracy
+
+
+def test_reservoir_insert_is_algorithm_r():
+    """Slots as Vitter's algorithm R gives them for the same uniforms, a later row winning a shared slot; rows
+    not learned take no slot and do not count."""
+    learner = _learner("er")
+    fixed = learner._fixed_step()
+    buf = learner.buffer
+    cap = buf.capacity
+    start = 3 * cap  # full: most rows are rejected, and with 16 rows some share a slot
+    fixed.seen.fill_(start)
+    before = buf.x.clone()
+    rows = 16
+    x = torch.arange(rows * 12, dtype=torch.float32).reshape(rows, 12) + 1000
+    y = torch.arange(rows) % 3
+    learned = torch.ones(rows, dtype=torch.bool)
+    learned[[2, 7]] = False
+    for trial in range(20):
+        state = learner.generator.get_state()
+        u = torch.rand(rows, generator=learner.generator, dtype=torch.float64).tolist()
+        learner.generator.set_state(state)
+        expected = before.clone()
+        n = int(fixed.seen)
+        for i in range(rows):
+            if not learned[i]:
+                continue
+            n += 1
+            slot = n - 1 if n <= cap else int(u[i] * n)
+            if slot < cap:
+                expected[slot] = x[i]
+        fixed._insert(x, y, {}, learned, rows)
+        assert torch.equal(buf.x, expected), trial
+        buf.x.copy_(before)
+    # While the buffer fills, learned rows take the next free slots in order.
+    fixed.seen.fill_(0)
+    fixed._insert(x, y, {}, learned, rows)
+    kept = x[learned]
+    assert torch.equal(buf.x[: kept.shape[0]], kept)
+    assert torch.equal(buf.y[: kept.shape[0]], y[learned])
+
+
+def test_reservoir_insert_leaves_an_equal_share_of_the_stream():
+    """Over a long stream every position is kept with probability capacity / n (algorithm R's invariant)."""
+    learner = _learner("er", max_buffer_samples=20)
+    fixed = learner._fixed_step()
+    counts = np.zeros(400)
+    for trial in range(150):
+        learner.buffer.x.zero_()
+        fixed.seen.zero_()
+        for start in range(0, 400, 8):
+            x = torch.arange(start, start + 8, dtype=torch.float32).unsqueeze(1).expand(8, 12).contiguous()
+            fixed._insert(x, torch.zeros(8, dtype=torch.int64), {}, torch.ones(8, dtype=torch.bool), 8)
+            fixed.seen.add_(8)
+        counts[learner.buffer.x[:, 0].long().numpy()] += 1
+    share = counts / 150
+    # Expected 20 / 400 = 0.05 for every position; early, middle and late thirds alike.
+    thirds = [share[:133].mean(), share[133:266].mean(), share[266:].mean()]
+    assert all(abs(t - 0.05) < 0.01 for t in thirds), thirds
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_a_non_finite_step_changes_nothing_and_the_next_runs_eagerly(standardize):
+    learner = _learner("er+mas", standardize=standardize)
+    stream = _stream(40)
+    for x, y in stream[:30]:
+        learner.learn(x, y)
+    learner.consolidate()
+    params = learner._flat_param.clone()
+    buffer = [t.clone() for t in learner.buffer.tensors()]
+    stats = [b.clone() for b in learner.standardizer.buffers()] if standardize else []
+    seen, step = learner.buffer.seen, learner.step
+    x, y = stream[30]
+    bad = x.copy()
+    bad[0, 3] = np.nan
+    out = learner.learn(bad, y)
+    assert out.skipped and learner.skipped_steps == 1 and learner.step == step
+    assert torch.equal(learner._flat_param, params)
+    assert all(torch.equal(a, b) for a, b in zip(learner.buffer.tensors(), buffer))
+    assert learner.buffer.seen == seen
+    if standardize:
+        assert all(torch.equal(a, b) for a, b in zip(learner.standardizer.buffers(), stats))
+    fixed = learner._fixed_step()
+    assert fixed.eager_next
+    learner.learn(x, y)  # eager, and back to the fixed step after it
+    assert not fixed.eager_next and learner.step == step + 1
+    calls = fixed.calls
+    learner.learn(*stream[31])
+    assert fixed.calls == calls + 1 and learner.step == step + 2
+    assert torch.isfinite(learner._flat_param).all()
+
+
+def test_huge_inputs_never_make_the_weights_non_finite():
+    learner = _learner("der++")
+    for x, y in _stream(30):
+        learner.learn(x, y)
+    for scale in (1e6, 1e18, 1e30, 3e38):
+        x, y = _stream(1, seed=int(np.log10(scale)))[0]
+        learner.learn(x * np.float32(scale), y)
+        assert torch.isfinite(learner._flat_param).all(), scale
+    for x, y in _stream(20, seed=9):
+        assert not learner.learn(x, y).skipped or learner.step_path == "fixed"
+    assert torch.isfinite(learner._flat_param).all()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ({"optimizer": "adam"}, "only plain SGD"),
+    ({"momentum": 0.9}, "only plain SGD"),
+    ({"method": "a-gem"}, "needs the host"),
+    ({"method": "er+si"}, "needs the host"),
+    ({"class_balanced": True}, "class-balanced"),
+    ({"predict": "ncm"}, "ncm"),
+])
+def test_unsupported_configurations_fall_back_to_eager_once_with_the_reason(case, reason, caplog):
+    case = dict(case)
+    learner = _learner(case.pop("method", "er"), **case)
+    with caplog.at_level(logging.WARNING, logger="edge_cl"):
+        for x, y in _stream(5):
+            learner.learn(x, y)
+    assert learner.step_path == "eager" and learner.step == 5
+    records = [r for r in caplog.records if "fixed-shape step is off" in r.getMessage()]
+    assert len(records) == 1 and reason in records[0].getMessage()
+
+
+def test_batch_norm_models_fall_back():
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    learner = OnlineLearner(model, 60_000, method="er", input_dim=12, step_mode="fixed")
+    assert "BatchNorm1d" in unsupported_reason(learner)
+    x, y = _stream(1)[0]
+    learner.learn(np.concatenate([x, x]), np.concatenate([y, y]))
+    assert learner.step_path == "eager"
+
+
+def test_auto_is_eager_on_the_cpu():
+    learner = _learner("er", step_mode="auto")
+    assert learner.step_path == "eager"
+
+
+@pytest.mark.parametrize("method", ["der++", "er+ewc"])
+def test_save_and_load_resume_exactly(method, tmp_path):
+    stream = _stream(120)
+    a = _learner(method)
+    for x, y in stream[:60]:
+        a.learn(x, y)
+    a.consolidate()
+    a.save(tmp_path / "state.pt")
+    b = OnlineLearner.load(tmp_path / "state.pt", device="cpu")
+    assert b.step_path == "fixed"
+    for x, y in stream[60:]:
+        sa, sb = a.learn(x, y), b.learn(x, y)
+        assert sa.loss == sb.loss
+    assert torch.equal(a._flat_param, b._flat_param)
+    assert a.buffer.seen == b.buffer.seen and a.step == b.step
+
+
+def test_a_changed_learning_rate_is_used():
+    learner = _learner("er")
+    stream = _stream(20)
+    for x, y in stream[:10]:
+        learner.learn(x, y)
+    learner.optimizer.param_groups[0]["lr"] = 0.0
+    before = learner._flat_param.clone()
+    for x, y in stream[10:]:
+        learner.learn(x, y)
+    assert torch.equal(learner._flat_param, before)
+
+
+def test_compact_importance_state_pulls_as_the_eager_step():
+    """bfloat16 omega (the compact state) takes the two-pass pull in float32, as the eager step does: one step from
+    the same state moves the weights alike."""
+    fixed, eager = (_learner("er+ewc", state_dtype="bfloat16", importance_lambda=1.0, step_mode=m)
+                    for m in ("fixed", "eager"))
+    x, y = _stream(1)[0]
+    for learner in (fixed, eager):
+        ewc = learner.get_method("ewc")
+        ewc.omega_flat.copy_(torch.rand(ewc.omega_flat.shape, generator=torch.Generator().manual_seed(0)))
+        ewc.anchor_flat.add_(0.5)
+        ewc.consolidations = 1
+        learner.learn(x, y)
+    torch.testing.assert_close(fixed._flat_param, eager._flat_param, rtol=0, atol=1e-6)
+
+
+def test_importance_is_estimated_off_the_step():
+    learner = _learner("er+ewc", importance_every=5)
+    flags = [learner.learn(x, y).importance_updated for x, y in _stream(20)]
+    assert flags == [(i + 1) % 5 == 0 for i in range(20)]
+    assert learner.get_method("ewc").updates == 4
