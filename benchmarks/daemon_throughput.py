@@ -59,7 +59,7 @@ budget_bytes = 2000000
 importance = "mas"
 replay_batch = 10
 lr = 0.1
-device = "cpu"
+device = "{device}"
 threads = 1
 max_batch = {max_batch}
 [checkpoint]
@@ -90,7 +90,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, workdir: Path,
-                    rate: float | None = None) -> dict[str, Any]:
+                    rate: float | None = None, device: str = "cpu") -> dict[str, Any]:
     """One daemon run; ``rate`` None publishes in one burst, else at ``rate`` messages per second."""
     import paho.mqtt.client as mqtt
 
@@ -98,7 +98,7 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
     broker.start()
     metrics_port = _free_port()
     cfg = workdir / "daemon.toml"
-    cfg.write_text(CONFIG.format(port=broker.port, fmt=fmt, max_batch=max_batch, metrics_port=metrics_port,
+    cfg.write_text(CONFIG.format(port=broker.port, fmt=fmt, max_batch=max_batch, metrics_port=metrics_port, device=device,
                                  pred_qos=1))
     got: list[dict[str, Any]] = []
     online = threading.Event()
@@ -199,6 +199,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--formats", default="json,binary")
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--device", default="cpu", help="the daemon's learner device: cpu, or cuda (the CUDA-graph step)")
     ap.add_argument("--spool-trials", type=int, default=200)
     ap.add_argument("--steady-rate", type=float, default=300.0, help="msg/s of the steady run (0: skip it)")
     ap.add_argument("--steady-seconds", type=float, default=10.0)
@@ -212,14 +213,14 @@ def main() -> int:
         for fmt in args.formats.split(","):
             wd = Path(tmp) / fmt
             wd.mkdir()
-            r = run_daemon_once(fmt, xs, ys, args.max_batch, wd)
+            r = run_daemon_once(fmt, xs, ys, args.max_batch, wd, device=args.device)
             print(r)
             results.append(r)
         if args.steady_rate > 0:
             wd = Path(tmp) / "steady"
             wd.mkdir()
             k = min(len(xs), int(args.steady_rate * args.steady_seconds))
-            r = run_daemon_once("binary", xs[:k], ys[:k], args.max_batch, wd, rate=args.steady_rate)
+            r = run_daemon_once("binary", xs[:k], ys[:k], args.max_batch, wd, rate=args.steady_rate, device=args.device)
             print(r)
             results.append(r)
         cost = spool_cost(Path(tmp), encode_binary("m0", xs[0], int(ys[0])), args.spool_trials)
@@ -236,9 +237,9 @@ def main() -> int:
                     f"{r['accuracy']:.3f} | {r['exit']} |")
     body = (f"Daemon end to end (Mosquitto MQTT 5 -> spool (SQLite WAL, synchronous=FULL) -> predict -> learn -> "
             f"prediction published, QoS 1 both ways), MLP 784-100-100-10, MAS, replay 10, max_batch "
-            f"{args.max_batch}, one torch thread; publisher, subscriber, broker and daemon share the machine.\n"
-            f"Machine: {machine_line('cpu')}; load average at the end {load[0]:.1f} / {load[1]:.1f} "
-            "(2 cores shared with other work).\n\n" + "\n".join(rows) +
+            f"{args.max_batch}, one torch thread, learner on {args.device}; publisher, subscriber, broker and daemon "
+            f"share the machine.\nMachine: {machine_line(args.device)}; load average at the end {load[0]:.1f} / "
+            f"{load[1]:.1f}.\n\n" + "\n".join(rows) +
             f"\n\nSpool latency added per message (binary MNIST sample, {args.spool_trials} trials): one fsync'd "
             f"transaction per message p50 **{cost['p50']:.2f} ms**, p99 {cost['p99']:.2f} ms; batched 32 per "
             f"transaction (as the network thread does when messages arrive together) {cost['batched_p50']:.3f} ms "
@@ -246,7 +247,8 @@ def main() -> int:
     print(body)
     if not args.no_write:
         cmd = "python benchmarks/daemon_throughput.py " + " ".join(sys.argv[1:])
-        write_section("daemon-throughput", body, cmd.strip())
+        write_section("daemon-throughput" + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}"), body,
+                      cmd.strip())
     return 0
 
 

@@ -1,13 +1,16 @@
 """Overhead of OnlineLearner.learn over a bare hand-written PyTorch replay loop.
 
-MLP 784-100-100-10, micro-batch 10 + replay batch 10, plain SGD. For each method (default er, er+ewc,
-er+mas) it runs, interleaved in chunks of steps so that a busy machine slows them alike: a bare loop that
+MLP 784-100-100-10, micro-batch 10 + replay batch 10 (``--batch`` / ``--replay``), plain SGD. For each method
+(default er, er+ewc, er+mas) it runs, interleaved in chunks of steps so that a busy machine slows them alike: a bare loop that
 does the same sample-replay / forward / backward / step / reservoir-insert work with no edge_cl code, the
 learner with plain ``er``, the learner with the method, and for er+ewc / er+mas the same method written by
 hand. Each ratio is taken between neighbouring chunks and the median over chunks is reported, with
-samples/s and per-step latency p50/p99, into BENCHMARKS.md.
+samples/s and per-step latency p50/p99, into BENCHMARKS.md. On CUDA it also runs the reference of issue #11:
+the bare ER step captured once as one CUDA graph (replay draw and reservoir insert on the device), replayed with
+only the new micro-batch copied in; the learner's step there is its CUDA-graph step (``step_mode`` auto).
 
     python benchmarks/learner_overhead.py [--device cpu|cuda] [--steps 3000] [--threads 1] [--methods er,er+ewc]
+                                          [--batch 10] [--replay 10] [--step-mode auto|eager|fixed]
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from edge_cl import OnlineLearner, models
 from edge_cl.reporting import machine_line, write_section
 
-BATCH, REPLAY, DIM, CLASSES = 10, 10, 784, 10
+DIM, CLASSES = 784, 10
 BY_HAND = {"er+ewc": "ewc", "er+mas": "mas"}  # methods the bare loop can also do the plain way
 
 
@@ -33,8 +36,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: int, seed: int,
-               importance: str | None = None, consolidate_at: int = 100) -> Iterator[float]:
+def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: int, seed: int, batch: int,
+               replay: int, importance: str | None = None, consolidate_at: int = 100) -> Iterator[float]:
     """Reference, yielding each step's seconds: reservoir replay written inline, one SGD step per micro-batch.
     With ``importance``, also the method done by hand the plain way: a per-sample loop for the importance
     every 10 steps and the quadratic penalty through autograd, consolidated once at step ``consolidate_at``."""
@@ -49,13 +52,13 @@ def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: i
     running = [torch.zeros_like(p) for p in params]
     anchor = [p.detach().clone() for p in params]
     seen, n_est = 0, 0
-    for step, start in enumerate(range(0, len(xs), BATCH)):
+    for step, start in enumerate(range(0, len(xs), batch)):
         t0 = time.perf_counter()
-        x = torch.from_numpy(xs[start:start + BATCH]).to(device)
-        y = torch.from_numpy(ys[start:start + BATCH]).to(device)
+        x = torch.from_numpy(xs[start:start + batch]).to(device)
+        y = torch.from_numpy(ys[start:start + batch]).to(device)
         size = min(seen, capacity)
         if size:
-            idx = torch.from_numpy(rng.integers(0, size, REPLAY)).to(device)
+            idx = torch.from_numpy(rng.integers(0, size, replay)).to(device)
             xb, yb = torch.cat([x, buf_x[idx]]), torch.cat([y, buf_y[idx]])
         else:
             xb, yb = x, y
@@ -93,18 +96,75 @@ def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: i
 
 
 def learner_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, method: str, capacity: int, seed: int,
-                  consolidate_at: int = 100) -> Iterator[float]:
+                  batch: int, replay: int, step_mode: str = "auto", consolidate_at: int = 100) -> Iterator[float]:
     """The learner running ``method`` on the same stream, yielding each ``learn`` call's seconds."""
     torch.manual_seed(seed)
     model = models.mlp(DIM, [100, 100], CLASSES)
-    budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=REPLAY)
-    learner = OnlineLearner(model, budget, method=method, replay_batch=REPLAY, lr=0.1, device=device, seed=seed,
-                            trigger=None)
-    for step, start in enumerate(range(0, len(xs), BATCH)):
+    budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=replay)
+    learner = OnlineLearner(model, budget, method=method, replay_batch=replay, lr=0.1, device=device, seed=seed,
+                            trigger=None, step_mode=step_mode)
+    for step, start in enumerate(range(0, len(xs), batch)):
         t0 = time.perf_counter()
-        learner.learn(xs[start:start + BATCH], ys[start:start + BATCH])
+        learner.learn(xs[start:start + batch], ys[start:start + batch])
         if step == consolidate_at:  # as the bare loop: the penalty is on from here
             learner.consolidate()
+        _sync(device)
+        yield time.perf_counter() - t0
+
+
+def graph_reference_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: int, seed: int,
+                          batch: int, replay: int) -> Iterator[float]:
+    """Issue #11's reference: the bare ER step -- replay draw on the device, forward, backward, SGD step,
+    reservoir insert on the device -- captured once as one CUDA graph and replayed, copying only the new
+    micro-batch in per step. No clip, no skip, no statistics: the floor a learner step can approach."""
+    torch.manual_seed(seed)
+    model = models.mlp(DIM, [100, 100], CLASSES).to(device)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    buf_x = torch.zeros((capacity + 1, DIM), device=device)  # row `capacity` takes the rejected rows' writes
+    buf_y = torch.zeros((capacity + 1,), dtype=torch.int64, device=device)
+    seen = torch.zeros((), dtype=torch.int64, device=device)
+    x_in = torch.zeros((batch, DIM), device=device)
+    y_in = torch.zeros((batch,), dtype=torch.int64, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    ones = torch.ones(batch, device=device)
+    counts = torch.arange(1, batch + 1, device=device)
+
+    def step() -> None:
+        size = seen.clamp_max(capacity)
+        u = torch.rand(replay, generator=gen, device=device)
+        idx = torch.minimum((u * size).long(), (size - 1).clamp_min(0))
+        weight = torch.cat([ones, (size > 0).float().expand(replay)])
+        ce = F.cross_entropy(model(torch.cat([x_in, buf_x[idx]])), torch.cat([y_in, buf_y[idx]]), reduction="none")
+        loss = (ce * weight).sum() / weight.sum()
+        torch._foreach_zero_(grads)
+        loss.backward()
+        with torch.no_grad():
+            torch._foreach_add_(params, grads, alpha=-0.1)
+            n = seen + counts
+            v = torch.rand(batch, generator=gen, device=device, dtype=torch.float64)
+            slot = torch.where(n <= capacity, n - 1, (v * n).long()).clamp_max(capacity)
+            buf_x.index_copy_(0, slot, x_in)
+            buf_y.index_copy_(0, slot, y_in)
+            seen.add_(batch)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(gen)
+    with torch.cuda.graph(graph):
+        step()
+    for start in range(0, len(xs), batch):
+        t0 = time.perf_counter()
+        x_in.copy_(torch.from_numpy(xs[start:start + batch]), non_blocking=True)
+        y_in.copy_(torch.from_numpy(ys[start:start + batch]), non_blocking=True)
+        graph.replay()
         _sync(device)
         yield time.perf_counter() - t0
 
@@ -129,9 +189,9 @@ def chunk_ratio(a: list[np.ndarray], b: list[np.ndarray], stat: str) -> float:
     return float(np.median([f(x) / f(y) for x, y in zip(a, b, strict=False)]) - 1)
 
 
-def summarise(chunks: list[np.ndarray]) -> dict[str, float]:
+def summarise(chunks: list[np.ndarray], batch: int) -> dict[str, float]:
     t = np.concatenate(chunks)
-    return {"samples_per_s": BATCH / t.mean(), "p50_ms": float(np.percentile(t, 50) * 1e3),
+    return {"samples_per_s": batch / t.mean(), "p50_ms": float(np.percentile(t, 50) * 1e3),
             "p99_ms": float(np.percentile(t, 99) * 1e3)}
 
 
@@ -143,34 +203,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=int, default=500, help="replay buffer samples")
     parser.add_argument("--chunk", type=int, default=50, help="steps of one loop before the next one runs")
     parser.add_argument("--methods", default="er,er+ewc,er+mas", help="comma list of learner methods")
+    parser.add_argument("--batch", type=int, default=10, help="new samples per step")
+    parser.add_argument("--replay", type=int, default=10, help="replayed samples per step")
+    parser.add_argument("--step-mode", default="auto", choices=["auto", "eager", "fixed"],
+                        help="the learner's step_mode (auto: the CUDA-graph step on CUDA, eager on the CPU)")
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
-    xs = rng.random((args.steps * BATCH, DIM), dtype=np.float32)
-    ys = rng.integers(0, CLASSES, args.steps * BATCH)
+    batch, replay = args.batch, args.replay
+    xs = rng.random((args.steps * batch, DIM), dtype=np.float32)
+    ys = rng.integers(0, CLASSES, args.steps * batch)
+    sizes = (args.capacity, 0, batch, replay)
     warmup = max(1, min(200, args.steps // 5) // args.chunk)  # chunks dropped at the start
     rows = []
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        loops = {"bare": bare_steps(xs, ys, device, args.capacity, 0),
-                 "er": learner_steps(xs, ys, device, "er", args.capacity, 0)}
+        loops = {"bare": bare_steps(xs, ys, device, *sizes),
+                 "er": learner_steps(xs, ys, device, "er", *sizes, step_mode=args.step_mode)}
         if method != "er":
-            loops[method] = learner_steps(xs, ys, device, method, args.capacity, 0)
+            loops[method] = learner_steps(xs, ys, device, method, *sizes, step_mode=args.step_mode)
         if method in BY_HAND:
-            loops["hand"] = bare_steps(xs, ys, device, args.capacity, 0, BY_HAND[method])
+            loops["hand"] = bare_steps(xs, ys, device, *sizes, importance=BY_HAND[method])
+        if device.type == "cuda":
+            loops["graph"] = graph_reference_steps(xs, ys, device, *sizes)
         chunks = {name: c[warmup:] for name, c in interleave(loops, args.chunk).items()}
-        row = {"method": method, "learner": summarise(chunks[method]), "bare": summarise(chunks["bare"]),
+        row = {"method": method, "learner": summarise(chunks[method], batch), "bare": summarise(chunks["bare"], batch),
+               "graph": summarise(chunks["graph"], batch) if "graph" in chunks else None,
                "p50": chunk_ratio(chunks[method], chunks["bare"], "median"),
                "mean": chunk_ratio(chunks[method], chunks["bare"], "mean"),
                "vs_er": chunk_ratio(chunks[method], chunks["er"], "mean") if method != "er" else None,
-               "hand": summarise(chunks["hand"]) if "hand" in chunks else None,
+               "hand": summarise(chunks["hand"], batch) if "hand" in chunks else None,
                "vs_hand": chunk_ratio(chunks[method], chunks["hand"], "median") if "hand" in chunks else None}
         rows.append(row)
         print(f"{method}: learner {row['learner']['samples_per_s']:.0f}/s, bare er {row['bare']['samples_per_s']:.0f}/s, "
               f"overhead p50 {row['p50']:+.1%}, mean {row['mean']:+.1%}", file=sys.stderr)
-    lines = [(f"Learner overhead, MLP 784-100-100-10, micro-batch {BATCH} + replay {REPLAY}, buffer "
-              f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, {args.threads} torch "
+    lines = [(f"Learner overhead, MLP 784-100-100-10, micro-batch {batch} + replay {replay}, buffer "
+              f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, step_mode "
+              f"{args.step_mode}, {args.threads} torch "
               f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of "
               "warm-up dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both "
               "sides alike."),
@@ -186,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['method']} | {mine['samples_per_s']:.0f} | {mine['p50_ms']:.3f} | {mine['p99_ms']:.3f} | "
                      f"{bare['samples_per_s']:.0f} | {bare['p50_ms']:.3f} | {r['p50']:+.1%} | {r['mean']:+.1%} | "
                      f"{cost} | {hand} |")
+    if any(r["graph"] for r in rows):
+        lines += ["", "Against issue #11's reference, the bare ER step captured as one CUDA graph (same run):", "",
+                  "| method | learner samples/s | CUDA-graph reference samples/s | learner / reference | "
+                  "learner p50 ms | learner p99 ms | p99 / p50 |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            mine, ref = r["learner"], r["graph"]
+            lines.append(f"| {r['method']} | {mine['samples_per_s']:.0f} | {ref['samples_per_s']:.0f} | "
+                         f"{mine['samples_per_s'] / ref['samples_per_s']:.2f}x | {mine['p50_ms']:.3f} | "
+                         f"{mine['p99_ms']:.3f} | {mine['p99_ms'] / mine['p50_ms']:.2f} |")
     lines += ["", ("The bare ER loop does replay sampling, forward, backward and the SGD step and nothing else: for "
               "er+ewc / er+mas the overhead columns include the method's own work (the penalty every step, an "
               "importance estimate on 10 samples every 10 steps; both consolidate once at step 100). The mean "
@@ -194,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
               "er+ewc / er+mas). 'Same method by hand' is a plain PyTorch loop that also does the method's work "
               "the usual way (penalty through autograd, per-sample backward passes for the importance).")]
     command = "python benchmarks/learner_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_section(f"learner-overhead-{device.type}", "\n".join(lines), command.strip(), args.output)
+    name = f"learner-overhead-{device.type}" + (f"-{batch}" if batch != 10 or replay != 10 else "")
+    if args.step_mode != "auto":
+        name += f"-{args.step_mode}"
+    write_section(name, "\n".join(lines), command.strip(), args.output)
     return 0
 
 
