@@ -111,6 +111,11 @@ class FixedStep:
         self.eager_next = False      # set after a skipped step: the next one runs eagerly
         self.fallback: str | None = None  # set once capture failed: every later step is eager
 
+    def workspace_bytes(self) -> int:
+        """Bytes of the static inputs and counters kept between steps (transient work, not learner state)."""
+        kept = [self.seen, self.n_valid, self.enabled, self.lr, self.out, *(t for p in self._inputs.values() for t in p)]
+        return sum(t.numel() * t.element_size() for t in kept)
+
     # --- the step on the device -----------------------------------------------------------------
     def _core(self, rows: int, rand_rows: int) -> None:
         """One step on the first ``n_valid`` of ``rows`` static input rows; ``rand_rows`` reservoir uniforms are

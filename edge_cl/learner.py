@@ -396,7 +396,8 @@ class OnlineLearner:
             "device": str(self.device),
             "buffer_fill_ratio": len(self.buffer) / self.budget.buffer_capacity if self.budget.buffer_capacity else 0.0,
             # Transient, freed after each importance estimate; not learner state, so not in used_bytes.
-            "step_workspace_bytes": sum(int(r.get("workspace_bytes", 0)) for r in method_reports.values()),
+            "step_workspace_bytes": sum(int(r.get("workspace_bytes", 0)) for r in method_reports.values())
+            + (self._fixed.workspace_bytes() if self._fixed is not None else 0),
             "importance_updates": sum(int(r["updates"]) for r in importance),
             "importance_seconds": sum(float(r["seconds"]) for r in importance),
             "process_rss_bytes": _rss_bytes(),

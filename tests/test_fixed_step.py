@@ -230,6 +230,15 @@ def test_batch_norm_models_fall_back():
     assert learner.step_path == "eager"
 
 
+def test_static_inputs_are_reported_as_step_workspace():
+    learner = _learner("er")
+    before = learner.memory_report()["step_workspace_bytes"]
+    learner.learn(*_stream(1)[0])
+    learner.learn(np.zeros((9, 12), np.float32), np.zeros(9, np.int64))  # bucket 16: 16 x 12 floats + 16 labels
+    grown = learner.memory_report()["step_workspace_bytes"] - before
+    assert grown >= 16 * 12 * 4 + 16 * 8
+
+
 def test_auto_is_eager_on_the_cpu():
     learner = _learner("er", step_mode="auto")
     assert learner.step_path == "eager"
