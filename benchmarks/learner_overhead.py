@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{cost} | {hand} |")
     if any(r["graph"] for r in rows):
         lines += ["", "Against issue #11's reference, the bare ER step captured as one CUDA graph (same run):", "",
-                  "| method | learner samples/s | CUDA-graph reference samples/s | learner / reference | "
-                  "learner p50 ms | learner p99 ms | p99 / p50 |", "|---|---|---|---|---|---|---|"]
+                  ("| method | learner samples/s | CUDA-graph reference samples/s | learner / reference | "
+                   "learner p50 ms | learner p99 ms | p99 / p50 |"), "|---|---|---|---|---|---|---|"]
         for r in rows:
             mine, ref = r["learner"], r["graph"]
             lines.append(f"| {r['method']} | {mine['samples_per_s']:.0f} | {ref['samples_per_s']:.0f} | "

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edge_cl.buffer import cast_to_field
-from edge_cl.methods.base import Method, Segment, Step
+from edge_cl.methods.base import Segment, Step
 from edge_cl.methods.importance import VALUE_EVERY, ImportanceMethod
 
 if TYPE_CHECKING:
@@ -175,12 +175,14 @@ class FixedStep:
                 norm = squared.sqrt()
                 coef = coef * torch.where(norm > limit, limit / norm, 1.0)
             for m in self.importance:
+                anchor, omega = m.anchor_flat, m.omega_flat
+                assert anchor is not None and omega is not None  # unsupported_reason checked it
                 if m.scale == m.pull:  # omega is held as s * omega: the pull is one lerp (see pull_weights_)
-                    flat.lerp_(m.anchor_flat, m.omega_flat * okf)
+                    flat.lerp_(anchor, omega * okf)
                 else:
-                    omega = m.omega_flat.to(flat.dtype) * (okf * (m.pull / m.scale))  # float32 math, as eager
-                    flat.addcmul_(omega, flat, value=-1.0)
-                    flat.addcmul_(omega, m.anchor_flat)
+                    weight = omega.to(flat.dtype) * (okf * (m.pull / m.scale))  # float32 math, as eager
+                    flat.addcmul_(weight, flat, value=-1.0)
+                    flat.addcmul_(weight, anchor)
             flat.add_(torch.where(ok, grad * coef, 0.0))
             if std is not None:
                 for b, old in zip(std.buffers(), kept, strict=True):

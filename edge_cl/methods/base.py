@@ -104,6 +104,7 @@ class Segment:
 
     fields: dict[str, Tensor]
     logits: Tensor
+    start: int = 0                  # first row of the segment in the step's batch (and its logits)
 
     @property
     def x(self) -> Tensor:
@@ -128,6 +129,7 @@ class Step:
     draws: dict[str, Segment] = field(default_factory=dict)
     report: dict[str, float] = field(default_factory=dict)   # values hooks publish (e.g. "penalty")
     flags: set[str] = field(default_factory=set)             # events hooks publish (e.g. "importance_updated")
+    layer_inputs: list[Tensor] | None = None  # each Linear layer's input, when the learner ran a Linear/ReLU chain
 
     @property
     def batch(self) -> int:
@@ -174,6 +176,13 @@ class Method:
     def loss(self, step: Step) -> Tensor | None:
         """An extra loss term (a scalar with autograd), or None."""
         return None
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        """The gradient of :meth:`loss` at the step's logits, as ``(first row, gradient rows)`` pairs, for the
+        learner's step without autograd (``edge_cl.relu_chain``, Linear/ReLU models); runs instead of
+        :meth:`loss` there. A method that overrides ``loss`` but not this one keeps the autograd step; one that
+        overrides both must give the gradient autograd would, bit for bit (``tests/test_relu_chain.py``)."""
+        return []
 
     def before_update(self, step: Step) -> None:
         """Work on ``param.grad`` between backward and the optimizer step.

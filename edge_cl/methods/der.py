@@ -22,6 +22,7 @@ from torch import Tensor
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
 from edge_cl.methods.registry import register
+from edge_cl.relu_chain import cross_entropy_grad, mse_grad
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -80,6 +81,15 @@ class DER(Method):
     def loss(self, step: Step) -> Tensor | None:
         return self._mse(step, "der")
 
+    def _mse_grad(self, step: Step, key: str) -> list[tuple[int, Tensor]]:
+        seg = step.draws.get(key)
+        if seg is None or len(seg) == 0 or self.alpha == 0:
+            return []
+        return [(seg.start, mse_grad(seg.logits, seg.fields["logits"].to(seg.logits.dtype), self.alpha))]
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        return self._mse_grad(step, "der")
+
 
 @register
 class DERPP(DER):
@@ -112,3 +122,10 @@ class DERPP(DER):
         if not terms:
             return None
         return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        grads = self._mse_grad(step, "der")
+        seg = step.draws.get("der" if self.shared else "der_ce")
+        if seg is not None and len(seg) and self.beta > 0:
+            grads.append((seg.start, cross_entropy_grad(torch.log_softmax(seg.logits, 1), seg.y, self.beta)))
+        return grads

@@ -161,6 +161,10 @@ class ImportanceMethod(Method):
             self.seconds += time.perf_counter() - started
         return None
 
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        self.loss(step)  # the in-step capture; the penalty adds no term at the logits
+        return []
+
     def before_update(self, step: Step) -> None:
         if self.active:
             # The value is only reported (LearnStats.penalty), so it is refreshed every VALUE_EVERY estimates, not
@@ -282,6 +286,12 @@ class ImportanceMethod(Method):
         the step's own forward (one partial backward, graph kept for the learner's); None if the forward did
         not go through every layer exactly once on flat inputs (the estimate then runs after the step)."""
         seen, self._seen = self._seen, {}
+        if step.layer_inputs is not None and self._chain is not None and len(step.layer_inputs) == len(self._layers):
+            # The learner ran the chain itself (edge_cl.relu_chain) and hands over each layer's input.
+            n = step.batch
+            dz = self.sample_loss_grad(step.logits.detach(), step.y if self.needs_labels else None)
+            inputs = [a[:n] for a in step.layer_inputs]
+            return step.index, inputs, self._chain_grads(dz, inputs)
         if any(seen.get(m) is None or seen[m][0].ndim != 2 for m in self._layers):  # type: ignore[index]
             return None
         outs = [seen[m][1] for m in self._layers]  # type: ignore[index]

@@ -1,0 +1,128 @@
+"""The learner's step without autograd on Linear/ReLU models (edge_cl.relu_chain): the same bits as autograd."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_cl import OnlineLearner, methods, models
+from edge_cl.methods import register
+from edge_cl.methods.der import DER
+from edge_cl.relu_chain import ReLUChain, cross_entropy_grad, mse_grad, per_sample_cross_entropy_grad
+
+CASES = [*methods.available(), "er+ewc", "er+mas", "der++ + ewc", "er+si"]
+
+
+def _learner(method: str, standardize: bool = False, chain: bool = True, model: nn.Module | None = None,
+             **options) -> OnlineLearner:
+    torch.manual_seed(0)
+    learner = OnlineLearner(model or models.mlp(12, [16, 8], 3), 80_000, method=method, replay_batch=6, lr=0.2,
+                            seed=0, standardize=standardize, input_dim=12, **options)
+    if not chain:
+        learner._chain = None
+    return learner
+
+
+def _run(learner: OnlineLearner, steps: int = 300, scale: float = 1.0) -> list[float]:
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(12, 3))
+    losses = []
+    for i in range(steps):
+        x = rng.normal(size=(int(rng.integers(1, 13)), 12)).astype(np.float32) * scale
+        losses.append(learner.learn(x, (x @ w).argmax(1)).loss)
+        if i == 100:
+            learner.consolidate()
+    return losses
+
+
+def _closed_form_expected(name: str) -> bool:
+    return not any(methods.get(n).__name__ in ("AGEM", "ERACE", "LwF", "CLSER") for n in methods.parse(name))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("method", CASES)
+def test_the_chain_step_is_the_autograd_step_bit_for_bit(method, standardize):
+    fast, slow = _learner(method, standardize), _learner(method, standardize, chain=False)
+    assert (fast._chain is not None) == _closed_form_expected(method), method
+    scale = 30.0 if standardize else 1.0
+    assert _run(fast, scale=scale) == _run(slow, scale=scale)
+    for a, b in zip(fast.params, slow.params, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(fast.buffer.x, slow.buffer.x)
+    for name in fast.buffer.values:
+        assert torch.equal(fast.buffer.values[name], slow.buffer.values[name])
+
+
+def test_importance_captures_from_the_chain_forward(monkeypatch):
+    """EWC's in-step estimate takes the layer inputs the chain step hands over: no estimate after the step."""
+    learner = _learner("er+ewc")
+    assert learner._chain is not None
+    ewc = learner.get_method("ewc")
+    monkeypatch.setattr(ewc, "update", lambda *a: pytest.fail("the estimate ran after the step"))
+    _run(learner, steps=40)
+    assert ewc.updates == 4
+
+
+@pytest.mark.parametrize("make", [
+    lambda: models.mlp(12, [16], 3, activation="gelu"),
+    lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(inplace=True), nn.Linear(16, 3)),
+    lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3)),
+    lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU()),
+])
+def test_other_models_keep_autograd(make):
+    learner = _learner("er", model=make())
+    assert learner._chain is None
+    _run(learner, steps=5)
+
+
+def test_a_model_with_hooks_or_frozen_layers_keeps_autograd():
+    model = models.mlp(12, [16], 3)
+    model.body[0].register_forward_hook(lambda *a: None)
+    assert _learner("er", model=model)._chain is None
+    model = models.mlp(12, [16], 3)
+    model.body[0].weight.requires_grad_(False)
+    assert ReLUChain.of(model, [p for p in model.parameters() if p.requires_grad]) is None
+    plain = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+    assert _learner("er", model=plain)._chain is not None
+
+
+def test_a_method_with_a_loss_and_no_logit_grads_keeps_autograd():
+    """A subclass that changes the loss without giving its gradient at the logits must not take the chain step
+    (its inherited logit_grads would be the parent's)."""
+
+    @register
+    class ScaledDER(DER):
+        name = "scaled-der-test"
+        Settings: ClassVar = DER.Settings
+
+        def loss(self, step):
+            term = super().loss(step)
+            return None if term is None else 3.0 * term
+
+    try:
+        learner = _learner("scaled-der-test")
+        assert learner._chain is None
+        _run(learner, steps=5)
+    finally:
+        methods.unregister("scaled-der-test")
+
+
+def test_head_gradients_are_autograds():
+    torch.manual_seed(0)
+    logits = torch.randn(9, 5) * 4
+    y = torch.randint(0, 5, (9,))
+    target = torch.randn(9, 5)
+    for fn, ours in [
+        (lambda z: F.cross_entropy(z, y, reduction="none").mean(),
+         lambda z: per_sample_cross_entropy_grad(torch.log_softmax(z, 1), y)),
+        (lambda z: 0.7 * F.cross_entropy(z, y), lambda z: cross_entropy_grad(torch.log_softmax(z, 1), y, 0.7)),
+        (lambda z: 0.5 * F.mse_loss(z, target), lambda z: mse_grad(z, target, 0.5)),
+    ]:
+        leaf = logits.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(fn(leaf), leaf)
+        assert torch.equal(ours(logits), expected)
