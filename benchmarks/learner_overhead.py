@@ -271,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
               "columns count the estimate steps, the p50 ones the typical step. 'Method's cost over learner er' "
               "is what the method adds to the learner's own er step (importance estimation plus penalty for "
               "er+ewc / er+mas). 'Same method by hand' is a plain PyTorch loop that also does the method's work "
-              "the usual way (penalty through autograd, per-sample backward passes for the importance).")]
+              "the usual way (penalty through autograd, per-sample backward passes for the importance). The "
+              "learner steps this Linear/ReLU model without the autograd engine (edge_cl/relu_chain.py, the same "
+              "gradients to the bit), which is why it can run faster than the bare eager loop; other models take "
+              "the autograd step.")]
     command = "python benchmarks/learner_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
     name = f"learner-overhead-{device.type}" + (f"-{batch}" if batch != 10 or replay != 10 else "")
     if args.step_mode != "auto":
