@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Segment, Step
 from edge_cl.methods.registry import register
+from edge_cl.relu_chain import mse_grad
 
 
 class CLSERSettings(MethodSettings):
@@ -64,16 +65,25 @@ class CLSER(Method):
     def replay_draws(self) -> Sequence[Draw]:
         return (Draw("clser", self.ctx.replay_batch, join_ce=True),)
 
-    def loss(self, step: Step) -> Tensor | None:
-        seg = step.draws.get("clser")
-        if seg is None or len(seg) == 0 or self.s.clser_reg == 0:
-            return None
+    def _target(self, seg: Segment) -> Tensor:
+        """Per replayed row, the logits of whichever EMA model gives its label more probability."""
         with torch.no_grad():
             plastic, stable = self.plastic(seg.x), self.stable(seg.x)
             rows = torch.arange(len(seg), device=seg.y.device)
             use_stable = stable.softmax(1)[rows, seg.y] > plastic.softmax(1)[rows, seg.y]
-            target = torch.where(use_stable.unsqueeze(1), stable, plastic)
-        return self.s.clser_reg * F.mse_loss(seg.logits, target)
+            return torch.where(use_stable.unsqueeze(1), stable, plastic)
+
+    def loss(self, step: Step) -> Tensor | None:
+        seg = step.draws.get("clser")
+        if seg is None or len(seg) == 0 or self.s.clser_reg == 0:
+            return None
+        return self.s.clser_reg * F.mse_loss(seg.logits, self._target(seg))
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        seg = step.draws.get("clser")
+        if seg is None or len(seg) == 0 or self.s.clser_reg == 0:
+            return []
+        return [(seg.start, mse_grad(seg.logits, self._target(seg), self.s.clser_reg))]
 
     def after_update(self, step: Step) -> None:
         u = torch.rand(2, generator=self.ctx.generator, device=self.ctx.device).tolist()

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
+from edge_cl.relu_chain import cross_entropy_grad
 
 
 class ERACESettings(MethodSettings):
@@ -62,6 +63,21 @@ class ERACE(Method):
         if seg is not None and len(seg) and self.weight > 0:
             term = term + self.weight * F.cross_entropy(seg.logits, seg.y)
         return term
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        # The masked and the plain cross-entropy meet at the new rows' logits before the learner's own CE does
+        # (autograd sums them there first): one pair for both keeps that order of additions.
+        present = torch.zeros_like(self.seen)
+        present[step.y] = True
+        hidden = (self.seen & ~present).unsqueeze(0)
+        masked = step.logits.masked_fill(hidden, torch.finfo(step.logits.dtype).min)
+        grad_masked = cross_entropy_grad(torch.log_softmax(masked, 1), step.y, 1.0).masked_fill_(hidden, 0.0)
+        grad_plain = cross_entropy_grad(torch.log_softmax(step.logits, 1), step.y, -1.0)
+        grads = [(0, grad_masked + grad_plain)]
+        seg = step.draws.get("ace")
+        if seg is not None and len(seg) and self.weight > 0:
+            grads.append((seg.start, cross_entropy_grad(torch.log_softmax(seg.logits, 1), seg.y, self.weight)))
+        return grads
 
     def after_update(self, step: Step) -> None:
         self.seen[step.y] = True
