@@ -18,7 +18,9 @@ Differences from the eager step, all documented in the README:
   the eager step takes all stored rows while the buffer holds fewer than ``size``.
 - A skipped step (non-finite loss or gradients) still consumes its random numbers, and the learner runs its
   next step eagerly (the eager step replaces buffered rows that made a step overflow).
-- Importance estimates (EWC, MAS) run after the step, outside the graph, every ``importance_every`` steps.
+- Importance estimates (EWC, MAS) run after the step, outside the graph, every ``importance_every`` steps, with
+  no host synchronisation (``ImportanceMethod.update_deferred``: a non-finite estimate leaves the running mean
+  as it is instead of being skipped).
 - On CUDA, the loss and hit count a ``learn`` call reports are the previous call's (``LearnStats.lag == 1``)
   unless ``exact_stats`` is set; the counters are exact whenever they are read (state, accuracy, report).
 """
@@ -100,9 +102,11 @@ class FixedStep:
         self.lr = torch.full((), float(learner.optimizer.param_groups[0]["lr"]), device=dev)
         self._lr_value = float(self.lr)
         self.out = torch.zeros(4, device=dev)  # loss on the new rows, hits, step ok, rows learned
+        self.penalties = torch.zeros(len(self.importance), device=dev)  # refreshed outside the graph
         self._inputs: dict[int, tuple[Tensor, Tensor]] = {}
         self._graphs: dict[int, Any] = {}
-        self._pinned = [torch.zeros(4, pin_memory=capture and torch.cuda.is_available()) for _ in range(2)]
+        pin = capture and torch.cuda.is_available()
+        self._pinned = [torch.zeros(4 + len(self.importance), pin_memory=pin) for _ in range(2)]
         self._events: list[Any] = [None, None]
         self._pending: tuple[int, int, int] | None = None  # (slot, batch, replay) of a step not read yet
         self._flip = 0
@@ -253,17 +257,18 @@ class FixedStep:
             graph.replay()
         else:
             self._core(rows, bucket)
+        self.calls += 1
+        importance_updated = self._off_graph_work(x, y, n)
         slot = self._flip
         self._flip ^= 1
-        self._pinned[slot].copy_(self.out, non_blocking=self.capture)
+        self._pinned[slot][:4].copy_(self.out, non_blocking=self.capture)
+        self._pinned[slot][4:].copy_(self.penalties, non_blocking=self.capture)
         if self.capture:
             event = torch.cuda.Event()
             event.record()
             self._events[slot] = event
         replay = sum(d.size for d in self.draws)
         previous, self._pending = self._pending, (slot, n, replay)
-        self.calls += 1
-        importance_updated = self._off_graph_work(x, y, n)
         if self.exact_stats or previous is None:
             if previous is not None:
                 self._read(previous)
@@ -274,14 +279,16 @@ class FixedStep:
         return dataclasses.replace(stats, seconds=time.perf_counter() - started)
 
     def _off_graph_work(self, x: Tensor, y: Tensor, n: int) -> bool:
-        """Importance estimates and the reported penalty, every ``importance_every`` calls, outside the graph."""
+        """Importance estimates and the reported penalty, every ``importance_every`` calls, outside the graph and
+        with no host synchronisation (queued behind the step; the penalty is read with the step's values)."""
         updated = False
-        for m in self.importance:
+        for i, m in enumerate(self.importance):
             if self.calls % m.every == 0:
-                m.update(x[:n], y[:n])
+                m.update_deferred(x[:n], y[:n])
                 updated = True
-                if self.calls % (m.every * VALUE_EVERY) == 0 and m.active:
-                    m.last_penalty = float(m.penalty_value())
+            if m.active and (m.last_penalty_at < m.consolidations or self.calls % (m.every * VALUE_EVERY) == 0):
+                m.last_penalty_at = m.consolidations
+                self.penalties[i] = m.penalty_value()
         return updated
 
     def _read(self, pending: tuple[int, int, int], lag: int = 0, importance_updated: bool = False) -> LearnStats:
@@ -293,7 +300,7 @@ class FixedStep:
         if event is not None:
             event.synchronize()
             self._events[slot] = None
-        loss, hits, ok, learned = self._pinned[slot].tolist()
+        loss, hits, ok, learned, *penalties = self._pinned[slot].tolist()
         L = self.learner
         consolidated = False
         if ok:
@@ -304,13 +311,13 @@ class FixedStep:
             L.buffer.size = min(L.buffer.seen, L.buffer.capacity)
             consolidated = L.trigger is not None and L.trigger.observe(loss)
             if consolidated:
-                L.consolidate()
-                for m in self.importance:
-                    m.last_penalty = float(m.penalty_value())
+                L.consolidate()  # the penalty is refreshed with the next step's work
         else:
             L.skipped_steps += 1
             self.eager_next = True
-        penalty = sum(m.last_penalty for m in self.importance)
+        for m, value in zip(self.importance, penalties, strict=True):
+            m.last_penalty = value
+        penalty = sum(penalties)
         return LearnStats(L.step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
                           importance_updated, 0.0, lag)
 

@@ -293,3 +293,30 @@ def test_importance_is_estimated_off_the_step():
     flags = [learner.learn(x, y).importance_updated for x, y in _stream(20)]
     assert flags == [(i + 1) % 5 == 0 for i in range(20)]
     assert learner.get_method("ewc").updates == 4
+
+
+def test_the_penalty_is_reported_after_a_consolidation():
+    learner = _learner("er+ewc", importance_lambda=1.0)
+    stream = _stream(40)
+    for x, y in stream[:20]:
+        learner.learn(x, y)
+    learner.consolidate()
+    for x, y in stream[20:30]:
+        stats = learner.learn(x, y)
+    ewc = learner.get_method("ewc")
+    assert stats.penalty > 0 and stats.penalty == pytest.approx(ewc.last_penalty)
+
+
+def test_the_deferred_estimate_is_the_estimate_and_leaves_the_mean_on_a_non_finite_one():
+    eager, deferred = _learner("er+ewc", step_mode="eager"), _learner("er+ewc", step_mode="eager")
+    x, y = torch.randn(10, 12), torch.randint(0, 3, (10,))
+    for _ in range(3):
+        eager.get_method("ewc").update(x, y)
+        deferred.get_method("ewc").update_deferred(x, y)
+    a, b = eager.get_method("ewc"), deferred.get_method("ewc")
+    for u, v in zip(a.current, b.current):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-7)
+    before = [c.clone() for c in b.current]
+    b.update_deferred(torch.full((10, 12), 3e38), y)
+    assert all(torch.equal(c, d) for c, d in zip(b.current, before))
+    assert b.report()["rejected"] == 1 and b.current_count == 4

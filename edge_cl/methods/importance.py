@@ -93,6 +93,7 @@ class ImportanceMethod(Method):
         self.clamped = 0            # entries of omega held at max_omega by the last consolidation
         self.updates = 0
         self.rejected = 0           # estimates discarded because they were not finite
+        self._deferred_rejected: Tensor | None = None  # the same, counted on the device by update_deferred
         self.seconds = 0.0          # wall time spent estimating importance (its reported cost)
         self.last_penalty = 0.0
         self.last_penalty_at = 0    # consolidations when last_penalty was computed: a consolidation refreshes it
@@ -201,6 +202,7 @@ class ImportanceMethod(Method):
         return True
 
     def report(self) -> dict[str, Any]:
+        self._settle_rejected()
         return {"updates": self.updates, "seconds": self.seconds, "consolidations": self.consolidations,
                 "clamped": self.clamped, "rejected": self.rejected, "workspace_bytes": self.workspace_bytes()}
 
@@ -379,6 +381,46 @@ class ImportanceMethod(Method):
             y = None if y is None else y.index_select(0, idx)
         self._fold(self.estimate(x, y), started)
 
+    def update_deferred(self, x: Tensor, y: Tensor | None) -> None:
+        """:meth:`update` with no host synchronisation, for the fixed-shape (CUDA-graph) step's estimate outside its
+        graph: the normaliser and the finiteness check stay on the device, and a non-finite estimate folds the
+        running mean into itself (the mean is unchanged; it counts as one estimate) instead of being skipped;
+        :attr:`rejected` counts it when read."""
+        if y is None and self.needs_labels:
+            raise ValueError(f"{self.name} importance needs labels; use method 'mas' for unlabeled data")
+        if x.shape[0] == 0:
+            return
+        started = time.perf_counter()
+        idx = self._subset(x.shape[0], x.device)
+        if idx is not None:
+            x = x.index_select(0, idx)
+            y = None if y is None else y.index_select(0, idx)
+        new = self.estimate(x, y)
+        # Every entry is >= 0: the sum is finite exactly when every entry is.
+        total = torch.stack([t.sum(dtype=torch.float64) for t in new]).sum()
+        finite = torch.isfinite(total)
+        if self.normalize:
+            count = sum(t.numel() for t in new)
+            torch._foreach_mul_(new, torch.where(total > 0, count / total, 1.0).to(new[0].dtype))
+        new = [torch.where(finite, n, c.to(n.dtype)) for n, c in zip(new, self.current, strict=True)]
+        self._deferred_rejected = self._deferred_rejected + (~finite).long() if self._deferred_rejected is not None \
+            else (~finite).long()
+        self.current_count += 1
+        weight = 1.0 / self.current_count
+        if self.dtype == torch.float32:
+            torch._foreach_lerp_(self.current, new, weight)
+        else:
+            for c, n in zip(self.current, new, strict=True):
+                c.copy_(c.float().lerp_(n, weight))
+        self.updates += 1
+        self.seconds += time.perf_counter() - started
+
+    def _settle_rejected(self) -> None:
+        """Fold estimates :meth:`update_deferred` rejected on the device into :attr:`rejected` (one host read)."""
+        if self._deferred_rejected is not None:
+            self.rejected += int(self._deferred_rejected)
+            self._deferred_rejected = None
+
     def _subset(self, n: int, device: torch.device) -> Tensor | None:
         """Which ``samples`` of ``n`` rows an estimate uses (None: all of them)."""
         if n <= self.samples:
@@ -545,6 +587,7 @@ class ImportanceMethod(Method):
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self._settle_rejected()
         return {"name": self.name, "omega": [t.clone() for t in self.omega], "current": [t.clone() for t in self.current],
                 "anchor": [t.clone() for t in self.anchor], "current_count": self.current_count,
                 "consolidations": self.consolidations, "clamped": self.clamped, "updates": self.updates,
