@@ -35,6 +35,17 @@ def distill(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
                     reduction="batchmean") * (t * t)
 
 
+def distill_grad(student: Tensor, teacher: Tensor, temperature: float, scale: float) -> Tensor:
+    """Gradient at ``student`` of ``scale * distill(student, teacher, temperature)``, in the order autograd
+    computes it (the constants, ``kl_div``'s ``-exp(target)``, ``_log_softmax_backward_data``, then ``/ T``)."""
+    t = temperature
+    log_student = F.log_softmax(student / t, dim=1)
+    log_teacher = F.log_softmax(teacher / t, dim=1)
+    outer = torch.full((), scale, dtype=student.dtype, device=student.device) * (t * t) / student.shape[0]
+    grad = torch.ops.aten._log_softmax_backward_data((-torch.exp(log_teacher)) * outer, log_student, 1, student.dtype)
+    return grad / t
+
+
 @register
 class LwF(Method):
     """Replay plus distillation from the model as it was at the last consolidation."""
@@ -59,16 +70,32 @@ class LwF(Method):
     def replay_draws(self) -> Sequence[Draw]:
         return (Draw("lwf", self.ctx.replay_batch, join_ce=True),)
 
-    def loss(self, step: Step) -> Tensor | None:
+    def _pair(self, step: Step) -> tuple[Tensor, Tensor, int | None] | None:
+        """The student's logits (new rows, then the draw's), the teacher's on the same rows, and where the draw
+        starts in the step's batch (None without one); None while there is no teacher."""
         if self.alpha == 0 or not bool(self.ready):
             return None
         seg = step.draws.get("lwf")
-        xs, student = step.x, step.logits
+        xs, student, start = step.x, step.logits, None
         if seg is not None and len(seg):
-            xs, student = torch.cat([step.x, seg.x]), torch.cat([step.logits, seg.logits])
+            xs, student, start = torch.cat([step.x, seg.x]), torch.cat([step.logits, seg.logits]), seg.start
         with torch.no_grad():
             teacher = functional_call(self.ctx.model, dict(zip(self.state_names, self.teacher, strict=True)), (xs,))
-        return self.alpha * distill(student, teacher, self.temperature)
+        return student, teacher, start
+
+    def loss(self, step: Step) -> Tensor | None:
+        pair = self._pair(step)
+        return None if pair is None else self.alpha * distill(pair[0], pair[1], self.temperature)
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        pair = self._pair(step)
+        if pair is None:
+            return []
+        student, teacher, start = pair
+        grad = distill_grad(student, teacher, self.temperature, self.alpha)
+        if start is None:
+            return [(0, grad)]
+        return [(0, grad[:step.batch]), (start, grad[step.batch:])]
 
     def consolidate(self) -> None:
         with torch.no_grad():
