@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -514,6 +515,9 @@ class OnlineLearner:
         else:
             losses = F.cross_entropy(ce_logits, ys, reduction="none")
         step = Step(index=self.step, x=xb, y=yb, logits=logits[:batch], layer_inputs=layer_inputs)
+        if chain is not None:
+            assert layer_inputs is not None
+            step.param_grads = functools.partial(self._chain_param_grads, chain, layer_inputs, logits)
         row = batch
         for d, f in order:
             k = int(f["y"].shape[0])
@@ -595,6 +599,16 @@ class OnlineLearner:
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
+
+    def _chain_param_grads(self, chain: ReLUChain, inputs: list[Tensor], logits: Tensor,
+                           at_logits: list[tuple[int, Tensor]]) -> list[Tensor]:
+        """New gradient tensors of a loss given its gradient at the logits (rows placed at their first row)."""
+        dlogits = torch.zeros_like(logits)
+        for start, g in at_logits:
+            dlogits[start:start + g.shape[0]] += g
+        out = [torch.empty_like(p) for p in self.params]
+        chain.backward_(dlogits, inputs, out)
+        return out
 
     def _optimizer_step(self) -> None:
         """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its

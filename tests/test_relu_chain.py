@@ -41,15 +41,11 @@ def _run(learner: OnlineLearner, steps: int = 300, scale: float = 1.0) -> list[f
     return losses
 
 
-def _closed_form_expected(name: str) -> bool:
-    return not any(methods.get(n).__name__ == "AGEM" for n in methods.parse(name))
-
-
 @pytest.mark.parametrize("standardize", [False, True])
 @pytest.mark.parametrize("method", CASES)
 def test_the_chain_step_is_the_autograd_step_bit_for_bit(method, standardize):
     fast, slow = _learner(method, standardize), _learner(method, standardize, chain=False)
-    assert (fast._chain is not None) == _closed_form_expected(method), method
+    assert fast._chain is not None, method  # every registered method gives its logit gradients
     scale = 30.0 if standardize else 1.0
     assert _run(fast, scale=scale) == _run(slow, scale=scale)
     for a, b in zip(fast.params, slow.params, strict=True):

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
 from edge_cl.methods.registry import register
+from edge_cl.relu_chain import cross_entropy_grad
 
 
 def project(grads: list[Tensor], ref: list[Tensor], eps: float = 1e-12) -> None:
@@ -52,6 +53,15 @@ class AGEM(Method):
             # Kept aside: a step skipped on a non-finite loss must leave the state untouched.
             self._pending = torch.autograd.grad(ref_loss, self.params, retain_graph=True, allow_unused=True)
         return None
+
+    def logit_grads(self, step: Step) -> list[tuple[int, Tensor]]:
+        seg = step.draws.get("agem")
+        self._have_ref = seg is not None and len(seg) > 0 and step.param_grads is not None
+        if self._have_ref and seg is not None and step.param_grads is not None:
+            # The reference gradient through the learner's chain: what loss() takes from autograd.
+            ref = cross_entropy_grad(torch.log_softmax(seg.logits, 1), seg.y, 1.0)
+            self._pending = tuple(step.param_grads([(seg.start, ref)]))
+        return []
 
     def before_update(self, step: Step) -> None:
         if not self._have_ref:

@@ -20,7 +20,7 @@ budget measures them there, before the buffer is sized, and counts them under th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -130,6 +130,9 @@ class Step:
     report: dict[str, float] = field(default_factory=dict)   # values hooks publish (e.g. "penalty")
     flags: set[str] = field(default_factory=set)             # events hooks publish (e.g. "importance_updated")
     layer_inputs: list[Tensor] | None = None  # each Linear layer's input, when the learner ran a Linear/ReLU chain
+    # With the chain: the parameters' gradients (new tensors, in parameter order) of a loss whose gradient at the
+    # logits is given as (first row, rows) pairs -- what autograd.grad would return, for methods that need one.
+    param_grads: Callable[[list[tuple[int, Tensor]]], list[Tensor]] | None = None
 
     @property
     def batch(self) -> int:
