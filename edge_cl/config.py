@@ -184,6 +184,9 @@ class DaemonLearnerConfig(LearnerConfig):
         on for ``vector_input``."""
         data = {k: getattr(self, k) for k in LearnerConfig.model_fields}
         data["standardize"] = vector_input if self.standardize is None else self.standardize
+        # The daemon books each batch's skip and hits to that batch (exactly-once accounting), so it takes every
+        # step's own values, never the previous step's (LearnStats.lag 0 on the CUDA-graph step too).
+        data["exact_stats"] = True
         return LearnerConfig.model_validate(data)
 
 

@@ -21,14 +21,17 @@ Differences from the eager step, all documented in the README:
 - Importance estimates (EWC, MAS) run after the step, outside the graph, every ``importance_every`` steps, with
   no host synchronisation (``ImportanceMethod.update_deferred``: a non-finite estimate leaves the running mean
   as it is instead of being skipped).
-- On CUDA, the loss and hit count a ``learn`` call reports are the previous call's (``LearnStats.lag == 1``)
-  unless ``exact_stats`` is set; the counters are exact whenever they are read (state, accuracy, report).
+- On CUDA, a ``learn`` call reports the previous call's step (``LearnStats.lag == 1``: its loss, hits, skip,
+  batch size) without waiting for its own; the first call after a wait (the first call, a capture, a read of
+  the counters) reports none (``batch_size`` 0, loss NaN). ``exact_stats`` makes every call wait and report its
+  own step (the daemon always does). The counters are exact whenever they are read (state, accuracy, report).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -100,9 +103,10 @@ class FixedStep:
         self.n_valid = torch.zeros((), dtype=torch.int64, device=dev)   # rows of this call's micro-batch
         self.enabled = torch.ones((), dtype=torch.bool, device=dev)     # False: warm-up runs change nothing
         self.lr = torch.full((), float(learner.optimizer.param_groups[0]["lr"]), device=dev)
-        self._lr_value = float(self.lr)
+        self._lr_value = float(learner.optimizer.param_groups[0]["lr"])
         self.out = torch.zeros(4, device=dev)  # loss on the new rows, hits, step ok, rows learned
         self.penalties = torch.zeros(len(self.importance), device=dev)  # refreshed outside the graph
+        self.probe = torch.zeros(1, device=dev)  # the step's first reservoir uniform: shows the random state moved
         self._inputs: dict[int, tuple[Tensor, Tensor]] = {}
         self._graphs: dict[int, Any] = {}
         pin = capture and torch.cuda.is_available()
@@ -155,7 +159,7 @@ class FixedStep:
         ce = F.cross_entropy(logits[:n_ce], torch.cat([y, *joined]) if joined else y, reduction="none")
         weights = torch.cat([vf, *(has.expand(d.size) for d, _ in segments if d.join_ce)])
         loss = (ce * weights).sum() / weights.sum().clamp_min(1.0)
-        step = Step(index=L.step, x=x, y=y, logits=logits[:rows])
+        step = Step(index=L._step, x=x, y=y, logits=logits[:rows])
         row = rows
         for d, f in segments:
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + d.size])
@@ -210,6 +214,7 @@ class FixedStep:
         buf, cap = self.learner.buffer, self.capacity
         rows = x.shape[0]
         u = torch.rand(rand_rows, generator=self.learner.generator, device=x.device, dtype=torch.float64)[:rows]
+        self.probe.copy_(u[:1])
         n = self.seen + learned.long().cumsum(0)
         slot = torch.where(n <= cap, n - 1, (u * n.double()).long())
         candidate = learned & (slot < cap)
@@ -269,13 +274,13 @@ class FixedStep:
             self._events[slot] = event
         replay = sum(d.size for d in self.draws)
         previous, self._pending = self._pending, (slot, n, replay)
-        if self.exact_stats or previous is None:
-            if previous is not None:
-                self._read(previous)
+        if self.exact_stats:
             stats = self._read(self._pending, importance_updated=importance_updated)
             self._pending = None
-        else:
+        elif previous is not None:
             stats = self._read(previous, lag=1, importance_updated=importance_updated)
+        else:  # nothing has finished yet that was not reported: the first call after a wait reports no step
+            stats = _nothing_yet(L._step, sum(m.last_penalty for m in self.importance), importance_updated)
         return dataclasses.replace(stats, seconds=time.perf_counter() - started)
 
     def _off_graph_work(self, x: Tensor, y: Tensor, n: int) -> bool:
@@ -304,21 +309,22 @@ class FixedStep:
         L = self.learner
         consolidated = False
         if ok:
-            L.step += 1
-            L.samples_learned += int(learned)
-            L.correct_learned += int(hits)
+            # The counters' own slots: reading L.step would wait for the step still in flight.
+            L._step += 1
+            L._samples_learned += int(learned)
+            L._correct_learned += int(hits)
             L.buffer.seen += int(learned)
             L.buffer.size = min(L.buffer.seen, L.buffer.capacity)
             consolidated = L.trigger is not None and L.trigger.observe(loss)
             if consolidated:
                 L.consolidate()  # the penalty is refreshed with the next step's work
         else:
-            L.skipped_steps += 1
+            L._skipped_steps += 1
             self.eager_next = True
         for m, value in zip(self.importance, penalties, strict=True):
             m.last_penalty = value
         penalty = sum(penalties)
-        return LearnStats(L.step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
+        return LearnStats(L._step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
                           importance_updated, 0.0, lag)
 
     def sync(self) -> None:
@@ -329,77 +335,62 @@ class FixedStep:
 
     # --- capture --------------------------------------------------------------------------------
     def _record(self, rows: int, bucket: int) -> Any:
-        """Capture the step for ``rows`` rows as a CUDA graph, check it once against the same step run
-        uncaptured, and return it; on any failure fall back to the eager step for good (logged once)."""
+        """Capture the step for ``rows`` rows as a CUDA graph, check it against the same step run uncaptured, and
+        return it; on any failure fall back to the eager step for good (logged once).
+
+        Warm-up, capture and check all run *disabled* (``enabled`` False: the step computes its loss, hits and
+        gradients but changes no state), so nothing needs copying aside but the random state, whatever the
+        buffer's size. The check runs two steps each way and compares losses, hits, gradients and the first
+        reservoir uniform: two, so that a replay that did not advance the random state would show."""
         L = self.learner
-        before: dict[str, Tensor] | None = None
+        grad = L._flat_grad
+        assert grad is not None
+        random_state: Tensor | None = None
         try:
             self.sync()
-            before = self._snapshot()
-            # Warm-up runs (cuBLAS handles, autograd's lazy set-up) on a side stream, disabled: they change no
-            # state but the random numbers, which are put back.
+            random_state = L.generator.get_state()
             self.enabled.fill_(False)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side):  # cuBLAS handles, autograd's lazy set-up: outside the capture
                 for _ in range(2):
                     self._core(rows, bucket)
             torch.cuda.current_stream().wait_stream(side)
-            self.enabled.fill_(True)
-            L.generator.set_state(before["generator"])
+            L.generator.set_state(random_state)
             graph = torch.cuda.CUDAGraph()
             graph.register_generator_state(L.generator)
             with torch.cuda.graph(graph):
                 self._core(rows, bucket)
-            self._restore(before)
-            # The check: two steps uncaptured, then two replays from the same state, must agree (two, so that a
-            # replay that did not advance the random state would show).
+            expected = []
             for _ in range(2):
                 self._core(rows, bucket)
-            expected = self._snapshot()
-            self._restore(before)
+                expected.append(torch.cat([self.out, self.probe, grad]))
+            L.generator.set_state(random_state)
+            got = []
             for _ in range(2):
                 graph.replay()
-            got = self._snapshot()
-            worst = max(_relative_gap(expected[k], got[k]) for k in expected if k != "generator")
+                got.append(torch.cat([self.out, self.probe, grad]))
+            worst = max(_relative_gap(e, g) for e, g in zip(expected, got, strict=True))
             if not worst <= CHECK_TOLERANCE:
                 raise RuntimeError(f"the captured step differs from the uncaptured one by {worst:.3g} (relative)")
-            self._restore(before)
         except Exception as exc:  # noqa: BLE001 - any capture failure must leave a working (eager) learner
             self.fallback = f"{type(exc).__name__}: {exc}"
             log.warning("edge_cl: the CUDA-graph step is off for this learner (%s); learning continues with the "
                         "eager step", self.fallback)
-            if before is not None:
-                self._restore(before)
-            self.enabled.fill_(True)
             return None
+        finally:
+            if random_state is not None:
+                L.generator.set_state(random_state)
+            self.enabled.fill_(True)
         self._graphs[rows] = graph
         return graph
 
-    def _snapshot(self) -> dict[str, Tensor]:
-        """Copies of everything a step changes (capture and its check run between these)."""
-        L = self.learner
-        out = {"params": L._flat_param.clone(), "seen": self.seen.clone(), "out": self.out.clone(),  # type: ignore[union-attr]
-               "generator": L.generator.get_state()}
-        for k, t in L.buffer.tensors_by_field().items():
-            out[f"buffer.{k}"] = t.clone()
-        if L.standardizer is not None:
-            for k, t in L.standardizer.named_buffers():
-                out[f"std.{k}"] = t.clone()
-        return out
 
-    def _restore(self, snap: dict[str, Tensor]) -> None:
-        L = self.learner
-        with torch.no_grad():
-            L._flat_param.copy_(snap["params"])  # type: ignore[union-attr]
-            self.seen.copy_(snap["seen"])
-            self.out.copy_(snap["out"])
-            for k, t in L.buffer.tensors_by_field().items():
-                t.copy_(snap[f"buffer.{k}"])
-            if L.standardizer is not None:
-                for k, t in L.standardizer.named_buffers():
-                    t.copy_(snap[f"std.{k}"])
-        L.generator.set_state(snap["generator"])
+def _nothing_yet(step: int, penalty: float, importance_updated: bool) -> LearnStats:
+    """The stats of a call on the lagged path with no earlier step left to report: no rows, loss NaN."""
+    from edge_cl.learner import LearnStats
+
+    return LearnStats(step, math.nan, 0, 0, 0, False, False, penalty, importance_updated, 0.0, 1)
 
 
 def _relative_gap(a: Tensor, b: Tensor) -> float:

@@ -50,6 +50,24 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
+class _Counter:
+    """A learner counter that first folds in a CUDA-graph step still in flight, so reading it is exact."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        fixed = obj.__dict__.get("_fixed")
+        if fixed is not None:
+            fixed.sync()
+        return obj.__dict__[self.slot]
+
+    def __set__(self, obj: Any, value: int) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class LearnStats:
     """What one :meth:`OnlineLearner.learn` step did."""
@@ -242,6 +260,15 @@ class OnlineLearner:
     optimizer step on the new micro-batch plus the methods' replay draws; no task ids are ever needed.
     """
 
+    step = _Counter()             # optimizer steps taken
+    samples_learned = _Counter()  # new samples learned (test-then-train counted)
+    correct_learned = _Counter()  # of them predicted right before their step
+    skipped_steps = _Counter()    # steps skipped (non-finite loss or gradients)
+    _step: int                    # their slots (the fixed-shape step counts there without waiting)
+    _samples_learned: int
+    _correct_learned: int
+    _skipped_steps: int
+
     def __init__(self, model: nn.Module, budget_bytes: int | None = None, importance: str | None = _UNSET,
                  replay_batch: int = 10, lr: float = 0.1, device: str | torch.device | None = None, seed: int = 0,
                  **options: Any) -> None:
@@ -292,6 +319,8 @@ class OnlineLearner:
                        and all(_closed_form(m) for m in self.methods) else None)
         self.optimizer = _make_optimizer(cfg, self.params)
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
+        self._fixed: FixedStep | None = None
+        self._fixed_decided = False
         self.step = 0
         self.samples_learned = 0
         self.correct_learned = 0
@@ -300,8 +329,6 @@ class OnlineLearner:
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
         self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
-        self._fixed: FixedStep | None = None
-        self._fixed_decided = False
 
     @property
     def step_path(self) -> str:

@@ -62,7 +62,8 @@ class LearnerConfig(BaseModel):
                             "graph per micro-batch size bucket on CUDA (edge_cl.fixed_step); 'eager': the "
                             "ordinary step; 'auto': fixed on CUDA when the configuration allows it, else eager.")
     exact_stats: bool = Field(False, description="On the CUDA-graph step, wait for each step to report its own loss "
-                                                 "and hits (LearnStats.lag 0) instead of the previous step's.")
+                                                 "and hits (LearnStats.lag 0) instead of the previous step's (the "
+                                                 "daemon always does: it books each batch's result to it).")
     plugins: list[str] = Field(default_factory=list, description="Modules imported first, so that methods they "
                                                                  "@register can be named in 'method'.")
     method_params: dict[str, Any] = Field(default_factory=dict,

@@ -135,3 +135,11 @@ def test_bench_table_for_budget_fit_is_part_of_the_schema() -> None:
     assert cfg.bench.latency_budget_ms == 5.0 and cfg.bench.rss_budget_mb is None
     with pytest.raises(ConfigError, match="bench.latency_budget_ms"):
         parse_config(with_(bench={"latency_budget_ms": -1}))
+
+
+def test_the_daemon_learner_reports_each_batch_its_own_step() -> None:
+    """The daemon books a batch's skip and hits to that batch: its learner never takes the lagged stats of the
+    CUDA-graph step, whatever the table says."""
+    for table in ({}, {"exact_stats": False}, {"exact_stats": True}):
+        cfg = parse_config(with_(learner=table))
+        assert cfg.learner.learner_config(cfg.vector_input).exact_stats is True

@@ -6,6 +6,7 @@ is this same step, run here uncaptured.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -320,3 +321,129 @@ def test_the_deferred_estimate_is_the_estimate_and_leaves_the_mean_on_a_non_fini
     b.update_deferred(torch.full((10, 12), 3e38), y)
     assert all(torch.equal(c, d) for c, d in zip(b.current, before))
     assert b.report()["rejected"] == 1 and b.current_count == 4
+
+
+# --- the capture path, with torch.cuda's graph API replaced by a stand-in that runs the step on the CPU ----------
+class _FakeCuda:
+    """Just enough of torch.cuda for FixedStep's capture path: a 'graph' whose replay runs the recorded step
+    eagerly. ``broken=True`` replays without advancing the random state, the failure the capture check exists for."""
+
+    def __init__(self, broken: bool = False):
+        self.broken = broken
+        self.replays = 0
+        self.fixed = None
+
+    def install(self, monkeypatch, fixed):
+        self.fixed = fixed
+        fake = self
+
+        class Graph:
+            def register_generator_state(self, generator):
+                self.generator = generator
+
+            def replay(self):
+                fake.replays += 1
+                state = self.generator.get_state()
+                fake.fixed._core(*self.shape)
+                if fake.broken:
+                    self.generator.set_state(state)
+
+        class GraphContext:
+            def __init__(self, graph):
+                self.graph = graph
+
+            def __enter__(self):
+                self.state = self.graph.generator.get_state()
+                return self
+
+            def __exit__(self, *exc):  # a capture records; it does not run, nor consume random numbers
+                self.graph.generator.set_state(self.state)
+                return False
+
+        class Stream:
+            def wait_stream(self, other):
+                pass
+
+        class Event:
+            def record(self):
+                pass
+
+            def synchronize(self):
+                pass
+
+        def make_graph():
+            graph = Graph()
+            graph.shape = None
+            return graph
+
+        def graph_context(graph):
+            graph.shape = fake.current_shape
+            return GraphContext(graph)
+
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", make_graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph_context)
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda: Stream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+        original_record = fixed._record
+
+        def record(rows, bucket):
+            fake.current_shape = (rows, bucket)
+            return original_record(rows, bucket)
+
+        monkeypatch.setattr(fixed, "_record", record)
+
+
+def _captured(monkeypatch, broken=False, **options):
+    from edge_cl.fixed_step import FixedStep
+
+    learner = _learner("er+ewc", **options)
+    learner._fixed, learner._fixed_decided = FixedStep(learner, capture=True), True
+    fake = _FakeCuda(broken)
+    fake.install(monkeypatch, learner._fixed)
+    return learner, fake
+
+
+def test_the_capture_path_learns_as_the_uncaptured_step_with_stats_one_step_late(monkeypatch):
+    captured, fake = _captured(monkeypatch)
+    plain = _learner("er+ewc")
+    rng = np.random.default_rng(0)
+    stream = [(rng.normal(size=(10, 12)).astype(np.float32), rng.integers(0, 3, 10)) for _ in range(60)]
+    previous = None
+    for i, (x, y) in enumerate(stream):  # one bucket: one capture, at the first call
+        a, b = captured.learn(x, y), plain.learn(x, y)
+        assert a.lag == 1
+        if i == 0:  # nothing finished before it
+            assert a.batch_size == 0 and a.new_correct == 0 and np.isnan(a.loss)
+        else:  # the previous call's step
+            assert (a.loss, a.new_correct, a.batch_size, a.step) == (previous.loss, previous.new_correct, 10, i)
+        previous = b
+    assert captured.step_path == "graph" and fake.replays > 60  # 60 steps plus the checks' replays
+    assert captured.step == plain.step == 60  # reading the counter waits for the step in flight
+    torch.testing.assert_close(captured._flat_param, plain._flat_param, rtol=0, atol=0)
+    assert captured.buffer.seen == plain.buffer.seen
+    assert captured.prequential_accuracy == plain.prequential_accuracy
+
+
+def test_a_replay_that_does_not_advance_the_random_state_falls_back_to_eager(monkeypatch, caplog):
+    captured, _ = _captured(monkeypatch, broken=True)
+    stream = _stream(20)
+    with caplog.at_level(logging.WARNING, logger="edge_cl"):
+        for x, y in stream[:10]:
+            captured.learn(x, y)
+    assert captured.step_path == "eager" and captured.step == 10
+    messages = [r.getMessage() for r in caplog.records if "CUDA-graph step is off" in r.getMessage()]
+    assert len(messages) == 1 and "differs from the uncaptured one" in messages[0]
+    params = captured._flat_param.clone()
+    captured.learn(*stream[10])
+    assert not torch.equal(captured._flat_param, params)  # still learning, eagerly
+
+
+def test_exact_stats_report_each_call_its_own_step(monkeypatch):
+    captured, _ = _captured(monkeypatch, exact_stats=True)
+    captured._fixed.exact_stats = True
+    plain = _learner("er+ewc")
+    for x, y in _stream(30):
+        a, b = captured.learn(x, y), plain.learn(x, y)
+        assert a.lag == 0 and (a.loss, a.new_correct, a.batch_size) == (b.loss, b.new_correct, b.batch_size)
