@@ -566,19 +566,13 @@ class OnlineLearner:
 
         if chain is not None:
             assert layer_inputs is not None
-            head = per_sample_cross_entropy_grad(logp, ys)
-            if extra:
-                if n_ce == logits.shape[0]:
-                    dlogits = head
-                else:
-                    dlogits = torch.zeros_like(logits)
-                    dlogits[:n_ce] = head
-                for start, g in extra:
-                    dlogits[start:start + g.shape[0]] += g
-            else:
-                dlogits = head  # no rows outside the cross-entropy get a gradient: they need none
-            if dlogits.shape[0] != logits.shape[0]:
-                dlogits = torch.cat([dlogits, dlogits.new_zeros(logits.shape[0] - dlogits.shape[0], logits.shape[1])])
+            # The cross-entropy's gradient on its rows, zeros on the others (as autograd's slice backward gives),
+            # then each method's term on its rows: the additions autograd's accumulation makes, in its order.
+            dlogits = per_sample_cross_entropy_grad(logp, ys)
+            if n_ce != logits.shape[0]:
+                dlogits = torch.cat([dlogits, dlogits.new_zeros(logits.shape[0] - n_ce, logits.shape[1])])
+            for start, g in extra:
+                dlogits[start:start + g.shape[0]] += g
             chain.backward_(dlogits, layer_inputs, self._grads)  # overwrites every gradient: no zeroing
         else:
             total = losses.mean()
