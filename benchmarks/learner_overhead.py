@@ -96,13 +96,17 @@ def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: i
 
 
 def learner_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, method: str, capacity: int, seed: int,
-                  batch: int, replay: int, step_mode: str = "auto", consolidate_at: int = 100) -> Iterator[float]:
-    """The learner running ``method`` on the same stream, yielding each ``learn`` call's seconds."""
+                  batch: int, replay: int, step_mode: str = "auto", consolidate_at: int = 100,
+                  autograd: bool = False) -> Iterator[float]:
+    """The learner running ``method`` on the same stream, yielding each ``learn`` call's seconds; ``autograd``
+    turns its Linear/ReLU chain step off (the step every other model takes)."""
     torch.manual_seed(seed)
     model = models.mlp(DIM, [100, 100], CLASSES)
     budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=replay)
     learner = OnlineLearner(model, budget, method=method, replay_batch=replay, lr=0.1, device=device, seed=seed,
                             trigger=None, step_mode=step_mode)
+    if autograd:
+        learner._chain = None
     for step, start in enumerate(range(0, len(xs), batch)):
         t0 = time.perf_counter()
         learner.learn(xs[start:start + batch], ys[start:start + batch])
@@ -205,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="er,er+ewc,er+mas", help="comma list of learner methods")
     parser.add_argument("--batch", type=int, default=10, help="new samples per step")
     parser.add_argument("--replay", type=int, default=10, help="replayed samples per step")
+    parser.add_argument("--autograd", action="store_true",
+                        help="the learner's autograd step, as for models that are not a Linear/ReLU chain")
     parser.add_argument("--step-mode", default="auto", choices=["auto", "eager", "fixed"],
                         help="the learner's step_mode (auto: the CUDA-graph step on CUDA, eager on the CPU)")
     parser.add_argument("--output", default="BENCHMARKS.md")
@@ -220,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         loops = {"bare": bare_steps(xs, ys, device, *sizes),
-                 "er": learner_steps(xs, ys, device, "er", *sizes, step_mode=args.step_mode)}
+                 "er": learner_steps(xs, ys, device, "er", *sizes, step_mode=args.step_mode, autograd=args.autograd)}
         if method != "er":
-            loops[method] = learner_steps(xs, ys, device, method, *sizes, step_mode=args.step_mode)
+            loops[method] = learner_steps(xs, ys, device, method, *sizes, step_mode=args.step_mode,
+                                          autograd=args.autograd)
         if method in BY_HAND:
             loops["hand"] = bare_steps(xs, ys, device, *sizes, importance=BY_HAND[method])
         if device.type == "cuda":
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
               f"overhead p50 {row['p50']:+.1%}, mean {row['mean']:+.1%}", file=sys.stderr)
     lines = [(f"Learner overhead, MLP 784-100-100-10, micro-batch {batch} + replay {replay}, buffer "
               f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, step_mode "
-              f"{args.step_mode}, {args.threads} torch "
+              f"{args.step_mode}{', autograd step (no Linear/ReLU chain)' if args.autograd else ''}, {args.threads} torch "
               f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of "
               "warm-up dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both "
               "sides alike."),
@@ -279,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"learner-overhead-{device.type}" + (f"-{batch}" if batch != 10 or replay != 10 else "")
     if args.step_mode != "auto":
         name += f"-{args.step_mode}"
+    if args.autograd:
+        name += "-autograd"
     write_section(name, "\n".join(lines), command.strip(), args.output)
     return 0
 
