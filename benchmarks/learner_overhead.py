@@ -106,7 +106,7 @@ def learner_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, method: 
     learner = OnlineLearner(model, budget, method=method, replay_batch=replay, lr=0.1, device=device, seed=seed,
                             trigger=None, step_mode=step_mode)
     if autograd:
-        learner._chain = None
+        learner._use_chain(False)
     for step, start in enumerate(range(0, len(xs), batch)):
         t0 = time.perf_counter()
         learner.learn(xs[start:start + batch], ys[start:start + batch])

@@ -315,8 +315,9 @@ class OnlineLearner:
         self._flat_param = ctx.flat_params if self._flat_grad is not None else None
         # A Linear/ReLU model whose methods give their terms' gradients at the logits steps without the autograd
         # engine (edge_cl/relu_chain.py: the same operations, the same bits, a quarter of the step's time saved).
-        self._chain = (ReLUChain.of(self.model, self.params) if self._flat_grad is not None
-                       and all(_closed_form(m) for m in self.methods) else None)
+        self._ctx = ctx
+        self._chain: ReLUChain | None = None
+        self._use_chain(True)
         self.optimizer = _make_optimizer(cfg, self.params)
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
         self._fixed: FixedStep | None = None
@@ -329,6 +330,13 @@ class OnlineLearner:
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
         self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
+
+    def _use_chain(self, on: bool) -> None:
+        """Step a Linear/ReLU model without autograd when it and its methods allow it (``on``), else with
+        autograd (benchmarks and tests compare the two)."""
+        self._chain = (ReLUChain.of(self.model, self.params) if on and self._flat_grad is not None
+                       and all(_closed_form(m) for m in self.methods) else None)
+        self._ctx.chain = self._chain is not None
 
     @property
     def step_path(self) -> str:

@@ -25,7 +25,7 @@ def _learner(method: str, standardize: bool = False, chain: bool = True, model: 
     learner = OnlineLearner(model or models.mlp(12, [16, 8], 3), 80_000, method=method, replay_batch=6, lr=0.2,
                             seed=0, standardize=standardize, input_dim=12, **options)
     if not chain:
-        learner._chain = None
+        learner._use_chain(False)
     return learner
 
 

@@ -79,6 +79,8 @@ class MethodContext:
     replay_batch: int
     momentum: float = 0.0
     flat_params: Tensor | None = None   # one buffer the parameters are views of, in order (None: they are not)
+    chain: bool = False                 # the learner runs the Linear/ReLU chain itself: no module forward hooks
+                                        # fire in its step, every step hands over Step.layer_inputs instead
 
     @property
     def plain_sgd(self) -> bool:

@@ -144,7 +144,7 @@ class ImportanceMethod(Method):
     # --- hooks --------------------------------------------------------------------------------------
     def begin_step(self, index: int) -> None:
         self._release_hooks()
-        if self._layers and (index + 1) % self.every == 0:
+        if self._layers and not self.ctx.chain and (index + 1) % self.every == 0:
             # This step estimates importance: keep what its forward feeds each layer (references, no copies).
             self._seen = {}
 
@@ -155,7 +155,8 @@ class ImportanceMethod(Method):
             self._hooks = [m.register_forward_hook(keep) for m in watched]
 
     def loss(self, step: Step) -> Tensor | None:
-        if self._hooks:
+        # An estimating step: hooks were set in begin_step, or the learner's chain hands the layer inputs over.
+        if self._hooks or (self.ctx.chain and self._layers and (step.index + 1) % self.every == 0):
             self._release_hooks()
             started = time.perf_counter()
             self._captured = self._capture(step)
