@@ -376,11 +376,14 @@ class ImportanceMethod(Method):
         if x.shape[0] == 0:
             return
         started = time.perf_counter()
+        self._fold(self.estimate(*self._rows(x, y)), started)
+
+    def _rows(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The ``samples`` rows of ``x`` (and ``y``) an estimate uses."""
         idx = self._subset(x.shape[0], x.device)
-        if idx is not None:
-            x = x.index_select(0, idx)
-            y = None if y is None else y.index_select(0, idx)
-        self._fold(self.estimate(x, y), started)
+        if idx is None:
+            return x, y
+        return x.index_select(0, idx), None if y is None else y.index_select(0, idx)
 
     def update_deferred(self, x: Tensor, y: Tensor | None) -> None:
         """:meth:`update` with no host synchronisation, for the fixed-shape (CUDA-graph) step's estimate outside its
@@ -392,11 +395,7 @@ class ImportanceMethod(Method):
         if x.shape[0] == 0:
             return
         started = time.perf_counter()
-        idx = self._subset(x.shape[0], x.device)
-        if idx is not None:
-            x = x.index_select(0, idx)
-            y = None if y is None else y.index_select(0, idx)
-        new = self.estimate(x, y)
+        new = self.estimate(*self._rows(x, y))
         # Every entry is >= 0: the sum is finite exactly when every entry is.
         total = torch.stack([t.sum(dtype=torch.float64) for t in new]).sum()
         finite = torch.isfinite(total)
@@ -406,15 +405,7 @@ class ImportanceMethod(Method):
         new = [torch.where(finite, n, c.to(n.dtype)) for n, c in zip(new, self.current, strict=True)]
         self._deferred_rejected = self._deferred_rejected + (~finite).long() if self._deferred_rejected is not None \
             else (~finite).long()
-        self.current_count += 1
-        weight = 1.0 / self.current_count
-        if self.dtype == torch.float32:
-            torch._foreach_lerp_(self.current, new, weight)
-        else:
-            for c, n in zip(self.current, new, strict=True):
-                c.copy_(c.float().lerp_(n, weight))
-        self.updates += 1
-        self.seconds += time.perf_counter() - started
+        self._join_mean(new, started)
 
     def _settle_rejected(self) -> None:
         """Fold estimates :meth:`update_deferred` rejected on the device into :attr:`rejected` (one host read)."""
@@ -491,6 +482,10 @@ class ImportanceMethod(Method):
             self.rejected += 1
             self.seconds += time.perf_counter() - started
             return
+        self._join_mean(new, started)
+
+    def _join_mean(self, new: list[Tensor], started: float) -> None:
+        """``current`` becomes the mean of every estimate since the last consolidation, ``new`` included."""
         self.current_count += 1
         weight = 1.0 / self.current_count
         if self.dtype == torch.float32:
