@@ -110,7 +110,8 @@ def test_graph_is_the_default_on_cuda_and_reports_the_previous_step():
     x, y = np.random.rand(10, 784).astype(np.float32), np.arange(10)
     first, second = learner.learn(x, y), learner.learn(x, y)
     assert learner.step_path == "graph"
-    assert first.lag == 0 and second.lag == 1 and second.step == 1
+    assert first.lag == 1 and first.batch_size == 0  # nothing had finished: no step reported
+    assert second.lag == 1 and second.step == 1 and second.batch_size == 10  # the first call's step
     assert learner.prequential_accuracy is not None and learner.step == 2  # reading it waits for the last step
 
 
