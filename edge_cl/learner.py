@@ -499,6 +499,8 @@ class OnlineLearner:
                                ".half(), load_state_dict(assign=True) ...); the learner steps the weights it was "
                                "built with. Load weights with learner.model.load_state_dict(...) (in place), "
                                "or build a new OnlineLearner")
+        if self._chain is not None and self._chain.hooked():
+            self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         batch = xb.shape[0]

@@ -28,15 +28,23 @@ _log_softmax_backward = torch.ops.aten._log_softmax_backward_data
 class ReLUChain:
     """The Linear layers of a Linear/ReLU chain model, and the standardiser in front of it if any."""
 
-    def __init__(self, layers: list[nn.Linear], standardizer: RunningStandardizer | None) -> None:
+    def __init__(self, layers: list[nn.Linear], standardizer: RunningStandardizer | None,
+                 modules: list[nn.Module] | None = None) -> None:
         self.layers = layers
         self.standardizer = standardizer
+        self.modules = modules if modules is not None else list(layers)
+
+    def hooked(self) -> bool:
+        """True once a forward hook sits on a module of the model: the chain would skip it, so the step must go
+        through the modules (and autograd) instead."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules)
 
     @staticmethod
     def of(model: nn.Module, params: list[nn.Parameter]) -> ReLUChain | None:
         """The chain ``model`` is, when its forward is known to be exactly that (edge_cl's own ``mlp``, a plain
         ``nn.Sequential``, either behind the standardiser), it has no hooks, and ``params`` are its layers'
-        weights and biases in order; else None (the learner then runs autograd)."""
+        weights and biases in order; else None (the learner then runs autograd). A hook added later turns the
+        learner to autograd from then on (see :meth:`hooked`)."""
         standardizer = None
         net = model
         if type(net) is Standardized:
@@ -52,13 +60,12 @@ class ReLUChain:
             return None
         if any(getattr(k, "inplace", False) for k in kids):
             return None
-        if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
-            return None
         layers = cast(list[nn.Linear], kids[::2])
         mine = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
         if len(mine) != len(params) or any(a is not b for a, b in zip(mine, params, strict=True)):
             return None
-        return ReLUChain(layers, standardizer)
+        chain = ReLUChain(layers, standardizer, list(model.modules()))
+        return None if chain.hooked() else chain
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits of ``x`` and each Linear layer's input (the next one's is the ReLU of this one's output),

@@ -124,3 +124,17 @@ def test_head_gradients_are_autograds():
         leaf = logits.clone().requires_grad_()
         (expected,) = torch.autograd.grad(fn(leaf), leaf)
         assert torch.equal(ours(logits), expected)
+
+
+def test_a_hook_added_later_is_called_and_the_step_stays_right():
+    """The chain would skip a module's forward hook: once one is added, steps go through the modules again (same
+    parameters as the autograd learner's), and EWC's estimate still happens."""
+    fast, slow = _learner("er+ewc"), _learner("er+ewc", chain=False)
+    calls = []
+    fast.model.body[0].register_forward_hook(lambda *a: calls.append(1))
+    assert _run(fast, steps=60) == _run(slow, steps=60)
+    assert len(calls) >= 60
+    for a, b in zip(fast.params, slow.params, strict=True):
+        assert torch.equal(a, b)
+    assert fast.get_method("ewc").updates == slow.get_method("ewc").updates == 6
+    assert fast._chain is None  # for good: the in-step estimate takes the hooks' path again
