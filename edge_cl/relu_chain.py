@@ -12,6 +12,7 @@ input gradients, ``sum`` for the bias, ``threshold_backward`` for ReLU, ``_log_s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -86,16 +87,25 @@ class ReLUChain:
         (one per parameter, in order), overwriting them."""
         with torch.no_grad():
             at = len(grads)
-            dz = dlogits
-            for i in range(len(self.layers) - 1, -1, -1):
-                layer = self.layers[i]
+            for layer, a, dz in reversed(list(zip(self.layers, inputs, output_grads(self.layers, dlogits, inputs),
+                                                  strict=True))):
                 if layer.bias is not None:
                     at -= 1
                     torch.sum(dz, 0, out=grads[at])
                 at -= 1
-                torch.mm(dz.t(), inputs[i], out=grads[at])
-                if i:
-                    dz = _relu_backward(torch.mm(dz, layer.weight), inputs[i], 0.0)
+                torch.mm(dz.t(), a, out=grads[at])
+
+
+def output_grads(layers: Sequence[nn.Module], dlogits: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+    """Each Linear layer's output gradient in a Linear/ReLU chain, from the last one's (``dlogits``):
+    ``g_l = (g_{l+1} W_{l+1}) * [a_{l+1} > 0]``, ``a_{l+1} = relu(out_l)`` being the next layer's input (ReLU's
+    backward applies that mask in one op, as autograd does). Per row, so per sample."""
+    grads = [dlogits]
+    with torch.no_grad():
+        for layer, a in zip(reversed(layers[1:]), reversed(inputs[1:]), strict=True):
+            grads.append(_relu_backward(torch.mm(grads[-1], cast(Tensor, layer.weight)), a, 0.0))
+    grads.reverse()
+    return grads
 
 
 def cross_entropy_grad(logp: Tensor, y: Tensor, scale: Tensor | float) -> Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step, flat_zeros_like
+from edge_cl.relu_chain import output_grads
 
 
 class ImportanceSettings(MethodSettings):
@@ -255,7 +256,7 @@ class ImportanceMethod(Method):
     def _relu_chain(self) -> nn.Sequential | None:
         """The ``nn.Sequential`` of Linear, ReLU, Linear, ..., Linear that holds the Linear layers, if there is
         one: when the step's forward runs it whole, each layer's output gradient follows from the next one's in
-        closed form (see :meth:`_chain_grads`)."""
+        closed form (``edge_cl.relu_chain.output_grads``)."""
         if not self._layers:
             return None
         for seq in self.model.modules():
@@ -266,18 +267,6 @@ class ImportanceMethod(Method):
                         type(k) is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kids))
                     return seq if chain else None
         return None
-
-    def _chain_grads(self, dz: Tensor, inputs: list[Tensor]) -> list[Tensor]:
-        """Each layer's output gradient for the rows of ``dz`` in a Linear/ReLU chain: ``g_l = (g_{l+1} W_{l+1})
-        * [a_{l+1} > 0]``, where ``a_{l+1} = relu(out_l)`` is the next layer's input. What a partial backward
-        through autograd computes, without the engine's per-node cost (a third of an estimating step)."""
-        grads = [dz]
-        with torch.no_grad():
-            for layer, a in zip(reversed(self._layers[1:]), reversed(inputs[1:]), strict=True):
-                # ReLU's backward, the mask [a > 0] applied in one op (as autograd does)
-                grads.append(_relu_backward(torch.mm(grads[-1], cast(Tensor, layer.weight)), a, 0.0))
-        grads.reverse()
-        return grads
 
     def _release_hooks(self) -> None:
         for h in self._hooks:
@@ -294,7 +283,7 @@ class ImportanceMethod(Method):
             n = step.batch
             dz = self.sample_loss_grad(step.logits.detach(), step.y if self.needs_labels else None)
             inputs = [a[:n] for a in step.layer_inputs]
-            return step.index, inputs, self._chain_grads(dz, inputs)
+            return step.index, inputs, output_grads(self._layers, dz, inputs)
         if any(seen.get(m) is None or seen[m][0].ndim != 2 for m in self._layers):  # type: ignore[index]
             return None
         outs = [seen[m][1] for m in self._layers]  # type: ignore[index]
@@ -306,7 +295,7 @@ class ImportanceMethod(Method):
                 step.logits.data_ptr() == outs[-1].data_ptr() and step.logits.shape[1:] == outs[-1].shape[1:]
                 and step.logits.stride() == outs[-1].stride()):
             # The chain ran once, whole, and its output is the logits: no layer's output was used otherwise.
-            return step.index, inputs, self._chain_grads(dz, inputs)
+            return step.index, inputs, output_grads(self._layers, dz, inputs)
         with torch.enable_grad():
             try:
                 grads = torch.autograd.grad(step.logits, outs, grad_outputs=dz, retain_graph=True, allow_unused=True)
@@ -617,7 +606,6 @@ class ImportanceMethod(Method):
         self.last_penalty_at = int(state.get("last_penalty_at", 0))
 
 
-_relu_backward = torch.ops.aten.threshold_backward  # (grad, relu input or output, 0): grad where it is > 0, else 0
 VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance estimates (and at consolidation)
 
 
