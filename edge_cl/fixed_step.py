@@ -62,11 +62,9 @@ def bucket_of(n: int) -> int:
 def unsupported_reason(learner: OnlineLearner) -> str | None:
     """Why ``learner``'s configuration cannot take the fixed-shape step (None: it can)."""
     cfg = learner.config
-    group = learner.optimizer.param_groups[0]
     if learner._flat_param is None or learner._flat_grad is None:
         return "the parameters are not one contiguous buffer of one dtype"
-    if not isinstance(learner.optimizer, torch.optim.SGD) or len(learner.optimizer.param_groups) != 1 or \
-            group["momentum"] or group["weight_decay"] or group["maximize"] or group["nesterov"]:
+    if not learner._plain_sgd():
         return f"optimizer {cfg.optimizer!r} with momentum {cfg.momentum}: only plain SGD is captured"
     if cfg.class_balanced:
         return "the class-balanced reservoir decides per sample on the host"
@@ -121,7 +119,8 @@ class FixedStep:
 
     def workspace_bytes(self) -> int:
         """Bytes of the static inputs and counters kept between steps (transient work, not learner state)."""
-        kept = [self.seen, self.n_valid, self.enabled, self.lr, self.out, *(t for p in self._inputs.values() for t in p)]
+        kept = [self.seen, self.n_valid, self.enabled, self.lr, self.out, self.penalties, self.probe,
+                *(t for p in self._inputs.values() for t in p)]
         return sum(t.numel() * t.element_size() for t in kept)
 
     # --- the step on the device -----------------------------------------------------------------

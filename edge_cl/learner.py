@@ -645,13 +645,17 @@ class OnlineLearner:
         """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its
         own step loops over the tensors and costs as much as the arithmetic at micro-batch sizes); the
         optimizer's own step otherwise. Both give the same bits: the same elementwise update."""
-        group = self.optimizer.param_groups[0]
-        if (self._flat_param is not None and self._flat_grad is not None and isinstance(self.optimizer, torch.optim.SGD)
-                and len(self.optimizer.param_groups) == 1 and not group["momentum"] and not group["weight_decay"]
-                and not group["maximize"]):
-            self._flat_param.add_(self._flat_grad, alpha=-group["lr"])
+        if self._flat_param is not None and self._flat_grad is not None and self._plain_sgd():
+            self._flat_param.add_(self._flat_grad, alpha=-self.optimizer.param_groups[0]["lr"])
         else:
             self.optimizer.step()
+
+    def _plain_sgd(self) -> bool:
+        """True while the optimizer's step is ``theta -= lr * grad`` (SGD, one group, no momentum, weight decay or
+        maximize); read each step: a user may change the groups between steps."""
+        group = self.optimizer.param_groups[0]
+        return (isinstance(self.optimizer, torch.optim.SGD) and len(self.optimizer.param_groups) == 1
+                and not group["momentum"] and not group["weight_decay"] and not group["maximize"])
 
     def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
               replay: int, started: float, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]
@@ -751,7 +755,6 @@ class OnlineLearner:
     @property
     def prequential_accuracy(self) -> float | None:
         """Test-then-train accuracy over every sample learned so far (None before the first)."""
-        self._settle()
         return self.correct_learned / self.samples_learned if self.samples_learned else None
 
     # --- state ------------------------------------------------------------------------------------
