@@ -5,8 +5,9 @@ running estimate, consolidating it into ``omega`` with an anchor ``theta*``, and
 ``lambda * sum omega * (theta - theta*)^2`` are written once here.
 
 Normalisation (``importance_normalize``, on by default): every estimate and every consolidated ``omega`` is
-divided by its mean over all parameters, so omega has mean 1 whatever the model, the stream, the logits'
-magnitude (MAS grows with it) or the number of consolidations so far. ``lambda`` then means one thing: under
+divided by its mean over all parameters (``importance_scope="tensor"``: omega over each parameter tensor), so
+omega has mean 1 whatever the model, the stream, the logits' magnitude (MAS grows with it) or the number of
+consolidations so far. ``lambda`` then means one thing: under
 SGD with learning rate ``lr`` the penalty pulls an average parameter back by ``2 lr lambda`` of its
 displacement from the anchor at every step. Unnormalised, MAS's omega rose with the logits and online EWC's
 sum ``gamma F + F_new`` grew with every consolidation, until the penalty froze the network (see README).
@@ -39,6 +40,10 @@ class ImportanceSettings(MethodSettings):
     importance_normalize: bool = Field(True, description="Divide each estimate and the consolidated omega by their "
                                                          "mean over all parameters (mean omega = 1), so lambda "
                                                          "means the same across models and streams.")
+    importance_scope: Literal["model", "tensor"] = Field(
+        "model", description="What the consolidated omega has mean 1 over: the whole model, or each parameter "
+                             "tensor (a layer's weight, its bias) on its own, so that no layer's importance -- "
+                             "e.g. a first layer fed raw sensor units -- crowds out the others'.")
     state_dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="Storage of omega and the running estimate (float16 / bfloat16 halve their bytes, "
                                "leaving the buffer more); the anchor stays float32.")
@@ -71,6 +76,7 @@ class ImportanceMethod(Method):
         self.samples = int(s.importance_samples)
         self.generator = ctx.generator
         self.normalize = bool(s.importance_normalize)
+        self.per_tensor = s.importance_scope == "tensor"
         self.dtype = getattr(torch, s.state_dtype)
         self.chunk = 32             # samples per vmap call: bounds the per-sample gradient workspace
         self.max_omega = 1.0 / (2.0 * ctx.lr * self.lam) if ctx.optimizer == "sgd" and self.lam > 0 else None
@@ -496,7 +502,8 @@ class ImportanceMethod(Method):
             torch._foreach_mul_(self.omega, self.gamma)
             torch._foreach_add_(self.omega, self.current, alpha=self.scale)
             if self.normalize:
-                _scale_to_mean_one_(self.omega)
+                for group in ([o] for o in self.omega) if self.per_tensor else [self.omega]:
+                    _scale_to_mean_one_(group)
                 if self.scale != 1.0:
                     torch._foreach_mul_(self.omega, self.scale)
             if self.max_omega is not None:

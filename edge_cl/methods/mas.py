@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -17,6 +17,9 @@ class MASSettings(ImportanceSettings):
     """Online MAS's settings."""
 
     importance_lambda: float = Field(3e-4, ge=0, description="Penalty strength lambda; omega has mean 1 (chosen on validation streams, see README).")
+    importance_scope: Literal["model", "tensor"] = Field(
+        "tensor", description="What the consolidated omega has mean 1 over (per tensor for MAS: chosen on "
+                              "validation streams, see BENCHMARKS.md importance-scope-validation).")
 
 
 @register

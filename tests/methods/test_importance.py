@@ -459,3 +459,34 @@ def test_an_in_step_estimate_that_overflows_is_rejected_and_changes_nothing():
     assert method.rejected == rejected + 1 and method.updates == updates
     for b, c in zip(before, method.current):
         assert torch.equal(b, c)
+
+
+@pytest.mark.parametrize("cls", [OnlineEWC, OnlineMAS])
+def test_per_tensor_scope_gives_every_parameter_tensor_mean_one(cls):
+    # With large raw units in (here x 1000) the weights take nearly all of the importance when omega is normalised
+    # over the whole model, the biases next to none; per tensor, every weight and bias keeps mean 1 and its own
+    # pattern.
+    x, y = torch.randn(16, 6) * 1000.0, torch.randint(0, 3, (16,))
+    whole = cls.standalone(_model(), lam=1.0, importance_normalize=True, importance_scope="model")
+    each = cls.standalone(_model(), lam=1.0, importance_normalize=True, importance_scope="tensor")
+    for imp in (whole, each):
+        imp.update(x, y)
+        imp.consolidate()
+    means = [float(o.mean()) for o in whole.omega]
+    assert sum(float(o.sum()) for o in whole.omega) / sum(o.numel() for o in whole.omega) == pytest.approx(1.0)
+    assert max(means) > 0.5 and min(means) < 0.01  # some tensors crowd out the others
+    for o_each, o_whole in zip(each.omega, whole.omega):
+        assert float(o_each.mean()) == pytest.approx(1.0, rel=1e-5)
+        torch.testing.assert_close(o_each, o_whole * (1.0 / float(o_whole.mean())), rtol=1e-5, atol=1e-7)
+
+
+def test_importance_scope_defaults_are_per_method():
+    from edge_cl.methods.importance import ImportanceMethod
+    from edge_cl.methods.registry import available
+    for name in available():
+        cls = get(name)
+        if isinstance(cls, type) and issubclass(cls, ImportanceMethod):
+            scope = cls.Settings().importance_scope  # type: ignore[attr-defined]
+            assert scope == ("tensor" if name == "mas" else "model"), name  # chosen on validation seeds
+    with pytest.raises(ValueError, match="importance_scope"):
+        OnlineMAS.Settings(importance_scope="layer")
