@@ -396,7 +396,7 @@ class ImportanceMethod(Method):
         finite = torch.isfinite(total)
         if self.normalize:
             count = sum(t.numel() for t in new)
-            torch._foreach_mul_(new, torch.where(total > 0, count / total, 1.0).to(new[0].dtype))
+            torch._foreach_mul_(new, torch.where(total > count * MIN_MEAN, count / total, 1.0).to(new[0].dtype))
         new = [torch.where(finite, n, c.to(n.dtype)) for n, c in zip(new, self.current, strict=True)]
         self._deferred_rejected = self._deferred_rejected + (~finite).long() if self._deferred_rejected is not None \
             else (~finite).long()
@@ -445,7 +445,7 @@ class ImportanceMethod(Method):
             self.seconds += time.perf_counter() - started
             return
         count = self.current_flat.numel()
-        scale = (count / total_value if total_value > 0 else 1.0) if self.normalize else 1.0 / n
+        scale = (count / total_value if total_value > count * MIN_MEAN else 1.0) if self.normalize else 1.0 / n
         self.current_count += 1
         weight = 1.0 / self.current_count
         ones = inputs[0].new_ones(n)
@@ -614,6 +614,10 @@ class ImportanceMethod(Method):
 
 
 VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance estimates (and at consolidation)
+# Importance whose mean is below this is numerically zero and is not normalised: EWC's gradient on a sample the model
+# predicts with float32 certainty squares to subnormals (~1e-40), and scaling those to mean 1 multiplied rounding
+# residue by ~1e40, past float32's range (the step raised). Such an estimate is folded as the zero it is.
+MIN_MEAN = 1e-30
 
 
 def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:
@@ -636,8 +640,9 @@ def _zeros_like(params: list[Tensor], dtype: torch.dtype, flat: bool) -> tuple[T
 
 
 def _scale_to_mean_one_(tensors: list[Tensor]) -> None:
-    """Divide ``tensors`` in place by their common mean over every element (left as they are if it is 0)."""
+    """Divide ``tensors`` in place by their common mean over every element (left as they are if it is below
+    :data:`MIN_MEAN`, numerically 0)."""
     total = sum(float(t.float().sum()) for t in tensors)
     count = sum(t.numel() for t in tensors)
-    if total > 0 and count:
+    if count and total > count * MIN_MEAN:
         torch._foreach_mul_(tensors, count / total)

@@ -490,3 +490,51 @@ def test_importance_scope_defaults_are_per_method():
             assert scope == ("tensor" if name == "mas" else "model"), name  # chosen on validation seeds
     with pytest.raises(ValueError, match="importance_scope"):
         OnlineMAS.Settings(importance_scope="layer")
+
+
+def _saturated_model(gap=46.0):
+    # 2-2-2 ReLU MLP whose logits on x = (1, 0) are (gap, 0): in float32 the softmax is (1, e^-gap) exactly, so
+    # EWC's per-sample gradient is (0, ~1e-20) and its square a subnormal ~1e-40: an estimate that is positive
+    # but numerically nothing.
+    model = models.mlp(2, [2], 2)
+    with torch.no_grad():
+        first, last = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first.weight.copy_(torch.eye(2))
+        last.weight.copy_(torch.tensor([[gap, 0.0], [0.0, 0.0]]))
+        first.bias.zero_()
+        last.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_an_estimate_of_numerically_zero_importance_is_folded_as_zero_not_blown_up(chain):
+    # Normalising such an estimate to mean 1 multiplied it by ~1e40, past float32's range: the step raised
+    # "value cannot be converted to type float without overflow" (seen on elec2, batch 1, a confident model).
+    from edge_cl import OnlineLearner
+    from edge_cl.methods.importance import MIN_MEAN
+
+    model = _saturated_model()
+    budget = OnlineLearner.required_bytes(model, buffer_samples=8, method="er+ewc")
+    learner = OnlineLearner(model, budget, method="er+ewc", lr=1e-6, seed=1, trigger=None, importance_every=1,
+                            replay_batch=0)
+    if not chain:
+        learner._use_chain(False)
+    method = learner.get_method("ewc")
+    x, y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    for _ in range(3):
+        learner.learn(x, y)
+    assert method.updates == 3 and method.rejected == 0
+    raw = sum(float(t.sum()) for t in method.estimate(x, y))
+    assert 0 < raw < MIN_MEAN  # the case under test: positive, numerically nothing
+    for c in method.current:
+        assert bool(torch.isfinite(c).all()) and float(c.abs().max()) < MIN_MEAN
+    method.consolidate()  # and it consolidates to (numerically) zero importance, no error
+    for o in method.omega:
+        assert bool(torch.isfinite(o).all()) and float(o.abs().max()) < MIN_MEAN
+    # The estimator outside the step (the standalone one) folds it the same way.
+    imp = OnlineEWC.standalone(_saturated_model(), lam=1.0, importance_normalize=True)
+    imp.update(x, y)
+    assert imp.updates == 1 and float(max(c.abs().max() for c in imp.current)) < MIN_MEAN
+    deferred = OnlineEWC.standalone(_saturated_model(), lam=1.0, importance_normalize=True)
+    deferred.update_deferred(x, y)  # the CUDA-graph step's estimate, with no host read
+    assert deferred.updates == 1 and float(max(c.abs().max() for c in deferred.current)) < MIN_MEAN
