@@ -2,7 +2,7 @@
 # Re-runs every BENCHMARKS.md section that holds an importance method's row on the reported seeds (0-2): the
 # issue #10 `*-importance` sections (float32 and bfloat16 state) and the issue #9 sections with an `er+mas`
 # row, then the paired `methods-by-stream` table from their JSON. Two lanes side by side, one torch thread each
-# (about 30 minutes on a 2-core machine).
+# (about 17 minutes on a 2-core machine).
 # Usage: benchmarks/importance_sections.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
