@@ -8,8 +8,9 @@ Normalisation (``importance_normalize``, on by default): every estimate and ever
 divided by its mean over all parameters (``importance_scope="tensor"``: omega over each parameter tensor), so
 omega has mean 1 whatever the model, the stream, the logits' magnitude (MAS grows with it) or the number of
 consolidations so far. ``lambda`` then means one thing: under SGD with learning rate ``lr`` the penalty pulls an
-average parameter back by ``2 lr lambda`` of its displacement from the anchor at every step. Unnormalised, MAS's omega rose with the logits and online EWC's
-sum ``gamma F + F_new`` grew with every consolidation, until the penalty froze the network (see README).
+average parameter back by ``2 lr lambda`` of its displacement from the anchor at every step. Unnormalised, MAS's
+omega rose with the logits and online EWC's sum ``gamma F + F_new`` grew with every consolidation, until the
+penalty froze the network (see README).
 """
 
 from __future__ import annotations
