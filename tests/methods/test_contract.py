@@ -180,6 +180,22 @@ def test_no_finite_input_stops_learning(method):
     assert sum(taken) >= 80 and all(taken[-20:]), f"{sum(taken)} of 100 normal steps taken"
 
 
+def test_certain_predictions_do_not_stop_learning(method):
+    """Inputs the model classifies with float32 certainty, labelled as it predicts (a sensor stuck at a large
+    reading, a client replaying what the model said): the loss gradients fall to subnormals, and no method may
+    raise on them (EWC's normalised estimate once overflowed float32 there) or leave a non-finite weight."""
+    learner = make(method, importance_every=1)
+    for x, y in stream(5, 80):
+        learner.learn(x, y)
+    x, _ = next(stream(6, 1))
+    for scale in np.logspace(0.5, 4, 36):  # walks the logits' gaps through the range where softmax saturates
+        wild = (x * scale).astype(np.float32)
+        learner.learn(wild, learner.predict(wild))
+        assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+    taken = [not learner.learn(x, y).skipped for x, y in stream(9, 40)]
+    assert all(taken[-20:]), f"{sum(taken)} of 40 normal steps taken"
+
+
 def test_huge_inputs_leave_a_standardised_learner_finite(method):
     """With the input standardiser, huge finite inputs are either learned (standardised) or skipped with
     the statistics put back; either way the parameters stay finite and learning goes on."""
