@@ -2,7 +2,7 @@
 # Re-runs every BENCHMARKS.md section that holds an importance method's row on the reported seeds (0-2): the
 # issue #10 `*-importance` sections (float32 and bfloat16 state) and the issue #9 sections with an `er+mas`
 # row, then the paired `methods-by-stream` table from their JSON. Two lanes side by side, one torch thread each
-# (about 17 minutes on a 2-core machine).
+# (about 25 minutes on a 2-core machine).
 # Usage: benchmarks/importance_sections.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,11 @@ images() {
   done
   b "${s500[@]}" --stream gradual-rotation --methods er,der++,er+mas --protocol edge --seed 0 --repeat 3 --no-bare \
     --json $r/gradual-rotation-edge-issue9.json --write-benchmarks gradual-rotation-edge-functional
+  # Ten seeds (0-9) where three cannot tell er+ewc / er+mas from er: the paired spread is as large as the effect.
+  b "${s500[@]}" --stream gradual-rotation --methods er,er+ewc,er+mas --scale 0.3 --seed 0 --repeat 10 \
+    --json $r/gradual-rotation-importance-10seeds.json --write-benchmarks gradual-rotation-importance-10seeds
+  b "${s500[@]}" --stream permuted-mnist --methods er,er+ewc,er+mas --scale 0.1 --seed 0 --repeat 10 \
+    --json $r/permuted-mnist-importance-10seeds.json --write-benchmarks permuted-mnist-importance-10seeds
 }
 drift() {
   b --budget-bytes 324056 --stream elec2 --methods sgd,$all,no-change --batch 1 --replay-batch 1 --standardize \
@@ -75,3 +80,6 @@ python3 benchmarks/summary.py \
   $r/rotated-mnist-importance-bf16.json \
   $r/permuted-mnist-importance-bf16.json \
   $r/gradual-rotation-importance-bf16.json --write-benchmarks
+python3 benchmarks/summary.py $r/gradual-rotation-importance-10seeds.json $r/permuted-mnist-importance-10seeds.json \
+  --write-benchmarks --section importance-10seeds \
+  --title "er+ewc and er+mas against er over ten seeds (0-9) of gradual-rotation and permuted-mnist (issue #10)"
