@@ -50,15 +50,8 @@ class RunningStandardizer(nn.Module):
         if x.shape[0] == 0:
             return
         xb = x.detach().to(self.mean.dtype)
-        n_b = float(xb.shape[0])
         mean_b = xb.mean(0)
-        m2_b = (xb - mean_b).pow(2).sum(0)
-        n_a = self.count.clone()
-        total = n_a + n_b
-        delta = mean_b - self.mean
-        self.mean.add_(delta * (n_b / total))
-        self.m2.add_(m2_b + delta.pow(2) * (n_a * n_b / total))
-        self.count.copy_(total)
+        self._merge_(float(xb.shape[0]), mean_b, (xb - mean_b).pow(2).sum(0))
 
     @torch.no_grad()
     def update_rows(self, x: Tensor, rows: Tensor) -> None:
@@ -69,13 +62,17 @@ class RunningStandardizer(nn.Module):
         n_b = rows.to(self.mean.dtype).sum()
         mean_b = xb.sum(0) / n_b.clamp_min(1.0)
         dev = torch.where(keep, xb - mean_b, 0.0)
-        m2_b = (dev * dev).sum(0)
+        self._merge_(n_b, mean_b, (dev * dev).sum(0))
+
+    def _merge_(self, n_b: Tensor | float, mean_b: Tensor, m2_b: Tensor) -> None:
+        """Chan et al.'s parallel merge of a batch's row count, mean and summed squared deviations into the
+        statistics; a batch of no rows (``update_rows``) leaves them as they are."""
         n_a = self.count.clone()
         total = n_a + n_b
-        share = n_b / total.clamp_min(1.0)  # 0 with no rows: the statistics stay as they are
+        within = total.clamp_min(1.0)  # only 0 when no row was ever seen: then n_b is 0 and so is every share
         delta = mean_b - self.mean
-        self.mean.add_(delta * share)
-        self.m2.add_(m2_b + delta.pow(2) * (n_a * share))
+        self.mean.add_(delta * (n_b / within))
+        self.m2.add_(m2_b + delta.pow(2) * (n_a * n_b / within))
         self.count.copy_(total)
 
     def forward(self, x: Tensor) -> Tensor:
