@@ -182,14 +182,7 @@ class FixedStep:
                 norm = squared.sqrt()
                 coef = coef * torch.where(norm > limit, limit / norm, 1.0)
             for m in self.importance:
-                anchor, omega = m.anchor_flat, m.omega_flat
-                assert anchor is not None and omega is not None  # unsupported_reason checked it
-                if m.scale == m.pull:  # omega is held as s * omega: the pull is one lerp (see pull_weights_)
-                    flat.lerp_(anchor, omega * okf)
-                else:
-                    weight = omega.to(flat.dtype) * (okf * (m.pull / m.scale))  # float32 math, as eager
-                    flat.addcmul_(weight, flat, value=-1.0)
-                    flat.addcmul_(weight, anchor)
+                m.pull_weights_(okf)  # flat buffers: unsupported_reason checked them
             flat.add_(torch.where(ok, grad * coef, 0.0))
             if std is not None:
                 for b, old in zip(std.buffers(), kept, strict=True):

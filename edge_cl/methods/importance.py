@@ -542,13 +542,18 @@ class ImportanceMethod(Method):
         return torch.stack([torch.dot(o.flatten(), d.flatten()) for o, d in zip(omegas, diffs, strict=True)]).sum() * (
             self.lam / self.scale)
 
-    def pull_weights_(self) -> None:
+    def pull_weights_(self, ok: Tensor | None = None) -> None:
         """One SGD step on the penalty alone, ``theta -= lr * 2 lambda omega (theta - theta*)``, applied to the
         weights with no temporary: ``lerp(theta, theta*, s omega)`` (``s = 2 lr lambda``, one pass) when omega
         is kept multiplied by ``s``, else ``theta - s omega theta + s omega theta*`` (two passes). Under plain
         SGD, doing it before the optimizer's step on the loss gradient is exactly the step on the sum of both
-        gradients; with omega capped at ``1 / s`` it never passes the anchor."""
+        gradients; with omega capped at ``1 / s`` it never passes the anchor. ``ok`` (a 0-d 0 / 1 tensor, flat
+        buffers only) decides on the device whether the pull happens: the fixed-shape step's skip."""
         flat, omega, anchor = self.flat_params, self.omega_flat, self.anchor_flat
+        if ok is not None:
+            if flat is None or omega is None or anchor is None:
+                raise ValueError("pull_weights_(ok=...) needs the parameters, omega and the anchor in flat buffers")
+            omega = omega * ok  # 0 or omega exactly: the pull below is then nothing or the unmasked one, bit for bit
         # The flat buffers do not require grad, so no autograd context is needed (it costs as much as the call).
         if self.scale == self.pull and flat is not None and omega is not None and anchor is not None:
             flat.lerp_(anchor, omega)  # omega holds s * omega: theta + s omega (theta* - theta) in one pass
