@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from edge_cl.buffer import cast_to_field
 from edge_cl.methods.base import Segment, Step
-from edge_cl.methods.importance import VALUE_EVERY, ImportanceMethod
+from edge_cl.methods.importance import ImportanceMethod
 
 if TYPE_CHECKING:
     from edge_cl.learner import LearnStats, OnlineLearner
@@ -283,8 +283,7 @@ class FixedStep:
             if self.calls % m.every == 0:
                 m.update_deferred(x[:n], y[:n])
                 updated = True
-            if m.active and (m.last_penalty_at < m.consolidations or self.calls % (m.every * VALUE_EVERY) == 0):
-                m.last_penalty_at = m.consolidations
+            if m.active and m.penalty_due(self.calls):
                 self.penalties[i] = m.penalty_value()
         return updated
 

@@ -176,11 +176,7 @@ class ImportanceMethod(Method):
 
     def before_update(self, step: Step) -> None:
         if self.active:
-            # The value is only reported (LearnStats.penalty), so it is refreshed every VALUE_EVERY estimates, not
-            # every step: a pass over every weight, omega and the anchor, a tenth of an estimating step's cost.
-            with_value = (step.index + 1) % (self.every * VALUE_EVERY) == 0 or self.last_penalty_at < self.consolidations
-            if with_value:
-                self.last_penalty_at = self.consolidations
+            with_value = self.penalty_due(step.index + 1)
             if self.pulls_weights:
                 if with_value:
                     self.last_penalty = float(self.penalty_value())
@@ -189,6 +185,16 @@ class ImportanceMethod(Method):
                 if value is not None:
                     self.last_penalty = float(value)
         step.report["penalty"] = step.report.get("penalty", 0.0) + self.last_penalty
+
+    def penalty_due(self, steps: int) -> bool:
+        """Whether the reported penalty is refreshed after ``steps`` steps (and, if so, noted as refreshed). The value
+        is only reported (LearnStats.penalty), so it is refreshed every VALUE_EVERY estimates and at a
+        consolidation, not every step: a pass over every weight, omega and the anchor, a tenth of an estimating
+        step's cost."""
+        due = steps % (self.every * VALUE_EVERY) == 0 or self.last_penalty_at < self.consolidations
+        if due:
+            self.last_penalty_at = self.consolidations
+        return due
 
     def before_step(self, step: Step) -> None:
         if self.active and self.pulls_weights:
