@@ -493,7 +493,7 @@ class ImportanceMethod(Method):
             torch._foreach_lerp_(self.current, new, weight)
         else:
             for c, n in zip(self.current, new, strict=True):
-                c.copy_(c.float().lerp_(n, weight))
+                _store_(c, c.float().lerp_(n, weight))
         self.updates += 1
         self.seconds += time.perf_counter() - started
 
@@ -505,17 +505,24 @@ class ImportanceMethod(Method):
         (and beyond twice that, diverge), so the cap keeps the strongest useful pull and stays stable.
         """
         with torch.no_grad():
-            torch._foreach_mul_(self.omega, self.gamma)
-            torch._foreach_add_(self.omega, self.current, alpha=self.scale)
+            # Compact omega is combined in float32 and stored saturated: gamma omega + current, before it is
+            # normalised, can pass float16's 65504 (importance concentrated on a few weights), and inf would
+            # turn the whole of omega, then the weights, into NaN.
+            omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+            torch._foreach_mul_(omega, self.gamma)
+            torch._foreach_add_(omega, self._float32(self.current), alpha=self.scale)
             if self.normalize:
-                for group in ([o] for o in self.omega) if self.per_tensor else [self.omega]:
+                for group in ([o] for o in omega) if self.per_tensor else [omega]:
                     _scale_to_mean_one_(group)
                 if self.scale != 1.0:
-                    torch._foreach_mul_(self.omega, self.scale)
+                    torch._foreach_mul_(omega, self.scale)
             if self.max_omega is not None:
                 cap = self.max_omega * self.scale
-                self.clamped = int(sum(int((o > cap).sum()) for o in self.omega))
-                torch._foreach_clamp_max_(self.omega, cap)
+                self.clamped = int(sum(int((o > cap).sum()) for o in omega))
+                torch._foreach_clamp_max_(omega, cap)
+            if omega is not self.omega:
+                for o, wide in zip(self.omega, omega, strict=True):
+                    _store_(o, wide)
             for a, p in zip(self.anchor, self.params, strict=True):
                 a.copy_(p)
             torch._foreach_zero_(self.current)
@@ -608,12 +615,11 @@ class ImportanceMethod(Method):
             mine = getattr(self, key)
             if len(state[key]) != len(mine):
                 raise ValueError(f"saved {self.name} {key} has {len(state[key])} tensors, model has {len(mine)}")
-            for dst, src in zip(mine, state[key], strict=True):
-                dst.copy_(src)
-        saved_scale = float(state.get("omega_scale", 1.0))
-        if saved_scale != self.scale:  # saved in other units (another learning rate or lambda, an older file)
+            # Saved in other units (another learning rate or lambda, an older file): omega is rescaled on the way.
+            ratio = self.scale / float(state.get("omega_scale", 1.0)) if key == "omega" else 1.0
             with torch.no_grad():
-                torch._foreach_mul_(self.omega, self.scale / saved_scale)
+                for dst, src in zip(mine, state[key], strict=True):
+                    _store_(dst, src if ratio == 1.0 else src.float() * ratio)
         self.current_count = int(state["current_count"])
         self.consolidations = int(state["consolidations"])
         self.clamped = int(state.get("clamped", 0))
@@ -648,6 +654,14 @@ def _zeros_like(params: list[Tensor], dtype: torch.dtype, flat: bool) -> tuple[T
     if not flat:
         return None, [torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format) for p in params]
     return flat_zeros_like(params, dtype)
+
+
+def _store_(dst: Tensor, value: Tensor) -> None:
+    """Copy ``value`` into ``dst``, saturating at ``dst``'s largest finite value: a compact float16 omega or estimate
+    overflows at 65504, and one inf entry makes the penalty, then every weight, NaN."""
+    if dst.dtype == torch.float16 and value.dtype != torch.float16:
+        value = value.clamp_max(torch.finfo(torch.float16).max)
+    dst.copy_(value)
 
 
 def _scale_to_mean_one_(tensors: list[Tensor]) -> None:

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from edge_cl.methods.base import MethodContext, MethodSettings, Step
-from edge_cl.methods.importance import ImportanceSettings, _scale_to_mean_one_
+from edge_cl.methods.importance import ImportanceSettings, _scale_to_mean_one_, _store_
 from edge_cl.methods.path_score import PathScoreMethod
 from edge_cl.methods.registry import register
 
@@ -76,7 +76,7 @@ class RWalk(PathScoreMethod):
             delta = p - prev
             gain = (g * delta).neg_().clamp_(min=0)  # type: ignore[operator]
             denom = delta.pow_(2).mul_(f).mul_(0.5).add_(self.eps)
-            s.copy_(s.float().add_(gain.div_(denom)))
+            _store_(s, s.float().add_(gain.div_(denom)))  # float16: saturates, the score can pass 65504
         self.updates += 1
 
     @torch.no_grad()
@@ -87,7 +87,7 @@ class RWalk(PathScoreMethod):
             _scale_to_mean_one_(fisher)
             _scale_to_mean_one_(score)
         for s, f, sc in zip(self.current, fisher, score, strict=True):
-            s.copy_(f.add_(sc))
+            _store_(s, f.add_(sc))
         super().consolidate()
 
     def state_dict(self) -> dict[str, Any]:

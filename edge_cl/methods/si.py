@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from edge_cl.methods.base import MethodContext, MethodSettings
-from edge_cl.methods.importance import ImportanceSettings
+from edge_cl.methods.importance import ImportanceSettings, _store_
 from edge_cl.methods.path_score import PathScoreMethod
 from edge_cl.methods.registry import register
 
@@ -51,12 +51,12 @@ class SynapticIntelligence(PathScoreMethod):
             torch._foreach_addcmul_(self.current, grads, self.prev)  # type: ignore[arg-type]
         else:
             for w, g, d in zip(self.current, grads, self.prev, strict=True):
-                w.copy_(w.float().addcmul_(g, d))  # type: ignore[arg-type]
+                _store_(w, w.float().addcmul_(g, d))  # type: ignore[arg-type]
         self.updates += 1
 
     @torch.no_grad()
     def consolidate(self) -> None:
         for w, a, p in zip(self.current, self.anchor, self.params, strict=True):
             moved = (p - a.float()).pow_(2).add_(self.xi)
-            w.copy_(w.float().clamp_(min=0).div_(moved))
+            _store_(w, w.float().clamp_(min=0).div_(moved))
         super().consolidate()

@@ -196,6 +196,34 @@ def test_certain_predictions_do_not_stop_learning(method):
     assert all(taken[-20:]), f"{sum(taken)} of 40 normal steps taken"
 
 
+def _importance_cases() -> list[str]:
+    return [c for c in CASES if c != README_EXAMPLE
+            and any(issubclass(methods.get(n), methods.ImportanceMethod) for n in methods.parse(c))]
+
+
+@pytest.mark.parametrize("method", _importance_cases())
+def test_float16_importance_state_stays_finite(method):
+    """Importance kept in float16 (``state_dtype``, to leave the buffer more bytes) overflows at 65504: a path
+    score over a tiny Fisher (RWalk), an estimate concentrated on few weights. A stored inf made omega, the
+    penalty and then every weight NaN; compact state saturates instead, through normal and saturating inputs."""
+    learner = make(method, importance_every=1, state_dtype="float16")
+    for x, y in stream(5, 80):
+        learner.learn(x, y)
+    learner.consolidate()
+    x, _ = next(stream(6, 1))
+    for scale in np.logspace(0.5, 4, 36):
+        wild = (x * scale).astype(np.float32)
+        learner.learn(wild, learner.predict(wild))
+    learner.consolidate()
+    for x, y in stream(9, 40):
+        learner.learn(x, y)
+    learner.consolidate()
+    for m in learner.methods:
+        for t in m.tensors():
+            assert torch.isfinite(t.float()).all(), f"{m.name}: a non-finite importance state entry"
+    assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
 def test_huge_inputs_leave_a_standardised_learner_finite(method):
     """With the input standardiser, huge finite inputs are either learned (standardised) or skipped with
     the statistics put back; either way the parameters stay finite and learning goes on."""

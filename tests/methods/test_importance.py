@@ -263,6 +263,35 @@ def test_compact_state_halves_omega_and_estimate_and_tracks_float32(dtype):
         torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol * float(a.grad.abs().max()))
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_compact_state_saturates_where_importance_is_concentrated_instead_of_turning_nan(dtype):
+    # One input feature carries the whole output, so nearly all importance sits on one of 200,001 weights: with
+    # omega of mean 1 that weight's share, ~1e5, is past float16's 65504. Stored as inf, it made omega NaN at the
+    # consolidation, and with it the penalty and every weight it pulled.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(200_000, 1)
+    x = torch.zeros(4, 200_000)
+    x[:, 0] = 1.0
+    mas = OnlineMAS.standalone(model, lam=1.0, importance_normalize=True, importance_scope="model", state_dtype=dtype)
+    mas.update(x, None)
+    mas.consolidate()
+    for t in (*mas.current, *mas.omega):
+        assert torch.isfinite(t.float()).all()
+    top = float(mas.omega[0].float().max())
+    assert top == (torch.finfo(torch.float16).max if dtype == "float16" else pytest.approx(200_001 / 2, rel=1e-2))
+    with torch.no_grad():
+        model.weight.add_(0.01)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    assert torch.isfinite(mas.add_penalty_grad_()) and all(torch.isfinite(p.grad).all() for p in model.parameters())
+    # A float32 state (omega in other units) loaded into the compact one saturates the same way.
+    wide = OnlineMAS.standalone(model, lam=1.0, importance_normalize=True, importance_scope="model")
+    wide.update(x, None)
+    wide.consolidate()
+    mas.load_state_dict({**wide.state_dict(), "omega_scale": 1e-3})
+    assert all(torch.isfinite(o.float()).all() for o in mas.omega)
+
+
 # --- the lean step (issue #11): the penalty applied to the weights, the estimate taken inside the step -------
 
 def _learner(method, model=None, **kw):
