@@ -113,8 +113,10 @@ class ImportanceMethod(Method):
         self._targets: list[tuple[Tensor, Tensor | None]] | None = None
         # Pulling float32 weights in one flat buffer, omega is kept multiplied by the pull s (so s omega <= 1
         # is the fraction of its displacement a weight loses per step) and the pull is one lerp pass. Only the
-        # stored units change: every value read or saved says which scale it is in (``omega_scale``).
-        self.scale = self.pull if (self.pulls_weights and self.pull > 0 and self.dtype == torch.float32
+        # stored units change: every value read or saved says which scale it is in (``omega_scale``). bfloat16
+        # has float32's range, so its omega is kept the same way (widened for the lerp); float16's s omega would
+        # fall into its subnormals, so it keeps omega unscaled.
+        self.scale = self.pull if (self.pulls_weights and self.pull > 0 and self.dtype in (torch.float32, torch.bfloat16)
                                    and self.flat_params is not None) else 1.0
         self._hooks: list[Any] = []
         self._seen: dict[nn.Module, tuple[Tensor, Tensor] | None] = {}
@@ -429,13 +431,14 @@ class ImportanceMethod(Method):
             inputs = [a.index_select(0, idx) for a in inputs]
             grads = [g.index_select(0, idx) for g in grads]
         n = inputs[0].shape[0]
-        if self.current_flat is None or self.dtype != torch.float32:
+        if self.current_flat is None:
             self._fold([t.div_(n) for t in self._linear_totals(self._layers, inputs, grads)], started)
             return
         # Every entry of the estimate is >= 0, so its sum -- the normaliser, and finite exactly when every entry
         # is -- comes from row sums of the small factors without forming it: sum(phi(G)^T phi(A)) =
         # sum_i rowsum(phi(G))_i rowsum(phi(A))_i. Each layer's estimate is then folded straight into the
-        # running mean by one addmm, with no parameter-sized workspace.
+        # running mean by one addmm, with no parameter-sized workspace (a compact running mean: one layer-sized
+        # float32 one, stored back saturated).
         pgs, pas = self.phi_all(grads), self.phi_all(inputs)
         # Sum of each layer's weight estimate, plus its bias's (rowsum(phi(G)) . 1): one reduction for all layers.
         rows_g = torch.stack([pg.sum(1) for pg in pgs])
@@ -455,7 +458,13 @@ class ImportanceMethod(Method):
         self.current_count += 1
         weight = 1.0 / self.current_count
         ones = inputs[0].new_ones(n)
+        compact = self.dtype != torch.float32
         for (w, b), pg, pa in zip(targets, pgs, pas, strict=True):
+            if compact:
+                _store_(w, torch.addmm(w.float(), pg.T, pa, beta=1.0 - weight, alpha=weight * scale))
+                if b is not None:
+                    _store_(b, torch.addmv(b.float(), pg.T, ones, beta=1.0 - weight, alpha=weight * scale))
+                continue
             w.addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
             if b is not None:
                 b.addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
@@ -569,7 +578,9 @@ class ImportanceMethod(Method):
             omega = omega * ok  # 0 or omega exactly: the pull below is then nothing or the unmasked one, bit for bit
         # The flat buffers do not require grad, so no autograd context is needed (it costs as much as the call).
         if self.scale == self.pull and flat is not None and omega is not None and anchor is not None:
-            flat.lerp_(anchor, omega)  # omega holds s * omega: theta + s omega (theta* - theta) in one pass
+            # omega holds s * omega: theta + s omega (theta* - theta) in one pass (lerp's weight must be float32:
+            # widening bfloat16 omega for it is half the time of two mixed-dtype passes)
+            flat.lerp_(anchor, omega if omega.dtype == flat.dtype else omega.float())
             return
         pull = self.pull / self.scale
         if flat is not None and omega is not None and anchor is not None:

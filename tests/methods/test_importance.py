@@ -307,11 +307,15 @@ def _stream(steps, seed=5):
     return [(torch.randn(4, 6, generator=g), torch.randint(0, 3, (4,), generator=g)) for _ in range(steps)]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("name", ["ewc", "mas"])
-def test_pulling_the_weights_is_the_penalty_gradients_sgd_step(name):
+def test_pulling_the_weights_is_the_penalty_gradients_sgd_step(name, dtype):
     """Under plain SGD the penalty is applied to the weights (no temporary); it must be the step its gradient
-    would have taken: the same parameters, to float rounding, after many steps and consolidations."""
-    pulled, graded = _learner(f"er+{name}", importance_lambda=2.0), _learner(f"er+{name}", importance_lambda=2.0)
+    would have taken: the same parameters, to float rounding, after many steps and consolidations. bfloat16
+    omega is kept multiplied by the pull, as float32's (one lerp); float16's is not (its subnormals)."""
+    pulled, graded = (_learner(f"er+{name}", importance_lambda=2.0, state_dtype=dtype) for _ in range(2))
+    method = pulled.get_method(name)
+    assert (method.scale == method.pull) == (dtype != "float16")
     graded.get_method(name).pulls_weights = False
     assert pulled.get_method(name).pulls_weights
     for i, (x, y) in enumerate(_stream(120)):
@@ -433,9 +437,10 @@ def test_closed_form_logit_gradient_equals_autograd(cls):
     torch.testing.assert_close(imp.sample_loss_grad(z, labels), ImportanceMethod.sample_loss_grad(imp, z, labels))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", ["ewc", "mas"])
-def test_the_penalty_value_on_flat_buffers_equals_the_plain_formula(name):
-    learner = _learner(f"er+{name}")
+def test_the_penalty_value_on_flat_buffers_equals_the_plain_formula(name, dtype):
+    learner = _learner(f"er+{name}", state_dtype=dtype)
     for i, (x, y) in enumerate(_stream(30)):
         learner.learn(x, y)
         if i == 9:
