@@ -2,8 +2,9 @@
 # Re-runs every BENCHMARKS.md section that holds an importance method's row on the reported seeds (0-2): the
 # issue #10 `*-importance` sections (float32 and bfloat16 state) and the issue #9 sections with an `er+mas`
 # row, then the paired `methods-by-stream` table from their JSON. Two lanes side by side, one torch thread each
-# (about 25 minutes on a 2-core machine).
-# Usage: benchmarks/importance_sections.sh
+# (about 25 minutes on a 2-core machine). Stages (default: all three): `images` and `drift` run those lanes'
+# bench sections, `summary` only rewrites the paired tables from the JSON already there.
+# Usage: benchmarks/importance_sections.sh [images] [drift] [summary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 r=benchmarks/results
@@ -38,17 +39,28 @@ drift() {
   for s in sea agrawal rbf; do
     b "${s500[@]}" --stream $s --methods $all --standardize --seed 0 --repeat 3 --peers hat,arf \
       --json "$r/$s-importance.json" --write-benchmarks "$s-importance"
-    b "${s500[@]}" --stream $s --methods er,der++,er+mas --protocol edge --seed 0 --repeat 3 --no-bare \
+    # Raw units (no standardiser): er+mas and er+ewc beside issue #9's methods.
+    b "${s500[@]}" --stream $s --methods er,der++,er+mas,er+ewc --protocol edge --seed 0 --repeat 3 --no-bare \
       --json "$r/$s-edge-issue9.json" --write-benchmarks "$s-edge-functional"
   done
-  b "${s500[@]}" --stream elec2 --methods er,der++,er+mas --batch 1 --no-bare --json $r/elec2-issue9.json \
+  b "${s500[@]}" --stream elec2 --methods er,der++,er+mas,er+ewc --batch 1 --no-bare --json $r/elec2-issue9.json \
     --write-benchmarks elec2-functional
   b "${s500[@]}" --stream sea --methods er,der++,er-ace,cls-er,lwf,der,er+mas,er+ewc --protocol edge --seed 0 --repeat 3 --no-bare \
     --json $r/sea-edge-all-issue9.json --write-benchmarks sea-edge-functional-all
 }
-images & lane=$!
-drift
-wait "$lane"
+stages=("${@:-images drift summary}")
+stages=(${stages[*]})
+has() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+if has images && has drift; then
+  images & lane=$!
+  drift
+  wait "$lane"
+elif has images; then
+  images
+elif has drift; then
+  drift
+fi
+has summary || exit 0
 # The paired table over every issue #9 / #10 run (seed by seed against er); the split-mnist, DER-protocol and
 # elec2-derpp-standardized JSON come from their own sections' commands (BENCHMARKS.md).
 python3 benchmarks/summary.py \

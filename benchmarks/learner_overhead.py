@@ -97,14 +97,14 @@ def bare_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, capacity: i
 
 def learner_steps(xs: np.ndarray, ys: np.ndarray, device: torch.device, method: str, capacity: int, seed: int,
                   batch: int, replay: int, step_mode: str = "auto", consolidate_at: int = 100,
-                  autograd: bool = False) -> Iterator[float]:
+                  autograd: bool = False, **settings: object) -> Iterator[float]:
     """The learner running ``method`` on the same stream, yielding each ``learn`` call's seconds; ``autograd``
-    turns its Linear/ReLU chain step off (the step every other model takes)."""
+    turns its Linear/ReLU chain step off (the step every other model takes); ``settings`` are the method's."""
     torch.manual_seed(seed)
     model = models.mlp(DIM, [100, 100], CLASSES)
-    budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=replay)
+    budget = OnlineLearner.required_bytes(model, capacity, method=method, replay_batch=replay, **settings)
     learner = OnlineLearner(model, budget, method=method, replay_batch=replay, lr=0.1, device=device, seed=seed,
-                            trigger=None, step_mode=step_mode)
+                            trigger=None, step_mode=step_mode, **settings)
     if autograd:
         learner._use_chain(False)
     for step, start in enumerate(range(0, len(xs), batch)):
@@ -213,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the learner's autograd step, as for models that are not a Linear/ReLU chain")
     parser.add_argument("--step-mode", default="auto", choices=["auto", "eager", "fixed"],
                         help="the learner's step_mode (auto: the CUDA-graph step on CUDA, eager on the CPU)")
+    parser.add_argument("--state-dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="the importance methods' state_dtype (default: each method's own)")
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
+    settings = {"state_dtype": args.state_dtype} if args.state_dtype else {}
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                  "er": learner_steps(xs, ys, device, "er", *sizes, step_mode=args.step_mode, autograd=args.autograd)}
         if method != "er":
             loops[method] = learner_steps(xs, ys, device, method, *sizes, step_mode=args.step_mode,
-                                          autograd=args.autograd)
+                                          autograd=args.autograd, **settings)
         if method in BY_HAND:
             loops["hand"] = bare_steps(xs, ys, device, *sizes, importance=BY_HAND[method])
         if device.type == "cuda":
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
               f"overhead p50 {row['p50']:+.1%}, mean {row['mean']:+.1%}", file=sys.stderr)
     lines = [(f"Learner overhead, MLP 784-100-100-10, micro-batch {batch} + replay {replay}, buffer "
               f"{args.capacity} samples, SGD lr 0.1, {args.steps} steps, device {device}, step_mode "
-              f"{args.step_mode}{', autograd step (no Linear/ReLU chain)' if args.autograd else ''}, {args.threads} torch "
+              f"{args.step_mode}{', autograd step (no Linear/ReLU chain)' if args.autograd else ''}"
+              f"{f', importance state {args.state_dtype}' if args.state_dtype else ''}, {args.threads} torch "
               f"thread(s). The loops run interleaved, {args.chunk} steps of each in turn ({warmup} chunk(s) of "
               "warm-up dropped); every ratio is the median over neighbouring chunks, so a busy machine slows both "
               "sides alike."),
@@ -288,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-{args.step_mode}"
     if args.autograd:
         name += "-autograd"
+    if args.state_dtype:
+        name += f"-{args.state_dtype}"
     write_section(name, "\n".join(lines), command.strip(), args.output)
     return 0
 
