@@ -668,10 +668,11 @@ def _zeros_like(params: list[Tensor], dtype: torch.dtype, flat: bool) -> tuple[T
 
 
 def _store_(dst: Tensor, value: Tensor) -> None:
-    """Copy ``value`` into ``dst``, saturating at ``dst``'s largest finite value: a compact float16 omega or estimate
-    overflows at 65504, and one inf entry makes the penalty, then every weight, NaN."""
+    """Copy ``value`` into ``dst``, saturating at ``dst``'s largest finite magnitude: a compact float16 omega, estimate
+    or path integral overflows at 65504, and one inf entry makes the penalty, then every weight, NaN."""
     if dst.dtype == torch.float16 and value.dtype != torch.float16:
-        value = value.clamp_max(torch.finfo(torch.float16).max)
+        top = torch.finfo(torch.float16).max
+        value = value.clamp(-top, top)
     dst.copy_(value)
 
 
