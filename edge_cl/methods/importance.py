@@ -458,16 +458,15 @@ class ImportanceMethod(Method):
         self.current_count += 1
         weight = 1.0 / self.current_count
         ones = inputs[0].new_ones(n)
-        compact = self.dtype != torch.float32
         for (w, b), pg, pa in zip(targets, pgs, pas, strict=True):
-            if compact:
-                _store_(w, torch.addmm(w.float(), pg.T, pa, beta=1.0 - weight, alpha=weight * scale))
-                if b is not None:
-                    _store_(b, torch.addmv(b.float(), pg.T, ones, beta=1.0 - weight, alpha=weight * scale))
-                continue
-            w.addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
+            slots = [w] if b is None else [w, b]
+            wide = self._float32(slots)  # a compact running mean is updated widened, then stored back
+            wide[0].addmm_(pg.T, pa, beta=1.0 - weight, alpha=weight * scale)
             if b is not None:
-                b.addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
+                wide[1].addmv_(pg.T, ones, beta=1.0 - weight, alpha=weight * scale)
+            if wide is not slots:
+                for dst, src in zip(slots, wide, strict=True):
+                    _store_(dst, src)
         self.updates += 1
         self.seconds += time.perf_counter() - started
 
@@ -517,7 +516,7 @@ class ImportanceMethod(Method):
             # Compact omega is combined in float32 and stored saturated: gamma omega + current, before it is
             # normalised, can pass float16's 65504 (importance concentrated on a few weights), and inf would
             # turn the whole of omega, then the weights, into NaN.
-            omega = self.omega if self.dtype == torch.float32 else [o.float() for o in self.omega]
+            omega = self._float32(self.omega)
             torch._foreach_mul_(omega, self.gamma)
             torch._foreach_add_(omega, self._float32(self.current), alpha=self.scale)
             if self.normalize:
@@ -555,7 +554,8 @@ class ImportanceMethod(Method):
         return self._value(self._float32(self.omega), torch._foreach_sub(self.params, self.anchor))
 
     def _float32(self, omegas: list[Tensor]) -> list[Tensor]:
-        """Omega for the arithmetic: compact omega widened (one parameter-sized temporary per tensor)."""
+        """Compact state (omega, the running estimate) widened for the arithmetic (one temporary per tensor); float32
+        state itself, the same list."""
         return omegas if self.dtype == torch.float32 else [o.float() for o in omegas]
 
     def _value(self, omegas: Sequence[Tensor], diffs: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
