@@ -23,13 +23,14 @@ from edge_cl.buffer import ReservoirBuffer
 from edge_cl.buffer_storage import StorageCodec
 from edge_cl.devices import resolve_device
 from edge_cl.fixed_step import FixedStep, unsupported_reason
-from edge_cl.learner_config import LearnerConfig
+from edge_cl.learner_config import LearnerConfig, saved_config
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
 from edge_cl.methods.base import flat_zeros_like
 from edge_cl.ncm import NCMPredictor
 from edge_cl.relu_chain import ReLUChain, per_sample_cross_entropy_grad
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
+from edge_cl.transaction import POST_STEP_HOOKS, Snapshot, call, keeps_state, overrides
 from edge_cl.triggers import make_trigger
 
 log = logging.getLogger("edge_cl")
@@ -322,6 +323,11 @@ class OnlineLearner:
         self.trigger = make_trigger(cfg.trigger, **cfg.trigger_params)
         self._fixed: FixedStep | None = None
         self._fixed_decided = False
+        # What a failing step must put back (edge_cl.transaction): methods with state, and the weights when a
+        # method works after they moved.
+        self._stateful = [m for m in self.methods if keeps_state(m)]
+        self._model_buffers = list(self.model.buffers())
+        self._post_step = any(overrides(m, h) for m in self.methods for h in POST_STEP_HOOKS)
         self.step = 0
         self.samples_learned = 0
         self.correct_learned = 0
@@ -490,9 +496,10 @@ class OnlineLearner:
     # --- the step ---------------------------------------------------------------------------------
     def learn(self, x: ArrayLike, y: ArrayLike) -> LearnStats:
         """One online step: the new micro-batch plus the methods' replay draws in one forward, the
-        cross-entropy plus the methods' loss terms, one optimizer step, then the buffer insert, the
-        methods' after-step work and the trigger. A non-finite loss, or gradients that overflow, skip the
-        step and leave the whole state as it was."""
+        cross-entropy plus the methods' loss terms, one optimizer step, the methods' after-step work and the
+        trigger, then the buffer insert. A non-finite loss, or gradients that overflow, skip the step and leave
+        the whole state as it was; so does a method that raises in any hook, and the error
+        (:class:`~edge_cl.transaction.MethodError`) names the method and the hook."""
         started = time.perf_counter()
         if self._flat_param is not None and self.params[0].data_ptr() != self._flat_param.data_ptr():
             raise RuntimeError("the model's parameters were replaced after the learner was built (model.to(), "
@@ -503,7 +510,6 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
-        batch = xb.shape[0]
         if not self._scales_checked and _all_finite(xb):
             self._scales_checked = True
             warning = _scale_warning(xb)
@@ -514,12 +520,22 @@ class OnlineLearner:
             stats = fixed.learn(xb, yb, started)
             if stats is not None:
                 return stats
+        snapshot = Snapshot(self, self._stateful, self._post_step)
+        try:
+            return self._eager_step(xb, yb, started)
+        except Exception:
+            snapshot.restore(self)
+            raise
+
+    def _eager_step(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
+        """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
+        batch = xb.shape[0]
         kept: list[Tensor] | None = None
         if self.standardizer is not None and _all_finite(xb):
             # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
             kept = [b.clone() for b in self.standardizer.buffers()]
             self.standardizer.update(xb)
-        draws = [d for m in self.methods for d in m.replay_draws()]
+        draws = [d for m in self.methods for d in call(m, "replay_draws")]
         if len({d.key for d in draws}) != len(draws):
             raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
                              f"{[d.key for d in draws]}; each method must use keys of its own")
@@ -527,7 +543,7 @@ class OnlineLearner:
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
         for m in self.methods:
-            m.begin_step(self.step)
+            call(m, "begin_step", self.step)
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
         parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]
@@ -561,10 +577,10 @@ class OnlineLearner:
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + k], start=row)
             row += k
         if chain is not None:
-            extra = [g for m in self.methods for g in m.logit_grads(step)]
+            extra = [g for m in self.methods for g in call(m, "logit_grads", step)]
             terms: list[Tensor] = []
         else:
-            terms = [t for t in (m.loss(step) for m in self.methods) if t is not None]
+            terms = [t for t in (call(m, "loss", step) for m in self.methods) if t is not None]
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
         # One device-to-host transfer per step: every per-sample loss, the hit count and the extra terms.
         values = torch.cat([losses.detach(), correct.unsqueeze(0), *(t.detach().reshape(1) for t in terms)]).tolist()
@@ -594,7 +610,7 @@ class OnlineLearner:
                 torch._foreach_zero_(self._grads)
             total.backward()
         for m in self.methods:
-            m.before_update(step)
+            call(m, "before_update", step)
         # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
         # the parameters non-finite for good, so such a step is skipped like a non-finite loss; and no step
         # moves the parameters further than max_grad_norm allows, so no input can make them diverge.
@@ -611,22 +627,24 @@ class OnlineLearner:
                 flat.mul_(limit / norm)
             else:
                 torch._foreach_mul_(self._grads, limit / norm)
-        for m in self.methods:
-            m.before_step(step)
-        self._optimizer_step()
-        self.step += 1
-        self.samples_learned += batch
-        self.correct_learned += int(n_correct)
-
+        # The per-sample values come from this step's forward: taken before the weights move, so that a method
+        # failing here leaves nothing to undo but what the snapshot at the start of the call holds.
         stored: dict[str, Tensor] = {}
         for m in self.methods:
-            stored.update(m.sample_values(step))
-        self.buffer.add(xb, yb, stored)
+            stored.update(call(m, "sample_values", step))
         for m in self.methods:
-            m.after_update(step)
+            call(m, "before_step", step)
+        self._optimizer_step()
+        for m in self.methods:
+            call(m, "after_update", step)
         consolidated = self.trigger is not None and self.trigger.observe(loss_new)
         if consolidated:
             self.consolidate()
+        # The buffer insert and the counters come last: nothing a method runs can fail after them.
+        self.buffer.add(xb, yb, stored)
+        self.step += 1
+        self.samples_learned += batch
+        self.correct_learned += int(n_correct)
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
@@ -699,15 +717,20 @@ class OnlineLearner:
         """Tell every method that the stream settled after a change (the trigger calls this)."""
         self.consolidations += 1
         for m in self.methods:
-            m.consolidate()
+            call(m, "consolidate")
 
     def observe(self, x: ArrayLike) -> bool:
         """Use unlabeled samples for label-free methods (MAS); returns True if a method used them."""
         xb = self._inputs(x)
+        snapshot = Snapshot(self, self._stateful, False)
         self.unlabeled_seen += xb.shape[0]
         if not _all_finite(xb):
             return False
-        used = [m.observe(xb) for m in self.methods]
+        try:
+            used = [call(m, "observe", xb) for m in self.methods]
+        except Exception:
+            snapshot.restore(self)
+            raise
         return any(used)
 
     # --- inference --------------------------------------------------------------------------------
@@ -828,9 +851,8 @@ class OnlineLearner:
                 raise ValueError(f"{path} was saved from a model without a spec; pass model=<an instance of "
                                  "the same architecture> to OnlineLearner.load")
             model = models.build(state["model_spec"])
-        cfg = dict(state["config"])
         try:
-            config = LearnerConfig.model_validate(cfg)
+            config = saved_config(dict(state["config"]))
         except ValidationError as exc:
             raise ValueError(f"{path}: its learner configuration is not valid here ({exc.errors()[0]['msg']})") from None
         # The saved device is where it ran, not where it is loaded: "auto" unless the caller says.

@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# The method a learner runs when neither method nor importance is named: DER++, the best measured across the
-# bench streams (BENCHMARKS.md, sections *-functional). Without replay (replay_batch=0) the pre-DER default
-# stays: online MAS alone. importance="ewc" / "mas" / None keeps its old meaning: er (+ that importance).
-DEFAULT_IMPORTANCE = "mas"
+# The method a learner runs when no method is named, everywhere (library, daemon, bench, river adapter): DER++,
+# the best measured across the bench streams (BENCHMARKS.md, sections *-functional). No other setting changes
+# it: a method setting the combination does not declare, or replay_batch=0 for a replaying method, is an
+# error. The older keyword importance="ewc" / "mas" / None names a method explicitly: er (+ that importance).
 DEFAULT_METHOD = "der++"
-# Keywords of the pre-plugin learner that were accepted (and did nothing) without an importance method.
+# Keywords of the pre-plugin learner that saved states of method 'er' may still carry (dropped on load only).
 LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
 Storage = Literal["float32", "float16", "uint8"]
 
@@ -84,21 +84,19 @@ class LearnerConfig(BaseModel):
             params[key] = data.pop(key)
         data["method_params"] = {k: v for k, v in params.items() if v is not None}
         methods.import_plugins(list(data.get("plugins") or []))
-        # importance= or a flat importance setting without a method: the pre-plugin meaning (er + importance).
-        legacy = "importance" in data or any(k in data["method_params"] for k in LEGACY_IMPORTANCE_KEYS)
-        importance = data.pop("importance", DEFAULT_IMPORTANCE if "method" not in data else None)
-        if isinstance(importance, str) and importance.strip().lower() in ("none", ""):
-            importance = None
-        replay = data.get("replay_batch", 10)
-        if "method" not in data and not legacy and isinstance(replay, int) and replay > 0:
-            data["method"] = DEFAULT_METHOD
-        elif "method" not in data:
-            parts = ["er"] if isinstance(replay, int) and replay > 0 else []
-            if importance is not None:
-                parts.append(str(importance))
-            data["method"] = "+".join(parts) or "sgd"
-        elif importance is not None:
-            data["method"] = f"{data['method']}+{importance}"
+        if "importance" in data:
+            # The older keyword names a method itself: importance="mas" is er+mas (mas alone without replay).
+            importance = data.pop("importance")
+            if isinstance(importance, str) and importance.strip().lower() in ("none", ""):
+                importance = None
+            if "method" in data:
+                if importance is not None:
+                    data["method"] = f"{data['method']}+{importance}"
+            else:
+                replay = data.get("replay_batch", 10)
+                parts = ["er"] if isinstance(replay, int) and replay > 0 else []
+                data["method"] = "+".join([*parts, *([str(importance)] if importance is not None else [])]) or "sgd"
+        data.setdefault("method", DEFAULT_METHOD)
         if isinstance(data["method"], (list, tuple)):
             data["method"] = "+".join(str(m) for m in data["method"])
         if isinstance(data.get("trigger"), str) and data["trigger"].strip().lower() == "none":
@@ -127,19 +125,21 @@ class LearnerConfig(BaseModel):
 
         names = methods.parse(self.method)
         declared = {k for n in names for k in methods.get(n).Settings.model_fields}
-        params = {k: v for k, v in self.method_params.items() if k in declared or k not in LEGACY_IMPORTANCE_KEYS}
-        object.__setattr__(self, "method_params", params)
         unknown = [k for k in self.method_params if k not in declared]
         if unknown:
-            options = sorted(k for k in type(self).model_fields if k != "method_params")
-            raise ValueError(f"{', '.join(unknown)}: unknown key{'s' if len(unknown) > 1 else ''}; not a learner "
-                             f"option ({', '.join(options)}) nor a setting of method {self.method!r} "
-                             f"({', '.join(sorted(declared)) or 'it has none'})")
+            raise ValueError(_undeclared_settings(unknown, self.method, declared,
+                                                  sorted(k for k in type(self).model_fields if k != "method_params")))
+        if self.replay_batch == 0:
+            replaying = [n for n in names if methods.get(n).uses_buffer]
+            if replaying:
+                raise ValueError(f"replay_batch=0 turns replay off, but method {self.method!r} replays "
+                                 f"({', '.join(replaying)}); set replay_batch >= 1, or name a method without "
+                                 "replay (e.g. 'sgd', 'mas', 'ewc')")
         methods.settings_for(names, self.method_params)
         triggers.make_trigger(self.trigger, **self.trigger_params)
         if self.predict == "ncm" and not self.uses_buffer():
             raise ValueError(f"predict='ncm' takes class means over the replay buffer; method {self.method!r} "
-                             "with replay_batch={self.replay_batch} keeps none (use a replaying method)")
+                             f"with replay_batch={self.replay_batch} keeps none (use a replaying method)")
         if self.storage == "uint8" and self.input_range is None:
             raise ValueError("storage='uint8' needs input_range=(lo, hi), the range the inputs are quantised over")
         if self.input_range is not None:
@@ -166,3 +166,38 @@ class LearnerConfig(BaseModel):
         from edge_cl import methods
 
         return self.replay_batch > 0 and any(methods.get(n).uses_buffer for n in self.method_names)
+
+
+def _undeclared_settings(unknown: list[str], method: str, declared: set[str], options: list[str]) -> str:
+    """The error for settings no method of ``method`` declares: which registered methods do, and how to run one."""
+    from edge_cl import methods
+
+    owners = {k: [n for n in methods.available() if k in methods.get(n).Settings.model_fields] for k in unknown}
+    parts = []
+    for key, names in owners.items():
+        if names:
+            parts.append(f"{key} is a setting of method{'s' if len(names) > 1 else ''} {', '.join(names)}, and "
+                         f"method {method!r} runs none of them: add one to the method (e.g. "
+                         f"method='{method}+{names[0]}') or drop {key}")
+        else:
+            parts.append(f"{key}: unknown key; not a learner option ({', '.join(options)}) nor a setting of method "
+                         f"{method!r} ({', '.join(sorted(declared)) or 'it has none'}) or of any other registered "
+                         "method")
+    return "; ".join(parts)
+
+
+def saved_config(data: dict[str, Any]) -> LearnerConfig:
+    """The configuration a saved state was made with; pre-plugin files may carry importance settings that their
+    method ('er') never used, which are dropped here (and only here)."""
+    from edge_cl import methods
+
+    data = dict(data)
+    params = dict(data.get("method_params") or {})
+    if "method" in data:
+        try:
+            declared = {k for n in methods.parse(data["method"]) for k in methods.get(n).Settings.model_fields}
+        except ValueError:
+            declared = set()
+        params = {k: v for k, v in params.items() if k in declared or k not in LEGACY_IMPORTANCE_KEYS}
+    data["method_params"] = params
+    return LearnerConfig.model_validate(data)

@@ -21,12 +21,12 @@ class Classifier(base.Classifier):
     names are fixed by the first sample (missing ones read as 0); labels are mapped to class ids in
     order of appearance, at most ``num_classes`` of them. Scale features first (e.g. with
     ``preprocessing.StandardScaler() | Classifier()``): the network expects inputs of order 1.
-    ``method`` names the learner's method(s) (see ``edge_cl.methods.available()``); without it,
-    ``importance`` and ``replay_batch`` pick one the older way ("mas" + replay = "er+mas").
+    ``method`` names the learner's method(s) (see ``edge_cl.methods.available()``); without it the learner's
+    default runs (DER++), as everywhere. ``importance="mas"`` is the older spelling of ``method="er+mas"``.
     """
 
     def __init__(self, hidden: Sequence[int] = (32,), num_classes: int = 2, budget_bytes: int = 1_000_000,
-                 importance: str | None = "mas", replay_batch: int = 10, lr: float = 0.05, batch_size: int = 8,
+                 importance: str | None = None, replay_batch: int = 10, lr: float = 0.05, batch_size: int = 8,
                  seed: int = 0, device: str = "cpu", learner_options: dict[str, Any] | None = None,
                  method: str | None = None) -> None:
         if batch_size <= 0:
@@ -62,8 +62,10 @@ class Classifier(base.Classifier):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 model = models.mlp(len(self.features), list(self.hidden), self.num_classes)
-            # ``method`` (any registered method, e.g. "er+ewc") wins over the older ``importance`` spelling.
-            which: dict[str, Any] = {"method": self.method} if self.method else {"importance": self.importance}
+            # ``method`` (any registered method, e.g. "er+ewc") wins over the older ``importance`` spelling; with
+            # neither, the learner's default runs.
+            which: dict[str, Any] = ({"method": self.method} if self.method
+                                     else {"importance": self.importance} if self.importance else {})
             self.learner = OnlineLearner(model, self.budget_bytes, replay_batch=self.replay_batch, lr=self.lr,
                                          device=self.device, seed=self.seed, **which, **(self.learner_options or {}))
         return self.learner

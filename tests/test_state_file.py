@@ -20,8 +20,9 @@ def _stream(seed: int, steps: int, dim: int = 12, classes: int = 4):
 
 
 CONFIGS = [
-    {"importance": "mas", "trigger": "plateau", "trigger_params": {"window": 10}},
-    {"importance": "ewc", "trigger": "adwin", "optimizer": "adam", "lr": 0.01, "storage": "float16"},
+    {"importance": "mas", "importance_every": 3, "trigger": "plateau", "trigger_params": {"window": 10}},
+    {"importance": "ewc", "importance_every": 3, "trigger": "adwin", "optimizer": "adam", "lr": 0.01,
+     "storage": "float16"},
     {"importance": None, "trigger": "page-hinkley", "class_balanced": True, "momentum": 0.9},
 ]
 
@@ -30,7 +31,7 @@ CONFIGS = [
 def test_resume_gives_bit_identical_parameters(tmp_path, config):
     def make():
         torch.manual_seed(0)
-        return OnlineLearner(models.mlp(12, [16], 4), 60_000, replay_batch=6, importance_every=3, seed=7,
+        return OnlineLearner(models.mlp(12, [16], 4), 60_000, replay_batch=6, seed=7,
                              device="cpu", **({"lr": 0.1} | config))
 
     data = list(_stream(1, 300))

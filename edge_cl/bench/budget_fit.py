@@ -129,12 +129,17 @@ def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_
     a buffer size fits when ``OnlineLearner.required_bytes`` for it is within ``budget_bytes``.
     """
     from edge_cl.learner import OnlineLearner
+    from edge_cl.learner_config import LearnerConfig
 
     base = run_fit(fit, steps)
     budget = int(fit.learner["budget_bytes"])
     rows = []
     model = build_model(fit.model, 0)
     req_kw = {k: v for k, v in fit.learner.items() if k not in ("budget_bytes", "replay_batch", "device")}
+    # Replay batch 0 would be another method (one without replay), which no setting may switch to: a replaying
+    # method is swept over replay batches of at least 1.
+    if LearnerConfig.model_validate({**fit.learner, "budget_bytes": budget, "replay_batch": 1}).uses_buffer():
+        replay = tuple(r for r in replay if r > 0)
     for r in replay:
         kw = dict(fit.learner, replay_batch=r)
         try:

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-DEFAULT_METHODS = "sgd,er,ewc,mas,er+ewc,er+mas,joint,no-change"
+# The default learner (der++) first among its comparisons: fine-tuning, replay, the importance methods.
+DEFAULT_METHODS = "der++,sgd,er,ewc,mas,er+ewc,er+mas,joint,no-change"
 
 
 def _fail(msg: str) -> None:

@@ -24,8 +24,8 @@ import numpy as np
 
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
-from edge_cl.daemon.codec import Label, MessageCodec, Sample
-from edge_cl.daemon.intake import DeadLetter, Intake
+from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
+from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
@@ -33,6 +33,7 @@ from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import Row, Spool
 from edge_cl.daemon.status_page import StatusHistory, snapshot
+from edge_cl.transaction import MethodError
 
 log = logging.getLogger("edge_cl.daemon")
 
@@ -92,6 +93,7 @@ class Daemon:
         self.exit_reason = ""
         self._warn = RateLimiter(cfg.logging.warn_interval_s)
         self._rng = np.random.default_rng(cfg.learner.seed)
+        self._method_errors: set[str] = set()  # causes of method failures already logged with their traceback
         self._catching_up = False
         self._last_ckpt_path: Path | None = None
         self._link: MqttLink | None = None
@@ -322,7 +324,11 @@ class Daemon:
             part = items[i:i + mb]
             x = np.stack([it[1] for it in part])
             y = np.asarray([it[2] for it in part], dtype=np.int64)
-            stats = self.learner.learn(x, y)
+            try:
+                stats = self.learner.learn(x, y)
+            except MethodError as exc:
+                self._not_learned(part, exc)
+                continue
             self.metrics.update_latency.observe(stats.seconds)
             if stats.skipped:
                 self.metrics.samples_skipped.labels("non_finite_loss").inc(len(part))
@@ -335,10 +341,32 @@ class Daemon:
                 self.metrics.consolidations.inc()
             self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
 
+    def _not_learned(self, part: list[tuple[str, np.ndarray, int]], exc: MethodError) -> None:
+        """A method raised on this batch: the learner rolled the step back, so its samples are booked as not
+        learned (each one dead-lettered ``internal`` with the method's message) and the daemon goes on."""
+        cause = f"{exc.method}.{exc.hook}:{type(exc.cause).__name__}"
+        if cause not in self._method_errors:
+            self._method_errors.add(cause)
+            log.error("method %r raised in %s on a batch of %d samples; they are dead-lettered as 'internal' and "
+                      "not learned (later failures of this cause are counted in "
+                      "edge_cl_samples_skipped_total{reason=\"internal_error\"} only)", exc.method, exc.hook,
+                      len(part), exc_info=exc.cause)
+        self.metrics.samples_skipped.labels("internal_error").inc(len(part))
+        detail = str(exc)[:200]
+        for sample_id, x, y in part:
+            dead = dead_letter(Bad(BadReason.INTERNAL, detail, sample_id), encode_binary(sample_id, x, y), "samples")
+            self.metrics.bad_inputs.labels(dead.reason).inc()
+            self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
+
     def _observe(self, evicted: list[Pending]) -> None:
         if not evicted:
             return
-        if self.learner.observe(np.stack([p.x for p in evicted])):
+        try:
+            used = self.learner.observe(np.stack([p.x for p in evicted]))
+        except MethodError as exc:  # rolled back by the learner: these unlabelled samples are simply not used
+            self._warn_once(f"observe:{exc.method}", "%s; %d unlabelled samples not used", exc, len(evicted))
+            return
+        if used:
             self.metrics.samples_observed.inc(len(evicted))
 
     def _expire(self, now: float) -> None:

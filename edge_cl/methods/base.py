@@ -9,10 +9,15 @@ backward, the optimizer step, device moves, the non-finite skip, the buffer inse
     loss = CE(new + draws that join the CE) + sum(m.loss(step))  # extra loss terms
     backward; m.before_update(step)                              # gradient work (penalties, projections)
     gradients non-finite -> skip; norm > max_grad_norm -> scaled down
+    values = m.sample_values(step)                               # per-sample fields (e.g. logits)
     m.before_step(step)                                          # direct parameter work (decoupled penalties)
-    optimizer.step(); buffer.add(new, **m.sample_values(step))  # per-sample fields (e.g. logits)
+    optimizer.step()
     m.after_update(step)                                         # work after the step (importance, SI)
     trigger fires -> m.consolidate()
+    buffer.add(new, **values)                                    # last: nothing after it can fail
+
+A step is a transaction (edge_cl.transaction): if any hook raises, the learner's whole state is put back and the
+error names the method and the hook.
 
 Every tensor a method keeps must be allocated in ``__init__`` and returned by :meth:`Method.tensors`: the
 budget measures them there, before the buffer is sized, and counts them under the method's name.
@@ -205,7 +210,7 @@ class Method:
         return {}
 
     def after_update(self, step: Step) -> None:
-        """Work after the optimizer step and the buffer insert."""
+        """Work after the optimizer step (the new samples join the buffer after this hook and the trigger)."""
 
     def consolidate(self) -> None:
         """The trigger fired: the stream's distribution settled after a change."""

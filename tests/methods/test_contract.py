@@ -49,7 +49,10 @@ def make(method: str, seed: int = 0, device: str = "cpu", **kw: object) -> Onlin
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = models.mlp(DIM, [16], CLASSES)
-    options = {"replay_batch": 8, "trigger_params": {"window": 5}, "importance_every": 2, "lr": 0.05} | kw
+    options = {"replay_batch": 8, "trigger_params": {"window": 5}, "lr": 0.05, "importance_every": 2} | kw
+    declared = {k for n in methods.parse(method) for k in methods.get(n).Settings.model_fields}
+    # Importance settings go only to combinations with an importance method: a setting never changes a method.
+    options = {k: v for k, v in options.items() if not k.startswith("importance_") or k in declared}
     budget = OnlineLearner.required_bytes(model, buffer_samples=64, method=method, **options) + 1000
     return OnlineLearner(model, budget_bytes=budget, method=method, seed=seed, device=device, **options)
 

@@ -79,12 +79,19 @@ def test_empty_buffer_adds_no_term():
     assert not stats.skipped and stats.replay_size == 0
 
 
-def test_default_method_is_der_plus_plus_and_legacy_spellings_keep_their_meaning():
+def test_default_method_is_der_plus_plus_and_no_setting_changes_it():
     def method(**kw):
         return OnlineLearner(models.mlp(8, [16], 4), budget_bytes=500_000, device="cpu", **kw).method
 
     assert method() == "der++"
+    # The older keyword names a method outright; that is not a setting changing one.
     assert method(importance="mas") == "er+mas"
     assert method(importance=None) == "er"
-    assert method(importance_lambda=0.5) == "er+mas"
-    assert method(replay_batch=0) == "mas"
+    # A setting the default does not declare is an error naming the methods that do, not a switch to er+mas.
+    with pytest.raises(ValueError, match=r"importance_lambda is a setting of methods ewc, mas.*method='der\+\+\+ewc'"):
+        method(importance_lambda=1e-4)
+    # replay_batch=0 no longer turns der++ into mas.
+    with pytest.raises(ValueError, match=r"replay_batch=0 turns replay off, but method 'der\+\+' replays"):
+        method(replay_batch=0)
+    assert method(method="er+mas", importance_lambda=1e-4) == "er+mas"
+    assert method(method="mas", replay_batch=0) == "mas"

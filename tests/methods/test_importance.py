@@ -548,9 +548,8 @@ def test_an_estimate_of_numerically_zero_importance_is_folded_as_zero_not_blown_
     from edge_cl.methods.importance import MIN_MEAN
 
     model = _saturated_model()
-    budget = OnlineLearner.required_bytes(model, buffer_samples=8, method="er+ewc")
-    learner = OnlineLearner(model, budget, method="er+ewc", lr=1e-6, seed=1, trigger=None, importance_every=1,
-                            replay_batch=0)
+    budget = OnlineLearner.required_bytes(model, buffer_samples=8, method="ewc")
+    learner = OnlineLearner(model, budget, method="ewc", lr=1e-6, seed=1, trigger=None, importance_every=1)
     if not chain:
         learner._use_chain(False)
     method = learner.get_method("ewc")

@@ -1,0 +1,104 @@
+"""A learner step is a transaction: if a method raises in any hook, the learner's whole state is put back.
+
+The step keeps, before it changes anything, what it may have to restore: counters, the random state, the model's
+buffers (BatchNorm's running statistics, the input standardiser), the state of every method that keeps any, and --
+only when a method works after the weights moved (``before_step``, ``after_update``, ``consolidate``) -- the
+weights, the optimizer's state and the trigger's. Combinations whose methods do no such work (ER, DER++) pay for
+neither copy: nothing a method runs can fail after their optimizer step, since the buffer insert and the counters
+come last.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from edge_cl.methods.base import Method
+
+if TYPE_CHECKING:
+    from edge_cl.learner import OnlineLearner
+
+# Hooks that run once the weights may have moved: a failure there needs the weights and optimizer state back.
+POST_STEP_HOOKS = ("before_step", "after_update", "consolidate")
+# The learner's counters as stored in its __dict__ (the first four are slots behind properties).
+COUNTERS = ("_step", "_samples_learned", "_correct_learned", "_skipped_steps", "consolidations", "unlabeled_seen")
+
+
+class MethodError(RuntimeError):
+    """A method raised in one of its hooks; the learner's state was restored to what it was before the call."""
+
+    def __init__(self, method: str, hook: str, cause: BaseException) -> None:
+        self.method, self.hook, self.cause = method, hook, cause
+        super().__init__(f"method {method!r} raised in {hook}: {type(cause).__name__}: {cause} (the step was rolled "
+                         "back: the learner's state is as it was before this call)")
+
+
+def call(method: Method, hook: str, *args: Any) -> Any:
+    """``method.<hook>(*args)``, with any exception turned into a :class:`MethodError` naming the method and hook."""
+    try:
+        return getattr(method, hook)(*args)
+    except MethodError:
+        raise
+    except Exception as exc:  # whatever a plugin raises is reported with its name and hook
+        raise MethodError(method.name, hook, exc) from exc
+
+
+def overrides(method: Method, hook: str) -> bool:
+    """True when ``method``'s class defines ``hook`` itself (not the base's no-op)."""
+    return getattr(type(method), hook) is not getattr(Method, hook)
+
+
+def keeps_state(method: Method) -> bool:
+    """True when ``method`` has anything to save (tensors, or a state of its own)."""
+    return bool(method.tensors()) or overrides(method, "state_dict")
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone(v) for v in value)
+    return value
+
+
+class Snapshot:
+    """What one :meth:`OnlineLearner.learn` call may change, kept before it changes it."""
+
+    def __init__(self, learner: OnlineLearner, stateful: list[Method], post_step: bool) -> None:
+        state = learner.__dict__
+        self.counters = [state[k] for k in COUNTERS]
+        self.generator = learner.generator.get_state()
+        self.buffer = (learner.buffer.seen, learner.buffer.size)
+        # The model's buffers are listed once by the learner: walking the modules costs more than a small step.
+        self.model_buffers = [b.clone() for b in learner._model_buffers] if learner._model_buffers else []
+        self.methods = {m.name: m.state_dict() for m in stateful}
+        self.params: list[Tensor] | None = None
+        self.optimizer: dict[str, Any] | None = None
+        self.trigger: dict[str, Any] | None = None
+        if post_step:
+            self.params = [p.detach().clone() for p in learner.params]
+            self.optimizer = _clone(learner.optimizer.state_dict())
+            self.trigger = _clone(learner.trigger.state_dict()) if learner.trigger is not None else None
+
+    def restore(self, learner: OnlineLearner) -> None:
+        """Put the learner back as it was when this snapshot was taken."""
+        with torch.no_grad():
+            for dst, src in zip(learner._model_buffers, self.model_buffers, strict=True):
+                dst.copy_(src)
+            if self.params is not None:
+                for p, src in zip(learner.params, self.params, strict=True):
+                    p.copy_(src)
+        if self.optimizer is not None:
+            learner.optimizer.load_state_dict(self.optimizer)
+        if self.trigger is not None and learner.trigger is not None:
+            learner.trigger.load_state_dict(self.trigger)
+        for m in learner.methods:
+            if m.name in self.methods:
+                m.load_state_dict(self.methods[m.name])
+        learner.generator.set_state(self.generator)
+        learner.buffer.seen, learner.buffer.size = self.buffer
+        learner.__dict__.update(zip(COUNTERS, self.counters, strict=True))
