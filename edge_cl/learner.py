@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -340,8 +341,10 @@ class OnlineLearner:
     def _use_chain(self, on: bool) -> None:
         """Step a Linear/ReLU model without autograd when it and its methods allow it (``on``), else with
         autograd (benchmarks and tests compare the two)."""
-        self._chain = (ReLUChain.of(self.model, self.params) if on and self._flat_grad is not None
-                       and all(_closed_form(m) for m in self.methods) else None)
+        # A method that gives its terms' gradient at the logits (logit_grads) runs on the closed form exactly; one
+        # that gives only loss() gets that gradient from autograd on its term alone (_derived_grads).
+        self._closed_form = {m.name: _closed_form(m) for m in self.methods}
+        self._chain = (ReLUChain.of(self.model, self.params) if on and self._flat_grad is not None else None)
         self._ctx.chain = self._chain is not None
 
     @property
@@ -577,8 +580,18 @@ class OnlineLearner:
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + k], start=row)
             row += k
         if chain is not None:
-            extra = [g for m in self.methods for g in call(m, "logit_grads", step)]
+            extra: list[tuple[int, Tensor]] = []
+            direct: list[list[Tensor | None]] = []
             terms: list[Tensor] = []
+            for m in self.methods:
+                if self._closed_form[m.name]:
+                    extra += call(m, "logit_grads", step)
+                    continue
+                at_logits, at_params, term = self._derived_grads(m, step, logits)
+                extra += at_logits
+                direct.append(at_params)
+                if term is not None:
+                    terms.append(term)
         else:
             terms = [t for t in (call(m, "loss", step) for m in self.methods) if t is not None]
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
@@ -600,6 +613,10 @@ class OnlineLearner:
             for start, g in extra:
                 dlogits[start:start + g.shape[0]] += g
             chain.backward_(dlogits, layer_inputs, self._grads)  # overwrites every gradient: no zeroing
+            for at_params in direct:  # what a derived term adds to the weights besides through the logits
+                for g, d in zip(self._grads, at_params, strict=True):
+                    if d is not None:
+                        g.add_(d)
         else:
             total = losses.mean()
             for t in terms:
@@ -648,6 +665,22 @@ class OnlineLearner:
         return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
+
+    def _derived_grads(self, method: Method, step: Step, logits: Tensor
+                       ) -> tuple[list[tuple[int, Tensor]], list[Tensor | None], Tensor | None]:
+        """A method that gives only :meth:`Method.loss` on the Linear/ReLU closed form: autograd on its term alone,
+        with the step's logits as a leaf. Returns the term's gradient at the logits (for the chain's backward),
+        its gradient reaching the weights by any other path (a second forward, a weight penalty), and the term."""
+        leaf = logits.detach().requires_grad_()
+        view = dataclasses.replace(step, logits=leaf[:step.batch], draws={
+            k: dataclasses.replace(seg, logits=leaf[seg.start:seg.start + len(seg)]) for k, seg in step.draws.items()})
+        with torch.enable_grad():
+            term = call(method, "loss", view)
+        if term is None or not term.requires_grad:
+            return [], [None] * len(self.params), term
+        grads = torch.autograd.grad(term, [leaf, *self.params], allow_unused=True)
+        at_logits = [(0, grads[0])] if grads[0] is not None else []
+        return at_logits, list(grads[1:]), term.detach()
 
     def _chain_param_grads(self, chain: ReLUChain, inputs: list[Tensor], logits: Tensor,
                            at_logits: list[tuple[int, Tensor]]) -> list[Tensor]:

@@ -88,9 +88,9 @@ def test_a_model_with_hooks_or_frozen_layers_keeps_autograd():
     assert _learner("er", model=plain)._chain is not None
 
 
-def test_a_method_with_a_loss_and_no_logit_grads_keeps_autograd():
-    """A subclass that changes the loss without giving its gradient at the logits must not take the chain step
-    (its inherited logit_grads would be the parent's)."""
+def test_a_method_with_a_loss_and_no_logit_grads_takes_the_chain_with_autograds_gradient():
+    """A subclass that changes the loss without giving its gradient at the logits must not run its parent's
+    logit_grads: the chain derives the gradient from its loss (edge_cl.learner._derived_grads)."""
 
     @register
     class ScaledDER(DER):
@@ -102,11 +102,51 @@ def test_a_method_with_a_loss_and_no_logit_grads_keeps_autograd():
             return None if term is None else 3.0 * term
 
     try:
-        learner = _learner("scaled-der-test")
-        assert learner._chain is None
-        _run(learner, steps=5)
+        chain, eager = _learner("scaled-der-test"), _learner("scaled-der-test", chain=False)
+        assert chain._chain is not None and eager._chain is None
+        _run(chain, steps=60)
+        _run(eager, steps=60)
+        for a, b in zip(chain.params, eager.params, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # And it is not DER's own update: the scaled term moved the weights elsewhere.
+        plain = _learner("der")
+        _run(plain, steps=60)
+        assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(chain.params, plain.params, strict=True))
     finally:
         methods.unregister("scaled-der-test")
+
+
+class _LossOnly(methods.Method):
+    """A method written as its loss alone: a logit penalty on the new rows and an L2 pull on the weights (a
+    term that reaches the weights without passing through the logits)."""
+
+    name = "loss-only-test"
+    uses_buffer = True
+
+    def replay_draws(self):
+        return [methods.Draw("loss-only", self.ctx.replay_batch, join_ce=True)]
+
+    def loss(self, step):
+        return 0.05 * step.logits.square().mean() + 1e-3 * sum(p.square().sum() for p in self.ctx.params)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_a_method_that_defines_only_loss_runs_on_every_engine(standardize):
+    register(_LossOnly)
+    try:
+        chain = _learner("loss-only-test", standardize=standardize)
+        eager = _learner("loss-only-test", standardize=standardize, chain=False)
+        fixed = _learner("loss-only-test", standardize=standardize, step_mode="fixed")
+        assert chain._chain is not None and chain.step_path == "eager"
+        # The fixed-shape step needs fixed_shape methods: this one falls back to the eager step by itself.
+        assert fixed.step_path == "eager"
+        for learner in (chain, eager, fixed):
+            losses = _run(learner, steps=120)
+            assert np.mean(losses[-20:]) < np.mean(losses[:20])
+        for a, b in zip(chain.params, eager.params, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    finally:
+        methods.unregister(_LossOnly.name)
 
 
 def test_head_gradients_are_autograds():
