@@ -28,6 +28,7 @@ from edge_cl.learner_config import LearnerConfig, saved_config
 from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
 from edge_cl.methods.base import flat_zeros_like
 from edge_cl.ncm import NCMPredictor
+from edge_cl.optim import PlainSGD
 from edge_cl.relu_chain import ReLUChain, per_sample_cross_entropy_grad
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
@@ -104,11 +105,15 @@ def config_from_arguments(budget_bytes: Any, importance: Any = _UNSET, **options
 def _make_optimizer(cfg: LearnerConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
+    if not cfg.momentum:
+        return PlainSGD(params, lr=cfg.lr)  # torch.optim.SGD without its 1-2 s of start-up (edge_cl.optim)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def _optimizer_state_bytes(cfg: LearnerConfig, model: nn.Module) -> int:
     """Bytes the optimizer's state will take, measured by one step on throwaway copies."""
+    if cfg.optimizer == "sgd" and not cfg.momentum:
+        return 0  # plain SGD keeps no state
     params = [nn.Parameter(torch.zeros_like(p)) for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.zeros_like(p)

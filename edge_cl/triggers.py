@@ -13,8 +13,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from river import drift
-
 
 class ConsolidationTrigger(Protocol):
     """Observes one loss per step; returns True when the learner should consolidate."""
@@ -118,6 +116,9 @@ class DriftTrigger:
     """
 
     def __init__(self, detector: str = "adwin", history: int = 2000, recent: int = 20, **params: Any) -> None:
+        # Imported here: river.drift loads scipy (about 0.75 s), which the default plateau trigger never needs.
+        from river import drift
+
         factories = {"adwin": drift.ADWIN, "page-hinkley": drift.PageHinkley}
         if detector not in factories:
             raise ValueError(f"trigger detector {detector!r} is unknown; use one of {sorted(factories)}")
