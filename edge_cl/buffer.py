@@ -19,7 +19,18 @@ from torch import Tensor
 from edge_cl.buffer_storage import StorageCodec
 from edge_cl.methods.base import SampleField
 
-LABEL_DTYPE = torch.int64
+LABEL_DTYPE = torch.int64  # labels as drawn (what cross-entropy takes); stored in label_dtype(num_classes)
+
+
+def label_dtype(num_classes: int | None) -> torch.dtype:
+    """The smallest integer type that holds class ids ``0 .. num_classes - 1`` (int64 when unknown): int64 costs 8
+    bytes a sample, a third of a 6-feature sample's bytes in float16."""
+    if num_classes is None:
+        return LABEL_DTYPE
+    for dtype, limit in ((torch.uint8, 256), (torch.int16, 1 << 15), (torch.int32, 1 << 31)):
+        if num_classes <= limit:
+            return dtype
+    return LABEL_DTYPE
 
 
 class ReservoirBuffer:
@@ -27,7 +38,8 @@ class ReservoirBuffer:
 
     def __init__(self, capacity: int, input_dim: int, *, device: torch.device | str = "cpu",
                  codec: StorageCodec | None = None, class_balanced: bool = False,
-                 generator: torch.Generator | None = None, fields: Mapping[str, SampleField] | None = None) -> None:
+                 generator: torch.Generator | None = None, fields: Mapping[str, SampleField] | None = None,
+                 num_classes: int | None = None) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         if input_dim <= 0:
@@ -41,7 +53,7 @@ class ReservoirBuffer:
         if self.generator.device.type != self.device.type:
             raise ValueError(f"generator is on {self.generator.device}, buffer on {self.device}: use one device")
         self.x = torch.zeros((self.capacity, self.input_dim), dtype=self.codec.dtype, device=self.device)
-        self.y = torch.zeros((self.capacity,), dtype=LABEL_DTYPE, device=self.device)
+        self.y = torch.zeros((self.capacity,), dtype=label_dtype(num_classes), device=self.device)
         self.fields = dict(fields or {})
         clash = set(self.fields) & {"x", "y"}
         if clash:
@@ -56,18 +68,19 @@ class ReservoirBuffer:
 
     @staticmethod
     def field_bytes(input_dim: int, codec: StorageCodec | None = None,
-                    fields: Mapping[str, SampleField] | None = None) -> dict[str, int]:
+                    fields: Mapping[str, SampleField] | None = None, num_classes: int | None = None) -> dict[str, int]:
         """Bytes one stored sample costs, by field: the encoded input, its label, and each declared field."""
         codec = codec or StorageCodec()
-        out = {"x": input_dim * codec.element_bytes, "y": torch.empty((), dtype=LABEL_DTYPE).element_size()}
+        out = {"x": input_dim * codec.element_bytes,
+               "y": torch.empty((), dtype=label_dtype(num_classes)).element_size()}
         out.update({name: f.bytes for name, f in (fields or {}).items()})
         return out
 
     @staticmethod
     def bytes_per_sample(input_dim: int, codec: StorageCodec | None = None,
-                         fields: Mapping[str, SampleField] | None = None) -> int:
+                         fields: Mapping[str, SampleField] | None = None, num_classes: int | None = None) -> int:
         """Bytes one stored sample costs: the encoded input, its label and every declared field."""
-        return sum(ReservoirBuffer.field_bytes(input_dim, codec, fields).values())
+        return sum(ReservoirBuffer.field_bytes(input_dim, codec, fields, num_classes).values())
 
     def __len__(self) -> int:
         return self.size
@@ -117,7 +130,7 @@ class ReservoirBuffer:
         slots = torch.tensor(list(slot_of_row), dtype=torch.int64).to(self.device, non_blocking=True)
         rows = torch.tensor(list(slot_of_row.values()), dtype=torch.int64).to(self.device, non_blocking=True)
         self.x.index_copy_(0, slots, self.codec.encode(x.index_select(0, rows)))
-        self.y.index_copy_(0, slots, y.index_select(0, rows).to(LABEL_DTYPE))
+        self.y.index_copy_(0, slots, y.index_select(0, rows).to(self.y.dtype))
         for name, v in values.items():
             self.values[name].index_copy_(0, slots, cast_to_field(v.detach().index_select(0, rows), self.values[name].dtype))
 
@@ -178,11 +191,12 @@ class ReservoirBuffer:
             return out, torch.empty((0,), dtype=torch.int64, device=self.device)
         if self.size <= k:
             # clone: a float32 decode is a view, and callers must not be able to write into the buffer
-            out = {"x": self.codec.decode(self.x[: self.size]).clone(), "y": self.y[: self.size].clone()}
+            out = {"x": self.codec.decode(self.x[: self.size]).clone(),
+                   "y": self.y[: self.size].to(LABEL_DTYPE, copy=True)}
             out.update({n: v[: self.size].clone() for n, v in self.values.items()})
             return out, torch.arange(self.size, device=self.device)
         idx = torch.randint(self.size, (k,), generator=self.generator, device=self.device)
-        out = {"x": self.codec.decode(self.x.index_select(0, idx)), "y": self.y.index_select(0, idx)}
+        out = {"x": self.codec.decode(self.x.index_select(0, idx)), "y": self.y.index_select(0, idx).to(LABEL_DTYPE)}
         out.update({n: v.index_select(0, idx) for n, v in self.values.items()})
         return out, idx
 
@@ -214,7 +228,7 @@ class ReservoirBuffer:
         self.x.zero_()
         self.y.zero_()
         self.x[:size] = state["x"].to(self.device)
-        self.y[:size] = state["y"].to(self.device)
+        self.y[:size] = state["y"].to(self.device, self.y.dtype)  # older states stored int64 labels
         saved = dict(state.get("fields") or {})
         if set(saved) != set(self.values):
             raise ValueError(f"saved buffer has fields {sorted(saved)}, this learner's has {sorted(self.values)}; "

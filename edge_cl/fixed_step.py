@@ -146,7 +146,7 @@ class FixedStep:
         for d in self.draws:
             u = torch.rand(d.size, generator=L.generator, device=dev, dtype=torch.float64)
             idx = torch.minimum((u * size).long(), (size - 1).clamp_min(0))
-            fields = {"x": buf.codec.decode(buf.x.index_select(0, idx)), "y": buf.y.index_select(0, idx)}
+            fields = {"x": buf.codec.decode(buf.x.index_select(0, idx)), "y": buf.y.index_select(0, idx).long()}
             fields.update({n: v.index_select(0, idx) for n, v in buf.values.items()})
             segments.append((d, fields))
         xs = torch.cat([x, *(f["x"] for _, f in segments)]) if segments else x

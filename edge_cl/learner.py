@@ -248,7 +248,7 @@ def _plan(cfg: LearnerConfig, ctx: MethodContext) -> _Plan:
     built = _build_methods(cfg, ctx)
     fields = _sample_fields(built)
     codec = _codec(cfg)
-    return _Plan(built, fields, codec, ReservoirBuffer.bytes_per_sample(ctx.input_dim, codec, fields),
+    return _Plan(built, fields, codec, ReservoirBuffer.bytes_per_sample(ctx.input_dim, codec, fields, ctx.num_classes),
                  _fixed_parts(cfg, ctx, built))
 
 
@@ -314,7 +314,7 @@ class OnlineLearner:
         self.budget = _budget(cfg, plan.fixed, plan.per_sample)
         self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
                                       codec=plan.codec, class_balanced=cfg.class_balanced, generator=self.generator,
-                                      fields=plan.fields)
+                                      fields=plan.fields, num_classes=self.num_classes)
         # Gradients live for the learner's lifetime (counted once), as views of one flat buffer when the
         # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
         self._flat_grad = _allocate_grads(self.params)
@@ -447,7 +447,7 @@ class OnlineLearner:
             "methods": method_reports,
             "buffer_fields": {name: t.nbytes for name, t in self.buffer.tensors_by_field().items()},
             "buffer_field_bytes_per_sample": ReservoirBuffer.field_bytes(self.input_dim, self.buffer.codec,
-                                                                         self.buffer.fields),
+                                                                         self.buffer.fields, self.num_classes),
             "device": str(self.device),
             "buffer_fill_ratio": len(self.buffer) / self.budget.buffer_capacity if self.budget.buffer_capacity else 0.0,
             # Transient, freed after each importance estimate; not learner state, so not in used_bytes.
@@ -783,7 +783,7 @@ class OnlineLearner:
         net.eval()
         try:
             n = len(self.buffer)
-            self.ncm.refresh(net, self.buffer.x[:n], self.buffer.y[:n], self.buffer.codec.decode,
+            self.ncm.refresh(net, self.buffer.x[:n], self.buffer.y[:n].long(), self.buffer.codec.decode,
                              (self.step, self.buffer.seen, id(net)))
         finally:
             net.train(was_training)

@@ -59,8 +59,9 @@ def test_report_counts_every_part():
     assert report["parameters_bytes"] == report["gradients_bytes"] == n_params * 4
     assert report["mas_bytes"] == 3 * n_params * 4  # omega, running estimate, anchor: one part per method
     assert report["parts"]["mas"] == 3 * n_params * 4 and "er" in report["parts"]
-    assert report["buffer_fields"] == {"x": report["buffer_capacity"] * 784 * 4, "y": report["buffer_capacity"] * 8}
-    assert report["buffer_bytes"] == report["buffer_capacity"] * (784 * 4 + 8)
+    # Ten classes: one byte a label (uint8), not int64's eight.
+    assert report["buffer_fields"] == {"x": report["buffer_capacity"] * 784 * 4, "y": report["buffer_capacity"] * 1}
+    assert report["buffer_bytes"] == report["buffer_capacity"] * (784 * 4 + 1)
     assert report["used_bytes"] == sum(report["parts"].values()) <= report["budget_bytes"]
 
 
@@ -81,5 +82,5 @@ def test_owned_bytes_never_exceed_the_budget_over_100k_samples():
         owned = owned_bytes(learner)
         report = learner.memory_report()
         assert owned == report["used_bytes"] <= budget, f"at sample {start}: owned {owned}, report {report}"
-    assert learner.memory_report()["buffer_size"] == 300 + 777 // (dim * 4 + 8)
+    assert learner.memory_report()["buffer_size"] == 300 + 777 // (dim * 4 + 1)  # uint8 labels
     assert learner.samples_learned == 100_000

@@ -156,3 +156,26 @@ def test_a_float16_field_saturates_instead_of_storing_infinity():
     buf.add(torch.zeros(2, 2), torch.tensor([0, 1]), {"logits": values})
     stored = buf.values["logits"][:2].float()
     assert torch.equal(stored, torch.tensor([[65504.0, -65504.0, 1.5], [65504.0, -3.0, 0.25]]))
+
+
+@pytest.mark.parametrize("classes,dtype", [(2, torch.uint8), (256, torch.uint8), (257, torch.int16),
+                                           (40_000, torch.int32), (None, torch.int64)])
+def test_labels_are_stored_in_the_smallest_type_and_drawn_as_int64(classes, dtype):
+    from edge_cl.buffer import label_dtype
+
+    assert label_dtype(classes) == dtype
+    buf = ReservoirBuffer(8, 3, num_classes=classes)
+    top = (classes or 1 << 40) - 1
+    buf.add(torch.zeros(4, 3), torch.tensor([0, 1, top, top], dtype=torch.int64))
+    assert buf.y.dtype == dtype and buf.y.element_size() == ReservoirBuffer.field_bytes(3, num_classes=classes)["y"]
+    drawn = buf.draw(4)
+    assert drawn["y"].dtype == torch.int64 and sorted(drawn["y"].tolist()) == [0, 1, top, top]
+    assert buf.draw(2)["y"].dtype == torch.int64
+
+
+def test_a_state_with_int64_labels_loads_into_compact_labels():
+    old = ReservoirBuffer(4, 2)
+    old.add(torch.ones(3, 2), torch.tensor([2, 0, 1]))
+    new = ReservoirBuffer(4, 2, num_classes=3)
+    new.load_state_dict(old.state_dict())
+    assert new.y.dtype == torch.uint8 and new.draw(3)["y"].tolist() == [2, 0, 1]

@@ -24,7 +24,7 @@ FIXED += [f"er+{n}" for n in methods.available() if methods.get(n).fixed_shape a
 
 def _learner(method: str = "er", *, standardize: bool = False, seed: int = 0, **options) -> OnlineLearner:
     torch.manual_seed(seed)
-    return OnlineLearner(models.mlp(12, [16], 3), 60_000, method=method, replay_batch=6, lr=0.2, seed=seed,
+    return OnlineLearner(models.mlp(12, [16], 3), 61_000, method=method, replay_batch=6, lr=0.2, seed=seed,
                          step_mode=options.pop("step_mode", "fixed"), standardize=standardize, trigger=None,
                          **options)
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edge_cl.buffer import label_dtype
+
 
 class BareLoop:
     """The plainest online loop: one SGD step on the new micro-batch plus (for ER) a reservoir replay batch.
@@ -21,7 +23,7 @@ class BareLoop:
     """
 
     def __init__(self, model: nn.Module, *, lr: float, replay_batch: int = 0, buffer_capacity: int = 0,
-                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+                 device: torch.device | str = "cpu", seed: int = 0, num_classes: int | None = None) -> None:
         if replay_batch < 0 or buffer_capacity < 0:
             raise ValueError(f"replay_batch={replay_batch} and buffer_capacity={buffer_capacity} must be >= 0")
         self.device = torch.device(device)
@@ -31,7 +33,8 @@ class BareLoop:
         self.capacity = int(buffer_capacity) if replay_batch > 0 else 0
         dim = int(model.input_dim)  # type: ignore[arg-type]
         self.buf_x = torch.zeros((self.capacity, dim), device=self.device)
-        self.buf_y = torch.zeros((self.capacity,), dtype=torch.int64, device=self.device)
+        # Labels as compact as the learner's (edge_cl.buffer.label_dtype), so the same budget holds the same buffer.
+        self.buf_y = torch.zeros((self.capacity,), dtype=label_dtype(num_classes), device=self.device)
         self.size = 0
         self.seen = 0
         self.rng = np.random.default_rng(seed)
@@ -44,7 +47,7 @@ class BareLoop:
         if self.replay_batch and self.size:
             idx = torch.randint(self.size, (min(self.replay_batch, self.size),), generator=self.gen,
                                 device=self.device)
-            xin, yin = torch.cat([x, self.buf_x[idx]]), torch.cat([y, self.buf_y[idx]])
+            xin, yin = torch.cat([x, self.buf_x[idx]]), torch.cat([y, self.buf_y[idx].long()])
         else:
             xin, yin = x, y
         logits = self.model(xin)

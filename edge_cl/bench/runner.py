@@ -211,7 +211,7 @@ class _BareStepper:
     def budget(self) -> dict[str, Any]:
         return {"budget_bytes": self.budget_bytes, "used_bytes": self.bare.state_bytes(),
                 "buffer_capacity": self.bare.capacity, "buffer_size": self.bare.size,
-                "bytes_per_sample": self.bare.buf_x.shape[1] * 4 + 8, "memory_report": None,
+                "bytes_per_sample": self.bare.buf_x.shape[1] * 4 + self.bare.buf_y.element_size(), "memory_report": None,
                 **({"note": self.note} if self.note else {})}
 
 
@@ -301,7 +301,7 @@ def _make_stepper(cfg: BenchConfig, method: str, spec: dict[str, Any], seed: int
                               trigger=None, storage="float32")
         cap = probe.memory_report()["buffer_capacity"] if method == "bare-er" else 0
         bare = BareLoop(model, lr=float(cfg.lr or 0.1), replay_batch=int(cfg.replay_batch or 0) if cap else 0,
-                        buffer_capacity=cap, device=probe.device, seed=seed)
+                        buffer_capacity=cap, device=probe.device, seed=seed, num_classes=probe.num_classes)
         return _BareStepper(bare, budget, "raw inputs: the bare loop has no standardiser (an overhead reference)"
                             if cfg.standardize else None)
     ms = method_spec(method)

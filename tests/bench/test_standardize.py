@@ -33,7 +33,8 @@ def test_standardize_reaches_the_learner_and_the_budget(raw_units, one_thread):
     assert "standardizer" in std["memory_report"]["parts"] and "standardizer" not in raw["memory_report"]["parts"]
     # count + mean + m2 in float64 for 3 features: charged to the fixed state, the buffer keeps its 50 samples
     assert std["budget_bytes"] - raw["budget_bytes"] == 8 + 2 * 3 * 8
-    assert std["buffer_capacity"] == raw["buffer_capacity"] == 50
+    # (the bytes of 50 samples of 3 float32 features and an int64 label; two classes store their label in 1 byte)
+    assert std["buffer_capacity"] == raw["buffer_capacity"] == 50 * (3 * 4 + 8) // (3 * 4 + 1)
     assert std["prequential_acc"] > 0.85 > raw["prequential_acc"]
 
 

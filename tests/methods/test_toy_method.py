@@ -74,9 +74,9 @@ def test_toy_method_runs_by_name_and_is_counted_to_the_byte(registered):
     learner = _learner("toy-running-mean+ewc")
     report = learner.memory_report()
     assert report["parts"]["toy-running-mean"] == 6 * 8 * 4            # its [8, 6] float32 tensor, exactly
-    assert report["buffer_field_bytes_per_sample"] == {"x": 6 * 4, "y": 8, "loss_at_insert": 2}
-    assert report["bytes_per_sample"] == 6 * 4 + 8 + 2
-    assert report["buffer_capacity"] == 40 + 123 // (6 * 4 + 8 + 2)
+    assert report["buffer_field_bytes_per_sample"] == {"x": 6 * 4, "y": 1, "loss_at_insert": 2}  # 3 classes: uint8
+    assert report["bytes_per_sample"] == 6 * 4 + 1 + 2
+    assert report["buffer_capacity"] == 40 + 123 // (6 * 4 + 1 + 2)
     rng = np.random.default_rng(0)
     for _ in range(60):
         learner.learn(rng.standard_normal((5, 6)).astype(np.float32), rng.integers(0, 3, 5))
