@@ -366,13 +366,16 @@ class ImportanceMethod(Method):
 
         per_sample = vmap(grad(one), in_dims=(None, 0, None if y is None else 0))
         totals = [torch.zeros_like(p) for p in self.params]
-        with evaluating(self.model):
-            # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
-            for start in range(0, x.shape[0], self.chunk):
-                grads = per_sample(params, x[start:start + self.chunk],
-                                   None if y is None else y[start:start + self.chunk])
-                for total, n in zip(totals, self.names, strict=True):
-                    total.add_(self.phi(grads[n]).sum(0))
+        try:
+            with evaluating(self.model):
+                # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
+                for start in range(0, x.shape[0], self.chunk):
+                    grads = per_sample(params, x[start:start + self.chunk],
+                                       None if y is None else y[start:start + self.chunk])
+                    for total, n in zip(totals, self.names, strict=True):
+                        total.add_(self.phi(grads[n]).sum(0))
+        finally:
+            _refresh_rnn_weights(self.model)  # also when vmap failed half-way through the model
         return totals
 
     def _estimate_linear(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
@@ -709,6 +712,16 @@ def evaluating(model: nn.Module) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def _refresh_rnn_weights(model: nn.Module) -> None:
+    """After a torch.func transform, point each RNN's cached weight list back at its parameters: functional_call
+    swaps the parameters in and out, and nn.LSTM / nn.GRU keep the transform's (dead) wrapper tensors in
+    ``_flat_weights`` until their next forward, so anything that walked the model in between (a budget check, a
+    deepcopy) met tensors that no longer exist. The same call the RNN's own forward begins with."""
+    for m in model.modules():
+        if isinstance(m, nn.RNNBase):
+            m._update_flat_weights()
 
 
 def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:
