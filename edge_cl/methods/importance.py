@@ -15,11 +15,10 @@ penalty froze the network (see README).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step, flat_zeros_like
+from edge_cl.methods.eval_mode import evaluating
 from edge_cl.relu_chain import output_grads
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class ImportanceMethod(Method):
 
     def _estimate_vmap(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
         params = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
-        # Eval mode (see `evaluating`): BatchNorm reads its running statistics instead of updating them in place,
+        # Eval mode (see edge_cl.methods.eval_mode): BatchNorm reads its running statistics instead of updating them in place,
         # which a grad transform refuses, and Dropout draws nothing, which vmap refuses.
         buffers = dict(self.model.named_buffers())
 
@@ -688,30 +688,6 @@ VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance e
 # predicts with float32 certainty squares to subnormals (~1e-40), and scaling those to mean 1 multiplied rounding
 # residue by ~1e40, past float32's range (the step raised). Such an estimate is folded as the zero it is.
 MIN_MEAN = 1e-30
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode for the block, every module's own training flag put back after it.
-
-    Importance is estimated on the function the model predicts with (``predict`` and the ONNX export run in eval
-    mode), for three reasons. A per-sample gradient under train-mode BatchNorm is not one sample's: its output
-    depends on the whole batch's statistics, and a batch of one has none over flat features. A train-mode forward
-    would also update BatchNorm's running statistics in place, so an estimate would change the model it measures
-    (and torch.func refuses that mutation outright). And Dropout would make the estimate random, drawing from the
-    user's global RNG, which vmap refuses too. Models without such layers compute the same either way.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    if not any(training for _, training in modes):
-        yield
-        return
-    try:
-        for m, _ in modes:
-            m.training = False
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _refresh_rnn_weights(model: nn.Module) -> None:

@@ -10,7 +10,8 @@ from pydantic import Field
 from torch import Tensor
 
 from edge_cl.methods.base import Draw, MethodContext, MethodSettings, Step
-from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, evaluating, log
+from edge_cl.methods.eval_mode import evaluating
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, log
 from edge_cl.methods.registry import register
 
 
@@ -73,7 +74,7 @@ class SlicedCramerPreservation(ImportanceMethod):
         return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
-        # In eval mode, like every importance estimate (see importance.evaluating): the outputs SCP preserves are
+        # In eval mode, like every importance estimate (see edge_cl.methods.eval_mode): the outputs SCP preserves are
         # the ones the model predicts with, and a train-mode forward would move BatchNorm's running statistics.
         with evaluating(self.model), torch.enable_grad():
             mean_out = self.model(x).mean(0)
