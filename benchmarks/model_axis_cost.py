@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the zoo lives in tests/, outside the package
 
-from edge_cl import OnlineLearner, methods  # noqa: E402
-from edge_cl.methods import ImportanceMethod  # noqa: E402
-from edge_cl.reporting import machine_line, write_section  # noqa: E402
-from tests.model_zoo import ZOO, build  # noqa: E402
+from edge_cl import OnlineLearner, methods
+from edge_cl.methods import ImportanceMethod
+from edge_cl.reporting import machine_line, write_section
+from tests.model_zoo import ZOO, build
 
 TIMED = ["er", "der++", "er+ewc", "er+mas", "er+si", "er+rwalk", "er+scp"]
 BATCH = REPLAY = 10
@@ -76,7 +76,7 @@ def run_cell(model_name: str, method: str, args: argparse.Namespace) -> tuple[fl
         if not all(torch.isfinite(p).all() for p in learner.model.parameters()):
             return None, "non-finite weights", engine(learner)
         return 1e3 * float(np.mean(times)) if times else None, f"{args.steps} steps ok", engine(learner)
-    except Exception as exc:  # the table reports it; the traceback goes to stderr
+    except Exception as exc:  # noqa: BLE001 - any failure is a result: the table names it, stderr has the trace
         traceback.print_exc()
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}", ""
 
@@ -119,16 +119,16 @@ def main() -> None:
         f"{', '.join(sorted(engines[mo])) or '-'} |" for mo in model_list]
     body = "\n".join([
         "## The model axis: step cost per method on each kind of user model (issue #28)", "",
-        f"Measured on: {machine_line()}. torch 1 intra-op thread; models from tests/model_zoo.py at "
-        f"{args.dim} features (2 channels x {args.dim // 2} time steps), {args.classes} classes; {BATCH} new + "
-        f"{REPLAY} replayed samples per step, plain SGD, budget for 500 buffered samples; seeded gradually "
-        f"drifting stream of {args.steps} steps.", "",
+        (f"Measured on: {machine_line()}. torch 1 intra-op thread; models from tests/model_zoo.py at "
+         f"{args.dim} features (2 channels x {args.dim // 2} time steps), {args.classes} classes; {BATCH} new + "
+         f"{REPLAY} replayed samples per step, plain SGD, budget for 500 buffered samples; seeded gradually "
+         f"drifting stream of {args.steps} steps."), "",
         f"### Mean ms per learn() (steps {args.warmup}..{args.steps}, after warm-up)", "", *timing, "",
         f"### {args.steps} steps of the drifting stream: no exception, weights finite", "", *outcome, "",
         "### How importance takes per-sample gradients on each model", "",
-        "Every estimate runs in eval mode (BatchNorm reads its running statistics, Dropout is off); vmap where "
-        "torch.func can batch the model, else one autograd backward per sample (chosen at the first failure, "
-        "logged once).", "", *how,
+        ("Every estimate runs in eval mode (BatchNorm reads its running statistics, Dropout is off); vmap where "
+         "torch.func can batch the model, else one autograd backward per sample (chosen at the first failure, "
+         "logged once)."), "", *how,
     ])
     command = "python benchmarks/model_axis_cost.py" + "".join(
         f" --{k} {v}" for k, v in (("steps", args.steps), ("warmup", args.warmup), ("methods", args.methods))

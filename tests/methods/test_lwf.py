@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edge_cl import models
-from edge_cl.methods.base import Step
 from edge_cl.learner import OnlineLearner
+from edge_cl.methods.base import Step
 from edge_cl.methods.lwf import distill
 from tests.methods.retention import two_tasks
 
