@@ -301,6 +301,8 @@ class OnlineLearner:
         self.input_shape: tuple[int, ...] = tuple(getattr(model, "input_shape", (self.input_dim,)))
         self.model = _standardized(self.model, cfg, self.input_dim, self.device)
         self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
+        # The model's own buffers (BatchNorm's running statistics): a train-mode forward updates them in place.
+        self._model_buffers = [b for b in _model_parts(self.model)["parameters"] if not isinstance(b, nn.Parameter)]
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         ctx = _context(self.model, cfg, self.device, self.generator, self.input_dim, self.num_classes)
         # Parameters as views of one buffer: a plain SGD step (and a method's pass over all weights) is then one
@@ -332,7 +334,7 @@ class OnlineLearner:
         # What a failing step must put back (edge_cl.transaction): methods with state, and the weights when a
         # method works after they moved.
         self._stateful = [m for m in self.methods if keeps_state(m)]
-        self._model_buffers = list(self.model.buffers())
+        self._all_buffers = list(self.model.buffers())  # the transaction keeps them all (standardiser too)
         self._post_step = any(overrides(m, h) for m in self.methods for h in POST_STEP_HOOKS)
         self.step = 0
         self.samples_learned = 0
@@ -543,6 +545,8 @@ class OnlineLearner:
             # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
             kept = [b.clone() for b in self.standardizer.buffers()]
             self.standardizer.update(xb)
+        # Kept to undo on a skip: the forward of a non-finite batch would leave NaN running statistics behind.
+        buffers = [b.clone() for b in self._model_buffers] if self._model_buffers else None
         draws = [d for m in self.methods for d in call(m, "replay_draws")]
         if len({d.key for d in draws}) != len(draws):
             raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
@@ -606,7 +610,7 @@ class OnlineLearner:
         loss_new = sum(values[:batch]) / batch
         # The sum of float32-born values is finite exactly when each one is (no overflow below 1e308).
         if not math.isfinite(sum(values)):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn)
+            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
 
         if chain is not None:
             assert layer_inputs is not None
@@ -642,7 +646,7 @@ class OnlineLearner:
             torch.stack(torch._foreach_norm(self._grads)).square().sum())
         norm = math.sqrt(squared) if squared >= 0 else math.nan
         if not math.isfinite(norm):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn)
+            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
         limit = self.config.max_grad_norm
         if limit is not None and norm > limit:
             if flat is not None:
@@ -714,10 +718,10 @@ class OnlineLearner:
                 and not group["momentum"] and not group["weight_decay"] and not group["maximize"])
 
     def _skip(self, rng_state: Tensor | None, standardizer: list[Tensor] | None, loss_new: float, batch: int,
-              replay: int, started: float, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]
-              ) -> LearnStats:
-        """Count a skipped step; put back the random state its draws consumed and the input statistics, and
-        replace buffered rows that caused it."""
+              replay: int, started: float, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]],
+              buffers: list[Tensor] | None = None) -> LearnStats:
+        """Count a skipped step; put back the random state its draws consumed, the input statistics and the
+        model's buffers, and replace buffered rows that caused it."""
         self.skipped_steps += 1
         self._replace_outliers(xb, drawn)
         if rng_state is not None:
@@ -726,6 +730,9 @@ class OnlineLearner:
             with torch.no_grad():
                 for dst, src in zip(self.standardizer.buffers(), standardizer, strict=True):
                     dst.copy_(src)
+        if buffers is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self._model_buffers, buffers)
         return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
 
     def _replace_outliers(self, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]) -> None:

@@ -74,7 +74,7 @@ class Snapshot:
         self.generator = learner.generator.get_state()
         self.buffer = (learner.buffer.seen, learner.buffer.size)
         # The model's buffers are listed once by the learner: walking the modules costs more than a small step.
-        self.model_buffers = [b.clone() for b in learner._model_buffers] if learner._model_buffers else []
+        self.model_buffers = [b.clone() for b in learner._all_buffers] if learner._all_buffers else []
         self.methods = {m.name: m.state_dict() for m in stateful}
         self.params: list[Tensor] | None = None
         self.optimizer: dict[str, Any] | None = None
@@ -87,7 +87,7 @@ class Snapshot:
     def restore(self, learner: OnlineLearner) -> None:
         """Put the learner back as it was when this snapshot was taken."""
         with torch.no_grad():
-            for dst, src in zip(learner._model_buffers, self.model_buffers, strict=True):
+            for dst, src in zip(learner._all_buffers, self.model_buffers, strict=True):
                 dst.copy_(src)
             if self.params is not None:
                 for p, src in zip(learner.params, self.params, strict=True):

@@ -39,7 +39,10 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     twin = copy.deepcopy(model)
     for p in twin.parameters():
         p.requires_grad_(False)
-    return twin
+    # The copies are never trained: their targets come from eval mode. In train mode BatchNorm would normalise each
+    # replay draw by its own statistics and write them into the copy (a skipped step would then have changed it),
+    # and Dropout would make the targets random. Their running statistics are the model's (copied in _ema).
+    return twin.eval()
 
 
 @register

@@ -15,6 +15,7 @@ penalty froze the network (see README).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -26,7 +27,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step, flat_zeros_like
+from edge_cl.methods.eval_mode import evaluating
 from edge_cl.relu_chain import output_grads
+
+log = logging.getLogger(__name__)
 
 
 class ImportanceSettings(MethodSettings):
@@ -121,6 +125,7 @@ class ImportanceMethod(Method):
         self._hooks: list[Any] = []
         self._seen: dict[nn.Module, tuple[Tensor, Tensor] | None] = {}
         self._captured: tuple[int, list[Tensor], list[Tensor]] | None = None  # (step, layer inputs, output grads)
+        self._vmap_failed: str | None = None  # why vmap could not take this model's per-sample gradients
 
     @classmethod
     def standalone(cls, model: nn.Module, *, lam: float, gamma: float = 0.9, samples: int = 10, chunk: int = 32,
@@ -244,7 +249,8 @@ class ImportanceMethod(Method):
 
     def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
         """Importance of every parameter, averaged over the samples of ``x`` from per-sample gradients."""
-        totals = self._estimate_linear(x, y) if self._linear_only() else self._estimate_vmap(x, y)
+        with evaluating(self.model):
+            totals = self._estimate_linear(x, y) if self._linear_only() else self._estimate_per_sample(x, y)
         return [t.div_(x.shape[0]) for t in totals]
 
     def workspace_bytes(self) -> int:
@@ -319,8 +325,39 @@ class ImportanceMethod(Method):
             return None  # the logits do not come out of these layers
         return step.index, inputs, [g[:n] for g in grads]
 
+    def _estimate_per_sample(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
+        """Per-sample gradients vectorised by torch.func where the model allows it, else one backward per sample.
+
+        vmap cannot run every model: nn.GRU has no batching rule (under ``grad`` its decomposition updates a hidden
+        state created unbatched in place, "output with shape [1, H] doesn't match the broadcast shape [N, 1, H]"),
+        and a user's module may do anything. The first failure is logged and the loop used from then on: it
+        gives the same estimate (tested), only slower."""
+        if self._vmap_failed is None:
+            try:
+                return self._estimate_vmap(x, y)
+            except RuntimeError as exc:
+                self._vmap_failed = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.warning("%s importance: torch.func.vmap cannot take per-sample gradients of %s (%s); estimating "
+                            "with one backward per sample instead (same estimate, slower)", self.name,
+                            type(self.model).__name__, self._vmap_failed)
+        return self._estimate_loop(x, y)
+
+    def _estimate_loop(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
+        """Per-sample gradients by plain autograd, one sample at a time: any model autograd can differentiate."""
+        totals = [torch.zeros_like(p) for p in self.params]
+        with evaluating(self.model), torch.enable_grad():
+            for i in range(x.shape[0]):
+                loss = self.sample_loss(self.model(x[i:i + 1]), None if y is None else y[i:i + 1])
+                grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+                for total, g in zip(totals, grads, strict=True):
+                    if g is not None:  # a parameter this sample's output does not reach: zero gradient
+                        total.add_(self.phi(g))
+        return totals
+
     def _estimate_vmap(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
         params = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
+        # Eval mode (see edge_cl.methods.eval_mode): BatchNorm reads its running statistics instead of updating them in place,
+        # which a grad transform refuses, and Dropout draws nothing, which vmap refuses.
         buffers = dict(self.model.named_buffers())
 
         def one(p: dict[str, Tensor], xi: Tensor, yi: Tensor | None) -> Tensor:
@@ -329,11 +366,16 @@ class ImportanceMethod(Method):
 
         per_sample = vmap(grad(one), in_dims=(None, 0, None if y is None else 0))
         totals = [torch.zeros_like(p) for p in self.params]
-        # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
-        for start in range(0, x.shape[0], self.chunk):
-            grads = per_sample(params, x[start:start + self.chunk], None if y is None else y[start:start + self.chunk])
-            for total, n in zip(totals, self.names, strict=True):
-                total.add_(self.phi(grads[n]).sum(0))
+        try:
+            with evaluating(self.model):
+                # Chunks bound the per-sample gradient workspace to chunk x n_params floats.
+                for start in range(0, x.shape[0], self.chunk):
+                    grads = per_sample(params, x[start:start + self.chunk],
+                                       None if y is None else y[start:start + self.chunk])
+                    for total, n in zip(totals, self.names, strict=True):
+                        total.add_(self.phi(grads[n]).sum(0))
+        finally:
+            _refresh_rnn_weights(self.model)  # also when vmap failed half-way through the model
         return totals
 
     def _estimate_linear(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
@@ -356,7 +398,7 @@ class ImportanceMethod(Method):
             for h in handles:
                 h.remove()
         if any(len(inputs.get(m, [])) != 1 or inputs[m][0].ndim != 2 for m in layers):
-            return self._estimate_vmap(x, y)  # a layer used twice or on non-flat inputs: no shortcut
+            return self._estimate_per_sample(x, y)  # a layer used twice or on non-flat inputs: no shortcut
         grads_out = torch.autograd.grad(loss, [outputs[m][0] for m in layers])
         return self._linear_totals(layers, [inputs[m][0] for m in layers], list(grads_out))
 
@@ -646,6 +688,16 @@ VALUE_EVERY = 10  # LearnStats.penalty is refreshed every this many importance e
 # predicts with float32 certainty squares to subnormals (~1e-40), and scaling those to mean 1 multiplied rounding
 # residue by ~1e40, past float32's range (the step raised). Such an estimate is folded as the zero it is.
 MIN_MEAN = 1e-30
+
+
+def _refresh_rnn_weights(model: nn.Module) -> None:
+    """After a torch.func transform, point each RNN's cached weight list back at its parameters: functional_call
+    swaps the parameters in and out, and nn.LSTM / nn.GRU keep the transform's (dead) wrapper tensors in
+    ``_flat_weights`` until their next forward, so anything that walked the model in between (a budget check, a
+    deepcopy) met tensors that no longer exist. The same call the RNN's own forward begins with."""
+    for m in model.modules():
+        if isinstance(m, nn.RNNBase):
+            m._update_flat_weights()
 
 
 def _is_flat_view(flat: Tensor | None, params: list[Tensor]) -> bool:

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, Step
+from edge_cl.methods.eval_mode import evaluating
 from edge_cl.methods.registry import register
 
 
@@ -79,7 +80,10 @@ class LwF(Method):
         xs, student, start = step.x, step.logits, None
         if seg is not None and len(seg):
             xs, student, start = torch.cat([step.x, seg.x]), torch.cat([step.logits, seg.logits]), seg.start
-        with torch.no_grad():
+        # The teacher is the model as it predicted at the consolidation: eval mode. In train mode BatchNorm would
+        # normalise with each batch's statistics and write them into the teacher's saved running statistics (NaN
+        # ones on a non-finite batch), and Dropout would make its targets random.
+        with torch.no_grad(), evaluating(self.ctx.model):
             teacher = functional_call(self.ctx.model, dict(zip(self.state_names, self.teacher, strict=True)), (xs,))
         return student, teacher, start
 

@@ -10,7 +10,8 @@ from pydantic import Field
 from torch import Tensor
 
 from edge_cl.methods.base import Draw, MethodContext, MethodSettings, Step
-from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
+from edge_cl.methods.eval_mode import evaluating
+from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings, log
 from edge_cl.methods.registry import register
 
 
@@ -31,6 +32,11 @@ def sliced_distance(before: Tensor, after: Tensor, directions: Tensor) -> Tensor
     """``mean_l (xi_l . (mean_i after_i - mean_i before_i))^2``: the sliced distance SCP preserves between
     the outputs ``[N, C]`` of two networks on the same samples, over unit ``directions`` ``[L, C]``."""
     return ((after.mean(0) - before.mean(0)) @ directions.T).pow(2).mean()
+
+
+def _zero_if_none(grad: Tensor | None, param: Tensor, slices: int) -> Tensor:
+    """A parameter the outputs do not reach has zero gradient (autograd gives None)."""
+    return grad if grad is not None else param.new_zeros((slices, *param.shape))
 
 
 @register
@@ -68,11 +74,31 @@ class SlicedCramerPreservation(ImportanceMethod):
         return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def estimate(self, x: Tensor, y: Tensor | None) -> list[Tensor]:
-        with torch.enable_grad():
+        # In eval mode, like every importance estimate (see edge_cl.methods.eval_mode): the outputs SCP preserves are
+        # the ones the model predicts with, and a train-mode forward would move BatchNorm's running statistics.
+        with evaluating(self.model), torch.enable_grad():
             mean_out = self.model(x).mean(0)
             xi = self.directions(mean_out.shape[0], mean_out.device)
-            grads = torch.autograd.grad(mean_out, self.params, grad_outputs=xi, is_grads_batched=True)
-        return [g.pow(2).mean(0) for g in grads]
+            if self._vmap_failed is None:
+                try:
+                    grads = torch.autograd.grad(mean_out, self.params, grad_outputs=xi, is_grads_batched=True,
+                                                retain_graph=True, allow_unused=True)
+                    return [_zero_if_none(g, p, self.slices).pow(2).mean(0) for g, p in zip(grads, self.params,
+                                                                                              strict=True)]
+                except RuntimeError as exc:
+                    # is_grads_batched vmaps the backward, which not every layer supports.
+                    self._vmap_failed = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    log.warning("scp importance: the backward of %s cannot be batched over directions (%s); one "
+                                "backward per direction instead (same estimate, slower)", type(self.model).__name__,
+                                self._vmap_failed)
+            totals = [torch.zeros_like(p) for p in self.params]
+            for d in xi:
+                grads = torch.autograd.grad(mean_out, self.params, grad_outputs=d, retain_graph=True,
+                                            allow_unused=True)
+                for total, g in zip(totals, grads, strict=True):
+                    if g is not None:
+                        total.addcmul_(g, g)
+        return [t.div_(self.slices) for t in totals]
 
     def workspace_bytes(self) -> int:
         return self.slices * sum(p.numel() for p in self.params) * 4
