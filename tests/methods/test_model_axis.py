@@ -29,6 +29,9 @@ DIM, CLASSES, BATCH = 12, 4, 8
 def make(method: str, model: str, seed: int = 0, **kw: object) -> OnlineLearner:
     net = build(model, DIM, CLASSES, seed)
     options = {"replay_batch": 8, "trigger_params": {"window": 5}, "importance_every": 2, "lr": 0.05} | kw
+    declared = {k for n in methods.parse(method) for k in methods.get(n).Settings.model_fields}
+    # Importance settings go only to combinations with an importance method: a setting never changes a method.
+    options = {k: v for k, v in options.items() if not k.startswith("importance_") or k in declared}
     budget = OnlineLearner.required_bytes(net, buffer_samples=64, method=method, **options) + 1000
     return OnlineLearner(net, budget_bytes=budget, method=method, seed=seed, device="cpu", **options)
 
