@@ -162,6 +162,11 @@ class InputConfig(_Section):
         """Number of float features per sample."""
         return self.dim if self.dim is not None else math.prod(self.shape or [])
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``shape``, or ``(dim,)`` for flat feature vectors."""
+        return tuple(self.shape) if self.shape is not None else (self.flat_dim,)
+
 
 class DaemonLearnerConfig(LearnerConfig):
     """The learner (edge_cl.learner_config.LearnerConfig, one schema everywhere) plus the daemon's threads and

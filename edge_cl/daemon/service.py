@@ -208,7 +208,7 @@ class Daemon:
                 self._guard("checkpoint", lambda: self._checkpoint(spool))
             if worker is not None:
                 fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
-                final = make_job(self.learner) if fresh else None
+                final = make_job(self.learner, self.snapshot_input_shape()) if fresh else None
                 self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
             if link is not None:
                 self._guard("disconnect", lambda: link.close(timeout=3.0))
@@ -224,6 +224,12 @@ class Daemon:
             fn()
         except Exception as exc:  # noqa: BLE001 - each shutdown step runs even when another failed
             log.error("shutdown step %r failed: %s", what, exc)
+
+    def snapshot_input_shape(self) -> tuple[int, ...]:
+        """The per-sample shape snapshots record: the model's own ``input_shape`` when it declares one (spec
+        models), else the ``[input]`` table's, so a user's model needs no extra attribute to be exported."""
+        declared = getattr(self.learner.model, "input_shape", None)
+        return tuple(int(s) for s in declared) if declared is not None else self.cfg.input.sample_shape
 
     def _start_snapshots(self) -> SnapshotWorker | None:
         sc = self.cfg.snapshot
@@ -264,7 +270,7 @@ class Daemon:
                 last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
-                if worker.offer(make_job(self.learner)):
+                if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
                     self._snap_step = step
                 last_snap_step, last_snap_t = step, now
 
