@@ -317,7 +317,16 @@ class Config(_Section):
         if n_cls is not None and n_cls != self.input.num_classes:
             raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
+        if self.learner.input_dim is not None and self.learner.input_dim != self.input.flat_dim:
+            raise ValueError(f"learner.input_dim={self.learner.input_dim} but [input] gives {self.input.flat_dim} "
+                             "features per sample; drop learner.input_dim (the daemon takes it from [input])")
         return self
+
+    def learner_config(self) -> LearnerConfig:
+        """The learner's configuration; ``input_dim`` from ``[input]``, so a model without an ``input_dim``
+        attribute (a user's factory) needs none."""
+        narrow = self.learner.learner_config(self.vector_input)
+        return narrow.model_copy(update={"input_dim": self.input.flat_dim})
 
     @property
     def vector_input(self) -> bool:
@@ -398,7 +407,29 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-    return parse_config(data, p.resolve().parent)
+    base = p.resolve().parent
+    _find_user_modules(data, base)
+    return parse_config(data, base)
+
+
+def _find_user_modules(data: dict[str, Any], base: Path) -> None:
+    """Make modules beside the config importable when it names any (``model.type = "mod:fn"``,
+    ``learner.plugins``), and import the plugins here so a missing one is reported with where it was looked for."""
+    from edge_cl import user_code
+
+    model = data.get("model")
+    kind = model.get("type") if isinstance(model, dict) else None
+    learner = data.get("learner")
+    plugins = learner.get("plugins") if isinstance(learner, dict) else None
+    plugins = [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list) else []
+    if not plugins and not (isinstance(kind, str) and ":" in kind):
+        return
+    user_code.add_search_dir(base)
+    try:
+        for name in plugins:
+            user_code.import_module(name, "learner.plugins")
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration:\n  {exc}") from None
 
 
 _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {

@@ -104,7 +104,7 @@ class Daemon:
     def _new_learner(self) -> Any:
         from edge_cl.learner import OnlineLearner
 
-        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config(self.cfg.vector_input))
+        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner_config())
 
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner
@@ -133,6 +133,19 @@ class Daemon:
         log.info("resumed from checkpoint %s: model step %d, spool position %d, %d samples learned, "
                  "%d unlabeled samples waiting", path, self.learner.step, self.progress.position,
                  self.progress.learned, len(self.join))
+
+    def _log_user_modules(self) -> None:
+        """Say where the user's modules come from: a same-named file elsewhere on the path would win silently."""
+        from edge_cl import user_code
+
+        for d in user_code.added_dirs():
+            log.info("import path: appended %s (the config file's directory) for model.type and learner.plugins "
+                     "modules", d)
+        kind = str(self.cfg.model.get("type", ""))
+        if ":" in kind:
+            log.info("model %s from %s", kind, user_code.origin(kind.partition(":")[0]) or "an unknown location")
+        for name in self.cfg.learner.plugins:
+            log.info("plugin %s from %s", name, user_code.origin(name) or "an unknown location")
 
     def _good_checkpoint(self) -> Path | None:
         """The newest checkpoint that passes its integrity check; damaged newer ones are set aside, loudly."""
@@ -164,6 +177,7 @@ class Daemon:
         code = EXIT_OK
         consistent = False  # True once the loop ended between two chunks: safe to checkpoint
         try:
+            self._log_user_modules()
             self._restore(spool)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
