@@ -53,6 +53,14 @@ def origin(module_name: str) -> str:
     return str(where) if where and where not in ("built-in", "frozen") else ""
 
 
+def findable(module_name: str) -> bool:
+    """True when ``module_name`` can be found on the import path (without running it)."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def searched_dirs() -> list[str]:
     """The directories a top-level import looks in, in order (the working directory shown by name)."""
     found = [os.getcwd() if p == "" else p for p in sys.path if isinstance(p, str) and os.path.isdir(p or os.curdir)]
