@@ -498,6 +498,8 @@ def render_example() -> str:
         if name == "model":
             out.append("# A spec for edge_cl.models.build: type = 'mlp' | 'cnn1d' | 'cnn2d' | 'package.module:function';")
             out.append("# the other keys are the builder's arguments. Its input size and classes must match [input].")
+            out.append("# A factory's module may be a .py file beside this config file (its directory is appended to")
+            out.append("# the import path); the model takes flat [B, features] rows (see 'Your own model', README.md).")
             out += [f"{k} = {_toml_value(v)}" for k, v in _EXAMPLE_MODEL.items()]
             out.append("")
             continue
