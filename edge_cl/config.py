@@ -317,10 +317,34 @@ class Config(_Section):
         if n_cls is not None and n_cls != self.input.num_classes:
             raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
+        if in_dim is None or n_cls is None:
+            self._check_forward(model)
         if self.learner.input_dim is not None and self.learner.input_dim != self.input.flat_dim:
             raise ValueError(f"learner.input_dim={self.learner.input_dim} but [input] gives {self.input.flat_dim} "
                              "features per sample; drop learner.input_dim (the daemon takes it from [input])")
         return self
+
+    def _check_forward(self, model: Any) -> None:
+        """A model that does not declare its sizes (a user's factory) runs once on a flat batch here, so a
+        contract broken (a reshape to the wrong size, too many outputs) is a config error naming the keys."""
+        import torch
+
+        dim, kind = self.input.flat_dim, self.model["type"]
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros((2, dim)))
+        except Exception as exc:  # noqa: BLE001 - the user's forward: report it in one line
+            raise ValueError(f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives "
+                             f"{dim} features per sample) failed: {type(exc).__name__}: {exc}. A model takes flat "
+                             "rows and reshapes inside (README, 'Your own model')") from None
+        finally:
+            model.train(was)
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != (2, self.input.num_classes):
+            raise ValueError(f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
+                             f"[2, {self.input.num_classes}] (input.num_classes={self.input.num_classes})")
 
     def learner_config(self) -> LearnerConfig:
         """The learner's configuration; ``input_dim`` from ``[input]``, so a model without an ``input_dim``

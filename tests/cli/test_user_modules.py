@@ -96,3 +96,15 @@ def test_plugins_beside_the_config_are_found_and_missing_ones_named(tmp_path: Pa
     flat = " ".join(out.split())
     assert code == 1 and "Traceback" not in out
     assert f"learner.plugins: module '{absent}' cannot be imported" in flat and str(tmp_path) in flat
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    ("nn.Linear(4, 3)", "returns shape (2, 3) for a [2, 4] batch; expected logits [2, 2] (input.num_classes=2)"),
+    ("nn.Linear(5, 2)", "forward on a flat [2, 4] float32 batch ([input] gives 4 features per sample) failed"),
+])
+def test_a_factory_model_breaking_the_contract_is_a_config_error(tmp_path: Path, body: str, said: str) -> None:
+    name = unique("bad_contract")
+    (tmp_path / f"{name}.py").write_text(f"from torch import nn\n\ndef build():\n    return {body}\n")
+    code, out = check(write_config(tmp_path, f"{name}:build"))
+    assert code == 1 and "Traceback" not in out
+    assert f"model.type = '{name}:build'" in " ".join(out.split()) and said in " ".join(out.split())
