@@ -14,7 +14,7 @@ The model contract (every model the learner, the daemon and the exporter take):
   It never changes the graph, which always takes flat rows. Without it: ``(input_dim,)`` in Python, the
   ``[input]`` table's ``shape`` (or ``[dim]``) in the daemon, ``--input-shape`` for ``edge-cl export``.
 * ``num_classes`` (optional attribute): checked against ``[input] num_classes`` when present; otherwise read
-  from the output width.
+  from the output width (the daemon runs a model without these attributes once at config load to check it).
 * ``spec`` (set by :func:`build`): the dict the model was built from, saved in checkpoints so a learner state
   rebuilds its model with :func:`build` (``edge-cl export`` does so).
 
