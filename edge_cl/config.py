@@ -162,6 +162,11 @@ class InputConfig(_Section):
         """Number of float features per sample."""
         return self.dim if self.dim is not None else math.prod(self.shape or [])
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``shape``, or ``(dim,)`` for flat feature vectors."""
+        return tuple(self.shape) if self.shape is not None else (self.flat_dim,)
+
 
 class DaemonLearnerConfig(LearnerConfig):
     """The learner (edge_cl.learner_config.LearnerConfig, one schema everywhere) plus the daemon's threads and
@@ -312,7 +317,40 @@ class Config(_Section):
         if n_cls is not None and n_cls != self.input.num_classes:
             raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
                              "make them agree")
+        if in_dim is None or n_cls is None:
+            self._check_forward(model)
+        if self.learner.input_dim is not None and self.learner.input_dim != self.input.flat_dim:
+            raise ValueError(f"learner.input_dim={self.learner.input_dim} but [input] gives {self.input.flat_dim} "
+                             "features per sample; drop learner.input_dim (the daemon takes it from [input])")
         return self
+
+    def _check_forward(self, model: Any) -> None:
+        """A model that does not declare its sizes (a user's factory) runs once on a flat batch here, so a
+        contract broken (a reshape to the wrong size, too many outputs) is a config error naming the keys."""
+        import torch
+
+        dim, kind = self.input.flat_dim, self.model["type"]
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros((2, dim)))
+        except Exception as exc:  # noqa: BLE001 - the user's forward: report it in one line
+            raise ValueError(f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives "
+                             f"{dim} features per sample) failed: {type(exc).__name__}: {exc}. A model takes flat "
+                             "rows and reshapes inside (README, 'Your own model')") from None
+        finally:
+            model.train(was)
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != (2, self.input.num_classes):
+            raise ValueError(f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
+                             f"[2, {self.input.num_classes}] (input.num_classes={self.input.num_classes})")
+
+    def learner_config(self) -> LearnerConfig:
+        """The learner's configuration; ``input_dim`` from ``[input]``, so a model without an ``input_dim``
+        attribute (a user's factory) needs none."""
+        narrow = self.learner.learner_config(self.vector_input)
+        return narrow.model_copy(update={"input_dim": self.input.flat_dim})
 
     @property
     def vector_input(self) -> bool:
@@ -393,7 +431,29 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-    return parse_config(data, p.resolve().parent)
+    base = p.resolve().parent
+    _find_user_modules(data, base)
+    return parse_config(data, base)
+
+
+def _find_user_modules(data: dict[str, Any], base: Path) -> None:
+    """Make modules beside the config importable when it names any (``model.type = "mod:fn"``,
+    ``learner.plugins``), and import the plugins here so a missing one is reported with where it was looked for."""
+    from edge_cl import user_code
+
+    model = data.get("model")
+    kind = model.get("type") if isinstance(model, dict) else None
+    learner = data.get("learner")
+    plugins = learner.get("plugins") if isinstance(learner, dict) else None
+    plugins = [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list) else []
+    if not plugins and not (isinstance(kind, str) and ":" in kind):
+        return
+    user_code.add_search_dir(base)
+    try:
+        for name in plugins:
+            user_code.import_module(name, "learner.plugins")
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration:\n  {exc}") from None
 
 
 _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
@@ -462,6 +522,8 @@ def render_example() -> str:
         if name == "model":
             out.append("# A spec for edge_cl.models.build: type = 'mlp' | 'cnn1d' | 'cnn2d' | 'package.module:function';")
             out.append("# the other keys are the builder's arguments. Its input size and classes must match [input].")
+            out.append("# A factory's module may be a .py file beside this config file (its directory is appended to")
+            out.append("# the import path); the model takes flat [B, features] rows (see 'Your own model', README.md).")
             out += [f"{k} = {_toml_value(v)}" for k, v in _EXAMPLE_MODEL.items()]
             out.append("")
             continue

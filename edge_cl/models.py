@@ -1,13 +1,32 @@
-"""Declarative model specs: small PyTorch networks for sensor vectors, sensor windows and images.
+"""Models: declarative specs (``mlp``, ``cnn1d``, ``cnn2d``) and the contract a model of your own must keep.
 
-Every builder returns a module that takes flat float32 inputs ``[B, input_dim]`` (windows and images
-are reshaped inside), outputs logits ``[B, num_classes]``, and remembers its spec in ``model.spec``
-so that a saved learner can rebuild it from a plain dict (see :func:`build`).
+The model contract (every model the learner, the daemon and the exporter take):
+
+* **Input**: one float32 tensor ``[B, input_dim]``, one flat row per sample. A model that needs a shape (a
+  sensor window ``[C, T]``, an image ``[C, H, W]``) reshapes inside ``forward``, as the spec models do with
+  ``x.reshape((x.shape[0], *self.input_shape))``. Rows arrive flat from the wire, the replay buffer and the
+  ONNX graph's ``input`` alike.
+* **Output**: logits ``[B, num_classes]`` (no softmax; the learner takes the loss of logits and the ONNX
+  snapshot adds a ``probabilities`` output).
+* ``input_dim`` (optional attribute): features per sample, ``prod(input_shape)``. Without it the learner takes
+  ``input_dim=`` (``OnlineLearner``), the daemon ``[input] dim`` / ``shape``.
+* ``input_shape`` (optional attribute): the per-sample shape, recorded in snapshots' metadata and manifest.
+  It never changes the graph, which always takes flat rows. Without it: ``(input_dim,)`` in Python, the
+  ``[input]`` table's ``shape`` (or ``[dim]``) in the daemon, ``--input-shape`` for ``edge-cl export``.
+* ``num_classes`` (optional attribute): checked against ``[input] num_classes`` when present; otherwise read
+  from the output width (the daemon runs a model without these attributes once at config load to check it).
+* ``spec`` (set by :func:`build`): the dict the model was built from, saved in checkpoints so a learner state
+  rebuilds its model with :func:`build` (``edge-cl export`` does so).
+
+A factory of your own is named ``"package.module:function"`` (``model.type`` in the daemon's config, or
+``build({"type": ...})``) and is called with the spec's other keys as keyword arguments; it returns an
+``nn.Module`` keeping the contract. The module is imported by name: installed, on ``PYTHONPATH``, or, for the
+daemon and every ``edge-cl`` command that reads a config, a ``.py`` file beside the config file (that
+directory is appended to the import path; see :mod:`edge_cl.user_code`).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -125,12 +144,10 @@ def build(spec: Mapping[str, Any]) -> nn.Module:
         except TypeError as exc:
             raise ValueError(f"model spec for {kind!r} has bad keys: {exc}") from None
     if ":" in kind:
-        module_name, _, attr = kind.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"model factory {kind!r} cannot be imported: {exc}") from None
-        model = factory(**kwargs)
+        from edge_cl import user_code
+
+        factory = user_code.load_factory(kind)
+        model = user_code.call_factory(kind, factory, kwargs)
         if not isinstance(model, nn.Module):
             raise ValueError(f"model factory {kind!r} returned {type(model).__name__}, not a torch.nn.Module")
         model.spec = dict(spec)  # type: ignore[assignment]  # lets a saved learner rebuild it

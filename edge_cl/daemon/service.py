@@ -106,7 +106,7 @@ class Daemon:
     def _new_learner(self) -> Any:
         from edge_cl.learner import OnlineLearner
 
-        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner.learner_config(self.cfg.vector_input))
+        return OnlineLearner.from_config(self.cfg.build_model(), self.cfg.learner_config())
 
     def _restore(self, spool: Spool) -> None:
         from edge_cl.learner import OnlineLearner
@@ -135,6 +135,19 @@ class Daemon:
         log.info("resumed from checkpoint %s: model step %d, spool position %d, %d samples learned, "
                  "%d unlabeled samples waiting", path, self.learner.step, self.progress.position,
                  self.progress.learned, len(self.join))
+
+    def _log_user_modules(self) -> None:
+        """Say where the user's modules come from: a same-named file elsewhere on the path would win silently."""
+        from edge_cl import user_code
+
+        for d in user_code.added_dirs():
+            log.info("import path: appended %s (the config file's directory) for model.type and learner.plugins "
+                     "modules", d)
+        kind = str(self.cfg.model.get("type", ""))
+        if ":" in kind:
+            log.info("model %s from %s", kind, user_code.origin(kind.partition(":")[0]) or "an unknown location")
+        for name in self.cfg.learner.plugins:
+            log.info("plugin %s from %s", name, user_code.origin(name) or "an unknown location")
 
     def _good_checkpoint(self) -> Path | None:
         """The newest checkpoint that passes its integrity check; damaged newer ones are set aside, loudly."""
@@ -166,6 +179,7 @@ class Daemon:
         code = EXIT_OK
         consistent = False  # True once the loop ended between two chunks: safe to checkpoint
         try:
+            self._log_user_modules()
             self._restore(spool)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
@@ -210,7 +224,7 @@ class Daemon:
                 self._guard("checkpoint", lambda: self._checkpoint(spool))
             if worker is not None:
                 fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
-                final = make_job(self.learner) if fresh else None
+                final = make_job(self.learner, self.snapshot_input_shape()) if fresh else None
                 self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
             if link is not None:
                 self._guard("disconnect", lambda: link.close(timeout=3.0))
@@ -226,6 +240,12 @@ class Daemon:
             fn()
         except Exception as exc:  # noqa: BLE001 - each shutdown step runs even when another failed
             log.error("shutdown step %r failed: %s", what, exc)
+
+    def snapshot_input_shape(self) -> tuple[int, ...]:
+        """The per-sample shape snapshots record: the model's own ``input_shape`` when it declares one (spec
+        models), else the ``[input]`` table's, so a user's model needs no extra attribute to be exported."""
+        declared = getattr(self.learner.model, "input_shape", None)
+        return tuple(int(s) for s in declared) if declared is not None else self.cfg.input.sample_shape
 
     def _start_snapshots(self) -> SnapshotWorker | None:
         sc = self.cfg.snapshot
@@ -266,7 +286,7 @@ class Daemon:
                 last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
-                if worker.offer(make_job(self.learner)):
+                if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
                     self._snap_step = step
                 last_snap_step, last_snap_t = step, now
 

@@ -14,8 +14,11 @@ import torch
 from torch import nn
 
 from edge_cl.daemon.metrics import Metrics
+from edge_cl.export.inputs import buffer_inputs
 
 log = logging.getLogger("edge_cl.daemon.snapshots")
+
+PARITY_SAMPLES = 32  # buffer inputs each snapshot is checked on with onnxruntime
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class SnapshotJob:
     step: int
     sample_inputs: torch.Tensor
     prequential_accuracy: float | None
+    # The per-sample shape written into the snapshot; None: the model's own ``input_shape`` attribute.
+    input_shape: tuple[int, ...] | None = None
 
 
 def find_publisher() -> Any | None:
@@ -38,20 +43,23 @@ def find_publisher() -> Any | None:
         return None
 
 
-def make_job(learner: Any) -> SnapshotJob:
-    """Copy what a snapshot needs out of the learner (call between steps, on the learner's thread)."""
+def make_job(learner: Any, input_shape: tuple[int, ...] | None = None) -> SnapshotJob:
+    """Copy what a snapshot needs out of the learner (call between steps, on the learner's thread).
+
+    Reads the learner and never draws from its generator: a snapshot must not change what is learned next.
+    """
     model = copy.deepcopy(learner.inference_model()).to("cpu").eval()
-    if len(learner.buffer):
-        sample = learner.buffer.sample(min(32, len(learner.buffer)))[0].detach().cpu()
-    else:
+    sample = buffer_inputs(learner.buffer, PARITY_SAMPLES)
+    if sample is None:
         sample = torch.zeros((1, learner.input_dim))
-    return SnapshotJob(model, int(learner.step), sample, learner.prequential_accuracy)
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
+    return SnapshotJob(model, int(learner.step), sample, learner.prequential_accuracy, shape)
 
 
 def export_one(publish: Any, job: SnapshotJob, directory: Path, keep: int) -> Any:
     """The one call into edge_cl.export (kept small so its arguments are easy to adjust)."""
     return publish(job.model, directory, step=job.step, sample_inputs=job.sample_inputs, keep=keep,
-                   prequential_accuracy=job.prequential_accuracy)
+                   prequential_accuracy=job.prequential_accuracy, input_shape=job.input_shape)
 
 
 class SnapshotWorker:

@@ -48,14 +48,25 @@ class _WithProbabilities(nn.Module):
 
 
 def model_input_shape(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
-    """The per-sample input shape: ``input_shape`` if given, else ``model.input_shape`` (spec models)."""
+    """The per-sample input shape: ``input_shape`` if given, else ``model.input_shape`` (spec models), else
+    ``(model.input_dim,)``; the exported graph takes flat rows of ``prod(shape)`` features whichever it is."""
+    dim = getattr(model, "input_dim", None)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None and isinstance(dim, int) and not isinstance(dim, bool):
+        shape = (dim,)
     if shape is None:
-        raise ValueError("input_shape is unknown: the model has no `input_shape` attribute; pass "
-                         "input_shape=(D,) for a model that takes flat [B, D] inputs")
-    shape = tuple(int(s) for s in shape)
+        raise ValueError("input_shape is unknown: the model has neither an `input_shape` nor an `input_dim` "
+                         "attribute; pass input_shape=(D,) (or e.g. (3, 20)) for a model that takes flat [B, D] "
+                         "rows (edge-cl export --input-shape D; the daemon takes it from its [input] table)")
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape={shape!r} must be a tuple of positive ints, e.g. (6,) or (3, 20)") from None
     if not shape or any(s <= 0 for s in shape):
         raise ValueError(f"input_shape={shape!r} must be a non-empty tuple of positive ints")
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != math.prod(shape):
+        raise ValueError(f"input_shape={shape} holds {math.prod(shape)} features but the model's input_dim is "
+                         f"{dim}; give a shape whose product is {dim}")
     return shape
 
 

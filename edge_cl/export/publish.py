@@ -73,18 +73,23 @@ class SnapshotPublisher:
         self.last_result: SnapshotResult | None = None
 
     def publish(self, model: nn.Module, *, step: int, sample_inputs: torch.Tensor | np.ndarray,
-                prequential_accuracy: float | None = None) -> SnapshotResult:
+                prequential_accuracy: float | None = None,
+                input_shape: tuple[int, ...] | None = None) -> SnapshotResult:
         """Export ``model`` (a CPU eval-mode copy taken between steps), gate it on parity with
-        ``sample_inputs`` ``[k, D]``, and publish it; a failed export or gate returns published=False."""
+        ``sample_inputs`` ``[k, D]``, and publish it; a failed export or gate returns published=False.
+
+        ``input_shape``: the per-sample shape recorded in the snapshot (the graph input stays flat ``[k, D]``);
+        None takes the model's ``input_shape`` attribute (spec models have one)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        shape = model_input_shape(model)
+        shape = model_input_shape(model, input_shape)
         x = torch.as_tensor(sample_inputs).detach().to("cpu", torch.float32)
         if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] != math.prod(shape):
             raise ValueError(f"sample_inputs has shape {tuple(x.shape)}; expected [k, {math.prod(shape)}] with "
                              "k >= 1 recent inputs (e.g. learner.buffer.sample(32)[0].cpu())")
         t0 = time.perf_counter()
         try:
-            data = export_onnx(model, step=step, prequential_accuracy=prequential_accuracy, exporter=self.exporter)
+            data = export_onnx(model, step=step, prequential_accuracy=prequential_accuracy, input_shape=shape,
+                               exporter=self.exporter)
         except ExportError as exc:
             return self._reject(step, time.perf_counter() - t0, 0.0, None, str(exc))
         export_seconds = time.perf_counter() - t0
@@ -152,11 +157,12 @@ def publish_snapshot(model: nn.Module, directory: Path, *, step: int, sample_inp
                      keep: int = 5, prequential_accuracy: float | None = None,
                      tolerance: float = DEFAULT_TOLERANCE,
                      exporter: Exporter | str = Exporter.TORCHSCRIPT,
-                     file_mode: int = DEFAULT_FILE_MODE) -> SnapshotResult:
+                     file_mode: int = DEFAULT_FILE_MODE,
+                     input_shape: tuple[int, ...] | None = None) -> SnapshotResult:
     """Export, verify and atomically publish one snapshot into ``directory`` (see :class:`SnapshotPublisher`)."""
     publisher = SnapshotPublisher(directory, keep=keep, tolerance=tolerance, exporter=exporter, file_mode=file_mode)
     return publisher.publish(model, step=step, sample_inputs=sample_inputs,
-                             prequential_accuracy=prequential_accuracy)
+                             prequential_accuracy=prequential_accuracy, input_shape=input_shape)
 
 
 def publish_state(spec: dict[str, Any], state_dict: dict[str, torch.Tensor], directory: Path, *, step: int,
