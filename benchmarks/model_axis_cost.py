@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the zoo lives in tests/, outside the package
 
 from edge_cl import OnlineLearner, methods
+from edge_cl.bench.baselines import BareLoop
 from edge_cl.methods import ImportanceMethod
 from edge_cl.reporting import machine_line, write_section
 from tests.model_zoo import ZOO, build
@@ -81,6 +82,21 @@ def run_cell(model_name: str, method: str, args: argparse.Namespace) -> tuple[fl
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}", ""
 
 
+def run_bare(model_name: str, args: argparse.Namespace) -> float:
+    """Mean ms per step of a bare eager PyTorch replay loop (edge_cl.bench.baselines.BareLoop: the same model,
+    the same 10 + 10 and SGD step, a reservoir of 500, no edge_cl code) on the same stream: what ER costs when
+    written by hand on that model."""
+    net = build(model_name, args.dim, args.classes, seed=0)
+    bare = BareLoop(net, lr=0.1, replay_batch=REPLAY, buffer_capacity=500, seed=0)
+    times: list[float] = []
+    for i, (x, y) in enumerate(drifting(1, args.steps, args.dim, args.classes)):
+        started = time.perf_counter()
+        bare.learn(torch.from_numpy(x), torch.from_numpy(y))
+        if i >= args.warmup:
+            times.append(time.perf_counter() - started)
+    return 1e3 * float(np.mean(times))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000)
@@ -99,7 +115,10 @@ def main() -> None:
     model_list = args.models.split(",")
     cells: dict[tuple[str, str], tuple[float | None, str, str]] = {}
     engines: dict[str, set[str]] = {m: set() for m in model_list}
+    bare: dict[str, float] = {}
     for model_name in model_list:
+        bare[model_name] = run_bare(model_name, args)
+        print(f"{model_name:18s} {'bare-er':10s} {round(bare[model_name], 3)} ms", flush=True)
         for method in method_list:
             cells[model_name, method] = cell = run_cell(model_name, method, args)
             if cell[2]:
@@ -108,10 +127,10 @@ def main() -> None:
                   flush=True)
 
     head = "| model | " + " | ".join(method_list) + " |"
-    rule = "|---|" + "---:|" * len(method_list)
-    timing = [head, rule] + [
-        f"| {mo} | " + " | ".join("failed" if cells[mo, me][0] is None else f"{cells[mo, me][0]:.2f}"
-                                  for me in method_list) + " |" for mo in model_list]
+    timing = ["| model | bare eager loop (er by hand) | " + " | ".join(method_list) + " |",
+              "|---|---:|" + "---:|" * len(method_list)] + [
+        f"| {mo} | {bare[mo]:.2f} | " + " | ".join("failed" if cells[mo, me][0] is None else f"{cells[mo, me][0]:.2f}"
+                                                   for me in method_list) + " |" for mo in model_list]
     outcome = [head, "|---|" + "---|" * len(method_list)] + [
         f"| {mo} | " + " | ".join(cells[mo, me][1] for me in method_list) + " |" for mo in model_list]
     how = ["| model | parameters | per-sample importance engine |", "|---|---:|---|"] + [

@@ -99,8 +99,9 @@ def load_factory(kind: str, key: str = "model.type") -> Callable[..., Any]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         where = origin(module_name)
-        raise ValueError(f"{key} = {kind!r}: module {module_name!r}{f' ({where})' if where else ''} has no function "
-                         f"{attr!r}; define def {attr}(**the other [model] keys) -> torch.nn.Module there")
+        raise ValueError(  # noqa: TRY004 - a configuration error: the CLI reports ValueErrors in one line
+            f"{key} = {kind!r}: module {module_name!r}{f' ({where})' if where else ''} has no function "
+            f"{attr!r}; define def {attr}(**the other [model] keys) -> torch.nn.Module there")
     return factory
 
 

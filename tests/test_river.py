@@ -53,3 +53,18 @@ def test_method_names_any_registered_method():
     for i in range(20):
         clf.learn_one({"a": float(i % 2), "b": 1.0}, i % 2)
     assert clf.learner is not None and clf.learner.method == "er+ewc"
+
+
+def test_readme_river_example_prints_what_readme_says(capsys):
+    """The figure in README's river example is what the example prints (it runs the default learner)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### river"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    claimed = re.search(r"# Accuracy: ([0-9.]+%)", code)
+    assert claimed is not None
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})  # noqa: S102 - our own README
+    assert capsys.readouterr().out.strip() == f"Accuracy: {claimed.group(1)}"

@@ -158,7 +158,7 @@ def test_custom_model_beside_the_config_runs_snapshots_and_predicts(tmp_path: Pa
 
     monkeypatch.syspath_prepend(str(device))
     monkeypatch.delitem(sys.modules, module, raising=False)
-    ckpt = sorted((device / "ckpt").glob("ckpt-*.pt"))[-1]
+    ckpt = max((device / "ckpt").glob("ckpt-*.pt"))
     learner = OnlineLearner.load(ckpt, device="cpu")
     assert learner.step == manifest["step"] and learner.samples_learned == SAMPLES
     np.testing.assert_allclose(np.array([line["probabilities"] for line in lines]), learner.predict_proba(samples),
