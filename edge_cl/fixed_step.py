@@ -42,9 +42,10 @@ from torch import Tensor, nn
 from edge_cl.buffer import cast_to_field
 from edge_cl.methods.base import Segment, Step
 from edge_cl.methods.importance import ImportanceMethod
+from edge_cl.step_stats import LearnStats
 
 if TYPE_CHECKING:
-    from edge_cl.learner import LearnStats, OnlineLearner
+    from edge_cl.learner import OnlineLearner
 
 log = logging.getLogger("edge_cl")
 
@@ -62,9 +63,9 @@ def bucket_of(n: int) -> int:
 def unsupported_reason(learner: OnlineLearner) -> str | None:
     """Why ``learner``'s configuration cannot take the fixed-shape step (None: it can)."""
     cfg = learner.config
-    if learner._flat_param is None or learner._flat_grad is None:
+    if learner.flat_param is None or learner.flat_grad is None:
         return "the parameters are not one contiguous buffer of one dtype"
-    if not learner._plain_sgd():
+    if not learner.plain_sgd():
         return f"optimizer {cfg.optimizer!r} with momentum {cfg.momentum}: only plain SGD is captured"
     if cfg.class_balanced:
         return "the class-balanced reservoir decides per sample on the host"
@@ -158,7 +159,7 @@ class FixedStep:
         ce = F.cross_entropy(logits[:n_ce], torch.cat([y, *joined]) if joined else y, reduction="none")
         weights = torch.cat([vf, *(has.expand(d.size) for d, _ in segments if d.join_ce)])
         loss = (ce * weights).sum() / weights.sum().clamp_min(1.0)
-        step = Step(index=L._step, x=x, y=y, logits=logits[:rows])
+        step = Step(index=L.counters.step, x=x, y=y, logits=logits[:rows])
         row = rows
         for d, f in segments:
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + d.size])
@@ -168,7 +169,7 @@ class FixedStep:
             term = m.loss(step)
             if term is not None:
                 total = total + term * has  # a draw from an empty buffer holds zeros: its term must not count
-        flat, grad = L._flat_param, L._flat_grad
+        flat, grad = L.flat_param, L.flat_grad
         assert flat is not None and grad is not None
         grad.zero_()
         total.backward()
@@ -272,7 +273,7 @@ class FixedStep:
         elif previous is not None:
             stats = self._read(previous, lag=1, importance_updated=importance_updated)
         else:  # nothing has finished yet that was not reported: the first call after a wait reports no step
-            stats = _nothing_yet(L._step, sum(m.last_penalty for m in self.importance), importance_updated)
+            stats = _nothing_yet(L.counters.step, sum(m.last_penalty for m in self.importance), importance_updated)
         return dataclasses.replace(stats, seconds=time.perf_counter() - started)
 
     def _off_graph_work(self, x: Tensor, y: Tensor, n: int) -> bool:
@@ -289,8 +290,6 @@ class FixedStep:
 
     def _read(self, pending: tuple[int, int, int], lag: int = 0, importance_updated: bool = False) -> LearnStats:
         """Fold a finished step's device values into the learner's counters (waiting for it if needed)."""
-        from edge_cl.learner import LearnStats
-
         slot, batch, replay = pending
         event = self._events[slot]
         if event is not None:
@@ -301,21 +300,19 @@ class FixedStep:
         consolidated = False
         if ok:
             # The counters' own slots: reading L.step would wait for the step still in flight.
-            L._step += 1
-            L._samples_learned += int(learned)
-            L._correct_learned += int(hits)
+            L.counters.learned(int(learned), int(hits))
             L.buffer.seen += int(learned)
             L.buffer.size = min(L.buffer.seen, L.buffer.capacity)
             consolidated = L.trigger is not None and L.trigger.observe(loss)
             if consolidated:
                 L.consolidate()  # the penalty is refreshed with the next step's work
         else:
-            L._skipped_steps += 1
+            L.counters.skipped_steps += 1
             self.eager_next = True
         for m, value in zip(self.importance, penalties, strict=True):
             m.last_penalty = value
         penalty = sum(penalties)
-        return LearnStats(L._step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
+        return LearnStats(L.counters.step, loss, int(hits) if ok else 0, batch, replay, not ok, consolidated, penalty,
                           importance_updated, 0.0, lag)
 
     def sync(self) -> None:
@@ -334,7 +331,7 @@ class FixedStep:
         buffer's size. The check runs two steps each way and compares losses, hits, gradients and the first
         reservoir uniform: two, so that a replay that did not advance the random state would show."""
         L = self.learner
-        grad = L._flat_grad
+        grad = L.flat_grad
         assert grad is not None
         random_state: Tensor | None = None
         try:
@@ -379,8 +376,6 @@ class FixedStep:
 
 def _nothing_yet(step: int, penalty: float, importance_updated: bool) -> LearnStats:
     """The stats of a call on the lagged path with no earlier step left to report: no rows, loss NaN."""
-    from edge_cl.learner import LearnStats
-
     return LearnStats(step, math.nan, 0, 0, 0, False, False, penalty, importance_updated, 0.0, 1)
 
 

@@ -32,6 +32,7 @@ from edge_cl.optim import PlainSGD
 from edge_cl.relu_chain import ReLUChain, per_sample_cross_entropy_grad
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
+from edge_cl.step_stats import LearnStats, StepCounters
 from edge_cl.transaction import POST_STEP_HOOKS, Snapshot, call, keeps_state, overrides
 from edge_cl.triggers import make_trigger
 
@@ -54,10 +55,11 @@ _UNSET: Any = _Unset()
 
 
 class _Counter:
-    """A learner counter that first folds in a CUDA-graph step still in flight, so reading it is exact."""
+    """A learner counter (kept in :class:`StepCounters`) that first folds in a CUDA-graph step still in flight, so
+    reading it is exact."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.slot = "_" + name
+        self.name = name
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
@@ -65,28 +67,10 @@ class _Counter:
         fixed = obj.__dict__.get("_fixed")
         if fixed is not None:
             fixed.sync()
-        return obj.__dict__[self.slot]
+        return getattr(obj.counters, self.name)
 
     def __set__(self, obj: Any, value: int) -> None:
-        obj.__dict__[self.slot] = value
-
-
-@dataclass(frozen=True)
-class LearnStats:
-    """What one :meth:`OnlineLearner.learn` step did."""
-
-    step: int               # optimizer steps taken so far (after this one)
-    loss: float             # cross-entropy on the new micro-batch, before the update
-    new_correct: int        # new samples predicted right before the update (test-then-train)
-    batch_size: int
-    replay_size: int        # replayed rows in this step, over every draw
-    skipped: bool           # True: non-finite loss, nothing was changed
-    consolidated: bool      # the trigger fired and the methods consolidated
-    penalty: float          # importance penalty value, refreshed every 10 importance estimates and at consolidation
-    importance_updated: bool
-    seconds: float          # wall time of the step
-    lag: int = 0            # how many steps old loss / new_correct / skipped are: 1 on the CUDA-graph step
-                            # (the previous call's, read without waiting), 0 eager or with exact_stats=True
+        setattr(obj.counters, self.name, value)
 
 
 def config_from_arguments(budget_bytes: Any, importance: Any = _UNSET, **options: Any) -> LearnerConfig:
@@ -271,10 +255,6 @@ class OnlineLearner:
     samples_learned = _Counter()  # new samples learned (test-then-train counted)
     correct_learned = _Counter()  # of them predicted right before their step
     skipped_steps = _Counter()    # steps skipped (non-finite loss or gradients)
-    _step: int                    # their slots (the fixed-shape step counts there without waiting)
-    _samples_learned: int
-    _correct_learned: int
-    _skipped_steps: int
 
     def __init__(self, model: nn.Module, budget_bytes: int | None = None, importance: str | None = _UNSET,
                  replay_batch: int = 10, lr: float = 0.1, device: str | torch.device | None = None, seed: int = 0,
@@ -336,10 +316,7 @@ class OnlineLearner:
         self._stateful = [m for m in self.methods if keeps_state(m)]
         self._all_buffers = list(self.model.buffers())  # the transaction keeps them all (standardiser too)
         self._post_step = any(overrides(m, h) for m in self.methods for h in POST_STEP_HOOKS)
-        self.step = 0
-        self.samples_learned = 0
-        self.correct_learned = 0
-        self.skipped_steps = 0
+        self.counters = StepCounters()
         self.consolidations = 0
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
@@ -353,6 +330,16 @@ class OnlineLearner:
         self._closed_form = {m.name: _closed_form(m) for m in self.methods}
         self._chain = (ReLUChain.of(self.model, self.params) if on and self._flat_grad is not None else None)
         self._ctx.chain = self._chain is not None
+
+    @property
+    def flat_param(self) -> Tensor | None:
+        """The one buffer the trainable parameters are views of (None when their layout does not allow it)."""
+        return self._flat_param
+
+    @property
+    def flat_grad(self) -> Tensor | None:
+        """The one buffer the parameters' gradients are views of (None when their layout does not allow it)."""
+        return self._flat_grad
 
     @property
     def step_path(self) -> str:
@@ -668,10 +655,8 @@ class OnlineLearner:
             self.consolidate()
         # The buffer insert and the counters come last: nothing a method runs can fail after them.
         self.buffer.add(xb, yb, stored)
-        self.step += 1
-        self.samples_learned += batch
-        self.correct_learned += int(n_correct)
-        return LearnStats(self.step, loss_new, int(n_correct), batch, replay, False, consolidated,
+        self.counters.learned(batch, int(n_correct))
+        return LearnStats(self.counters.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
 
@@ -705,12 +690,12 @@ class OnlineLearner:
         """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its
         own step loops over the tensors and costs as much as the arithmetic at micro-batch sizes); the
         optimizer's own step otherwise. Both give the same bits: the same elementwise update."""
-        if self._flat_param is not None and self._flat_grad is not None and self._plain_sgd():
+        if self._flat_param is not None and self._flat_grad is not None and self.plain_sgd():
             self._flat_param.add_(self._flat_grad, alpha=-self.optimizer.param_groups[0]["lr"])
         else:
             self.optimizer.step()
 
-    def _plain_sgd(self) -> bool:
+    def plain_sgd(self) -> bool:
         """True while the optimizer's step is ``theta -= lr * grad`` (SGD, one group, no momentum, weight decay or
         maximize); read each step: a user may change the groups between steps."""
         group = self.optimizer.param_groups[0]
@@ -722,7 +707,7 @@ class OnlineLearner:
               buffers: list[Tensor] | None = None) -> LearnStats:
         """Count a skipped step; put back the random state its draws consumed, the input statistics and the
         model's buffers, and replace buffered rows that caused it."""
-        self.skipped_steps += 1
+        self.counters.skipped_steps += 1
         self._replace_outliers(xb, drawn)
         if rng_state is not None:
             self.generator.set_state(rng_state)
@@ -733,7 +718,8 @@ class OnlineLearner:
         if buffers is not None:
             with torch.no_grad():
                 torch._foreach_copy_(self._model_buffers, buffers)
-        return LearnStats(self.step, loss_new, 0, batch, replay, True, False, 0.0, False, time.perf_counter() - started)
+        return LearnStats(self.counters.step, loss_new, 0, batch, replay, True, False, 0.0, False,
+                          time.perf_counter() - started)
 
     def _replace_outliers(self, xb: Tensor, drawn: list[tuple[Any, dict[str, Tensor], Tensor]]) -> None:
         """Replayed rows far larger than the new rows are what overflowed a step of finite new inputs; left in

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 # Hooks that run once the weights may have moved: a failure there needs the weights and optimizer state back.
 POST_STEP_HOOKS = ("before_step", "after_update", "consolidate")
-# The learner's counters as stored in its __dict__ (the first four are slots behind properties).
-COUNTERS = ("_step", "_samples_learned", "_correct_learned", "_skipped_steps", "consolidations", "unlabeled_seen")
 
 
 class MethodError(RuntimeError):
@@ -69,8 +67,8 @@ class Snapshot:
     """What one :meth:`OnlineLearner.learn` call may change, kept before it changes it."""
 
     def __init__(self, learner: OnlineLearner, stateful: list[Method], post_step: bool) -> None:
-        state = learner.__dict__
-        self.counters = [state[k] for k in COUNTERS]
+        self.counters = learner.counters.values()
+        self.other_counts = (learner.consolidations, learner.unlabeled_seen)
         self.generator = learner.generator.get_state()
         self.buffer = (learner.buffer.seen, learner.buffer.size)
         # The model's buffers are listed once by the learner: walking the modules costs more than a small step.
@@ -101,4 +99,5 @@ class Snapshot:
                 m.load_state_dict(self.methods[m.name])
         learner.generator.set_state(self.generator)
         learner.buffer.seen, learner.buffer.size = self.buffer
-        learner.__dict__.update(zip(COUNTERS, self.counters, strict=True))
+        learner.counters.restore(self.counters)
+        learner.consolidations, learner.unlabeled_seen = self.other_counts
