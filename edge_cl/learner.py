@@ -316,6 +316,7 @@ class OnlineLearner:
         self._stateful = [m for m in self.methods if keeps_state(m)]
         self._all_buffers = list(self.model.buffers())  # the transaction keeps them all (standardiser too)
         self._post_step = any(overrides(m, h) for m in self.methods for h in POST_STEP_HOOKS)
+        self._transaction: Snapshot | None = None  # the snapshot of the step in progress
         self.counters = StepCounters()
         self.consolidations = 0
         self.unlabeled_seen = 0
@@ -517,12 +518,14 @@ class OnlineLearner:
             stats = fixed.learn(xb, yb, started)
             if stats is not None:
                 return stats
-        snapshot = Snapshot(self, self._stateful, self._post_step)
+        snapshot = self._transaction = Snapshot(self, self._stateful, self._post_step)
         try:
             return self._eager_step(xb, yb, started)
         except Exception:
             snapshot.restore(self)
             raise
+        finally:
+            self._transaction = None
 
     def _eager_step(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
         """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
@@ -748,6 +751,8 @@ class OnlineLearner:
         """Tell every method that the stream settled after a change (the trigger calls this)."""
         self.consolidations += 1
         for m in self.methods:
+            if self._transaction is not None:
+                self._transaction.before_consolidate(m)
             call(m, "consolidate")
 
     def observe(self, x: ArrayLike) -> bool:

@@ -1,7 +1,9 @@
 """A learner step is a transaction: if a method raises in any hook, the learner's whole state is put back.
 
 The step keeps, before it changes anything, what it may have to restore: counters, the random state, the model's
-buffers (BatchNorm's running statistics, the input standardiser), the state of every method that keeps any, and --
+buffers (BatchNorm's running statistics, the input standardiser), every stateful method's step state (its whole
+state by default; importance methods keep their running estimate and counters, and their whole state only right
+before they consolidate, since omega and the anchor change nowhere else), and --
 only when a method works after the weights moved (``before_step``, ``after_update``, ``consolidate``) -- the
 weights, the optimizer's state and the trigger's. Combinations whose methods do no such work (ER, DER++) pay for
 neither copy: nothing a method runs can fail after their optimizer step, since the buffer insert and the counters
@@ -73,30 +75,53 @@ class Snapshot:
         self.buffer = (learner.buffer.seen, learner.buffer.size)
         # The model's buffers are listed once by the learner: walking the modules costs more than a small step.
         self.model_buffers = [b.clone() for b in learner._all_buffers] if learner._all_buffers else []
-        self.methods = {m.name: m.state_dict() for m in stateful}
+        self.methods = {m.name: m.step_state() for m in stateful}
+        self.consolidating: dict[str, Any] = {}  # whole states kept right before consolidate() (see before_consolidate)
         self.params: list[Tensor] | None = None
         self.optimizer: dict[str, Any] | None = None
         self.trigger: dict[str, Any] | None = None
+        self.flat_param: Tensor | None = None
+        self.optimizer_was_empty = False
         if post_step:
-            self.params = [p.detach().clone() for p in learner.params]
-            self.optimizer = _clone(learner.optimizer.state_dict())
+            flat = learner.flat_param
+            if flat is not None:
+                self.flat_param = flat.clone()  # one copy, not one per tensor
+            else:
+                self.params = [p.detach().clone() for p in learner.params]
+            # A stateless optimizer (plain SGD) has nothing a step can change but state it might create.
+            if learner.optimizer.state:
+                self.optimizer = _clone(learner.optimizer.state_dict())
+            else:
+                self.optimizer_was_empty = True
             self.trigger = _clone(learner.trigger.state_dict()) if learner.trigger is not None else None
+
+    def before_consolidate(self, method: Method) -> None:
+        """Keep ``method``'s whole state before it consolidates: its step state may leave out what only
+        consolidation changes (omega, the anchor)."""
+        if method.name in self.methods and method.name not in self.consolidating:
+            self.consolidating[method.name] = method.state_dict()
 
     def restore(self, learner: OnlineLearner) -> None:
         """Put the learner back as it was when this snapshot was taken."""
         with torch.no_grad():
             for dst, src in zip(learner._all_buffers, self.model_buffers, strict=True):
                 dst.copy_(src)
+            if self.flat_param is not None and learner.flat_param is not None:
+                learner.flat_param.copy_(self.flat_param)
             if self.params is not None:
                 for p, src in zip(learner.params, self.params, strict=True):
                     p.copy_(src)
         if self.optimizer is not None:
             learner.optimizer.load_state_dict(self.optimizer)
+        elif self.optimizer_was_empty:
+            learner.optimizer.state.clear()
         if self.trigger is not None and learner.trigger is not None:
             learner.trigger.load_state_dict(self.trigger)
         for m in learner.methods:
+            if m.name in self.consolidating:
+                m.load_state_dict(self.consolidating[m.name])
             if m.name in self.methods:
-                m.load_state_dict(self.methods[m.name])
+                m.load_step_state(self.methods[m.name])
         learner.generator.set_state(self.generator)
         learner.buffer.seen, learner.buffer.size = self.buffer
         learner.counters.restore(self.counters)

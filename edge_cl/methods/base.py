@@ -232,6 +232,17 @@ class Method:
         """Everything needed to continue bit-identically (tensors, numbers, strings, lists, dicts)."""
         return {"tensors": [t.detach().clone() for t in self.tensors()]}
 
+    def step_state(self) -> Any:
+        """What this method's step hooks (every hook but :meth:`consolidate`) may change, for the learner's
+        transaction: kept before each step, put back with :meth:`load_step_state` if the step fails. The default is
+        the whole :meth:`state_dict`; a method whose large tensors change only in ``consolidate`` may return less
+        (the transaction then keeps the whole state only when the trigger fires)."""
+        return self.state_dict()
+
+    def load_step_state(self, state: Any) -> None:
+        """Put back a :meth:`step_state`."""
+        self.load_state_dict(state)
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("tensors", [])
         mine = self.tensors()

@@ -657,6 +657,28 @@ class ImportanceMethod(Method):
                 "rejected": self.rejected, "seconds": self.seconds, "omega_scale": self.scale,
                 "last_penalty": self.last_penalty, "last_penalty_at": self.last_penalty_at}
 
+    # What a step's hooks change besides the step tensors: omega and the anchor change only in consolidate().
+    STEP_SCALARS: ClassVar[tuple[str, ...]] = ("current_count", "consolidations", "clamped", "updates", "rejected",
+                                               "seconds", "last_penalty", "last_penalty_at")
+
+    def step_tensors(self) -> list[Tensor]:
+        """The tensors a step's hooks may change in place: the running estimate (subclasses add their own)."""
+        return list(self.current)
+
+    def step_state(self) -> dict[str, Any]:
+        # A copy of the running estimate and the counters, not of omega and the anchor: those change only when the
+        # trigger fires, and the transaction keeps the whole state_dict then (a third of the copying per step).
+        self._settle_rejected()
+        return {"tensors": [t.clone() for t in self.step_tensors()],
+                "scalars": {k: getattr(self, k) for k in self.STEP_SCALARS}}
+
+    def load_step_state(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for dst, src in zip(self.step_tensors(), state["tensors"], strict=True):
+                dst.copy_(src)
+        for key, value in state["scalars"].items():
+            setattr(self, key, value)
+
     def importance_values(self) -> list[Tensor]:
         """The consolidated importance omega in its own units (copies; stored multiplied by ``scale``)."""
         return [o.float() / self.scale for o in self.omega]

@@ -24,6 +24,9 @@ class PathScoreMethod(ImportanceMethod):
     def tensors(self) -> list[Tensor]:
         return [*super().tensors(), *self.prev]
 
+    def step_tensors(self) -> list[Tensor]:
+        return [*super().step_tensors(), *self.prev]
+
     def before_update(self, step: Step) -> None:
         super().before_update(step)
         with torch.no_grad():

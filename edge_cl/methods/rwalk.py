@@ -48,6 +48,9 @@ class RWalk(PathScoreMethod):
     def tensors(self) -> list[Tensor]:
         return [*super().tensors(), *self.fisher]
 
+    def step_tensors(self) -> list[Tensor]:
+        return [*super().step_tensors(), *self.fisher]
+
     def before_update(self, step: Step) -> None:
         self.update_fisher_()
         super().before_update(step)

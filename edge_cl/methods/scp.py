@@ -48,6 +48,7 @@ class SlicedCramerPreservation(ImportanceMethod):
 
     name = "scp"
     Settings: ClassVar[type[MethodSettings]] = SCPSettings
+    STEP_SCALARS = (*ImportanceMethod.STEP_SCALARS, "steps")
     needs_labels = False
     uses_buffer = True
     estimates_in_step = False  # it estimates on buffered samples, with a forward of its own
