@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import math
 import os
@@ -13,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import Tensor, nn
 
@@ -29,9 +26,10 @@ from edge_cl.methods import Method, MethodContext, SampleField, Segment, Step
 from edge_cl.methods.base import flat_zeros_like
 from edge_cl.ncm import NCMPredictor
 from edge_cl.optim import PlainSGD
-from edge_cl.relu_chain import ReLUChain, per_sample_cross_entropy_grad
+from edge_cl.relu_chain import ReLUChain
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
+from edge_cl.step_engines import AutogradEngine, ClosedFormEngine, StepEngine, closed_form
 from edge_cl.step_stats import LearnStats, StepCounters
 from edge_cl.transaction import POST_STEP_HOOKS, Snapshot, call, keeps_state, overrides
 from edge_cl.triggers import make_trigger
@@ -324,13 +322,14 @@ class OnlineLearner:
         self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
 
     def _use_chain(self, on: bool) -> None:
-        """Step a Linear/ReLU model without autograd when it and its methods allow it (``on``), else with
-        autograd (benchmarks and tests compare the two)."""
-        # A method that gives its terms' gradient at the logits (logit_grads) runs on the closed form exactly; one
-        # that gives only loss() gets that gradient from autograd on its term alone (_derived_grads).
-        self._closed_form = {m.name: _closed_form(m) for m in self.methods}
+        """Step a Linear/ReLU model without autograd when it allows it (``on``: the closed-form engine), else with
+        autograd (benchmarks and tests compare the two). See edge_cl.step_engines."""
         self._chain = (ReLUChain.of(self.model, self.params) if on and self._flat_grad is not None else None)
         self._ctx.chain = self._chain is not None
+        closed = {m.name: closed_form(m) for m in self.methods}
+        self._engine: StepEngine = (
+            ClosedFormEngine(self._chain, self.params, self._grads, lambda m: closed[m.name])
+            if self._chain is not None else AutogradEngine(self.model, self._grads, self._flat_grad))
 
     @property
     def flat_param(self) -> Tensor | None:
@@ -526,6 +525,7 @@ class OnlineLearner:
             raise
         finally:
             self._transaction = None
+            self._engine.release()
 
     def _eager_step(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
         """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
@@ -557,42 +557,17 @@ class OnlineLearner:
 
         if not self.model.training:
             self.model.train()
-        chain = self._chain
-        layer_inputs: list[Tensor] | None = None
-        if chain is not None:
-            logits, layer_inputs = chain.forward(xs)
-        else:
-            logits = self.model(xs)
-        ce_logits = logits if n_ce == logits.shape[0] else logits[:n_ce]
-        if chain is not None:  # the values F.cross_entropy gives, and its log-probabilities for the gradient
-            logp = torch.log_softmax(ce_logits, 1)
-            losses = F.nll_loss(logp, ys, reduction="none")
-        else:
-            losses = F.cross_entropy(ce_logits, ys, reduction="none")
-        step = Step(index=self.step, x=xb, y=yb, logits=logits[:batch], layer_inputs=layer_inputs)
-        if chain is not None:
-            assert layer_inputs is not None
-            step.param_grads = functools.partial(self._chain_param_grads, chain, layer_inputs, logits)
+        engine = self._engine
+        logits = engine.forward(xs)
+        losses = engine.cross_entropy(logits if n_ce == logits.shape[0] else logits[:n_ce], ys)
+        step = Step(index=self.step, x=xb, y=yb, logits=logits[:batch])
+        engine.prepare(step, logits)
         row = batch
         for d, f in order:
             k = int(f["y"].shape[0])
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + k], start=row)
             row += k
-        if chain is not None:
-            extra: list[tuple[int, Tensor]] = []
-            direct: list[list[Tensor | None]] = []
-            terms: list[Tensor] = []
-            for m in self.methods:
-                if self._closed_form[m.name]:
-                    extra += call(m, "logit_grads", step)
-                    continue
-                at_logits, at_params, term = self._derived_grads(m, step, logits)
-                extra += at_logits
-                direct.append(at_params)
-                if term is not None:
-                    terms.append(term)
-        else:
-            terms = [t for t in (call(m, "loss", step) for m in self.methods) if t is not None]
+        terms = engine.terms(self.methods, step, logits)
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
         # One device-to-host transfer per step: every per-sample loss, the hit count and the extra terms.
         values = torch.cat([losses.detach(), correct.unsqueeze(0), *(t.detach().reshape(1) for t in terms)]).tolist()
@@ -602,29 +577,7 @@ class OnlineLearner:
         if not math.isfinite(sum(values)):
             return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
 
-        if chain is not None:
-            assert layer_inputs is not None
-            # The cross-entropy's gradient on its rows, zeros on the others (as autograd's slice backward gives),
-            # then each method's term on its rows: the additions autograd's accumulation makes, in its order.
-            dlogits = per_sample_cross_entropy_grad(logp, ys)
-            if n_ce != logits.shape[0]:
-                dlogits = torch.cat([dlogits, dlogits.new_zeros(logits.shape[0] - n_ce, logits.shape[1])])
-            for start, g in extra:
-                dlogits[start:start + g.shape[0]] += g
-            chain.backward_(dlogits, layer_inputs, self._grads)  # overwrites every gradient: no zeroing
-            for at_params in direct:  # what a derived term adds to the weights besides through the logits
-                for g, d in zip(self._grads, at_params, strict=True):
-                    if d is not None:
-                        g.add_(d)
-        else:
-            total = losses.mean()
-            for t in terms:
-                total = total + t
-            if self._flat_grad is not None:  # gradients stay allocated: they are counted in the budget
-                self._flat_grad.zero_()
-            else:
-                torch._foreach_zero_(self._grads)
-            total.backward()
+        engine.backward(losses, terms, ys, n_ce, logits)
         for m in self.methods:
             call(m, "before_update", step)
         # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
@@ -662,32 +615,6 @@ class OnlineLearner:
         return LearnStats(self.counters.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
                           time.perf_counter() - started)
-
-    def _derived_grads(self, method: Method, step: Step, logits: Tensor
-                       ) -> tuple[list[tuple[int, Tensor]], list[Tensor | None], Tensor | None]:
-        """A method that gives only :meth:`Method.loss` on the Linear/ReLU closed form: autograd on its term alone,
-        with the step's logits as a leaf. Returns the term's gradient at the logits (for the chain's backward),
-        its gradient reaching the weights by any other path (a second forward, a weight penalty), and the term."""
-        leaf = logits.detach().requires_grad_()
-        view = dataclasses.replace(step, logits=leaf[:step.batch], draws={
-            k: dataclasses.replace(seg, logits=leaf[seg.start:seg.start + len(seg)]) for k, seg in step.draws.items()})
-        with torch.enable_grad():
-            term = call(method, "loss", view)
-        if term is None or not term.requires_grad:
-            return [], [None] * len(self.params), term
-        grads = torch.autograd.grad(term, [leaf, *self.params], allow_unused=True)
-        at_logits = [(0, grads[0])] if grads[0] is not None else []
-        return at_logits, list(grads[1:]), term.detach()
-
-    def _chain_param_grads(self, chain: ReLUChain, inputs: list[Tensor], logits: Tensor,
-                           at_logits: list[tuple[int, Tensor]]) -> list[Tensor]:
-        """New gradient tensors of a loss given its gradient at the logits (rows placed at their first row)."""
-        dlogits = torch.zeros_like(logits)
-        for start, g in at_logits:
-            dlogits[start:start + g.shape[0]] += g
-        out = [torch.empty_like(p) for p in self.params]
-        chain.backward_(dlogits, inputs, out)
-        return out
 
     def _optimizer_step(self) -> None:
         """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its
@@ -898,15 +825,6 @@ class OnlineLearner:
 
 
 SCALE_RATIO = 1000.0  # features this many times larger than the median feature call for the standardiser
-
-
-def _closed_form(method: Method) -> bool:
-    """True if ``method``'s loss term (if any) has its gradient at the logits in :meth:`Method.logit_grads`: the
-    class that defines ``logit_grads`` is the one that defines ``loss`` or a subclass of it."""
-    mro = type(method).__mro__
-    loss_at = next(i for i, c in enumerate(mro) if "loss" in c.__dict__)
-    grads_at = next(i for i, c in enumerate(mro) if "logit_grads" in c.__dict__)
-    return mro[loss_at] is Method or grads_at <= loss_at
 
 
 def _scale_warning(x: Tensor) -> str | None:

@@ -90,7 +90,7 @@ def test_a_model_with_hooks_or_frozen_layers_keeps_autograd():
 
 def test_a_method_with_a_loss_and_no_logit_grads_takes_the_chain_with_autograds_gradient():
     """A subclass that changes the loss without giving its gradient at the logits must not run its parent's
-    logit_grads: the chain derives the gradient from its loss (edge_cl.learner._derived_grads)."""
+    logit_grads: the chain derives the gradient from its loss (edge_cl.step_engines.derived_grads)."""
 
     @register
     class ScaledDER(DER):
