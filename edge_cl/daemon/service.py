@@ -207,7 +207,10 @@ class Daemon:
             if link.fatal is not None:
                 code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
                 self.exit_reason = str(link.fatal)
-                log.error("stopping: %s", link.fatal)
+                if isinstance(link.fatal, BrokerError):
+                    log.error("stopping: %s", link.fatal)
+                else:  # the link logged its cause (a full spool disk ...) when it stopped: once is enough
+                    log.error("stopping: the MQTT link stopped (cause logged above)")
         except BrokerError as exc:
             self.exit_reason = str(exc)
             log.error("%s", exc)

@@ -55,6 +55,10 @@ class Incoming:
     payload: bytes
 
 
+class SpoolError(OSError):
+    """The spool file refused a read or write (disk full, read-only, I/O error); the message names the file."""
+
+
 class Spool:
     """One connection to the spool file; not shared between threads."""
 
@@ -70,6 +74,21 @@ class Spool:
         # FULL: every commit is fsync'd, so an acknowledged message survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Roll back the open transaction, keeping ``exc`` as the error raised.
+
+        SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); an unconditional ROLLBACK then
+        fails with "no transaction is active", and that second error used to replace the real cause.
+        """
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says what went wrong; this one would only hide it
+        if isinstance(exc, sqlite3.OperationalError):
+            raise SpoolError(f"spool.path={str(self.path)!r}: {exc}; free space on its file system or point "
+                             "spool.path at a writable disk") from exc
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -93,8 +112,8 @@ class Spool:
                             (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
                 out.append(cur.lastrowid if cur.rowcount == 1 else None)
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
         return out
 
@@ -108,14 +127,14 @@ class Spool:
         """
         try:
             return self.put_many(items)
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, SpoolError):
             raise
         except Exception:  # noqa: BLE001 - find the row at fault, one transaction each
             out: list[int | None] = []
             for it in items:
                 try:
                     out += self.put_many([it])
-                except sqlite3.OperationalError:
+                except (sqlite3.OperationalError, SpoolError):
                     raise
                 except Exception as exc:  # noqa: BLE001
                     out += self.put_many([salvage(it, exc)])
@@ -183,8 +202,8 @@ class Spool:
                 if excess <= 0:
                     break
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
         return dropped
 
@@ -195,8 +214,8 @@ class Spool:
             self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL", (upto,))
             self._db.execute("DELETE FROM spool WHERE seq <= ? AND payload IS NULL", (upto - dedupe_window,))
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
 
     def get_meta(self, key: str) -> str | None:
