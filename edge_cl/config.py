@@ -64,8 +64,10 @@ class BrokerConfig(_Section):
     password_env: str | None = Field(None, description="Environment variable holding the password.")
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles up to the max.")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Largest reconnect delay (with jitter).")
-    connect_timeout_s: float = Field(10.0, gt=0, le=600,
-                                     description="Give up the first connection attempt after this long.")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="How long start-up waits for the first connection; then the daemon starts anyway, logs a "
+                    "warning and keeps retrying in the background (it never gives up on the broker).")
 
     @model_validator(mode="before")
     @classmethod
@@ -372,6 +374,8 @@ class Config(_Section):
                 broker[key] = f"{broker[key]} (secret file)"
         if broker.get("password_env"):
             broker["password_env"] = f"{broker['password_env']} (value {MASK})"
+        for section in ("checkpoint", "snapshot"):  # permissions read as octal, the way they are written
+            data[section]["file_mode"] = f"{data[section]['file_mode']:#o}"
         return data
 
     def resolve_paths(self, base: Path) -> Config:
