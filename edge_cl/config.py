@@ -244,6 +244,12 @@ class SpoolConfig(_Section):
     overflow: OverflowPolicy = Field(OverflowPolicy.DROP_OLDEST_UNLABELED,
                                      description="'drop-oldest-unlabeled' or 'drop-oldest' (not yet learned).")
     dedupe_window: int = Field(100_000, ge=1, description="Message ids remembered after learning, for dedupe.")
+    dedupe_window_s: float | None = Field(
+        None, gt=0,
+        description="Unset (default): a message id is a duplicate for as long as the spool remembers it. Set: an id "
+                    "first seen more than this many seconds ago is a new message, for devices whose message "
+                    "counter restarts on reboot and cannot put a boot id in their ids. Make it longer than the "
+                    "daemon can be down: the broker redelivers unacknowledged messages after an outage.")
     lag_high_water: int = Field(10_000, ge=1, description="Backlog (messages) above which only a subsample is learned.")
     catchup_learn_fraction: float = Field(0.25, gt=0, le=1,
                                           description="Fraction of labeled samples learned while over the high water.")
@@ -468,6 +474,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
                 "input_dim": 24, "max_buffer_samples": 5000, "standardize": True},
     "metrics": {"status_page": True},
+    "spool": {"dedupe_window_s": 86400.0},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
@@ -476,7 +483,7 @@ _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_fi
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
               ("learner", "input_dim"), ("learner", "max_buffer_samples"), ("learner", "standardize"),
-              ("metrics", "status_page"),
+              ("metrics", "status_page"), ("spool", "dedupe_window_s"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
 

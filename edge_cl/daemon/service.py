@@ -56,6 +56,13 @@ def apply_process_settings(cfg: Config) -> None:
         torch.set_num_threads(cfg.learner.threads)
 
 
+def open_spool(cfg: Config) -> Spool:
+    """A connection to the configured spool (each thread opens its own)."""
+    sc = cfg.spool
+    return Spool(sc.path, max_bytes=sc.max_bytes, drop_labeled=sc.overflow.value == "drop-oldest",
+                 dedupe_window_s=sc.dedupe_window_s)
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The checkpoint with the highest spool position in ``directory``, or None."""
     found = checkpoints.listing(directory)
@@ -171,8 +178,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set; returns the process exit code."""
         cfg = self.cfg
-        spool = Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
-                      drop_labeled=cfg.spool.overflow.value == "drop-oldest")
+        spool = open_spool(cfg)
         server = None
         link: MqttLink | None = None
         worker: SnapshotWorker | None = None
@@ -196,9 +202,8 @@ class Daemon:
             worker = self._start_snapshots()
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
-                            lambda: Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
-                                          drop_labeled=cfg.spool.overflow.value == "drop-oldest"),
-                            self.metrics, outbox, lambda: self.progress.position, seed=cfg.learner.seed)
+                            lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
+                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s)
             self._link = link
             link.start()
             self.ready.set()

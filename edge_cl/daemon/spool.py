@@ -62,9 +62,13 @@ class SpoolError(OSError):
 class Spool:
     """One connection to the spool file; not shared between threads."""
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False,
+                 dedupe_window_s: float | None = None) -> None:
         if max_bytes < 1:
             raise ValueError(f"spool.max_bytes={max_bytes} must be positive")
+        if dedupe_window_s is not None and not dedupe_window_s > 0:
+            raise ValueError(f"spool.dedupe_window_s={dedupe_window_s} must be positive")
+        self.dedupe_window_s = dedupe_window_s
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.drop_labeled = drop_labeled
@@ -107,6 +111,11 @@ class Spool:
         cur.execute("BEGIN IMMEDIATE")
         try:
             for it in items:
+                if self.dedupe_window_s is not None and it.msg_id is not None:
+                    # An id last seen longer ago than the window is a new message (a device counter restarted):
+                    # the old row keeps its payload and seq, it only gives up its id.
+                    cur.execute("UPDATE spool SET msg_id = NULL WHERE kind = ? AND msg_id = ? AND received < ?",
+                                (it.kind, it.msg_id, now - self.dedupe_window_s))
                 cur.execute("INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) "
                             "VALUES (?,?,?,?,?,?)",
                             (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
