@@ -353,12 +353,13 @@ def _build_on_meta(spec: dict[str, Any]) -> tuple[Any, str]:
     except ValueError as exc:  # models.build's own messages name the spec
         return None, f"model.type = {kind!r}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a builder's TypeError, a factory's own error: one line, no traceback
-        if ":" in str(kind):  # a factory may do what meta tensors cannot (load weights ...): build it for real
-            try:
-                return _build(spec), ""
-            except Exception as again:  # noqa: BLE001
-                exc = again
-        return None, f"model.type = {kind!r}: the model cannot be built: {type(exc).__name__}: {exc}"
+        failure: Exception = exc
+    if ":" in str(kind):  # a factory may do what meta tensors cannot (load weights ...): build it for real
+        try:
+            return _build(spec), ""
+        except Exception as exc:  # noqa: BLE001
+            failure = exc
+    return None, f"model.type = {kind!r}: the model cannot be built: {type(failure).__name__}: {failure}"
 
 
 def _forward_problems(model: Any, kind: Any, inp: InputConfig) -> list[str]:
@@ -372,13 +373,13 @@ def _forward_problems(model: Any, kind: Any, inp: InputConfig) -> list[str]:
         with torch.no_grad():
             out = model(torch.zeros((2, dim)))
     except Exception as exc:  # noqa: BLE001 - the user's forward: report it in one line
-        return [f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives {dim} features "
-                f"per sample) failed: {type(exc).__name__}: {exc}. A model takes flat rows and reshapes inside "
-                "(README, 'Your own model')"]
+        return [(f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives {dim} "
+                 f"features per sample) failed: {type(exc).__name__}: {exc}. A model takes flat rows and reshapes "
+                 "inside (README, 'Your own model')")]
     shape = tuple(getattr(out, "shape", ()))
     if shape != (2, inp.num_classes):
-        return [f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
-                f"[2, {inp.num_classes}] (input.num_classes={inp.num_classes})"]
+        return [(f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
+                 f"[2, {inp.num_classes}] (input.num_classes={inp.num_classes})")]
     return []
 
 

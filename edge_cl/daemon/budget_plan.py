@@ -33,7 +33,7 @@ def problems(cfg: Config) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - a method's or model's own failure: one line, no traceback
         return [f"learner: cannot plan the byte budget: {type(exc).__name__}: {exc}"]
     if needed > budget:
-        return [f"learner.budget_bytes = {budget:,}: too small; this learner needs at least {needed:,} bytes (model, "
-                f"gradients, optimizer, the methods' state and one replay batch of buffer). Raise it to {needed:,} "
-                "or more, or shrink the model or learner.replay_batch"]
+        return [(f"learner.budget_bytes = {budget:,}: too small; this learner needs at least {needed:,} bytes "
+                 f"(model, gradients, optimizer, the methods' state and one replay batch of buffer). Raise it to "
+                 f"{needed:,} or more, or shrink the model or learner.replay_batch")]
     return []

@@ -296,9 +296,9 @@ class Daemon:
                 self._refresh_gauges(spool)
             step = self.learner.step
             if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
-                    and self.progress.position != ckpt_position and self.checkpoint_retry.due():
-                if self._try_checkpoint(spool):
-                    last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
+                    and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
+                    and self._try_checkpoint(spool):
+                last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
                 if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
