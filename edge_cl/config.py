@@ -7,6 +7,7 @@ variable named by ``password_env``. Errors name the key, the bad value and what 
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from enum import Enum
@@ -64,8 +65,10 @@ class BrokerConfig(_Section):
     password_env: str | None = Field(None, description="Environment variable holding the password.")
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles up to the max.")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Largest reconnect delay (with jitter).")
-    connect_timeout_s: float = Field(10.0, gt=0, le=600,
-                                     description="Give up the first connection attempt after this long.")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="How long start-up waits for the first connection; then the daemon starts anyway, logs a "
+                    "warning and keeps retrying in the background (it never gives up on the broker).")
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +245,12 @@ class SpoolConfig(_Section):
     overflow: OverflowPolicy = Field(OverflowPolicy.DROP_OLDEST_UNLABELED,
                                      description="'drop-oldest-unlabeled' or 'drop-oldest' (not yet learned).")
     dedupe_window: int = Field(100_000, ge=1, description="Message ids remembered after learning, for dedupe.")
+    dedupe_window_s: float | None = Field(
+        None, gt=0,
+        description="Unset (default): a message id is a duplicate for as long as the spool remembers it. Set: an id "
+                    "first seen more than this many seconds ago is a new message, for devices whose message "
+                    "counter restarts on reboot and cannot put a boot id in their ids. Make it longer than the "
+                    "daemon can be down: the broker redelivers unacknowledged messages after an outage.")
     lag_high_water: int = Field(10_000, ge=1, description="Backlog (messages) above which only a subsample is learned.")
     catchup_learn_fraction: float = Field(0.25, gt=0, le=1,
                                           description="Fraction of labeled samples learned while over the high water.")
@@ -282,6 +291,98 @@ class BenchBudgetsConfig(_Section):
                                                       "(default: learner.max_batch).")
 
 
+# Models whose float32 parameters exceed this are not built for real to be checked when no budget bounds them.
+_REAL_BUILD_CAP = 1 << 30
+
+
+def model_problems(spec: dict[str, Any], inp: InputConfig, learner_input_dim: int | None,
+                   budget_bytes: int | None) -> list[str]:
+    """What is wrong with the model ``spec`` against ``[input]`` and the byte budget, each naming its keys.
+
+    The model is first built on torch's ``meta`` device (shapes, no memory), so a mistyped ``hidden`` of
+    billions of units is a line here, not a 40 GB allocation. Only a model that fits the budget is built for
+    real, and only when it does not declare its sizes (a user's factory: one forward on a flat batch tells).
+    """
+    kind = spec.get("type")
+    model, bad = _build_on_meta(spec)
+    if model is None:
+        return [bad]
+    found: list[str] = []
+    in_dim = getattr(model, "input_dim", None)
+    n_cls = getattr(model, "num_classes", None)
+    if in_dim is not None and in_dim != inp.flat_dim:
+        given = f"input.dim={inp.dim}" if inp.dim is not None else f"input.shape={inp.shape}"
+        found.append(f"model.input_dim={in_dim} but {given} gives {inp.flat_dim} features per sample; "
+                     "make them agree")
+    if n_cls is not None and n_cls != inp.num_classes:
+        found.append(f"model.num_classes={n_cls} but input.num_classes={inp.num_classes}; make them agree")
+    if learner_input_dim is not None and learner_input_dim != inp.flat_dim:
+        found.append(f"learner.input_dim={learner_input_dim} but [input] gives {inp.flat_dim} features per sample; "
+                     "drop learner.input_dim (the daemon takes it from [input])")
+    count = sum(p.numel() for p in model.parameters())
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if budget_bytes is not None and nbytes > budget_bytes:
+        found.append(f"model.type = {kind!r}: its {count:,} parameters alone take {nbytes:,} bytes, more than "
+                     f"learner.budget_bytes={budget_bytes:,} (which also holds their gradients, the optimizer, the "
+                     "methods' state and the replay buffer); shrink the model (e.g. model.hidden) or raise "
+                     "learner.budget_bytes")
+        return found
+    if (in_dim is None or n_cls is None) and nbytes <= (budget_bytes or _REAL_BUILD_CAP):
+        try:
+            real = _build(spec)
+        except Exception as exc:  # noqa: BLE001 - the user's factory: report it in one line
+            return [*found, f"model.type = {kind!r}: building the model failed: {type(exc).__name__}: {exc}"]
+        found += _forward_problems(real, kind, inp)
+    return found
+
+
+def _build(spec: dict[str, Any]) -> Any:
+    from edge_cl import models
+
+    return models.build(spec)
+
+
+def _build_on_meta(spec: dict[str, Any]) -> tuple[Any, str]:
+    """(the model built on the meta device, "") or (None, the reason it cannot be built)."""
+    import torch
+
+    kind = spec.get("type")
+    try:
+        with torch.device("meta"):
+            return _build(spec), ""
+    except ValueError as exc:  # models.build's own messages name the spec
+        return None, f"model.type = {kind!r}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a builder's TypeError, a factory's own error: one line, no traceback
+        failure: Exception = exc
+    if ":" in str(kind):  # a factory may do what meta tensors cannot (load weights ...): build it for real
+        try:
+            return _build(spec), ""
+        except Exception as exc:  # noqa: BLE001
+            failure = exc
+    return None, f"model.type = {kind!r}: the model cannot be built: {type(failure).__name__}: {failure}"
+
+
+def _forward_problems(model: Any, kind: Any, inp: InputConfig) -> list[str]:
+    """A model that does not declare its sizes runs once on a flat batch, so a contract broken (a reshape to
+    the wrong size, too many outputs) is a config error naming the keys."""
+    import torch
+
+    dim = inp.flat_dim
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((2, dim)))
+    except Exception as exc:  # noqa: BLE001 - the user's forward: report it in one line
+        return [(f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives {dim} "
+                 f"features per sample) failed: {type(exc).__name__}: {exc}. A model takes flat rows and reshapes "
+                 "inside (README, 'Your own model')")]
+    shape = tuple(getattr(out, "shape", ()))
+    if shape != (2, inp.num_classes):
+        return [(f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
+                 f"[2, {inp.num_classes}] (input.num_classes={inp.num_classes})")]
+    return []
+
+
 class Config(_Section):
     """The whole daemon configuration."""
 
@@ -307,44 +408,10 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _model_matches_input(self) -> Config:
-        model = self.build_model()
-        in_dim = getattr(model, "input_dim", None)
-        n_cls = getattr(model, "num_classes", None)
-        if in_dim is not None and in_dim != self.input.flat_dim:
-            given = f"input.dim={self.input.dim}" if self.input.dim is not None else f"input.shape={self.input.shape}"
-            raise ValueError(f"model.input_dim={in_dim} but {given} gives {self.input.flat_dim} features per sample; "
-                             "make them agree")
-        if n_cls is not None and n_cls != self.input.num_classes:
-            raise ValueError(f"model.num_classes={n_cls} but input.num_classes={self.input.num_classes}; "
-                             "make them agree")
-        if in_dim is None or n_cls is None:
-            self._check_forward(model)
-        if self.learner.input_dim is not None and self.learner.input_dim != self.input.flat_dim:
-            raise ValueError(f"learner.input_dim={self.learner.input_dim} but [input] gives {self.input.flat_dim} "
-                             "features per sample; drop learner.input_dim (the daemon takes it from [input])")
+        found = model_problems(self.model, self.input, self.learner.input_dim, self.learner.budget_bytes)
+        if found:
+            raise ValueError("\n  ".join(found))
         return self
-
-    def _check_forward(self, model: Any) -> None:
-        """A model that does not declare its sizes (a user's factory) runs once on a flat batch here, so a
-        contract broken (a reshape to the wrong size, too many outputs) is a config error naming the keys."""
-        import torch
-
-        dim, kind = self.input.flat_dim, self.model["type"]
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(torch.zeros((2, dim)))
-        except Exception as exc:  # noqa: BLE001 - the user's forward: report it in one line
-            raise ValueError(f"model.type = {kind!r}: forward on a flat [2, {dim}] float32 batch ([input] gives "
-                             f"{dim} features per sample) failed: {type(exc).__name__}: {exc}. A model takes flat "
-                             "rows and reshapes inside (README, 'Your own model')") from None
-        finally:
-            model.train(was)
-        shape = tuple(getattr(out, "shape", ()))
-        if shape != (2, self.input.num_classes):
-            raise ValueError(f"model.type = {kind!r} returns shape {shape} for a [2, {dim}] batch; expected logits "
-                             f"[2, {self.input.num_classes}] (input.num_classes={self.input.num_classes})")
 
     def learner_config(self) -> LearnerConfig:
         """The learner's configuration; ``input_dim`` from ``[input]``, so a model without an ``input_dim``
@@ -363,6 +430,13 @@ class Config(_Section):
 
         return models.build(self.model)
 
+    def state_paths(self) -> dict[str, Path]:
+        """The directories the daemon writes, by the key that names them (the spool's is its file's parent)."""
+        found = {"spool.path": self.spool.path.parent, "checkpoint.dir": self.checkpoint.dir}
+        if self.snapshot.enabled:
+            found["snapshot.dir"] = self.snapshot.dir
+        return found
+
     def masked(self) -> dict[str, Any]:
         """The resolved config as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
@@ -372,24 +446,47 @@ class Config(_Section):
                 broker[key] = f"{broker[key]} (secret file)"
         if broker.get("password_env"):
             broker["password_env"] = f"{broker['password_env']} (value {MASK})"
+        for section in ("checkpoint", "snapshot"):  # permissions read as octal, the way they are written
+            data[section]["file_mode"] = f"{data[section]['file_mode']:#o}"
         return data
 
-    def resolve_paths(self, base: Path) -> Config:
-        """A copy with relative file paths taken relative to ``base`` (the config file's directory)."""
+    def resolve_paths(self, base: Path, state_base: Path | None = None) -> Config:
+        """A copy with relative paths made absolute: files the daemon reads (TLS, password) against ``base``
+        (the config file's directory), what it writes (spool, checkpoints, snapshots) against ``state_base``
+        (default ``base``; see :func:`state_base`)."""
 
-        def fix(p: Path | None) -> Path | None:
-            return None if p is None or p.is_absolute() else base / p
+        def rel(section: BaseModel, root: Path, *names: str) -> dict[str, Any]:
+            out = {}
+            for n in names:
+                p = getattr(section, n)
+                out[n] = p if p is None or p.is_absolute() else root / p
+            return out
 
-        def rel(section: BaseModel, *names: str) -> dict[str, Any]:
-            return {n: (fix(getattr(section, n)) or getattr(section, n)) for n in names}
-
+        state = state_base if state_base is not None else base
         return self.model_copy(update={
-            "broker": self.broker.model_copy(update=rel(self.broker, "ca_file", "cert_file", "key_file",
+            "broker": self.broker.model_copy(update=rel(self.broker, base, "ca_file", "cert_file", "key_file",
                                                         "password_file")),
-            "checkpoint": self.checkpoint.model_copy(update=rel(self.checkpoint, "dir")),
-            "snapshot": self.snapshot.model_copy(update=rel(self.snapshot, "dir")),
-            "spool": self.spool.model_copy(update=rel(self.spool, "path")),
+            "checkpoint": self.checkpoint.model_copy(update=rel(self.checkpoint, state, "dir")),
+            "snapshot": self.snapshot.model_copy(update=rel(self.snapshot, state, "dir")),
+            "spool": self.spool.model_copy(update=rel(self.spool, state, "path")),
         })
+
+
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
+
+
+def state_base(config_dir: Path) -> tuple[Path, str]:
+    """Where relative state paths (spool, checkpoints, snapshots) resolve, and why, in words.
+
+    ``$STATE_DIRECTORY`` when set: systemd sets it from ``StateDirectory=`` to the one directory the shipped unit
+    lets the daemon write (``/var/lib/edge-cl``), while the config sits in read-only ``/etc/edge-cl``. Otherwise
+    the config file's directory, so a config and its state stay together in a development or demo directory.
+    """
+    value = os.environ.get(STATE_DIRECTORY_ENV, "")
+    first = value.split(":")[0]  # systemd joins several StateDirectory= entries with ':'
+    if first:
+        return Path(first), f"${STATE_DIRECTORY_ENV}={first}"
+    return config_dir, "the config file's directory"
 
 
 def _describe(err: Any) -> str:
@@ -410,14 +507,34 @@ def _describe(err: Any) -> str:
     return f"{loc} = {shown}: {msg}"
 
 
-def parse_config(data: dict[str, Any], base: Path | None = None) -> Config:
-    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+def parse_config(data: dict[str, Any], base: Path | None = None, state: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem. Relative paths resolve
+    against ``base`` (state paths against ``state`` when given)."""
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(e) for e in exc.errors()]
+        lines += _cross_section_problems(data, exc)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
-    return cfg.resolve_paths(base) if base is not None else cfg
+    return cfg.resolve_paths(base, state) if base is not None else cfg
+
+
+def _cross_section_problems(data: dict[str, Any], exc: ValidationError) -> list[str]:
+    """The model-against-[input] checks, which pydantic runs only once every field is valid: run here on the
+    sections that are valid by themselves, so a mismatch is not hidden behind a typo elsewhere."""
+    if any(not e["loc"] for e in exc.errors()):
+        return []  # they did run (their message is among the errors)
+    try:
+        inp = InputConfig.model_validate(data.get("input"))
+    except ValidationError:
+        return []  # that section's own errors are already listed
+    model = data.get("model")
+    if not isinstance(model, dict) or "type" not in model:
+        return []
+    learner = data.get("learner") if isinstance(data.get("learner"), dict) else {}
+    in_dim = learner.get("input_dim") if isinstance(learner.get("input_dim"), int) else None
+    budget = learner.get("budget_bytes", DaemonLearnerConfig.model_fields["budget_bytes"].default)
+    return model_problems(model, inp, in_dim, budget if isinstance(budget, int) and budget > 0 else None)
 
 
 def load_config(path: str | Path) -> Config:
@@ -433,7 +550,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
     base = p.resolve().parent
     _find_user_modules(data, base)
-    return parse_config(data, base)
+    return parse_config(data, base, state_base(base)[0])
 
 
 def _find_user_modules(data: dict[str, Any], base: Path) -> None:
@@ -464,6 +581,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
                 "input_dim": 24, "max_buffer_samples": 5000, "standardize": True},
     "metrics": {"status_page": True},
+    "spool": {"dedupe_window_s": 86400.0},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
@@ -472,7 +590,7 @@ _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_fi
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
               ("learner", "input_dim"), ("learner", "max_buffer_samples"), ("learner", "standardize"),
-              ("metrics", "status_page"),
+              ("metrics", "status_page"), ("spool", "dedupe_window_s"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 
 
@@ -515,7 +633,9 @@ def _toml_value(v: Any) -> str:
 def render_example() -> str:
     """The documented example config (deploy/config/example.toml) generated from the field descriptions."""
     out = ["# edge-cl daemon configuration: every key, its default and what it means.",
-           "# Generated by edge_cl.config.render_example(); relative paths are relative to this file.",
+           "# Generated by edge_cl.config.render_example(). Relative paths: files read (TLS, password) are relative",
+           "# to this file; state written (spool, checkpoints, snapshots) to $STATE_DIRECTORY when set (systemd's",
+           "# StateDirectory=), else to this file's directory.",
            "# Secrets never go here: the MQTT password comes from broker.password_file or broker.password_env.", ""]
     for name, field in Config.model_fields.items():
         out.append(f"[{name}]")

@@ -143,3 +143,53 @@ def test_the_daemon_learner_reports_each_batch_its_own_step() -> None:
     for table in ({}, {"exact_stats": False}, {"exact_stats": True}):
         cfg = parse_config(with_(learner=table))
         assert cfg.learner.learner_config(cfg.vector_input).exact_stats is True
+
+
+def test_model_mismatch_is_reported_beside_a_typo_elsewhere() -> None:
+    data = with_(metrics={"prot": 9464}, model={"num_classes": 4})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    msg = str(err.value)
+    assert "metrics.prot: unknown key" in msg
+    assert "model.num_classes=4 but input.num_classes=3" in msg
+
+
+def test_every_model_problem_is_listed() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(with_(model={"input_dim": 9, "num_classes": 4}))
+    msg = str(err.value)
+    assert "model.input_dim=9" in msg and "model.num_classes=4" in msg
+
+
+def test_a_huge_model_is_one_line_and_allocates_nothing() -> None:
+    # Run where the process may not map more than 6 GiB: building the 40 GB model for real would fail there
+    # with a RuntimeError traceback (or be killed) instead of a configuration error.
+    import resource
+    import subprocess
+    import sys
+
+    code = ("from edge_cl.config import parse_config, ConfigError\n"
+            "try:\n"
+            "    parse_config({'input': {'dim': 8, 'num_classes': 3}, 'model': {'type': 'mlp', 'input_dim': 8,"
+            " 'hidden': [100000, 100000], 'num_classes': 3}})\n"
+            "except ConfigError as exc:\n"
+            "    print(exc)\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    import re
+
+    found = re.search(r"its ([\d,]+) parameters alone take ([\d,]+) bytes", done.stdout)
+    assert found is not None and "learner.budget_bytes=2,000,000" in done.stdout, done.stdout
+    params, nbytes = (int(g.replace(",", "")) for g in found.groups())
+    assert params > 100_000 * 100_000 and nbytes == 4 * params
+
+
+def test_a_builder_error_is_a_config_error_naming_the_model() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(with_(model={"hidden": "abc"}))
+    assert "model.type = 'mlp'" in str(err.value)

@@ -12,12 +12,12 @@ import typer
 def check_config(config: Annotated[Path, typer.Argument(help="TOML config file.")],
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
                  ) -> None:
-    """Validate CONFIG and the files and variables it names, as `run` would (exit 1 with every problem
-    listed), and print the resolved config."""
+    """Validate CONFIG as `run` does before it starts (the files and variables it names, the directories it
+    writes, the byte budget; exit 1 with every problem listed), and print the resolved config."""
     from rich.console import Console
     from rich.table import Table
 
-    from edge_cl.config import ConfigError, load_config
+    from edge_cl.config import ConfigError, load_config, state_base
     from edge_cl.daemon.preflight import check
 
     try:
@@ -40,6 +40,8 @@ def check_config(config: Annotated[Path, typer.Argument(help="TOML config file."
         else:
             table.add_row(section, json.dumps(values))
     Console().print(table)
+    typer.echo(f"relative state paths (spool, checkpoints, snapshots) resolve against "
+               f"{state_base(config.resolve().parent)[1]}")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,8 +35,10 @@ def _why_not_loaded(state: Path, exc: Exception) -> str:
     try:
         spec = safe_load(state).get("model_spec")
     except Exception:  # noqa: BLE001 - not a state file at all
-        return (f"cannot load learner state {state}: {why}. Pass a file written by OnlineLearner.save or a daemon "
-                "checkpoint (checkpoint.dir/ckpt-*.pt)")
+        # torch's own text (advice to re-run torch.load with weights_only=False, i.e. to execute the file) is
+        # wrong advice for a file that is simply not ours: say what it is not and what to pass instead.
+        return (f"cannot load learner state {state}: it is not an edge_cl state file. Pass a file written by "
+                "OnlineLearner.save or a daemon checkpoint (checkpoint.dir/ckpt-*.pt)")
     kind = str(spec.get("type", "")) if isinstance(spec, dict) else ""
     module = kind.partition(":")[0]
     if ":" in kind and not user_code.findable(module):

@@ -20,6 +20,8 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.messages_received = Counter("edge_cl_messages_received", "Messages received from the broker.",
                                          ["kind"], registry=r)
+        self.checkpoint_failures = Counter("edge_cl_checkpoint_failures", "Checkpoint writes that failed (disk full, "
+                                           "read-only ...); retried with backoff.", registry=r)
         self.duplicates = Counter("edge_cl_duplicates", "Redelivered messages ignored by the spool.", registry=r)
         self.samples_learned = Counter("edge_cl_samples_learned", "Samples learned (new, not replayed).", registry=r)
         self.samples_observed = Counter("edge_cl_samples_observed",

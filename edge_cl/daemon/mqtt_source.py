@@ -20,6 +20,7 @@ from typing import Any
 
 from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
 from edge_cl.daemon.codec import MessageCodec
+from edge_cl.daemon.duplicates import DuplicateWarning
 from edge_cl.daemon.intake import Intake
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.spool import LABEL, Incoming, Spool
@@ -78,7 +79,8 @@ class MqttLink:
     """Owns the paho client and its network thread (started by :meth:`start`, ended by :meth:`close`)."""
 
     def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: MessageCodec, open_spool: Callable[[], Spool],
-                 metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0) -> None:
+                 metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0,
+                 warn_interval_s: float = 10.0) -> None:
         self.broker = broker
         self.topics = topics
         self.codec = codec
@@ -87,6 +89,7 @@ class MqttLink:
         self.metrics = metrics
         self.outbox = outbox
         self._consumed = consumed
+        self._duplicates = DuplicateWarning(warn_interval_s)
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._intake = threading.Event()
@@ -336,9 +339,11 @@ class MqttLink:
             [it for it, _, _ in batch],
             lambda it, exc: self.intake.internal(exc, it.payload, "labels" if it.kind == LABEL else "samples"))
         self.metrics.spool_latency.observe(time.perf_counter() - t0)
-        dups = sum(1 for s in seqs if s is None)
+        dups = [("label" if it.kind == LABEL else "sample", str(it.msg_id))
+                for (it, _, _), s in zip(batch, seqs) if s is None]
         if dups:
-            self.metrics.duplicates.inc(dups)
+            self.metrics.duplicates.inc(len(dups))
+            self._duplicates.ignored(dups)
         with self.spooled:
             self.spooled.notify_all()
         for _, mid, qos in batch:  # durable now: acknowledge

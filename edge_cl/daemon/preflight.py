@@ -1,5 +1,7 @@
 """Checks of a validated config against the machine, run by both `edge-cl check-config` and `edge-cl run`
-before anything starts, so that the two agree and every message names the key and the file."""
+before anything starts, so that the two agree and every message names the key and the file: the files and
+variables it reads, the directories it writes (edge_cl.daemon.state_dirs), the byte budget
+(edge_cl.daemon.budget_plan). Every problem is reported at once."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ from edge_cl.config import Config, ConfigError
 
 
 def problems(cfg: Config) -> list[str]:
-    """Everything ``run`` would trip over in the files and environment the config names; empty when fine."""
+    """Everything ``run`` would trip over before learning; empty when fine."""
+    from edge_cl.daemon import budget_plan, state_dirs
+
+    return input_problems(cfg) + state_dirs.problems(cfg) + budget_plan.problems(cfg)
+
+
+def input_problems(cfg: Config) -> list[str]:
+    """What is wrong with the files and environment variables the config reads."""
     found: list[str] = []
     b = cfg.broker
     for key in ("ca_file", "cert_file", "key_file", "password_file"):

@@ -30,6 +30,7 @@ from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
+from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import Row, Spool
 from edge_cl.daemon.status_page import StatusHistory, snapshot
@@ -54,6 +55,13 @@ def apply_process_settings(cfg: Config) -> None:
         import torch
 
         torch.set_num_threads(cfg.learner.threads)
+
+
+def open_spool(cfg: Config) -> Spool:
+    """A connection to the configured spool (each thread opens its own)."""
+    sc = cfg.spool
+    return Spool(sc.path, max_bytes=sc.max_bytes, drop_labeled=sc.overflow.value == "drop-oldest",
+                 dedupe_window_s=sc.dedupe_window_s)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -96,6 +104,7 @@ class Daemon:
         self._method_errors: set[str] = set()  # causes of method failures already logged with their traceback
         self._catching_up = False
         self._last_ckpt_path: Path | None = None
+        self.checkpoint_retry = WriteRetry("checkpoint")
         self._link: MqttLink | None = None
         self._snap_step = -1
         self.outbox = Outbox(10_000, self.metrics)
@@ -171,8 +180,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set; returns the process exit code."""
         cfg = self.cfg
-        spool = Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
-                      drop_labeled=cfg.spool.overflow.value == "drop-oldest")
+        spool = open_spool(cfg)
         server = None
         link: MqttLink | None = None
         worker: SnapshotWorker | None = None
@@ -196,9 +204,8 @@ class Daemon:
             worker = self._start_snapshots()
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
-                            lambda: Spool(cfg.spool.path, max_bytes=cfg.spool.max_bytes,
-                                          drop_labeled=cfg.spool.overflow.value == "drop-oldest"),
-                            self.metrics, outbox, lambda: self.progress.position, seed=cfg.learner.seed)
+                            lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
+                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s)
             self._link = link
             link.start()
             self.ready.set()
@@ -207,7 +214,10 @@ class Daemon:
             if link.fatal is not None:
                 code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
                 self.exit_reason = str(link.fatal)
-                log.error("stopping: %s", link.fatal)
+                if isinstance(link.fatal, BrokerError):
+                    log.error("stopping: %s", link.fatal)
+                else:  # the link logged its cause (a full spool disk ...) when it stopped: once is enough
+                    log.error("stopping: the MQTT link stopped (cause logged above)")
         except BrokerError as exc:
             self.exit_reason = str(exc)
             log.error("%s", exc)
@@ -216,12 +226,17 @@ class Daemon:
             self.exit_reason = str(exc)
             code = EXIT_ERROR
             raise
+        except Exception as exc:
+            # Logged here, before "stopped (exit code 3)": the log and the exit code tell one story.
+            log.exception("the daemon stopped on an internal error")
+            self.exit_reason = f"internal error: {type(exc).__name__}: {exc}"
+            code = EXIT_ERROR
         finally:
             self.ready.set()
             if link is not None:
                 link.stop_intake()
             if consistent:
-                self._guard("checkpoint", lambda: self._checkpoint(spool))
+                self._guard("checkpoint", lambda: self._final_checkpoint(spool))
             if worker is not None:
                 fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
                 final = make_job(self.learner, self.snapshot_input_shape()) if fresh else None
@@ -281,8 +296,8 @@ class Daemon:
                 self._refresh_gauges(spool)
             step = self.learner.step
             if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
-                    and self.progress.position != ckpt_position:
-                self._checkpoint(spool)
+                    and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
+                    and self._try_checkpoint(spool):
                 last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
@@ -426,10 +441,30 @@ class Daemon:
         self.metrics.model_step.set(lr.step)
         self._page = snapshot(lr, report, self.metrics.registry, depth)
 
+    def _try_checkpoint(self, spool: Spool) -> bool:
+        """Checkpoint; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
+        path = self._checkpoint_path()
+        try:
+            self._checkpoint(spool)
+        except OSError as exc:  # SpoolError (compaction) included: the spool's path is in its message
+            self.metrics.checkpoint_failures.inc()
+            self.checkpoint_retry.failed(path, exc)
+            return False
+        self.checkpoint_retry.succeeded(path)
+        return True
+
+    def _final_checkpoint(self, spool: Spool) -> None:
+        if not self._try_checkpoint(spool):
+            log.error("stopping without a final checkpoint: the next start resumes from %s and learns the spooled "
+                      "messages after it again", self._last_ckpt_path or "a new model")
+
+    def _checkpoint_path(self) -> Path:
+        return self.cfg.checkpoint.dir / f"ckpt-{self.progress.position:012d}.pt"
+
     def _checkpoint(self, spool: Spool) -> Path:
         """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
         cc = self.cfg.checkpoint
-        path = cc.dir / f"ckpt-{self.progress.position:012d}.pt"
+        path = self._checkpoint_path()
         self.learner.save(path, extra=self.progress.extra(self.join))
         os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
         pending = self.join.pending_seqs()

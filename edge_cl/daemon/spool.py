@@ -55,12 +55,20 @@ class Incoming:
     payload: bytes
 
 
+class SpoolError(OSError):
+    """The spool file refused a read or write (disk full, read-only, I/O error); the message names the file."""
+
+
 class Spool:
     """One connection to the spool file; not shared between threads."""
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False,
+                 dedupe_window_s: float | None = None) -> None:
         if max_bytes < 1:
             raise ValueError(f"spool.max_bytes={max_bytes} must be positive")
+        if dedupe_window_s is not None and not dedupe_window_s > 0:
+            raise ValueError(f"spool.dedupe_window_s={dedupe_window_s} must be positive")
+        self.dedupe_window_s = dedupe_window_s
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.drop_labeled = drop_labeled
@@ -70,6 +78,21 @@ class Spool:
         # FULL: every commit is fsync'd, so an acknowledged message survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Roll back the open transaction, keeping ``exc`` as the error raised.
+
+        SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); an unconditional ROLLBACK then
+        fails with "no transaction is active", and that second error used to replace the real cause.
+        """
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says what went wrong; this one would only hide it
+        if isinstance(exc, sqlite3.OperationalError):
+            raise SpoolError(f"spool.path={str(self.path)!r}: {exc}; free space on its file system or point "
+                             "spool.path at a writable disk") from exc
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -88,13 +111,18 @@ class Spool:
         cur.execute("BEGIN IMMEDIATE")
         try:
             for it in items:
+                if self.dedupe_window_s is not None and it.msg_id is not None:
+                    # An id last seen longer ago than the window is a new message (a device counter restarted):
+                    # the old row keeps its payload and seq, it only gives up its id.
+                    cur.execute("UPDATE spool SET msg_id = NULL WHERE kind = ? AND msg_id = ? AND received < ?",
+                                (it.kind, it.msg_id, now - self.dedupe_window_s))
                 cur.execute("INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) "
                             "VALUES (?,?,?,?,?,?)",
                             (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
                 out.append(cur.lastrowid if cur.rowcount == 1 else None)
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
         return out
 
@@ -108,14 +136,14 @@ class Spool:
         """
         try:
             return self.put_many(items)
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, SpoolError):
             raise
         except Exception:  # noqa: BLE001 - find the row at fault, one transaction each
             out: list[int | None] = []
             for it in items:
                 try:
                     out += self.put_many([it])
-                except sqlite3.OperationalError:
+                except (sqlite3.OperationalError, SpoolError):
                     raise
                 except Exception as exc:  # noqa: BLE001
                     out += self.put_many([salvage(it, exc)])
@@ -183,8 +211,8 @@ class Spool:
                 if excess <= 0:
                     break
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
         return dropped
 
@@ -195,8 +223,8 @@ class Spool:
             self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL", (upto,))
             self._db.execute("DELETE FROM spool WHERE seq <= ? AND payload IS NULL", (upto - dedupe_window,))
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abort(exc)
             raise
 
     def get_meta(self, key: str) -> str | None:

@@ -146,3 +146,15 @@ def test_export_of_a_factory_model_says_in_one_line_what_to_pass(tmp_path: Path,
     assert res.exit_code == 0, res.output
     # Without --input-shape the model's input_dim is recorded: it has no input_shape attribute of its own.
     assert json.loads(read_metadata((tmp_path / "m.onnx").read_bytes())["input_shape"]) == [12]
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}\n', "# a text file\nline two\n", "hello\n"])
+def test_export_of_a_text_file_is_one_line_without_torch_advice(tmp_path: Path, text: str) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_text(text)
+    res = CliRunner().invoke(app, ["export", str(junk), "--out", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert str(junk) in lines[0] and "not an edge_cl state file" in lines[0]
+    assert "weights_only" not in res.output and "trusted source" not in res.output

@@ -1,0 +1,88 @@
+"""Fault injection for the daemon tests: a small tmpfs (a real full disk, root only) and SQLite connections
+that fail the way SQLite does when the disk fills."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str = "256k") -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` at ``where`` (skips the test when this process cannot mount)."""
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[Path]:
+    """Make ``directory`` read-only for this process: a read-only bind mount as root (root ignores modes), a
+    0555 mode otherwise."""
+    if os.geteuid() != 0:
+        mode = directory.stat().st_mode
+        directory.chmod(0o555)
+        try:
+            yield directory
+        finally:
+            directory.chmod(mode)
+        return
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(directory), str(directory)],
+                          check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount {directory} read-only here: {done.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+class DiskFullConnection:
+    """A sqlite3 connection whose INSERTs fail as on a full disk: SQLite rolls the transaction back itself and
+    raises ``database or disk is full``, so a later ROLLBACK finds no transaction."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._real.in_transaction
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self.cursor().execute(sql, *args)
+
+    def cursor(self) -> Any:
+        return _DiskFullCursor(self._real.cursor(), self._real)
+
+
+class _DiskFullCursor:
+    def __init__(self, real: sqlite3.Cursor, db: sqlite3.Connection) -> None:
+        self._real, self._db = real, db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._real.execute(sql, *args)
