@@ -461,9 +461,15 @@ class OnlineLearner:
             raise ValueError(f"x holds no samples (shape {tuple(t.shape)}); pass at least one row")
         if t.is_complex() or t.dtype == torch.bool:
             raise ValueError(f"x must hold real numbers, got dtype {t.dtype}")
+        per_sample = tuple(t.shape[1:])
+        if per_sample not in ((self.input_dim,), self.input_shape):
+            # A silently flattened (10, 6, 1) would hide a caller's mix-up of samples and features.
+            shapes = f"[B, {self.input_dim}]" + (f" or [B, {', '.join(map(str, self.input_shape))}]"
+                                                 if self.input_shape != (self.input_dim,) else "")
+            raise ValueError(f"x has shape {tuple(t.shape)}: {math.prod(per_sample)} features per sample in shape "
+                             f"{per_sample}; the model takes {shapes}. Reshape it first (e.g. x.reshape(len(x), -1) "
+                             "if the features are all there)")
         t = t.reshape(t.shape[0], -1)
-        if t.shape[1] != self.input_dim:
-            raise ValueError(f"x has {t.shape[1]} features per sample, the model takes {self.input_dim}")
         return t.to(device=self.device, dtype=torch.float32, non_blocking=True)
 
     def _labels(self, y: ArrayLike, batch: int) -> Tensor:

@@ -310,3 +310,22 @@ def test_no_scale_warning_for_similar_scales_or_a_standardised_learner(caplog, s
     with caplog.at_level(logging.WARNING, logger="edge_cl"):
         learner.learn(x, np.zeros(10, dtype=np.int64))
     assert not [r for r in caplog.records if "differ in scale" in r.getMessage()]
+
+
+def test_inputs_of_another_per_sample_shape_are_refused_not_flattened():
+    learner = OnlineLearner(models.mlp(6, [8], 3), budget_bytes=100_000, device="cpu")
+    x, y = np.zeros((10, 6, 1), dtype=np.float32), np.zeros(10, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"x has shape \(10, 6, 1\): 6 features per sample in shape \(6, 1\); "
+                                         r"the model takes \[B, 6\]"):
+        learner.learn(x, y)
+    with pytest.raises(ValueError, match=r"x has shape \(10, 6, 1\)"):
+        learner.predict(x)
+    assert learner.step == 0
+    learner.learn(x.reshape(10, 6), y)
+    # A model with a per-sample shape takes its rows flat or in that shape.
+    cnn = OnlineLearner(models.cnn1d(channels=2, length=8, num_classes=3), budget_bytes=400_000, device="cpu")
+    assert cnn.input_shape == (2, 8)
+    cnn.learn(np.zeros((4, 2, 8), dtype=np.float32), np.zeros(4, dtype=np.int64))
+    cnn.learn(np.zeros((4, 16), dtype=np.float32), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"the model takes \[B, 16\] or \[B, 2, 8\]"):
+        cnn.learn(np.zeros((4, 8, 2), dtype=np.float32), np.zeros(4, dtype=np.int64))
