@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 
+import msgspec
 import numpy as np
 
 MAGIC = b"EC"
@@ -152,6 +153,9 @@ class MessageCodec:
             return None
 
     def _decode_json(self, payload: bytes) -> Sample | Bad:
+        fast = self._decode_json_typed(payload)
+        if fast is not None:
+            return fast
         obj = _parse_json(payload)
         if isinstance(obj, Bad):
             return obj
@@ -184,6 +188,24 @@ class MessageCodec:
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts)):
             return Bad(BadReason.MALFORMED, f"ts={ts!r} must be a finite number", mid)
         return Sample(mid, x, y, None if ts is None else float(ts))
+
+    def _decode_json_typed(self, payload: bytes) -> Sample | Bad | None:
+        """A well-formed sample straight from bytes into typed fields (msgspec checks every value's type in C);
+        None for anything else, which the general path then judges, so reasons never change (see _FAST_JSON)."""
+        if payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH:
+            return None
+        try:
+            got = _SAMPLE_DECODER.decode(payload)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if id_problem(got.id) is not None or len(got.x) != self.dim:
+            return None
+        x = np.asarray(got.x, dtype=np.float32)
+        if not np.isfinite(x).all():  # finite float64 beyond float32's range
+            return None
+        if got.y is not None and self._label(got.y) is None:
+            return None
+        return Sample(got.id, x, got.y, got.ts)
 
     def _decode_binary(self, payload: bytes) -> Sample | Bad:
         if len(payload) < _HEAD.size:
@@ -246,12 +268,36 @@ def json_depth(payload: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+# msgspec parses a 784-feature sample several times faster than json.loads (issue #27: decoding bounded the
+# daemon at ~3,300 messages a second per core). It is stricter than json (no NaN / Infinity literals, no
+# numbers beyond float range, UTF-8 only, no lone surrogates): whatever it refuses goes to json.loads, so every
+# payload gets json's result -- the same samples and the same dead-letter reasons as before.
+_FAST_JSON = msgspec.json.Decoder()
+
+
+class _JsonSample(msgspec.Struct):
+    """The shape of a well-formed JSON sample (other keys are ignored, as the general path ignores them)."""
+
+    id: str
+    x: list[float]
+    y: int | None = None
+    ts: float | None = None
+
+
+_SAMPLE_DECODER = msgspec.json.Decoder(_JsonSample)
+
+
 def _parse_json(payload: bytes) -> object:
-    """``json.loads`` bounded in depth, or a Bad naming what is wrong; never raises."""
+    """The parsed JSON (msgspec, else ``json.loads``) bounded in depth, or a Bad naming what is wrong; never
+    raises."""
     # Only as many levels as opening brackets: most payloads skip the scan.
     depth = 0 if payload.count(b"[") + payload.count(b"{") <= MAX_JSON_DEPTH else json_depth(payload)
     if depth > MAX_JSON_DEPTH:
         return Bad(BadReason.MALFORMED, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted")
+    try:
+        return _FAST_JSON.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        pass
     try:
         return json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
