@@ -35,11 +35,11 @@ def check_global(learner: Any, arrays: dict[str, np.ndarray]) -> None:
     """ValueError naming what does not fit when ``arrays`` is not a model of this learner's architecture."""
     named = trainable(learner)
     mine = [name for name, _ in named]
-    if list(arrays) != mine:
+    if set(arrays) != set(mine):  # names, not order: a transport may reorder them
         missing = [n for n in mine if n not in arrays]
         extra = [n for n in arrays if n not in mine]
         raise ValueError(f"the global model's parameters do not match this learner's (missing {missing}, "
-                         f"unknown {extra}, or another order); every device of a fleet must run the same model")
+                         f"unknown {extra}); every device of a fleet must run the same model")
     for name, p in named:
         a = arrays[name]
         if tuple(a.shape) != tuple(p.shape):
