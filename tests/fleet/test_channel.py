@@ -121,3 +121,15 @@ def test_a_request_the_loop_does_not_serve_times_out_and_is_dropped(tmp_path) ->
         assert ch.apply_pending(lrn) == 0  # too late: the client was told it failed, so it must not happen
         for n, p in lrn.model.named_parameters():
             assert torch.equal(p.detach(), before[n])
+
+
+def test_the_daemon_config_has_a_fleet_table(tmp_path) -> None:
+    from edge_cl.config import Config
+
+    base = {"input": {"dim": 8, "num_classes": 3}, "model": {"type": "mlp", "input_dim": 8, "num_classes": 3}}
+    assert Config.model_validate(base).fleet.enabled is False
+    tok = token_file(tmp_path)
+    cfg = Config.model_validate({**base, "fleet": {"enabled": True, "port": 0, "token_file": str(tok)}})
+    assert cfg.fleet.token_file == tok
+    with pytest.raises(ValueError, match="token_file"):
+        Config.model_validate({**base, "fleet": {"enabled": True}})
