@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -103,7 +103,7 @@ class FleetChannel:
         self._server.server_close()
         self._thread.join(timeout=5.0)
 
-    def __enter__(self) -> FleetChannel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,7 +140,7 @@ class FleetChannel:
                         log.info("fleet: merged a global model (merge %d)", self.merges)
                 except ValueError as exc:
                     req.error = str(exc)
-                except Exception as exc:  # noqa: BLE001 - answered to the client; the daemon keeps learning
+                except Exception as exc:
                     log.exception("fleet: %s request failed", req.kind)
                     req.error = f"internal error: {exc}"
                 req.done.set()
@@ -166,7 +166,7 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edge-cl-fleet"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("fleet channel: " + format, *args)
 
         def _reply(self, code: int, body: bytes, content_type: str = "application/json",
@@ -193,7 +193,7 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             self._error(503, f"the daemon's learning loop did not serve the request within {channel.timeout_s} s "
                              "(is the daemon running and calling apply_pending?); nothing was changed")
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path != "/weights":
                 return self._error(404, "only GET /weights and POST /global are served")
             if not self._allowed():
@@ -206,7 +206,7 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             arrays, samples = req.result
             return self._reply(200, wire.encode(arrays), wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             if self.path != "/global":
                 return self._error(404, "only GET /weights and POST /global are served")
             if not self._allowed():

@@ -27,11 +27,11 @@ def channel(context: Context) -> DaemonChannel:
     """The daemon's channel named by the SuperNode's node config; ValueError saying what to pass otherwise."""
     cfg = context.node_config
     address, token_file = cfg.get(ADDRESS_KEY), cfg.get(TOKEN_KEY)
-    if not isinstance(address, str) or not isinstance(token_file, str):
+    if not address or not token_file:
         raise ValueError(f"the SuperNode's node config needs {ADDRESS_KEY} and {TOKEN_KEY} (the daemon's [fleet] "
                          f"port and token_file), e.g. flower-supernode --node-config \"{ADDRESS_KEY}="
                          f"'http://127.0.0.1:8471' {TOKEN_KEY}='/etc/edge-cl/fleet.token'\"; got {dict(cfg)}")
-    return DaemonChannel(address, token_file)
+    return DaemonChannel(str(address), str(token_file))
 
 
 @app.train()

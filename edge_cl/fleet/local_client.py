@@ -39,7 +39,7 @@ class DaemonChannel:
             headers["Content-Type"] = wire.CONTENT_TYPE
         req = urllib.request.Request(self.address + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - loopback, checked above
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return resp.read(), dict(resp.headers.items())
         except urllib.error.HTTPError as exc:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class LearningLoop:
         except BaseException as exc:  # noqa: BLE001 - re-raised by the test
             self.error = exc
 
-    def __enter__(self) -> LearningLoop:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

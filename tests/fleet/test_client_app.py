@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
 
-import time  # noqa: E402
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
 
-from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata,  # noqa: E402
-                      RecordDict)
-
-from edge_cl.fleet import FleetChannel, merge  # noqa: E402
-from edge_cl.fleet import client_app as fleet_client  # noqa: E402
-from tests.fleet.helpers import LearningLoop, batches, learner, token_file  # noqa: E402
+from edge_cl.fleet import FleetChannel, merge
+from edge_cl.fleet import client_app as fleet_client
+from tests.fleet.helpers import LearningLoop, batches, learner, token_file
 
 pytestmark = pytest.mark.integration
 
