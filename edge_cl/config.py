@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_cl.fleet.settings import FleetConfig
 from edge_cl.learner_config import LearnerConfig
 
 MASK = "***"
@@ -398,6 +399,7 @@ class Config(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     bench: BenchBudgetsConfig = Field(default_factory=BenchBudgetsConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @field_validator("model")
     @classmethod
@@ -583,6 +585,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "metrics": {"status_page": True},
     "spool": {"dedupe_window_s": 86400.0},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
+    "fleet": {"token_file": "/etc/edge-cl/fleet.token"},
 }
 _EXAMPLE_MODEL = {"type": "cnn1d", "channels": 3, "length": 8, "num_classes": 4, "conv": [16, 32], "kernel_size": 3,
                   "hidden": 32}

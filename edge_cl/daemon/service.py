@@ -34,6 +34,7 @@ from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import Row, Spool
 from edge_cl.daemon.status_page import StatusHistory, snapshot
+from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
 
 log = logging.getLogger("edge_cl.daemon")
@@ -110,6 +111,7 @@ class Daemon:
         self.outbox = Outbox(10_000, self.metrics)
         self.history = StatusHistory()
         self._page: dict[str, Any] = {}
+        self.fleet: FleetChannel | None = None  # edge_cl.fleet: the loopback channel a Flower ClientApp uses
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -189,6 +191,7 @@ class Daemon:
         try:
             self._log_user_modules()
             self._restore(spool)
+            self.fleet = FleetChannel.from_config(cfg.fleet)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
                 try:
@@ -245,6 +248,8 @@ class Daemon:
                 self._guard("disconnect", lambda: link.close(timeout=3.0))
             if server is not None:
                 self._guard("metrics server", lambda: (server.shutdown(), server.server_close()))
+            if self.fleet is not None:
+                self._guard("fleet channel", self.fleet.close)
             spool.close()
             log.info("stopped (exit code %d)", code)
         return code
@@ -278,6 +283,8 @@ class Daemon:
         last_ckpt_step = last_snap_step = self.learner.step
         ckpt_position = self.progress.position
         while not stop.is_set() and link.fatal is None:
+            if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
+                self.fleet.apply_pending(self.learner)
             rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
             if rows:
                 try:

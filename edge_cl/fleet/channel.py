@@ -1,0 +1,232 @@
+"""The daemon's end of the fleet: a loopback HTTP endpoint a Flower ClientApp reaches the learner by.
+
+``GET /weights`` answers the trainable parameters (float32 ``.npz``, see :mod:`edge_cl.fleet.wire`) and, in
+the ``X-Edge-CL-Samples-Since-Merge`` header, how many samples were learned since the last merge. ``POST
+/global`` hands over a global model. Nothing else is served: no samples, labels or ids ever cross it.
+
+The learner belongs to the daemon's learning thread. The HTTP thread never touches it: each request is queued
+and waits until that thread calls :meth:`FleetChannel.apply_pending` between two steps, which reads the
+weights or merges the model there. A request not served within ``timeout_s`` is answered 503 and dropped, so a
+model reported as not merged is never merged later.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import queue
+import stat
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from edge_cl.fleet import merge, wire
+from edge_cl.fleet.settings import FleetConfig
+
+log = logging.getLogger("edge_cl.fleet")
+
+HOST = "127.0.0.1"  # never configurable: the ClientApp runs on the same device
+
+
+def read_token(path: Path) -> str:
+    """The first line of ``path``; ValueError saying how to fix a missing, unreadable or empty file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"fleet token file {str(path)!r} cannot be read ({exc.strerror}); create it with a random "
+                         "token, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > fleet.token; "
+                         "chmod 600 fleet.token`") from None
+    token = text.splitlines()[0].strip() if text.strip() else ""
+    if len(token) < 16:
+        raise ValueError(f"fleet token file {str(path)!r} holds no token of at least 16 characters; write a random "
+                         "one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    try:
+        if Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("fleet token file %s is readable by other users; chmod 600 it", path)
+    except OSError:
+        pass
+    return token
+
+
+@dataclass
+class _Request:
+    kind: str  # "weights" or "merge"
+    arrays: dict[str, np.ndarray] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cancelled: bool = False
+    result: Any = None
+    error: str | None = None
+
+
+class FleetChannel:
+    """The loopback channel; the daemon builds it from its ``[fleet]`` table and calls :meth:`apply_pending`
+    once per loop iteration, from the thread that runs ``learner.learn``."""
+
+    def __init__(self, token: str, port: int = 0, timeout_s: float = 30.0, max_body_bytes: int = 256 << 20) -> None:
+        self._token = token
+        self.timeout_s = float(timeout_s)
+        self.max_body_bytes = int(max_body_bytes)
+        self._requests: queue.Queue[_Request] = queue.Queue()
+        self._merged_at: int | None = None  # samples_learned at the last merge; None before the first
+        self.merges = 0
+        try:
+            self._server = ThreadingHTTPServer((HOST, port), _handler_for(self))
+        except OSError as exc:
+            raise ValueError(f"fleet.port={port}: cannot listen on {HOST} ({exc.strerror}); pick a free port "
+                             "(0: any) or set fleet.enabled = false") from None
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="edge-cl-fleet", daemon=True)
+        self._thread.start()
+        log.info("fleet channel on http://%s:%d (GET /weights, POST /global)", HOST, self.port)
+
+    @classmethod
+    def from_config(cls, cfg: FleetConfig) -> FleetChannel | None:
+        """The channel ``cfg`` describes, serving; None when fleet learning is off."""
+        if not cfg.enabled:
+            return None
+        assert cfg.token_file is not None  # FleetConfig insists on it when enabled
+        return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes)
+
+    @property
+    def address(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the learning thread's side -----------------------------------------------------------------------
+    def samples_since_merge(self, learner: Any) -> int:
+        """Samples learned since the last merge; before the first, every sample the model has learned (the model
+        embodies them all, so that is its weight in the first average)."""
+        learned = int(learner.samples_learned)  # also folds in a fixed-shape step still in flight
+        return learned - (self._merged_at if self._merged_at is not None else 0)
+
+    def apply_pending(self, learner: Any) -> int:
+        """Serve every queued request against ``learner`` (call between two steps, from the learning thread);
+        returns how many global models were merged."""
+        merged = 0
+        while True:
+            try:
+                req = self._requests.get_nowait()
+            except queue.Empty:
+                return merged
+            with req.lock:
+                if req.cancelled:
+                    continue
+                try:
+                    if req.kind == "weights":
+                        req.result = (merge.local_weights(learner), self.samples_since_merge(learner))
+                    else:
+                        assert req.arrays is not None
+                        merge.merge_global(learner, req.arrays)
+                        self._merged_at = int(learner.samples_learned)
+                        self.merges += 1
+                        merged += 1
+                        log.info("fleet: merged a global model (merge %d)", self.merges)
+                except ValueError as exc:
+                    req.error = str(exc)
+                except Exception as exc:
+                    log.exception("fleet: %s request failed", req.kind)
+                    req.error = f"internal error: {exc}"
+                req.done.set()
+
+    # ---- the HTTP thread's side -----------------------------------------------------------------------
+    def _submit(self, req: _Request) -> bool:
+        """Queue ``req`` and wait for the learning thread; False (and the request dropped) on timeout."""
+        self._requests.put(req)
+        if req.done.wait(self.timeout_s):
+            return True
+        with req.lock:
+            if req.done.is_set():
+                return True
+            req.cancelled = True
+        return False
+
+    def authorized(self, header: str | None) -> bool:
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token.encode())
+
+
+def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "edge-cl-fleet"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("fleet channel: " + format, *args)
+
+        def _reply(self, code: int, body: bytes, content_type: str = "application/json",
+                   headers: dict[str, str] | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, code: int, message: str) -> None:
+            self._reply(code, json.dumps({"error": message}).encode())
+
+        def _allowed(self) -> bool:
+            if channel.authorized(self.headers.get("Authorization")):
+                return True
+            self._error(401, "missing or wrong bearer token (the SuperNode's node config must name the daemon's "
+                             "fleet.token_file)")
+            return False
+
+        def _timed_out(self) -> None:
+            self._error(503, f"the daemon's learning loop did not serve the request within {channel.timeout_s} s "
+                             "(is the daemon running and calling apply_pending?); nothing was changed")
+
+        def do_GET(self) -> None:
+            if self.path != "/weights":
+                return self._error(404, "only GET /weights and POST /global are served")
+            if not self._allowed():
+                return None
+            req = _Request("weights")
+            if not channel._submit(req):
+                return self._timed_out()
+            if req.error is not None:
+                return self._error(500, req.error)
+            arrays, samples = req.result
+            return self._reply(200, wire.encode(arrays), wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
+
+        def do_POST(self) -> None:
+            if self.path != "/global":
+                return self._error(404, "only GET /weights and POST /global are served")
+            if not self._allowed():
+                return None
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                return self._error(411, "Content-Length is required")
+            if not 0 < length <= channel.max_body_bytes:
+                return self._error(413, f"a global model of {length} bytes is outside (0, fleet.max_body_bytes="
+                                        f"{channel.max_body_bytes}]")
+            try:
+                arrays = wire.decode(self.rfile.read(length))
+            except ValueError as exc:
+                return self._error(400, str(exc))
+            req = _Request("merge", arrays)
+            if not channel._submit(req):
+                return self._timed_out()
+            if req.error is not None:
+                return self._error(422, req.error)
+            return self._reply(200, json.dumps({"merged": True, "merges": channel.merges}).encode())
+
+    return Handler

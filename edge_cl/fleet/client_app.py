@@ -1,0 +1,58 @@
+"""The Flower ClientApp a device's ``flower-supernode`` runs: it reaches the daemon over the loopback channel.
+
+A train message asks for what the device learned: the reply carries the daemon's weights (an ArrayRecord) and
+the samples learned since the last merge (``num-examples``, FedAvg's weight). An evaluate message carries the
+global model the round produced: it is handed to the daemon, which merges it between two steps. The ClientApp
+holds no model of its own and never sees a sample; its node config names the channel:
+
+    flower-supernode ... --node-config "fleet-address='http://127.0.0.1:8471' fleet-token-file='/etc/edge-cl/fleet.token'"
+"""
+
+from __future__ import annotations
+
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from edge_cl.fleet.local_client import DaemonChannel
+
+ADDRESS_KEY = "fleet-address"
+TOKEN_KEY = "fleet-token-file"
+ARRAYS_KEY = "arrays"  # FedAvg's default arrayrecord_key
+NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
+
+app = ClientApp()
+
+
+def channel(context: Context) -> DaemonChannel:
+    """The daemon's channel named by the SuperNode's node config; ValueError saying what to pass otherwise."""
+    cfg = context.node_config
+    address, token_file = cfg.get(ADDRESS_KEY), cfg.get(TOKEN_KEY)
+    if not address or not token_file:
+        raise ValueError(f"the SuperNode's node config needs {ADDRESS_KEY} and {TOKEN_KEY} (the daemon's [fleet] "
+                         f"port and token_file), e.g. flower-supernode --node-config \"{ADDRESS_KEY}="
+                         f"'http://127.0.0.1:8471' {TOKEN_KEY}='/etc/edge-cl/fleet.token'\"; got {dict(cfg)}")
+    return DaemonChannel(str(address), str(token_file))
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    # The arrays the server sent are not trained on: the daemon trains continuously on its own stream, and the
+    # global model reaches it through the evaluate message that ends each round.
+    weights, samples = channel(context).local_weights()
+    content = RecordDict({
+        ARRAYS_KEY: ArrayRecord({name: Array(a) for name, a in weights.items()}),
+        "metrics": MetricRecord({NUM_EXAMPLES: samples}),
+    })
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    arrays = msg.content.array_records.get(ARRAYS_KEY)
+    merged = 0
+    if arrays:  # empty before any round aggregated (the ServerApp starts from no model)
+        channel(context).merge_global({name: a.numpy() for name, a in arrays.items()})
+        merged = 1
+    # Every device weighs 1 in the averaged "merged" share (the fraction of devices that took the model).
+    return Message(content=RecordDict({"metrics": MetricRecord({NUM_EXAMPLES: 1, "merged": merged})}),
+                   reply_to=msg)

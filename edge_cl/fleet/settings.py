@@ -1,0 +1,32 @@
+"""The daemon's ``[fleet]`` table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PORT = 8471
+
+
+class FleetConfig(BaseModel):
+    """Fleet learning through Flower: the loopback channel a ``flower-supernode``'s ClientApp reaches this
+    daemon by (always bound to 127.0.0.1: the only traffic leaving the device is Flower's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Serve the fleet channel (weights out, the global model in).")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Loopback port of the channel (0: any free port).")
+    token_file: Path | None = Field(None, description="File whose first line is the bearer token the ClientApp "
+                                                      "must present; a secret, keep it 0600.")
+    timeout_s: float = Field(30.0, gt=0, le=3600, description="How long a request waits for the learning loop "
+                                                              "to serve it (it is served between two steps).")
+    max_body_bytes: int = Field(256 << 20, ge=1024, description="Largest global model accepted (bytes).")
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> FleetConfig:
+        if self.enabled and self.token_file is None:
+            raise ValueError("fleet.enabled = true needs fleet.token_file: a file holding a random token "
+                             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > fleet.token`), "
+                             "the same file the SuperNode's node config names")
+        return self

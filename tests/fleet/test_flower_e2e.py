@@ -1,0 +1,142 @@
+"""Two devices average what they learned through real Flower processes: a SuperLink, one SuperNode per device,
+and a run of edge_cl's ServerApp; every process on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
+
+import edge_cl.fleet
+from edge_cl.fleet import FleetChannel, merge
+from tests.fleet.helpers import LearningLoop, batches, learner, token_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+APP_DIR = Path(edge_cl.fleet.__file__).parent / "app"
+REPO = Path(edge_cl.fleet.__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(path).exists():
+        pytest.skip(f"{name} is not on PATH (install 'edge-cl[fleet]')")
+    return path
+
+
+class Processes:
+    """Started processes, stopped (and their logs shown) at the end."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env, self.procs = tmp, env, []
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        with open(self.tmp / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
+                                    start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n" + (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+                         for name, _ in self.procs)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)  # the session: a SuperNode's ClientApp processes too
+        for _, proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+
+
+def wait_listening(port: int, procs: Processes, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}\n{procs.logs()}")
+
+
+def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
+    link_port = free_port()
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    # `flwr run` finds the SuperLink through a named connection in $FLWR_HOME/config.toml.
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+                                      f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
+    env = {**os.environ, "FLWR_HOME": str(home),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+    # Two devices, each learning its own data (different classes' prototypes) in its own learning thread.
+    devices = []
+    for i, (seed, n, shift) in enumerate([(10, 6, 0.0), (11, 3, 3.0)]):
+        tok = token_file(tmp_path, f"device{i}.token")
+        ch = FleetChannel(tok.read_text().strip(), timeout_s=60)
+        devices.append((learner(seed), ch, tok, batches(seed, n, shift=shift)))
+    loops = [LearningLoop(lrn, ch, data) for lrn, ch, _, data in devices]
+    procs = Processes(tmp_path, env)
+    try:
+        for loop in loops:
+            loop.__enter__()
+        for loop in loops:
+            assert loop.learned_all.wait(60)
+        # What each device would send: its weights and its sample count (all learned since no merge yet).
+        sent = [(merge.local_weights(lrn), ch.samples_since_merge(lrn)) for lrn, ch, _, _ in devices]
+        assert [s for _, s in sent] == [6 * 8, 3 * 8]
+        # A test that can fail: the devices' weights differ before the round.
+        assert any(not np.array_equal(sent[0][0][k], sent[1][0][k]) for k in sent[0][0])
+
+        procs.start("superlink", tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+                    "--port", str(link_port), "--disable-runtime-dependency-installation")
+        wait_listening(link_port, procs)
+        for i, (_, ch, tok, _) in enumerate(devices):
+            procs.start(f"supernode{i}", tool("flower-supernode"), "--insecure",
+                        "--superlink", f"127.0.0.1:{link_port}", "--host", "127.0.0.1", "--port", str(free_port()),
+                        "--node-config", f"fleet-address='{ch.address}' fleet-token-file='{tok}'")
+        run = subprocess.run([tool("flwr"), "run", str(APP_DIR), "local", "--stream",
+                              "--run-config", "num-server-rounds=2 min-nodes=2 round-timeout-s=120"],
+                             check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, f"flwr run failed:\n{run.stdout}\n{run.stderr}\n{procs.logs()}"
+        deadline = time.monotonic() + 120
+        while sum(ch.merges for _, ch, _, _ in devices) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [ch.merges for _, ch, _, _ in devices] == [2, 2], \
+            f"{run.stdout}\n{run.stderr}\n{procs.logs()}"
+    finally:
+        procs.stop()
+        for loop in loops:
+            loop.__exit__(None, None, None)
+        for _, ch, _, _ in devices:
+            ch.close()
+
+    # Round 1 averages what they sent, weighted by samples (48 and 24); round 2 averages the merged model with
+    # itself (no sample learned since), so both devices end holding the round-1 average.
+    (w0, n0), (w1, n1) = sent
+    for lrn, _, _, _ in devices:
+        held = merge.local_weights(lrn)
+        for name in w0:
+            expected = (n0 * w0[name].astype(np.float64) + n1 * w1[name]) / (n0 + n1)
+            np.testing.assert_allclose(held[name], expected, rtol=1e-6, atol=1e-7)
+    for name in w0:
+        np.testing.assert_array_equal(merge.local_weights(devices[0][0])[name],
+                                      merge.local_weights(devices[1][0])[name])
