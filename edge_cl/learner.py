@@ -31,7 +31,7 @@ from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.step_engines import AutogradEngine, ClosedFormEngine, StepEngine, closed_form
 from edge_cl.step_stats import LearnStats, StepCounters
-from edge_cl.transaction import POST_STEP_HOOKS, Snapshot, call, keeps_state, overrides
+from edge_cl.transaction import POST_STEP_HOOKS, STEP_HOOKS, Snapshot, call, keeps_state, overrides
 from edge_cl.triggers import make_trigger
 
 log = logging.getLogger("edge_cl")
@@ -314,6 +314,9 @@ class OnlineLearner:
         self._stateful = [m for m in self.methods if keeps_state(m)]
         self._all_buffers = list(self.model.buffers())  # the transaction keeps them all (standardiser too)
         self._post_step = any(overrides(m, h) for m in self.methods for h in POST_STEP_HOOKS)
+        # The methods that do something in each step hook (the base's hooks do nothing: no call for them).
+        self._hooked = {h: [m for m in self.methods if overrides(m, h)] for h in STEP_HOOKS}
+        self._hooked["loss"] = [m for m in self.methods if overrides(m, "loss") or overrides(m, "logit_grads")]
         self._transaction: Snapshot | None = None  # the snapshot of the step in progress
         self.counters = StepCounters()
         self.consolidations = 0
@@ -543,14 +546,14 @@ class OnlineLearner:
             self.standardizer.update(xb)
         # Kept to undo on a skip: the forward of a non-finite batch would leave NaN running statistics behind.
         buffers = [b.clone() for b in self._model_buffers] if self._model_buffers else None
-        draws = [d for m in self.methods for d in call(m, "replay_draws")]
+        draws = [d for m in self._hooked["replay_draws"] for d in call(m, "replay_draws")]
         if len({d.key for d in draws}) != len(draws):
             raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
                              f"{[d.key for d in draws]}; each method must use keys of its own")
         # A skipped step must leave the random state as it was, so keep it before the draws consume it.
         rng_state = self.generator.get_state() if draws and len(self.buffer) else None
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
-        for m in self.methods:
+        for m in self._hooked["begin_step"]:
             call(m, "begin_step", self.step)
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
@@ -573,7 +576,7 @@ class OnlineLearner:
             k = int(f["y"].shape[0])
             step.draws[d.key] = Segment(fields=f, logits=logits[row:row + k], start=row)
             row += k
-        terms = engine.terms(self.methods, step, logits)
+        terms = engine.terms(self._hooked["loss"], step, logits)
         correct = (logits[:batch].detach().argmax(1) == yb).sum(dtype=losses.dtype)
         # One device-to-host transfer per step: every per-sample loss, the hit count and the extra terms.
         values = torch.cat([losses.detach(), correct.unsqueeze(0), *(t.detach().reshape(1) for t in terms)]).tolist()
@@ -584,7 +587,7 @@ class OnlineLearner:
             return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
 
         engine.backward(losses, terms, ys, n_ce, logits)
-        for m in self.methods:
+        for m in self._hooked["before_update"]:
             call(m, "before_update", step)
         # A finite loss can still overflow its gradients (huge finite inputs): one step on them would leave
         # the parameters non-finite for good, so such a step is skipped like a non-finite loss; and no step
@@ -605,12 +608,12 @@ class OnlineLearner:
         # The per-sample values come from this step's forward: taken before the weights move, so that a method
         # failing here leaves nothing to undo but what the snapshot at the start of the call holds.
         stored: dict[str, Tensor] = {}
-        for m in self.methods:
+        for m in self._hooked["sample_values"]:
             stored.update(call(m, "sample_values", step))
-        for m in self.methods:
+        for m in self._hooked["before_step"]:
             call(m, "before_step", step)
         self._optimizer_step()
-        for m in self.methods:
+        for m in self._hooked["after_update"]:
             call(m, "after_update", step)
         consolidated = self.trigger is not None and self.trigger.observe(loss_new)
         if consolidated:
