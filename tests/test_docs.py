@@ -46,7 +46,8 @@ def _gen() -> object:
 
 
 BLOCKS = [pytest.param(path, line, code, id=f"{path.name}:{line}")
-          for path in sorted(DOCS.glob("*.md")) for line, code, runs in python_blocks(path) if runs]
+          for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+          for line, code, runs in python_blocks(path) if runs]
 
 
 def test_norun_marker_is_honoured(tmp_path: Path) -> None:
@@ -125,3 +126,29 @@ def test_links_into_benchmarks_name_real_sections() -> None:
     assert cited
     missing = sorted(c for c in cited if c[1] not in sections)
     assert not missing, f"links to sections BENCHMARKS.md does not have: {missing}"
+
+
+# A measured figure: a number with a unit of accuracy, time, rate or ratio ("94.01%", "1.8 ms", "3x").
+FIGURE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(%|ms\b|us\b|s\b|x\b|samples/s|msg/s)")
+
+
+def test_readme_quotes_no_figure_that_benchmarks_does_not_hold() -> None:
+    """README keeps no hand-copied figure: every figure it quotes must appear in BENCHMARKS.md as written
+    (settings that read like figures, such as a default of 16, carry no unit and are not matched)."""
+    readme = (ROOT / "README.md").read_text()
+    benchmarks = (ROOT / "BENCHMARKS.md").read_text()
+    quoted = {m.group(0) for m in FIGURE.finditer(readme)}
+    stray = sorted(f for f in quoted if f not in benchmarks)
+    assert not stray, f"README quotes figures BENCHMARKS.md does not hold: {stray}; link the section instead"
+
+
+def test_figure_pattern_catches_copied_figures() -> None:
+    assert [m.group(0) for m in FIGURE.finditer("edge_cl remembers A: 100.0% in 12 s, 1.2x ER, 165 us")] == [
+        "100.0%", "12 s", "1.2x", "165 us"]
+
+
+def test_readme_stays_short_and_keeps_the_setup_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "python3 -m pip install torch==2.13.0 && python3 -m pip install -e . && edge-cl demo" in readme
+    assert "python3 -m pip install -e '.[test,bench]' && python3 -m pytest" in readme
