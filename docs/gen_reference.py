@@ -43,8 +43,8 @@ def cli_reference() -> str:
 
     group = typer.main.get_command(app)
     out = ["# CLI reference", "",
-           "Generated from the typer app (`edge_cl/cli/main.py` and the modules it registers) by "
-           "`docs/gen_reference.py` at every docs build; `edge-cl COMMAND --help` prints the same.", "",
+           ("Generated from the typer app (`edge_cl/cli/main.py` and the modules it registers) by "
+           "`docs/gen_reference.py` at every docs build; `edge-cl COMMAND --help` prints the same."), "",
            f"`edge-cl` {_cell(group.help or '')}", "",
            "| command | what it does |", "|---|---|"]
     commands = dict(group.commands)  # type: ignore[attr-defined]
@@ -94,12 +94,12 @@ def config_reference() -> str:
     from edge_cl.config import Config, render_example
 
     out = ["# Configuration reference", "",
-           "Generated from the pydantic models in `edge_cl/config.py` (and the method registry) by "
+           ("Generated from the pydantic models in `edge_cl/config.py` (and the method registry) by "
            "`docs/gen_reference.py` at every docs build. The daemon's TOML file has one table per section "
            "below; `edge-cl check-config FILE` validates a file exactly as `edge-cl run` does. Relative paths "
            "of files the daemon reads resolve against the config file's directory; relative state paths "
            "(`spool.path`, `checkpoint.dir`, `snapshot.dir`) against `$STATE_DIRECTORY` when set, else the "
-           "config file's directory.", ""]
+           "config file's directory."), ""]
     for name, field in Config.model_fields.items():
         section = field.annotation
         out += [f"## `[{name}]`", ""]
@@ -117,8 +117,8 @@ def config_reference() -> str:
             out.append(f"| `{key}` | `{_cell(_type_name(f.annotation))}` | {default} | {_cell(f.description or '')} |")
         out.append("")
     out += ["## Method settings", "",
-            "Any other key of `[learner]` (or keyword argument of `OnlineLearner`) is a setting of the chosen "
-            "method(s), given to every method of the combination that declares it.", "",
+            ("Any other key of `[learner]` (or keyword argument of `OnlineLearner`) is a setting of the chosen "
+            "method(s), given to every method of the combination that declares it."), "",
             "| method | setting | default | meaning |", "|---|---|---|---|"]
     for mname in methods.available():
         fields = methods.get(mname).Settings.model_fields
@@ -136,13 +136,15 @@ def config_reference() -> str:
 def benchmarks_page() -> str:
     """BENCHMARKS.md with an anchor before each section, so pages link to ``benchmarks.md#NAME``."""
     text = (ROOT / "BENCHMARKS.md").read_text()
-    text = re.sub(r"^<!-- edge-cl:begin ([A-Za-z0-9_.-]+) -->$", r'<a id="\1"></a>\n\n\g<0>', text, flags=re.M)
-    return text
+    text = re.sub(r"^<!-- edge-cl:begin ([A-Za-z0-9_.-]+) -->$", r'<a id="\1"></a>\n\n\g<0>', text, flags=re.MULTILINE)
+    # The index links GitHub's heading anchors; on the site each row links the section's own anchor instead.
+    return re.sub(r"^\| (?:\[([A-Za-z0-9_.-]+)\]\(#[^)]*\)|`([A-Za-z0-9_.-]+)`) \|",
+                  lambda m: f"| [{m.group(1) or m.group(2)}](#{m.group(1) or m.group(2)}) |", text, flags=re.MULTILINE)
 
 
 def section_names() -> list[str]:
     """Names of BENCHMARKS.md's sections (the anchors of the benchmarks page)."""
-    return re.findall(r"^<!-- edge-cl:begin ([A-Za-z0-9_.-]+) -->$", (ROOT / "BENCHMARKS.md").read_text(), re.M)
+    return re.findall(r"^<!-- edge-cl:begin ([A-Za-z0-9_.-]+) -->$", (ROOT / "BENCHMARKS.md").read_text(), re.MULTILINE)
 
 
 def deploy_page() -> str:

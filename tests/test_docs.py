@@ -152,3 +152,31 @@ def test_readme_stays_short_and_keeps_the_setup_commands() -> None:
     assert len(readme.splitlines()) <= 150
     assert "python3 -m pip install torch==2.13.0 && python3 -m pip install -e . && edge-cl demo" in readme
     assert "python3 -m pip install -e '.[test,bench]' && python3 -m pytest" in readme
+
+
+def test_benchmarks_index_is_current() -> None:
+    """BENCHMARKS.md's generated index (TOC + summary) matches its sections: `python -m edge_cl.reporting`
+    rewrites it; every write_section does too."""
+    from edge_cl.reporting import render_index
+
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    assert render_index(text) == text, "BENCHMARKS.md's index is stale: run python -m edge_cl.reporting"
+    index = text.split("<!-- edge-cl:index-begin -->", 1)[1].split("<!-- edge-cl:index-end -->", 1)[0]
+    rows = [ln for ln in index.splitlines() if ln.startswith(("| [", "| `"))]
+    assert len(rows) == len(_gen().section_names())  # one line per section
+
+
+def test_write_section_regenerates_the_index(tmp_path: Path) -> None:
+    from edge_cl.reporting import main, write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    write_section("alpha", "### alpha\n\nMeasured on: x; 2026-01-02 03:04 UTC.\n\n| a |\n|---|\n| 1 |", "cmd a", path)
+    write_section("beta", "Stream beta, all of it. More text.", "python benchmarks/b.py --x", path)
+    text = path.read_text()
+    assert "| [alpha](#alpha) | alpha | 2026-01-02 | `cmd a` |" in text
+    assert "| `beta` | Stream beta, all of it | - | `python benchmarks/b.py` |" in text
+    assert text.index("<!-- edge-cl:index-end -->") < text.index("<!-- edge-cl:begin alpha -->")
+    assert main(["--check", str(path)]) == 0
+    path.write_text(text.replace("| [alpha](#alpha) | alpha |", "| [alpha](#alpha) | stale |"))
+    assert main(["--check", str(path)]) == 1
+    assert main([str(path)]) == 0 and main(["--check", str(path)]) == 0
