@@ -55,16 +55,16 @@ def test_method_names_any_registered_method():
     assert clf.learner is not None and clf.learner.method == "er+ewc"
 
 
-def test_readme_river_example_prints_what_readme_says(capsys):
-    """The figure in README's river example is what the example prints (it runs the default learner)."""
+def test_docs_river_example_prints_what_the_docs_say(capsys):
+    """The figure in the river example (docs/learner.md) is what the example prints (it runs the default learner)."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("### river"):]
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "learner.md").read_text()
+    section = readme[readme.index("## river"):]
     code = section[section.index("```python") + len("```python"):]
     code = code[:code.index("```")]
     claimed = re.search(r"# Accuracy: ([0-9.]+%)", code)
     assert claimed is not None
-    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})  # noqa: S102 - our own README
+    exec(compile(code, "docs/learner.md", "exec"), {"__name__": "__docs__"})  # noqa: S102 - our own docs
     assert capsys.readouterr().out.strip() == f"Accuracy: {claimed.group(1)}"

@@ -1,5 +1,5 @@
 """The contract every registered method keeps, run over ``edge_cl.methods.available()`` (plus combinations
-and the README's "Writing a method" example), so a new method is tested without new tests:
+and the "Writing a method" example of docs/writing-a-method.md), so a new method is tested without new tests:
 save / load / resume bit-identical, every owned byte counted and within the budget, seeding, inputs not
 mutated, a non-finite loss changing nothing, CUDA agreeing with the CPU."""
 
@@ -24,10 +24,10 @@ DIM, CLASSES, BATCH = 12, 4, 8
 
 
 def readme_example_source() -> str:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text.split("### Writing a method", 1)[1]
+    text = (Path(__file__).resolve().parents[2] / "docs" / "writing-a-method.md").read_text()
+    section = text.split("# Writing a method", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "README's 'Writing a method' section has no python example"
+    assert match, "docs/writing-a-method.md has no python example"
     return match.group(1)
 
 
@@ -38,7 +38,7 @@ def method(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
         return
     namespace: dict[str, object] = {"__name__": "__readme__"}
-    exec(compile(readme_example_source(), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(readme_example_source(), "docs/writing-a-method.md", "exec"), namespace)  # noqa: S102 - our docs
     try:
         yield README_EXAMPLE
     finally:
