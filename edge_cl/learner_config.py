@@ -65,8 +65,8 @@ class LearnerConfig(BaseModel):
                                                         "without a multi-dimensional input_shape) the standardiser "
                                                         "is held and charged to the budget, and the first finite "
                                                         "batch learned decides, once (saved in the state): on, "
-                                                        "unless the inputs are sparse values in [-1, 1] (half or "
-                                                        "more exactly 0: pixels on a blank background, one-hot "
+                                                        "unless the inputs are sparse values in [-1, 1] (a quarter "
+                                                        "or more exactly 0: pixels on a blank background, one-hot "
                                                         "codes), which are left as they are; off for image models. "
                                                         "Chosen on validation seeds (BENCHMARKS.md "
                                                         "defaults-validation). True / False: always / never.")
