@@ -18,6 +18,9 @@ DEFAULT_METHOD = "der++"
 # Keywords of the pre-plugin learner that saved states of method 'er' may still carry (dropped on load only).
 LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
 Storage = Literal["float32", "float16", "uint8"]
+# Defaults that changed (issue #28 item 5: float16 storage, standardize None): what a saved configuration without
+# the key was made with.
+SAVED_DEFAULTS: dict[str, Any] = {"storage": "float32", "standardize": False}
 
 
 class LearnerConfig(BaseModel):
@@ -205,6 +208,9 @@ def saved_config(data: dict[str, Any]) -> LearnerConfig:
     from edge_cl import methods
 
     data = dict(data)
+    # A state saved before a default changed was made with the old one: keys it does not carry take that value.
+    for key, old_default in SAVED_DEFAULTS.items():
+        data.setdefault(key, old_default)
     params = dict(data.get("method_params") or {})
     if "method" in data:
         try:
