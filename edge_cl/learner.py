@@ -198,7 +198,7 @@ def _vector_input(model: nn.Module) -> bool:
 def _standardized(model: nn.Module, cfg: LearnerConfig, dim: int, device: torch.device) -> nn.Module:
     """``model`` behind an online input standardiser when ``cfg.standardize``, or when it is None (the default)
     and the inputs are vectors: then the first batch learned decides whether it standardises (see
-    :func:`_bounded`); its bytes are charged either way, so the buffer's size never depends on the data."""
+    :func:`_leave_raw`); its bytes are charged either way, so the buffer's size never depends on the data."""
     if isinstance(model, Standardized):
         return model
     if not (cfg.standardize or (cfg.standardize is None and _vector_input(model))):
@@ -1040,7 +1040,7 @@ def _scale_warning(x: Tensor) -> str | None:
             f"{top:.3g}, the median feature {median:.3g}); one step size suits no feature of raw units like these, "
             "and the importance of ewc, mas ... grows with each feature's magnitude. Pass standardize=True to "
             "learn on running-standardised inputs (standardize=None, the default, does so for vector inputs "
-            "beyond [-1, 1]), or scale them first")
+            "unless they are sparse values in [-1, 1]), or scale them first")
 
 
 def _leave_raw(x: Tensor, peak: float) -> bool:
