@@ -65,14 +65,14 @@ def main(argv: list[str]) -> None:
     seeds = next(iter(res.values())).get("seeds")
     body = "\n".join([
         "### defaults-validation", "",
-        f"How the learner's input defaults were chosen (issue #28 item 5): der++ (the default method) on validation "
+        (f"How the learner's input defaults were chosen (issue #28 item 5): der++ (the default method) on validation "
         f"seeds {','.join(map(str, seeds or []))} (never the reported 0-2), raw (`--no-standardize`) or standardised "
         "(`--standardize`) inputs x float32 / float16 / uint8 buffer storage (uint8 over [0, 1]), all at one byte "
         "budget per stream (`--budget-bytes`: what der++ gets for 500 float32 samples with raw inputs, so the "
         "standardiser's statistics come out of the buffer). Cells: ACC % on task streams, prequential % otherwise "
         "(mean ± std over the seeds), buffer samples in brackets. `default picks`: what standardize=None decides on "
         "the stream's first batch (edge_cl.learner._leave_raw: sparse inputs in [-1, 1] stay raw) with the default "
-        "float16 storage; `vs best`: that cell minus the best cell of the row.", "",
+        "float16 storage; `vs best`: that cell minus the best cell of the row."), "",
         "| stream | f32 raw | f32 standardised | f16 raw | f16 standardised | uint8 raw | default picks | best | vs best |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
