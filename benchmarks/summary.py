@@ -35,7 +35,9 @@ def _column(doc: dict[str, Any], path: Path) -> str:
         parts.append(f"batch {cfg['batch']}")
     if cfg.get("replay_batch") is not None and cfg["replay_batch"] != PROTOCOL_REPLAY.get(cfg.get("protocol")):
         parts.append(f"replay {cfg['replay_batch']}")
-    if cfg.get("storage", "float32") != "float32":
+    if cfg.get("storage") is None and "storage" in cfg:
+        parts.append("the learner's default storage")
+    elif cfg.get("storage", "float32") != "float32":
         parts.append(f"{cfg['storage']} storage")
     if cfg.get("predict", "model") != "model":
         parts.append(f"predict {cfg['predict']}")
@@ -45,6 +47,8 @@ def _column(doc: dict[str, Any], path: Path) -> str:
         parts.append(" ".join(f"{k}={json.dumps(v)}" for k, v in cfg["method_params"].items()))
     if cfg.get("standardize"):
         parts.append("standardised")
+    elif cfg.get("standardize") is None and "standardize" in cfg:
+        parts.append("the learner's default standardize rule")
     if cfg.get("max_grad_norm") is not None:
         parts.append(f"max_grad_norm {cfg['max_grad_norm']}")
     if cfg.get("lr") is not None and cfg.get("protocol") == "der" and cfg["lr"] != 0.2:

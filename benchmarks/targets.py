@@ -1,6 +1,8 @@
 """Compare bench JSON results with the issue's targets and write the `targets` section of BENCHMARKS.md.
 
-Usage: python benchmarks/targets.py benchmarks/results
+Usage: python benchmarks/targets.py benchmarks/results            (the `targets` section)
+       python benchmarks/targets.py benchmarks/results --defaults (the `default-learner-targets` section: issue #28
+                                                                  item 5, from benchmarks/der_defaults.sh)
 Only results that exist are compared; a missing result is listed as "not run".
 """
 
@@ -21,6 +23,9 @@ PAPER = {
     "split-mnist": {"ER": 86.12, "DER++": 91.00},
 }
 EDGE_METHODS = ("sgd", "er", "ewc", "mas", "er+ewc", "er+mas")
+# Issue #28 item 5: the default learner (der++, every option unset), given only a model and the bytes of 500
+# float32 samples, DER protocol, seeds 0-2: ACC % at least this (benchmarks/der_defaults.sh).
+DEFAULT_TARGETS = {"rotated-mnist": 93.5, "split-mnist": 93.5, "permuted-mnist": 90.0}
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -91,8 +96,48 @@ def elec2_rows(results: Path) -> list[str]:
     return [f"| {_pct(best)} ({best_name}) | {_pct(arf)} | {_pct(nc)} | {ok} |"]
 
 
+def default_rows(results: Path) -> list[str]:
+    """One row per stream of DEFAULT_TARGETS: the default learner's ACC (mean ± std over its seeds) vs the target."""
+    rows = []
+    for stream, target in DEFAULT_TARGETS.items():
+        doc = _load(results / f"{stream}-der-defaults.json")
+        r = None if doc is None else doc["methods"].get("der++")
+        if r is None:
+            rows.append(f"| {stream} | not run | {target} | | | | |")
+            continue
+        seeds = r.get("seeds") or [doc["config"].get("seed")]
+        std = r.get("acc_std")
+        acc = f"{r['acc'] * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
+        per_seed = ", ".join(f"{run['acc'] * 100:.2f}" for run in r.get("runs") or []) or "-"
+        cfg = doc["config"]
+        unset = cfg.get("storage") is None and cfg.get("standardize") is None
+        ok = "yes" if r["acc"] * 100 >= target else "no"
+        rows.append(f"| {stream} | {acc} | {target} | {ok} | {per_seed} (seeds {','.join(map(str, seeds))}) | "
+                    f"{r.get('storage', '-')}, {r.get('buffer_capacity')} samples, "
+                    f"{'standardised' if r.get('standardized') else 'raw inputs'} | "
+                    f"{'yes' if unset else 'no: set by the bench'} |")
+    return rows
+
+
+def main_defaults(results: Path) -> None:
+    body = "\n".join([
+        "### default-learner-targets", "",
+        ("Issue #28 item 5: the default learner (der++ with every option unset), given only a model (MLP "
+         "784-100-100-10) and a budget (the bytes of 500 float32 samples), DER protocol (split-mnist: batch 10, "
+         "replay 10), reported seeds 0-2. ACC % (mean ± std over the seeds):"), "",
+        ("| stream | ACC % | target | met | per seed | what the defaults chose (storage, buffer, inputs) | "
+         "learner defaults |"),
+        "|---|---|---|---|---|---|---|",
+        *default_rows(results),
+    ])
+    write_section("default-learner-targets", body, f"python benchmarks/targets.py {results} --defaults")
+
+
 def main(argv: list[str]) -> None:
     results = Path(argv[1] if len(argv) > 1 else "benchmarks/results")
+    if "--defaults" in argv[2:]:
+        main_defaults(results)
+        return
     body = "\n".join([
         "### targets", "",
         "Accuracy (ACC %, MLP 784-100-100-10, bytes of 500 float32 samples) against the DER paper's table:", "",

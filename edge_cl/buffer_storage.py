@@ -1,6 +1,7 @@
 """Sample codecs for the replay buffer: how many bytes one stored input element costs.
 
-``float32`` is exact; ``float16`` halves the bytes; ``uint8`` quarters them for inputs in a known
+``float32`` is exact; ``float16`` halves the bytes (about 3 significant digits, saturating at +-65504: the
+learner's default, see LearnerConfig.storage); ``uint8`` quarters them for inputs in a known
 range ``[lo, hi]`` (values outside are clamped), e.g. pixels or normalised sensor readings.
 """
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 STORAGE_KINDS = ("float32", "float16", "uint8")
+F16_MAX = 65504.0  # float16's largest finite value
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class StorageCodec:
         if self.kind == "uint8":
             scaled = (x - self.lo) * (255.0 / (self.hi - self.lo))
             return scaled.round_().clamp_(0, 255).to(torch.uint8)
+        if self.kind == "float16":
+            # Saturate rather than overflow to inf: one stored inf would make every replay of it a skipped step.
+            return x.clamp(-F16_MAX, F16_MAX).to(torch.float16)
         return x.to(self.dtype)
 
     def decode(self, stored: Tensor) -> Tensor:

@@ -172,9 +172,18 @@ def _codec(cfg: LearnerConfig) -> StorageCodec:
     return StorageCodec(cfg.storage, float(lo), float(hi))
 
 
+def _vector_input(model: nn.Module) -> bool:
+    """True for a model of vector inputs: no multi-dimensional ``input_shape`` (an image model has one)."""
+    return len(tuple(getattr(model, "input_shape", ()) or ())) <= 1
+
+
 def _standardized(model: nn.Module, cfg: LearnerConfig, dim: int, device: torch.device) -> nn.Module:
-    """``model`` behind an online input standardiser when ``cfg.standardize`` (see edge_cl.standardizer)."""
-    if not cfg.standardize or isinstance(model, Standardized):
+    """``model`` behind an online input standardiser when ``cfg.standardize``, or when it is None (the default)
+    and the inputs are vectors: then the first batch learned decides whether it standardises (see
+    :func:`_leave_raw`); its bytes are charged either way, so the buffer's size never depends on the data."""
+    if isinstance(model, Standardized):
+        return model
+    if not (cfg.standardize or (cfg.standardize is None and _vector_input(model))):
         return model
     return Standardized(model, dim).to(device)
 
@@ -322,7 +331,20 @@ class OnlineLearner:
         self.consolidations = 0
         self.unlabeled_seen = 0
         self.extra: dict[str, Any] = {}
+        # standardize=None on vector inputs: the first finite batch learned decides (True / False), kept in the state.
+        self._auto_standardize: bool | None = None
+        if cfg.standardize is None and self.standardizer is not None:
+            self._auto_standardize = True  # undecided: stays True until the first batch says otherwise
+            self._standardize_decided = False
+        else:
+            self._standardize_decided = True
         self._scales_checked = self.standardizer is not None  # raw-unit inputs are looked at once (see learn)
+        self._f16 = plan.codec.kind == "float16"
+        self._f16_checked = not self._f16
+        # float16's range is checked on every batch on the CPU (one reduction); on an accelerator only until the
+        # checks above are done (no host synchronisation per step), and the codec saturates at +-65504 after that.
+        self._f16_every_step = self._f16 and self.device.type == "cpu"
+        self._f16_range_warned = False
 
     def _use_chain(self, on: bool) -> None:
         """Step a Linear/ReLU model without autograd when it allows it (``on``: the closed-form engine), else with
@@ -516,11 +538,9 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
-        if not self._scales_checked and _all_finite(xb):
-            self._scales_checked = True
-            warning = _scale_warning(xb)
-            if warning:
-                log.warning(warning)
+        if ((self._f16_every_step and not self._f16_range_warned)
+                or not (self._standardize_decided and self._scales_checked and self._f16_checked)):
+            self._check_inputs(xb)
         fixed = self._fixed_step()
         if fixed is not None:
             stats = fixed.learn(xb, yb, started)
@@ -535,6 +555,74 @@ class OnlineLearner:
         finally:
             self._transaction = None
             self._engine.release()
+
+    def _check_inputs(self, xb: Tensor) -> None:
+        """What the inputs' scale decides or calls for, before the step touches any state: the automatic
+        standardiser's decision (first finite batch), float16 storage's range (every batch) and precision (once the
+        standardiser has seen enough rows), and the scale warning for raw inputs (once)."""
+        peak = float(xb.abs().amax())
+        if not math.isfinite(peak):
+            return  # a non-finite batch is skipped by the step; it decides nothing
+        if self._f16 and not self._f16_range_warned and peak > F16_MAX:
+            # Not an error: a fuzzing client or a glitching sensor must not stop the learner (the contract suite).
+            self._f16_range_warned = True
+            col = int(xb.abs().amax(0).argmax())
+            log.warning("input feature %d reaches %.6g, beyond what storage='float16' (the default buffer storage) "
+                        "holds: the replay buffer keeps it saturated at +-%g, so replays of such samples are not the "
+                        "samples seen. Pass storage='float32' to keep raw values this large, or scale the inputs "
+                        "first (e.g. kPa instead of Pa)", col, peak, F16_MAX)
+        if not self._standardize_decided:
+            self._standardize_decided = True
+            self._auto_standardize = not _leave_raw(xb, peak)
+            if self._auto_standardize:
+                log.info("standardising the inputs online (standardize=None on vector inputs that are not sparse "
+                         "values in [-%g, %g]); pass standardize=False to learn on them as they are", BOUNDED_SCALE,
+                         BOUNDED_SCALE)
+            else:
+                log.info("inputs are sparse values in [-%g, %g] (pixels, one-hot codes): learning on them as they are "
+                         "(standardize=None); pass standardize=True to standardise them", BOUNDED_SCALE, BOUNDED_SCALE)
+                self._drop_standardizer()
+        if not self._scales_checked:
+            self._scales_checked = True
+            warning = _scale_warning(xb)
+            if warning:
+                log.warning(warning)
+        if not self._f16_checked and self.standardizer is None:
+            self._f16_checked = True  # bounded or pre-scaled inputs: float16 keeps their 3 digits
+        elif not self._f16_checked and float(self.standardizer.count) + xb.shape[0] >= F16_CHECK_ROWS:
+            self._f16_checked = True
+            warning = _f16_warning(self.standardizer.mean, self.standardizer.var)
+            if warning:
+                log.warning(warning)
+
+    def _load_auto_standardize(self, decided: bool | None) -> None:
+        """Restore the automatic standardiser's decision saved by :meth:`state_dict` (None: not decided yet)."""
+        if self.config.standardize is not None or not isinstance(self.model, Standardized):
+            return
+        if decided is None:
+            if self._standardize_decided and self._auto_standardize is False:
+                raise ValueError("the saved state's standardiser had not decided yet, this learner has turned it off; "
+                                 "load the state into a new learner")
+            self.standardizer, self._auto_standardize, self._standardize_decided = self.model.standardizer, True, False
+            self._scales_checked = True
+            return
+        self._standardize_decided = True
+        self._auto_standardize = bool(decided)
+        if decided:
+            self.standardizer = self.model.standardizer
+            self._scales_checked = True
+        else:
+            self._drop_standardizer()
+            self._scales_checked = True  # the saved learner looked at its first batch already
+
+    def _drop_standardizer(self) -> None:
+        """The automatic standardiser decided off: it stays in the model (and the budget, the state, the ONNX graph)
+        with no statistics, which is the identity on inputs in [-5, 5], and is never updated."""
+        self.standardizer = None
+        self._scales_checked = False
+        if self._fixed is not None:
+            self._fixed = None
+            self._fixed_decided = False
 
     def _eager_step(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
         """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
@@ -770,6 +858,8 @@ class OnlineLearner:
                          "correct_learned": self.correct_learned, "skipped_steps": self.skipped_steps,
                          "consolidations": self.consolidations, "unlabeled_seen": self.unlabeled_seen},
             "extra": dict(self.extra),
+            # standardize=None: whether the first batch turned the standardiser on (None: no batch yet).
+            "auto_standardize": self._auto_standardize if self._standardize_decided else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -802,6 +892,7 @@ class OnlineLearner:
         for key, value in state["counters"].items():
             setattr(self, key, int(value))
         self.extra = dict(state.get("extra") or {})
+        self._load_auto_standardize(state.get("auto_standardize"))
         if self.ncm is not None:
             self.ncm.version = None
 
@@ -833,7 +924,23 @@ class OnlineLearner:
         return learner
 
 
-SCALE_RATIO = 1000.0  # features this many times larger than the median feature call for the standardiser
+# Features this many times larger than the median feature call for the standardiser: 10 catches a stream in
+# physical units (temperature ~25, pressure ~1000, vibration ~0.01, rpm ~2000: 19x; the old 1000 did not), and no
+# bench stream (pixels, normalised features) reaches it.
+SCALE_RATIO = 10.0
+# standardize=None on vector inputs: the first finite batch learned decides. Sparse inputs on a bounded scale (at
+# least SPARSE_FRACTION of the values exactly 0, all in [-BOUNDED_SCALE, BOUNDED_SCALE]: pixels on a blank
+# background, one-hot codes) are left as they are: per-feature standardisation divides a feature that is almost
+# always 0 by its tiny spread and blows it up whenever it fires, and the running statistics move whenever the
+# images do (validation seeds: split-MNIST -6, permuted -4.6, split Fashion-MNIST -11, gradual rotation -1; rotated
+# +0.5). Everything else is standardised: raw units, and dense features even when scaled into [0, 1] (rbf +8,
+# agrawal +7, elec2 +3, sea +1). BENCHMARKS.md defaults-validation. A quarter: every batch of 10 of the bench's
+# image streams is at least 34% zeros (MNIST rows 59%, Fashion-MNIST rows 9% at the least, 2% of them under a
+# quarter), of its tabular streams at most 20% (single agrawal rows reach 33%: 2.5% of them).
+BOUNDED_SCALE = 1.0
+SPARSE_FRACTION = 0.25
+F16_MAX = 65504.0     # float16's largest finite value
+F16_CHECK_ROWS = 256  # rows the standardiser has seen before float16's precision is judged against their spread
 
 
 def _scale_warning(x: Tensor) -> str | None:
@@ -850,8 +957,32 @@ def _scale_warning(x: Tensor) -> str | None:
     return (f"input features differ in scale by {top / median:.0f}x (feature {int(peak.argmax())} reaches "
             f"{top:.3g}, the median feature {median:.3g}); one step size suits no feature of raw units like these, "
             "and the importance of ewc, mas ... grows with each feature's magnitude. Pass standardize=True to "
-            "learn on running-standardised inputs (the daemon does so for vector inputs by default), or scale "
-            "them first")
+            "learn on running-standardised inputs (standardize=None, the default, does so for vector inputs "
+            "unless they are sparse values in [-1, 1]), or scale them first")
+
+
+def _leave_raw(x: Tensor, peak: float) -> bool:
+    """standardize=None's decision on the first finite batch ``x`` (largest magnitude ``peak``): True (leave the
+    inputs as they are) for sparse inputs on a bounded scale, at least SPARSE_FRACTION of the values exactly 0 and
+    all in [-BOUNDED_SCALE, BOUNDED_SCALE] (pixels on a blank background, one-hot codes); False (standardise) for
+    everything else: raw units, and dense features however they were scaled."""
+    return peak <= BOUNDED_SCALE and float((x == 0).float().mean()) >= SPARSE_FRACTION
+
+
+def _f16_warning(mean: Tensor, var: Tensor) -> str | None:
+    """What to tell a user whose raw-unit features float16 storage blurs (its step near a feature's mean is a
+    quarter of the feature's standard deviation or more), else None."""
+    std = var.sqrt()
+    mag = mean.abs().clamp_min(6.1e-5)
+    step = torch.exp2(torch.floor(torch.log2(mag)) - 10)  # float16's spacing at the feature's magnitude
+    ratio = torch.where(std > 0, step / std.clamp_min(1e-30), torch.zeros_like(std))
+    if float(ratio.max()) < 0.25:
+        return None
+    k = int(ratio.argmax())
+    return (f"storage='float16' (the default buffer storage) keeps about 3 significant digits: input feature {k} "
+            f"(mean {float(mean[k]):.6g}, std {float(std[k]):.3g}) is stored in steps of {float(step[k]):.3g}, "
+            f"{float(ratio[k]):.2g}x its spread, so replayed samples lose most of what varies in it. Pass "
+            "storage='float32' to keep it exact, or subtract its offset before learning")
 
 
 def _all_finite(t: Tensor) -> bool:

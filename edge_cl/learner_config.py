@@ -18,6 +18,9 @@ DEFAULT_METHOD = "der++"
 # Keywords of the pre-plugin learner that saved states of method 'er' may still carry (dropped on load only).
 LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
 Storage = Literal["float32", "float16", "uint8"]
+# Defaults that changed (issue #28 item 5: float16 storage, standardize None): what a saved configuration without
+# the key was made with.
+SAVED_DEFAULTS: dict[str, Any] = {"storage": "float32", "standardize": False}
 
 
 class LearnerConfig(BaseModel):
@@ -39,8 +42,13 @@ class LearnerConfig(BaseModel):
                                                        "or 'none' (see edge_cl.triggers.available_triggers()).")
     trigger_params: dict[str, Any] = Field(default_factory=dict,
                                            description="Trigger settings, e.g. {window = 50} for plateau.")
-    storage: Storage = Field("float32", description="Replay buffer input storage: 'float32', 'float16' (2x "
-                                                    "samples) or 'uint8' (4x, needs input_range).")
+    storage: Storage = Field("float16", description="Replay buffer input storage: 'float16' (the default: twice "
+                                                    "the samples of 'float32' in the same bytes, measured better "
+                                                    "on every bench stream, BENCHMARKS.md defaults-validation; it "
+                                                    "warns when inputs exceed +-65504, where it saturates, "
+                                                    "or when its ~3 significant digits blur a raw-unit "
+                                                    "feature), 'float32' "
+                                                    "(exact) or 'uint8' (4x, needs input_range).")
     input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
     predict: Literal["model", "ncm"] = Field("model", description="'model': the network's own output; 'ncm': "
                                                                  "nearest class mean of its features over the "
@@ -54,9 +62,17 @@ class LearnerConfig(BaseModel):
                                                                "seeds of every bench stream (BENCHMARKS.md): it "
                                                                "stopped DER++ collapsing at lr 0.2 and lost no "
                                                                "stream more than 0.5 points.")
-    standardize: bool = Field(False, description="Standardise inputs with a running mean / variance per feature "
-                                                 "(part of the state, the budget and the ONNX graph): for raw "
-                                                 "sensor units.")
+    standardize: bool | None = Field(None, description="Standardise inputs with a running mean / variance per "
+                                                        "feature (part of the state, the budget and the ONNX "
+                                                        "graph). None (default): for vector inputs (a model "
+                                                        "without a multi-dimensional input_shape) the standardiser "
+                                                        "is held and charged to the budget, and the first finite "
+                                                        "batch learned decides, once (saved in the state): on, "
+                                                        "unless the inputs are sparse values in [-1, 1] (a quarter "
+                                                        "or more exactly 0: pixels on a blank background, one-hot "
+                                                        "codes), which are left as they are; off for image models. "
+                                                        "Chosen on validation seeds (BENCHMARKS.md "
+                                                        "defaults-validation). True / False: always / never.")
     step_mode: Literal["auto", "eager", "fixed"] = Field(
         "auto", description="'fixed': the step with fixed shapes and no host synchronisation, captured as a CUDA "
                             "graph per micro-batch size bucket on CUDA (edge_cl.fixed_step); 'eager': the "
@@ -192,6 +208,9 @@ def saved_config(data: dict[str, Any]) -> LearnerConfig:
     from edge_cl import methods
 
     data = dict(data)
+    # A state saved before a default changed was made with the old one: keys it does not carry take that value.
+    for key, old_default in SAVED_DEFAULTS.items():
+        data.setdefault(key, old_default)
     params = dict(data.get("method_params") or {})
     if "method" in data:
         try:

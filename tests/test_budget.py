@@ -36,8 +36,8 @@ def test_required_bytes_gives_exactly_the_asked_buffer():
 
 def test_compact_storage_fits_more_samples_into_the_same_bytes():
     model = models.mlp(784, [100, 100], 10)
-    budget = OnlineLearner.required_bytes(model, 500, importance=None)
-    f32 = OnlineLearner(model, budget, importance=None)
+    budget = OnlineLearner.required_bytes(model, 500, importance=None, storage="float32")
+    f32 = OnlineLearner(model, budget, importance=None, storage="float32")
     u8 = OnlineLearner(models.mlp(784, [100, 100], 10), budget, importance=None, storage="uint8",
                        input_range=(0.0, 1.0))
     assert f32.budget.buffer_capacity == 500
@@ -51,7 +51,8 @@ def test_no_replay_means_no_buffer():
 
 
 def test_report_counts_every_part():
-    learner = OnlineLearner(models.mlp(784, [100, 100], 10), 2_000_000, importance="mas", replay_batch=10)
+    learner = OnlineLearner(models.mlp(784, [100, 100], 10), 2_000_000, importance="mas", replay_batch=10,
+                            storage="float32")
     report = learner.memory_report()
     for key in ("budget_bytes", "used_bytes", "buffer_capacity", "buffer_size", "parts"):
         assert key in report
@@ -82,5 +83,6 @@ def test_owned_bytes_never_exceed_the_budget_over_100k_samples():
         owned = owned_bytes(learner)
         report = learner.memory_report()
         assert owned == report["used_bytes"] <= budget, f"at sample {start}: owned {owned}, report {report}"
-    assert learner.memory_report()["buffer_size"] == 300 + 777 // (dim * 4 + 1)  # uint8 labels
+    # The default float16 storage, uint8 labels.
+    assert learner.memory_report()["buffer_size"] == 300 + 777 // (dim * 2 + 1)
     assert learner.samples_learned == 100_000

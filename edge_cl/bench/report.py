@@ -65,7 +65,7 @@ def markdown_table(doc: dict[str, Any]) -> str:
              f"batch {cfg.get('batch')}, replay batch {cfg.get('replay_batch')}, lr {cfg.get('lr')}, {_opt(cfg)}; "
              f"model {_model_text(doc)}; "
              + _settings_text(cfg)
-             + f"{'inputs standardised online (--standardize)' if cfg.get('standardize') else 'raw inputs'}; "
+             + f"{_inputs_text(cfg.get('standardize'), doc)}; "
              f"{seeds} seed(s) from {cfg.get('seed')}"
              + (" (mean ± std)" if seeds > 1 else "") + f". Budget: {doc.get('budget', {}).get('note')}.")
     foot = ("samples/s counts only time inside `learn` (no evaluation); `vs bare` divides it by the hand-written "
@@ -73,6 +73,19 @@ def markdown_table(doc: dict[str, Any]) -> str:
             "stalls from other processes on a shared CPU). Peak RSS is the process high-water mark "
             "(data sets included), not per method.")
     return "\n".join([intro, "", *lines, "", foot, *([""] + notes if notes else [])])
+
+
+def _inputs_text(standardize: bool | None, doc: dict[str, Any]) -> str:
+    """How the inputs were given to the learner methods: set by the bench, or the learner's default and what it
+    decided (each learner method's ``standardized``)."""
+    if standardize is True:
+        return "inputs standardised online (--standardize)"
+    if standardize is False:
+        return "raw inputs"
+    decided = {bool(r["standardized"]) for r in doc.get("methods", {}).values() if r.get("standardized") is not None}
+    what = ("standardised online" if decided == {True} else "left raw" if decided == {False} else
+            "standardised for some methods" if decided else "not learned")
+    return f"inputs: the learner's default standardize rule ({what})"
 
 
 def _settings_text(cfg: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ class BenchConfig:
     max_grad_norm: float | None = None   # None: the learner's default (LearnerConfig.max_grad_norm)
     budget_samples: int | None = 500
     budget_bytes: int | None = None
-    storage: str = "float32"
+    storage: str | None = None          # None: the learner's default (LearnerConfig.storage)
     predict: str = "model"
     class_balanced: bool = False
     trigger: str | None = "plateau"
@@ -68,9 +68,10 @@ class BenchConfig:
     num_tasks: int = 20
     images: str = "mnist"
     window: int | None = None
-    # Online input standardiser in front of every learner method's model (LearnerConfig.standardize): for raw
-    # sensor units (elec2, agrawal ...). Its running statistics are charged to each method's fixed state.
-    standardize: bool = False
+    # Online input standardiser in front of every learner method's model (LearnerConfig.standardize): True / False
+    # always / never; None (default) the learner's own rule. Its running statistics are charged to each method's
+    # fixed state.
+    standardize: bool | None = None
 
     def resolved(self) -> BenchConfig:
         """A copy with protocol defaults filled in and every value checked."""
@@ -195,7 +196,10 @@ class _LearnerStepper:
         return {"budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
                 "buffer_capacity": rep["buffer_capacity"], "buffer_size": rep.get("buffer_size"),
                 "bytes_per_sample": rep.get("bytes_per_sample"), "memory_report": _jsonable(rep),
-                "skipped_steps": int(getattr(self.learner, "skipped_steps", 0))}
+                "skipped_steps": int(getattr(self.learner, "skipped_steps", 0)),
+                # What the learner ran with, whether the bench set it or the learner's defaults chose it.
+                "storage": self.learner.config.storage,
+                "standardized": getattr(self.learner, "standardizer", None) is not None}
 
 
 class _BareStepper:
@@ -267,9 +271,14 @@ def _budget_for(cfg: BenchConfig, spec: dict[str, Any], method: str) -> int:
 
 def _learner_options(cfg: BenchConfig, ms: MethodSpec) -> dict[str, Any]:
     """The OnlineLearner options a bench run gives method ``ms`` (the same for its budget and its learner)."""
-    opts: dict[str, Any] = {"storage": cfg.storage, "optimizer": cfg.optimizer, "momentum": cfg.momentum,
+    opts: dict[str, Any] = {"optimizer": cfg.optimizer, "momentum": cfg.momentum,
                             "predict": cfg.predict if ms.replay else "model", "class_balanced": cfg.class_balanced,
-                            "standardize": cfg.standardize, **_method_params(cfg, ms.name)}
+                            **_method_params(cfg, ms.name)}
+    # Unset (None): the learner's defaults apply, as for a user who sets nothing.
+    if cfg.storage is not None:
+        opts["storage"] = cfg.storage
+    if cfg.standardize is not None:
+        opts["standardize"] = cfg.standardize
     if cfg.max_grad_norm is not None:
         opts["max_grad_norm"] = cfg.max_grad_norm
     if cfg.storage == "uint8":
@@ -531,17 +540,26 @@ def _stream_info(stream: TaskStream | PrequentialStream) -> dict[str, Any]:
             "params": _jsonable(stream.params)}
 
 
+def _default_storage() -> str:
+    """The learner's default buffer storage (what an unset ``storage`` runs)."""
+    from edge_cl.learner_config import LearnerConfig
+
+    return str(LearnerConfig.model_fields["storage"].default)
+
+
 def _budget_summary(cfg: BenchConfig, results: dict[str, Any]) -> dict[str, Any]:
     return {
         "mode": "bytes" if cfg.budget_bytes is not None else "samples",
         "budget_samples_float32": cfg.budget_samples,
         "budget_bytes": cfg.budget_bytes,
-        "storage": cfg.storage,
+        "storage": cfg.storage if cfg.storage is not None else _default_storage(),
         "predict": cfg.predict,
         "class_balanced": cfg.class_balanced,
         "note": ("one byte budget for every method" if cfg.budget_bytes is not None else
                  f"each method gets its own fixed state plus the bytes of {cfg.budget_samples} float32 samples; "
-                 f"buffer_capacity says how many {cfg.storage} samples fitted"),
+                 f"buffer_capacity says how many "
+                 f"{cfg.storage if cfg.storage is not None else _default_storage() + ' (the learner default)'} "
+                 "samples fitted"),
         "per_method": {m: {"budget_bytes": r.get("budget_bytes"), "buffer_capacity": r.get("buffer_capacity"),
                            "used_bytes": r.get("used_bytes")} for m, r in results.items()},
     }

@@ -67,11 +67,12 @@ def bench(
                                                              "learner's).")] = None,
     init: Annotated[str | None, typer.Option(help="Initial weights: torch (default init) or xavier (mammoth's "
                                                   "MNISTMLP); default from the protocol.")] = None,
-    standardize: Annotated[bool, typer.Option(help="Put the learner's online input standardiser (running mean / "
-                                                   "variance per feature, LearnerConfig.standardize) in front of "
-                                                   "every learner method's model: for raw sensor units.")]
-    = False,
-    storage: Annotated[str, typer.Option(help="Buffer storage: float32, float16, uint8.")] = "float32",
+    standardize: Annotated[bool | None, typer.Option(
+        help="--standardize / --no-standardize: always / never put the learner's online input standardiser (running "
+             "mean / variance per feature, LearnerConfig.standardize) in front of every learner method's model; "
+             "unset: the learner's default (vector inputs beyond [-1, 1] are standardised).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Buffer storage: float32, float16, uint8 (uint8 over [0, 1]); "
+                                                     "unset: the learner's default.")] = None,
     class_balanced: Annotated[bool, typer.Option(help="Class-balanced reservoir (CBRS) for the learner methods.")]
     = False,
     predict: Annotated[str, typer.Option(help="model (the network's output) or ncm (nearest class mean over the "

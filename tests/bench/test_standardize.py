@@ -28,18 +28,20 @@ def raw_units():
 
 
 def test_standardize_reaches_the_learner_and_the_budget(raw_units, one_thread):
-    raw = run_prequential_stream(_cfg(lr=0.01), raw_units, "er", seed=0)
+    raw = run_prequential_stream(_cfg(lr=0.01, standardize=False), raw_units, "er", seed=0)
     std = run_prequential_stream(_cfg(lr=0.01, standardize=True), raw_units, "er", seed=0)
     assert "standardizer" in std["memory_report"]["parts"] and "standardizer" not in raw["memory_report"]["parts"]
     # count + mean + m2 in float64 for 3 features: charged to the fixed state, the buffer keeps its 50 samples
     assert std["budget_bytes"] - raw["budget_bytes"] == 8 + 2 * 3 * 8
     # (the bytes of 50 samples of 3 float32 features and an int64 label; two classes store their label in 1 byte)
-    assert std["buffer_capacity"] == raw["buffer_capacity"] == 50 * (3 * 4 + 8) // (3 * 4 + 1)
+    # (stored in the learner's default storage, float16)
+    assert std["buffer_capacity"] == raw["buffer_capacity"] == 50 * (3 * 4 + 8) // (3 * 2 + 1)
     assert std["prequential_acc"] > 0.85 > raw["prequential_acc"]
 
 
-def test_standardize_defaults_off():
-    assert BenchConfig(stream="sea", methods=["er"]).resolved().standardize is False
+def test_standardize_and_storage_default_to_the_learners_own():
+    cfg = BenchConfig(stream="sea", methods=["er"]).resolved()
+    assert cfg.standardize is None and cfg.storage is None  # unset: the learner's defaults apply
 
 
 def test_cli_standardize_is_stated(tmp_path, one_thread):

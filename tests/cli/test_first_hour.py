@@ -74,7 +74,11 @@ def test_budget_too_small_logs_the_exit_code_it_exits_with(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     from edge_cl.daemon.service import Daemon
 
-    daemon = Daemon(load_config(write_cfg(tmp_path, budget=1024)))
+    cfg = write_cfg(tmp_path, budget=1024)
+    # A model whose parameters alone exceed 1024 bytes: the 6-8-3 MLP fits 1024 bytes once its buffer stores
+    # float16 (the learner's default storage since issue #28 item 5).
+    cfg.write_text(cfg.read_text().replace("hidden = [8]", "hidden = [64]"))
+    daemon = Daemon(load_config(cfg))
     with caplog.at_level(logging.INFO, logger="edge_cl.daemon"), pytest.raises(ValueError, match="budget"):
         daemon.run(threading.Event())
     assert "stopped (exit code 3)" in caplog.text and "exit code 0" not in caplog.text
