@@ -146,7 +146,9 @@ class ReservoirBuffer:
             else:
                 largest = max(self._class_counts.values())
                 if self._class_counts.get(label, 0) < largest:
-                    full = [c for c, k in self._class_counts.items() if k == largest]
+                    # Sorted: the counts' dict order is first-seen live and label order after a load, and the draw
+                    # among the largest classes must not depend on which (a resumed run evicts as an unbroken one).
+                    full = sorted(c for c, k in self._class_counts.items() if k == largest)
                     victim_class = full[self._randint(len(full))]
                     slot = self._random_slot_of(victim_class)
                 else:

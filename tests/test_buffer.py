@@ -179,3 +179,23 @@ def test_a_state_with_int64_labels_loads_into_compact_labels():
     new = ReservoirBuffer(4, 2, num_classes=3)
     new.load_state_dict(old.state_dict())
     assert new.y.dtype == torch.uint8 and new.draw(3)["y"].tolist() == [2, 0, 1]
+
+
+def test_a_loaded_class_balanced_buffer_evicts_as_the_live_one():
+    """Ties among the largest classes are broken by the same draw whatever order the class counts were built in:
+    first-seen order live, label order after a load (the eviction differed after a resume before)."""
+    def fill() -> ReservoirBuffer:
+        buf = ReservoirBuffer(4, 2, class_balanced=True, generator=torch.Generator().manual_seed(5), num_classes=4)
+        buf.add(torch.arange(8.0).reshape(4, 2), torch.tensor([3, 3, 1, 1]))  # full; classes 3 and 1 tie, 3 first
+        return buf
+
+    live, loaded = fill(), ReservoirBuffer(4, 2, class_balanced=True, num_classes=4,
+                                           generator=torch.Generator().manual_seed(5))
+    loaded.load_state_dict(live.state_dict())
+    loaded.generator.set_state(live.generator.get_state())
+    assert list(live._class_counts) != list(loaded._class_counts)  # the orders differ
+    for step in range(20):
+        x, y = torch.full((1, 2), 100.0 + step), torch.tensor([step % 2 * 2])  # classes 0 and 2 push in
+        live.add(x, y)
+        loaded.add(x, y)
+        assert torch.equal(live.x, loaded.x) and torch.equal(live.y, loaded.y), f"after {step + 1} inserts"

@@ -143,17 +143,15 @@ def test_a_state_saved_before_methods_were_plugins_still_loads():
     assert not stats.skipped and learner.step == 61
 
 
-@pytest.mark.xfail(strict=True, reason="known bug in edge_cl/buffer.py, found when float16 became the default "
-                   "(issue #28 item 5): a loaded class-balanced buffer rebuilds its class counts in label order, "
-                   "the live one keeps first-seen order, so the victim class drawn among the largest ones differs "
-                   "after a resume once the buffer is full")
 def test_class_balanced_resume_after_the_buffer_filled(tmp_path):
     def make():
         torch.manual_seed(0)
         return OnlineLearner(models.mlp(12, [16], 4), 60_000, replay_batch=6, seed=7, device="cpu",
-                             class_balanced=True, storage="float16")
+                             class_balanced=True, storage="float16", max_buffer_samples=400)
 
     data = list(_stream(1, 300))
+    # Classes first seen in descending order, so first-seen order and label order (a loaded buffer's) differ.
+    data[0] = (data[0][0], np.array([3, 3, 2, 2, 1, 1, 0, 0]))
     whole = make()
     for x, y in data:
         whole.learn(x, y)
