@@ -29,6 +29,24 @@ CONFIGS = [
 ]
 
 
+def _whole_and_resumed(make, data, tmp_path, full_at_save: bool = False) -> tuple[OnlineLearner, OnlineLearner]:
+    """One learner over all of ``data``; another saved after 200 batches, loaded, and given the rest."""
+    whole = make()
+    for x, y in data:
+        whole.learn(x, y)
+    first = make()
+    for x, y in data[:200]:
+        first.learn(x, y)
+    if full_at_save:
+        assert len(first.buffer) == first.buffer.capacity  # full: evictions follow
+    first.save(tmp_path / "state.pt")
+    del first
+    resumed = OnlineLearner.load(tmp_path / "state.pt", device="cpu")
+    for x, y in data[200:]:
+        resumed.learn(x, y)
+    return whole, resumed
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_resume_gives_bit_identical_parameters(tmp_path, config):
     def make():
@@ -36,19 +54,7 @@ def test_resume_gives_bit_identical_parameters(tmp_path, config):
         return OnlineLearner(models.mlp(12, [16], 4), 60_000, replay_batch=6, seed=7,
                              device="cpu", **({"lr": 0.1} | config))
 
-    data = list(_stream(1, 300))
-    whole = make()
-    for x, y in data:
-        whole.learn(x, y)
-
-    first = make()
-    for x, y in data[:200]:
-        first.learn(x, y)
-    first.save(tmp_path / "state.pt")
-    del first
-    resumed = OnlineLearner.load(tmp_path / "state.pt", device="cpu")
-    for x, y in data[200:]:
-        resumed.learn(x, y)
+    whole, resumed = _whole_and_resumed(make, list(_stream(1, 300)), tmp_path)
 
     assert resumed.step == whole.step == 300
     for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
@@ -152,15 +158,5 @@ def test_class_balanced_resume_after_the_buffer_filled(tmp_path):
     data = list(_stream(1, 300))
     # Classes first seen in descending order, so first-seen order and label order (a loaded buffer's) differ.
     data[0] = (data[0][0], np.array([3, 3, 2, 2, 1, 1, 0, 0]))
-    whole = make()
-    for x, y in data:
-        whole.learn(x, y)
-    first = make()
-    for x, y in data[:200]:
-        first.learn(x, y)
-    assert len(first.buffer) == first.buffer.capacity  # full: evictions follow
-    first.save(tmp_path / "state.pt")
-    resumed = OnlineLearner.load(tmp_path / "state.pt", device="cpu")
-    for x, y in data[200:]:
-        resumed.learn(x, y)
+    whole, resumed = _whole_and_resumed(make, data, tmp_path, full_at_save=True)
     assert torch.equal(whole.buffer.x, resumed.buffer.x)

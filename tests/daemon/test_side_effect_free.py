@@ -16,18 +16,11 @@ from edge_cl.daemon.service import Daemon
 from edge_cl.daemon.snapshots import export_one, find_publisher, make_job
 from edge_cl.daemon.spool import SAMPLE, Incoming, Spool
 from edge_cl.export import export_onnx
+from tests.daemon.test_service import one_thread  # noqa: F401 - its autouse one-thread fixture applies here too
 
 DIM, CLASSES, STEPS, EVERY = 6, 3, 40, 7
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _daemon(workdir: Path) -> tuple[Daemon, Spool]:

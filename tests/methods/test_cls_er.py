@@ -6,6 +6,9 @@ from edge_cl import models
 from edge_cl.learner import OnlineLearner
 from tests.methods.retention import two_tasks
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 FAST = {"clser_stable_decay": 0.99, "clser_plastic_decay": 0.9}  # copies that follow a 150-step stream
 
 
@@ -19,7 +22,7 @@ def test_keeps_task_one_above_fine_tuning():
 
 def test_copies_are_counted_and_predict():
     model = models.mlp(4, [8], 3)
-    learner = OnlineLearner(model, budget_bytes=200_000, method="cls-er", replay_batch=4, device="cpu",
+    learner = OnlineLearner(model, budget_bytes=200_000, method="cls-er", replay_batch=4, device="cpu", **INPUTS,
                             trigger=None)
     clser = learner.get_method("cls-er")
     n_params = sum(p.nbytes for p in model.parameters())

@@ -7,6 +7,9 @@ from edge_cl import methods, models
 from edge_cl.learner import OnlineLearner
 from tests.methods.retention import two_tasks
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 
 @pytest.mark.parametrize("method", ["der", "der++"])
 @pytest.mark.parametrize("class_il", [False, True])
@@ -27,8 +30,8 @@ def test_two_draws_keep_task_one():
 def _learner(method="der", **kw):
     torch.manual_seed(0)
     model = models.mlp(8, [16], 4)
-    budget = OnlineLearner.required_bytes(models.mlp(8, [16], 4), buffer_samples=64, method=method, replay_batch=8, **kw)
-    return OnlineLearner(model, budget_bytes=budget, method=method, replay_batch=8, seed=0, trigger=None,
+    budget = OnlineLearner.required_bytes(models.mlp(8, [16], 4), buffer_samples=64, method=method, replay_batch=8, **(INPUTS | kw))
+    return OnlineLearner(model, budget_bytes=budget, method=method, replay_batch=8, seed=0, trigger=None, **INPUTS,
                          device="cpu", **kw)
 
 
@@ -63,7 +66,8 @@ def test_logit_bytes_are_in_the_memory_report_and_cost_samples():
     assert full.memory_report()["buffer_field_bytes_per_sample"]["logits"] == 16
     # At one byte budget the logits take room from the samples: DER fits fewer than ER.
     budget = half.budget.budget_bytes
-    er = OnlineLearner(models.mlp(8, [16], 4), budget_bytes=budget, method="er", replay_batch=8, device="cpu")
+    er = OnlineLearner(models.mlp(8, [16], 4), budget_bytes=budget, method="er", replay_batch=8, device="cpu",
+                       **INPUTS)
     assert er.budget.buffer_capacity > half.budget.buffer_capacity
 
 

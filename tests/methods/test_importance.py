@@ -9,6 +9,9 @@ from edge_cl.methods import get
 from edge_cl.methods.ewc import OnlineEWC
 from edge_cl.methods.mas import OnlineMAS
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 
 def _model(seed=0):
     torch.manual_seed(seed)
@@ -298,7 +301,8 @@ def _learner(method, model=None, **kw):
     from edge_cl import OnlineLearner
 
     model = _model() if model is None else model
-    budget = OnlineLearner.required_bytes(model, buffer_samples=50, method=method)
+    kw = {**INPUTS, **kw}  # the estimate is compared on the model itself: raw inputs
+    budget = OnlineLearner.required_bytes(model, buffer_samples=50, method=method, **kw)
     return OnlineLearner(model, budget, method=method, lr=0.1, seed=1, trigger=None, **kw)
 
 

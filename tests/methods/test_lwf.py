@@ -11,6 +11,9 @@ from edge_cl.methods.base import Step
 from edge_cl.methods.lwf import distill
 from tests.methods.retention import two_tasks
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 
 def test_keeps_task_one_above_fine_tuning():
     for class_il in (False, True):
@@ -23,7 +26,8 @@ def test_keeps_task_one_above_fine_tuning():
 
 def test_teacher_is_taken_at_consolidation_and_counted():
     model = models.mlp(4, [8], 3)
-    learner = OnlineLearner(model, budget_bytes=200_000, method="lwf", replay_batch=4, device="cpu", trigger=None)
+    learner = OnlineLearner(model, budget_bytes=200_000, method="lwf", replay_batch=4, device="cpu", trigger=None,
+                            **INPUTS)
     lwf = learner.get_method("lwf")
     assert learner.memory_report()["parts"]["lwf"] == sum(p.nbytes for p in model.parameters()) + 1
     x, y = torch.randn(4, 4), torch.tensor([0, 1, 2, 0])
@@ -53,7 +57,7 @@ def test_the_loss_distills_the_teacher_taken_at_consolidation(bn):
     body = [torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 3)] if bn else \
         [torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)]
     model = torch.nn.Sequential(*body)
-    learner = OnlineLearner(model, budget_bytes=200_000, method="lwf", replay_batch=4, device="cpu", trigger=None,
+    learner = OnlineLearner(model, budget_bytes=200_000, method="lwf", replay_batch=4, device="cpu", trigger=None, **INPUTS,
                             input_dim=4, lwf_alpha=0.7, lwf_temperature=3.0, lr=0.5)
     lwf = learner.get_method("lwf")
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])

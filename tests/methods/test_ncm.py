@@ -9,11 +9,14 @@ from edge_cl import models
 from edge_cl.learner import OnlineLearner
 from tests.methods.retention import two_tasks
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 
 def _trained(method="er", **kw):
     torch.manual_seed(0)
     model = models.mlp(6, [12, 8], 4)
-    learner = OnlineLearner(model, budget_bytes=60_000, method=method, replay_batch=5, seed=0, trigger=None,
+    learner = OnlineLearner(model, budget_bytes=60_000, method=method, replay_batch=5, seed=0, trigger=None, **INPUTS,
                             device="cpu", predict="ncm", max_buffer_samples=40, **kw)
     gen = torch.Generator().manual_seed(0)
     protos = torch.randn(4, 6, generator=gen) * 2

@@ -18,6 +18,9 @@ import torch
 from edge_cl import OnlineLearner, models
 from tests.streams import permuted_prototypes
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 REFERENCE = torch.load(Path(__file__).with_name("reference_params_pre_plugins.pt"), weights_only=True)
 LEGACY = {"sgd": {"importance": None, "replay_batch": 0}, "er": {"importance": None, "replay_batch": 10},
           "er+ewc": {"importance": "ewc", "replay_batch": 10}, "er+mas": {"importance": "mas", "replay_batch": 10}}
@@ -29,6 +32,7 @@ OLD_SETTINGS = {"er+ewc": {"importance_normalize": False, "importance_lambda": 1
 def run(**kw: object) -> tuple[dict[str, torch.Tensor], int]:
     torch.manual_seed(0)
     model = models.mlp(input_dim=32, hidden=[32], num_classes=10)
+    kw = {**INPUTS, **kw}  # the reference predates the input defaults: raw inputs, float32 buffer
     budget = OnlineLearner.required_bytes(model, buffer_samples=200, **kw)
     # The reference predates the default gradient-norm bound of 5 (its steps were never clipped at 1000).
     learner = OnlineLearner(model, budget_bytes=budget, lr=0.1, device="cpu", seed=3, trigger_params={"window": 20},

@@ -14,6 +14,9 @@ from edge_cl import OnlineLearner, methods, models
 from edge_cl.methods import Draw, Method, SampleField, Step
 from tests.oracles import owned_bytes
 
+# The learner's input defaults (standardize=None, float16 storage) are not what these tests are about.
+INPUTS = {"standardize": False, "storage": "float32"}
+
 
 class ToyMethod(Method):
     """Stores the new samples' loss with each of them and keeps a running mean of the first layer's weight."""
@@ -65,8 +68,8 @@ def registered() -> Iterator[None]:
 
 def _learner(method: str) -> OnlineLearner:
     model = models.mlp(6, [8], 3)
-    budget = OnlineLearner.required_bytes(model, buffer_samples=40, method=method, replay_batch=4) + 123
-    return OnlineLearner(model, budget_bytes=budget, method=method, replay_batch=4, device="cpu")
+    budget = OnlineLearner.required_bytes(model, buffer_samples=40, method=method, replay_batch=4, **INPUTS) + 123
+    return OnlineLearner(model, budget_bytes=budget, method=method, replay_batch=4, device="cpu", **INPUTS)
 
 
 def test_toy_method_runs_by_name_and_is_counted_to_the_byte(registered):
