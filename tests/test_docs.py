@@ -150,7 +150,7 @@ def test_figure_pattern_catches_copied_figures() -> None:
 def test_readme_stays_short_and_keeps_the_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 150
-    assert "python3 -m pip install torch==2.13.0 && python3 -m pip install -e . && edge-cl demo" in readme
+    assert "python3 -m pip install torch==2.13.0 && python3 -m pip install -e '.[demo]' && edge-cl demo" in readme
     assert "python3 -m pip install -e '.[test,bench,fleet,docs]' && python3 -m pytest" in readme
 
 

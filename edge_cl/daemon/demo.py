@@ -10,6 +10,7 @@ first samples are predicted before any of their labels arrive: that accuracy is 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -94,6 +95,9 @@ class EmbeddedBroker:
         if prefer == "mosquitto" and binary is None:
             raise ValueError("broker='mosquitto' but no mosquitto binary was found; install it or use 'amqtt'")
         self.kind = "mosquitto" if binary and prefer != "amqtt" else "amqtt"
+        if self.kind == "amqtt" and importlib.util.find_spec("amqtt") is None:
+            raise ValueError("the demo needs an MQTT broker: install Mosquitto (apt-get install -y mosquitto) or the "
+                             "embedded one with python3 -m pip install -e '.[demo]' (amqtt)")
         self.protocol = "5" if self.kind == "mosquitto" else "3.1.1"
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
