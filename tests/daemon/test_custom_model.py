@@ -160,6 +160,8 @@ def test_custom_model_beside_the_config_runs_snapshots_and_predicts(tmp_path: Pa
     monkeypatch.delitem(sys.modules, module, raising=False)
     ckpt = max((device / "ckpt").glob("ckpt-*.pt"))
     learner = OnlineLearner.load(ckpt, device="cpu")
-    assert learner.step == manifest["step"] and learner.samples_learned == SAMPLES
+    # The daemon is stopped once a snapshot of step 10 or later exists, so on a busy machine it may not have learned
+    # every spooled sample yet: what matters is that the snapshot and the last checkpoint are the same model.
+    assert learner.step == manifest["step"] and 0 < learner.samples_learned <= SAMPLES
     np.testing.assert_allclose(np.array([line["probabilities"] for line in lines]), learner.predict_proba(samples),
                                atol=1e-5)
