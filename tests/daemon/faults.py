@@ -20,14 +20,8 @@ def small_tmpfs(where: Path, size: str = "256k") -> Iterator[Path]:
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with _mounted(["-t", "tmpfs", "-o", f"size={size}", "tmpfs"], where, "mount a tmpfs"):
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @contextlib.contextmanager
@@ -42,14 +36,20 @@ def read_only(directory: Path) -> Iterator[Path]:
         finally:
             directory.chmod(mode)
         return
-    done = subprocess.run(["mount", "--bind", "-o", "ro", str(directory), str(directory)],
-                          check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot bind-mount {directory} read-only here: {done.stderr.strip()}")
-    try:
+    with _mounted(["--bind", "-o", "ro", str(directory)], directory, f"bind-mount {directory} read-only"):
         yield directory
+
+
+@contextlib.contextmanager
+def _mounted(args: list[str], where: Path, what: str) -> Iterator[None]:
+    """``mount ARGS WHERE`` for the block, lazily unmounted after it (skips the test when the mount fails)."""
+    done = subprocess.run(["mount", *args, str(where)], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot {what} here: {done.stderr.strip()}")
+    try:
+        yield
     finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 class DiskFullConnection:
