@@ -18,7 +18,7 @@ from edge_cl import methods as method_registry
 from edge_cl import models
 from edge_cl.budget import SCRATCH_PART, MemoryBudget, tensor_bytes
 from edge_cl.buffer import ReservoirBuffer
-from edge_cl.buffer_storage import StorageCodec
+from edge_cl.buffer_storage import AUTO_STORAGE, StorageCodec, lossless_uint8_range
 from edge_cl.devices import resolve_device
 from edge_cl.fixed_step import FixedStep, unsupported_reason
 from edge_cl.learner_config import LearnerConfig, saved_config
@@ -168,8 +168,9 @@ def _sample_fields(methods: list[Method]) -> dict[str, SampleField]:
 
 
 def _codec(cfg: LearnerConfig) -> StorageCodec:
+    """The buffer's codec as configured; storage='auto' starts as float16 (the first batch may choose uint8)."""
     lo, hi = cfg.input_range if cfg.input_range is not None else (0.0, 1.0)
-    return StorageCodec(cfg.storage, float(lo), float(hi))
+    return StorageCodec("float16" if cfg.storage == AUTO_STORAGE else cfg.storage, float(lo), float(hi))
 
 
 def _vector_input(model: nn.Module) -> bool:
@@ -300,10 +301,13 @@ class OnlineLearner:
         self.methods: list[Method] = plan.methods
         self.ncm = (NCMPredictor(self.model, self.num_classes, self.input_dim, self.device)
                     if cfg.predict == "ncm" else None)
+        self._fields = plan.fields
         self.budget = _budget(cfg, plan.fixed, plan.per_sample)
-        self.buffer = ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device,
-                                      codec=plan.codec, class_balanced=cfg.class_balanced, generator=self.generator,
-                                      fields=plan.fields, num_classes=self.num_classes)
+        self.buffer = self._new_buffer(plan.codec)
+        # storage='auto': the first batch learned chooses (float16, or uint8 for 8-bit data), saved in the state.
+        self._storage_pending = cfg.storage == AUTO_STORAGE
+        self._u8_limits: tuple[float, float] | None = None  # the range auto chose uint8 over (checked every batch)
+        self._u8_range_warned = False
         # Gradients live for the learner's lifetime (counted once), as views of one flat buffer when the
         # parameters allow it: zeroing, the norm and the clip are then one operation each, not one per tensor.
         self._flat_grad = _allocate_grads(self.params)
@@ -538,7 +542,8 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
-        if ((self._f16_every_step and not self._f16_range_warned)
+        if ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
+                or (self._u8_limits is not None and not self._u8_range_warned)
                 or not (self._standardize_decided and self._scales_checked and self._f16_checked)):
             self._check_inputs(xb)
         fixed = self._fixed_step()
@@ -563,6 +568,10 @@ class OnlineLearner:
         peak = float(xb.abs().amax())
         if not math.isfinite(peak):
             return  # a non-finite batch is skipped by the step; it decides nothing
+        if self._storage_pending:
+            self._choose_storage(xb)
+        if self._u8_limits is not None and not self._u8_range_warned:
+            self._check_u8_range(xb)
         if self._f16 and not self._f16_range_warned and peak > F16_MAX:
             # Not an error: a fuzzing client or a glitching sensor must not stop the learner (the contract suite).
             self._f16_range_warned = True
@@ -594,6 +603,65 @@ class OnlineLearner:
             warning = _f16_warning(self.standardizer.mean, self.standardizer.var)
             if warning:
                 log.warning(warning)
+
+    def _new_buffer(self, codec: StorageCodec) -> ReservoirBuffer:
+        return ReservoirBuffer(self.budget.buffer_capacity, self.input_dim, device=self.device, codec=codec,
+                               class_balanced=self.config.class_balanced, generator=self.generator,
+                               fields=self._fields, num_classes=self.num_classes)
+
+    def _choose_storage(self, xb: Tensor) -> None:
+        """storage='auto', on the first finite batch learned: uint8 when the batch is 8-bit data (it holds them
+        exactly, in half float16's bytes), float16 otherwise. The buffer is still empty, so it is rebuilt at the
+        capacity the budget gives the chosen storage."""
+        self._storage_pending = False
+        limits = lossless_uint8_range(xb) if self.buffer.seen == 0 else None
+        if limits is None:
+            log.info("storing buffered inputs as float16 (storage='auto': the first batch is not 8-bit data)")
+            return
+        self._use_storage(StorageCodec("uint8", *limits))
+        log.info("storing buffered inputs as uint8 over [%g, %g] (storage='auto': the first batch is 8-bit data, "
+                 "which uint8 holds exactly): %d samples fit; pass storage='float16' to keep other values later",
+                 limits[0], limits[1], self.buffer.capacity)
+
+    def _use_storage(self, codec: StorageCodec) -> None:
+        """Rebuild the (empty) buffer with ``codec`` at the capacity the budget gives it."""
+        per_sample = ReservoirBuffer.bytes_per_sample(self.input_dim, codec, self._fields, self.num_classes)
+        self.budget = _budget(self.config, self.budget.fixed, per_sample)
+        self.buffer = self._new_buffer(codec)
+        if codec.kind == "uint8":
+            self._u8_limits = (codec.lo, codec.hi)
+        self._f16 = codec.kind == "float16"
+        self._f16_every_step = self._f16 and self.device.type == "cpu"
+        self._f16_checked = self._f16_checked or not self._f16
+        if self._fixed is not None:  # it sized itself on the old buffer
+            self._fixed = None
+            self._fixed_decided = False
+
+    def _check_u8_range(self, xb: Tensor) -> None:
+        """Inputs outside the range auto chose uint8 over are clamped in the buffer: say so, once."""
+        lo, hi = self._u8_limits  # type: ignore[misc]
+        low, high = float(xb.amin()), float(xb.amax())
+        if low < lo or high > hi:
+            self._u8_range_warned = True
+            log.warning("inputs reach [%.6g, %.6g], outside the [%g, %g] that storage='auto' chose uint8 for (the "
+                        "first batch was 8-bit data): the replay buffer keeps such values clamped. Pass "
+                        "storage='float16' when the inputs are not all 8-bit data", low, high, lo, hi)
+        elif self.device.type != "cpu":
+            self._u8_range_warned = True  # no host synchronisation per step on an accelerator: checked once
+
+    def _load_storage(self, saved: dict[str, Any] | None) -> None:
+        """Restore storage='auto''s choice saved by :meth:`state_dict` (None: not chosen yet)."""
+        if self.config.storage != AUTO_STORAGE:
+            return
+        if saved is None:
+            if not self._storage_pending:
+                raise ValueError("the saved state had not chosen its storage yet (storage='auto'), this learner has; "
+                                 "load the state into a new learner")
+            return
+        self._storage_pending = False
+        codec = StorageCodec(saved["kind"], float(saved["lo"]), float(saved["hi"]))
+        if codec != self.buffer.codec:
+            self._use_storage(codec)
 
     def _load_auto_standardize(self, decided: bool | None) -> None:
         """Restore the automatic standardiser's decision saved by :meth:`state_dict` (None: not decided yet)."""
@@ -860,6 +928,9 @@ class OnlineLearner:
             "extra": dict(self.extra),
             # standardize=None: whether the first batch turned the standardiser on (None: no batch yet).
             "auto_standardize": self._auto_standardize if self._standardize_decided else None,
+            # storage='auto': the codec the first batch chose (None: no batch yet).
+            "storage": None if self._storage_pending else {"kind": self.buffer.codec.kind, "lo": self.buffer.codec.lo,
+                                                           "hi": self.buffer.codec.hi},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -877,6 +948,7 @@ class OnlineLearner:
                              f"runs {self.config.method!r}; load it with the same method")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._load_storage(state.get("storage"))
         self.buffer.load_state_dict(state["buffer"])
         for m in self.methods:
             m.load_state_dict(saved_methods[m.name])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DEFAULT_METHOD = "der++"
 # Keywords of the pre-plugin learner that saved states of method 'er' may still carry (dropped on load only).
 LEGACY_IMPORTANCE_KEYS = ("importance_lambda", "importance_gamma", "importance_every", "importance_samples")
-Storage = Literal["float32", "float16", "uint8"]
+Storage = Literal["auto", "float32", "float16", "uint8"]
 # Defaults that changed (issue #28 item 5: float16 storage, standardize None): what a saved configuration without
 # the key was made with.
 SAVED_DEFAULTS: dict[str, Any] = {"storage": "float32", "standardize": False}
@@ -42,13 +42,15 @@ class LearnerConfig(BaseModel):
                                                        "or 'none' (see edge_cl.triggers.available_triggers()).")
     trigger_params: dict[str, Any] = Field(default_factory=dict,
                                            description="Trigger settings, e.g. {window = 50} for plateau.")
-    storage: Storage = Field("float16", description="Replay buffer input storage: 'float16' (the default: twice "
-                                                    "the samples of 'float32' in the same bytes, measured better "
-                                                    "on every bench stream, BENCHMARKS.md defaults-validation; it "
-                                                    "warns when inputs exceed +-65504, where it saturates, "
-                                                    "or when its ~3 significant digits blur a raw-unit "
-                                                    "feature), 'float32' "
-                                                    "(exact) or 'uint8' (4x, needs input_range).")
+    storage: Storage = Field("auto", description="Replay buffer input storage. 'auto' (the default): 'float16', "
+                                                 "unless the first batch learned is 8-bit data (levels k/255 in "
+                                                 "[0, 1], or integers in [0, 255]), which 'uint8' holds exactly in "
+                                                 "half float16's bytes (twice the samples; chosen on validation "
+                                                 "seeds, BENCHMARKS.md defaults-validation). 'float16': twice the "
+                                                 "samples of 'float32' in the same bytes (warns when inputs exceed "
+                                                 "+-65504, where it saturates, or when its ~3 significant digits "
+                                                 "blur a raw-unit feature); 'float32': exact; 'uint8': 4x, needs "
+                                                 "input_range.")
     input_range: tuple[float, float] | None = Field(None, description="[lo, hi] of inputs, needed for uint8.")
     predict: Literal["model", "ncm"] = Field("model", description="'model': the network's own output; 'ncm': "
                                                                  "nearest class mean of its features over the "

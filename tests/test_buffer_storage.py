@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -27,3 +28,22 @@ def test_bad_codecs():
         StorageCodec("int4")
     with pytest.raises(ValueError, match="lo < hi"):
         StorageCodec("uint8", 1.0, 1.0)
+
+
+def test_lossless_uint8_range_recognises_8bit_data_only():
+    from edge_cl.buffer_storage import lossless_uint8_range
+
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, (4, 100))
+    assert lossless_uint8_range(torch.as_tensor(levels / 255, dtype=torch.float32)) == (0.0, 1.0)
+    assert lossless_uint8_range(torch.as_tensor(levels, dtype=torch.float32)) == (0.0, 255.0)
+    noisy = torch.as_tensor(levels / 255 + 1e-3, dtype=torch.float32)
+    assert lossless_uint8_range(noisy) is None
+    assert lossless_uint8_range(torch.as_tensor(rng.random((4, 100)), dtype=torch.float32)) is None
+    assert lossless_uint8_range(torch.as_tensor(levels[:2, :100] / 255, dtype=torch.float32)) is None  # < 256 values
+    assert lossless_uint8_range(torch.zeros(4, 100)) is None  # one level decides nothing
+    assert lossless_uint8_range(torch.as_tensor(levels - 1.0, dtype=torch.float32)) is None  # negative
+    assert lossless_uint8_range(torch.as_tensor(levels * 2.0, dtype=torch.float32)) is None  # beyond 255
+    with_nan = torch.as_tensor(levels / 255, dtype=torch.float32)
+    with_nan[0, 0] = float("nan")
+    assert lossless_uint8_range(with_nan) is None

@@ -1,6 +1,7 @@
 """The learner's input defaults for a user who tunes nothing (issue #28 item 5): vector inputs are standardised
-(sparse inputs in [-1, 1], such as pixels, are left as they are), the buffer stores float16 and warns about raw
-values float16 cannot hold, and the scale warning fires on a raw-unit stream learned without the standardiser."""
+(sparse inputs in [-1, 1], such as pixels, are left as they are), the buffer stores float16 (uint8 for 8-bit data,
+which it holds exactly) and warns about raw values it cannot hold, and the scale warning fires on a raw-unit stream
+learned without the standardiser."""
 
 from __future__ import annotations
 
@@ -42,10 +43,10 @@ def learner(dim: int = 6, classes: int = 3, **options) -> OnlineLearner:
     return OnlineLearner(models.mlp(dim, [32], classes), budget_bytes=100_000, device="cpu", **options)
 
 
-def test_the_defaults_are_float16_and_the_automatic_standardiser():
+def test_the_defaults_are_auto_storage_and_the_automatic_standardiser():
     lrn = learner()
-    assert lrn.config.storage == "float16" and lrn.config.standardize is None
-    assert lrn.buffer.codec.kind == "float16"
+    assert lrn.config.storage == "auto" and lrn.config.standardize is None
+    assert lrn.buffer.codec.kind == "float16"  # until the first batch shows 8-bit data
     assert lrn.standardizer is not None  # held from the start: its bytes are in the budget either way
     assert "standardizer" in lrn.memory_report()["parts"]
 
@@ -180,3 +181,70 @@ def test_float16_codec_saturates_instead_of_overflowing():
     codec = StorageCodec("float16")
     out = codec.decode(codec.encode(torch.tensor([[1e6, -1e6, 1.5, float("nan")]])))
     assert out[0, 0] == 65504 and out[0, 1] == -65504 and out[0, 2] == 1.5 and torch.isnan(out[0, 3])
+
+
+def pixels(n: int, dim: int = 64, seed: int = 0, scale: float = 255.0) -> np.ndarray:
+    """``n`` rows of 8-bit pixels as k / 255 in [0, 1] (``scale`` 255) or as integers 0..255 (``scale`` 1)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, dim)) / scale).astype(np.float32)
+
+
+def test_auto_storage_keeps_8bit_inputs_as_uint8_exactly_with_twice_the_samples():
+    lrn = learner(dim=64, classes=3)
+    f16_capacity = lrn.buffer.capacity
+    x = pixels(10)
+    lrn.learn(x, np.arange(10) % 3)
+    assert lrn.buffer.codec == StorageCodec("uint8", 0.0, 1.0)
+    assert lrn.buffer.capacity > 1.9 * f16_capacity  # 1 byte an input element, not 2
+    assert lrn.memory_report()["used_bytes"] <= lrn.config.budget_bytes
+    stored = lrn.buffer.codec.decode(lrn.buffer.x[:10])
+    assert torch.equal(stored, torch.as_tensor(x)), "8-bit data must be stored exactly"
+
+
+def test_auto_storage_takes_integers_0_to_255_as_uint8_over_that_range():
+    lrn = learner(dim=64, classes=3, standardize=True)
+    x = pixels(10, scale=1.0)
+    lrn.learn(x, np.arange(10) % 3)
+    assert lrn.buffer.codec == StorageCodec("uint8", 0.0, 255.0)
+    assert torch.equal(lrn.buffer.codec.decode(lrn.buffer.x[:10]), torch.as_tensor(x))
+
+
+def test_auto_storage_stays_float16_for_other_inputs():
+    x, y = sensor_stream(20)
+    lrn = learner()
+    lrn.learn(x[:10], y[:10])
+    assert lrn.buffer.codec.kind == "float16"
+    # Too little evidence: a batch of zeros, on/off flags, or few values decides float16.
+    for batch in (np.zeros((10, 64), np.float32), (pixels(10) > 0.5).astype(np.float32), pixels(2)):
+        lrn = learner(dim=64)
+        lrn.learn(batch, np.zeros(len(batch), np.int64))
+        assert lrn.buffer.codec.kind == "float16", batch[:2]
+
+
+def test_auto_uint8_warns_once_when_later_inputs_leave_its_range(caplog):
+    lrn = learner(dim=64, classes=3)
+    lrn.learn(pixels(10), np.arange(10) % 3)
+    with caplog.at_level(logging.WARNING, logger="edge_cl"):
+        for seed in range(3):
+            lrn.learn(pixels(10, seed=seed) * 3, np.arange(10) % 3)
+    warnings = [r.getMessage() for r in caplog.records if "storage='auto' chose uint8" in r.getMessage()]
+    assert len(warnings) == 1 and "storage='float16'" in warnings[0]
+
+
+def test_auto_storage_choice_is_saved_and_resumes_bit_identically():
+    def run(resume_at: int | None) -> OnlineLearner:
+        lrn = learner(dim=64, classes=3)
+        for i in range(20):
+            if i == resume_at:
+                state = lrn.state_dict()
+                lrn = learner(dim=64, classes=3)
+                assert lrn.buffer.codec.kind == "float16"
+                lrn.load_state_dict(state)
+            lrn.learn(pixels(10, seed=i), np.arange(10) % 3)
+        return lrn
+
+    straight, resumed = run(None), run(7)
+    assert resumed.buffer.codec.kind == "uint8" and resumed.buffer.capacity == straight.buffer.capacity
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(straight.buffer.x, resumed.buffer.x)

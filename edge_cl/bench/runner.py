@@ -198,7 +198,7 @@ class _LearnerStepper:
                 "bytes_per_sample": rep.get("bytes_per_sample"), "memory_report": _jsonable(rep),
                 "skipped_steps": int(getattr(self.learner, "skipped_steps", 0)),
                 # What the learner ran with, whether the bench set it or the learner's defaults chose it.
-                "storage": self.learner.config.storage,
+                "storage": self.learner.buffer.codec.kind,  # storage="auto": what the first batch chose
                 "standardized": getattr(self.learner, "standardizer", None) is not None}
 
 
