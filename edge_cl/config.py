@@ -183,16 +183,13 @@ class DaemonLearnerConfig(LearnerConfig):
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
                            description="Most new samples per step; steps grow toward it when a backlog builds.")
-    # None: decided by the input kind (learner_config), so the daemon widens the learner's bool.
-    standardize: bool | None = Field(None, description="Standardise inputs online (running mean / variance per "  # type: ignore[assignment]
-                                                       "feature, exported into the ONNX graph); default: on for "
-                                                       "vector inputs (input.dim or a 1-D shape), off otherwise.")
-
     def learner_config(self, vector_input: bool = False) -> LearnerConfig:
-        """The learner's part alone (what OnlineLearner and its saved state hold); ``standardize`` unset means
-        on for ``vector_input``."""
+        """The learner's part alone (what OnlineLearner and its saved state hold). ``standardize`` unset is the
+        learner's own rule for vector inputs (the first batch decides: sparse values in [-1, 1] stay raw) and off
+        for other inputs, whatever the model says of its input shape: [input] is what the daemon feeds."""
         data = {k: getattr(self, k) for k in LearnerConfig.model_fields}
-        data["standardize"] = vector_input if self.standardize is None else self.standardize
+        if self.standardize is None and not vector_input:
+            data["standardize"] = False
         # The daemon books each batch's skip and hits to that batch (exactly-once accounting), so it takes every
         # step's own values, never the previous step's (LearnStats.lag 0 on the CUDA-graph step too).
         data["exact_stats"] = True

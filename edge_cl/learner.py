@@ -964,7 +964,10 @@ class OnlineLearner:
         for key, value in state["counters"].items():
             setattr(self, key, int(value))
         self.extra = dict(state.get("extra") or {})
-        self._load_auto_standardize(state.get("auto_standardize"))
+        decided = state.get("auto_standardize")
+        if decided is None and (state.get("config") or {}).get("standardize") is True:
+            decided = True  # saved by a learner told to standardise: its statistics are in the state
+        self._load_auto_standardize(decided)
         if self.ncm is not None:
             self.ncm.version = None
 

@@ -193,3 +193,28 @@ def test_a_builder_error_is_a_config_error_naming_the_model() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(with_(model={"hidden": "abc"}))
     assert "model.type = 'mlp'" in str(err.value)
+
+
+def test_the_daemon_standardises_by_the_learners_own_rule() -> None:
+    """Issue #28 item 5: one standardise rule. The daemon leaves ``standardize`` unset for vector inputs, so the
+    learner's first batch decides there as in the library (sparse values in [-1, 1] stay raw, raw units are
+    standardised); inputs of another shape are not standardised."""
+    import numpy as np
+
+    from edge_cl.learner import OnlineLearner
+
+    vector = parse_config(with_())
+    assert vector.learner_config().standardize is None
+    image = parse_config(with_(input={"dim": None, "shape": [2, 4]}))
+    assert image.learner_config().standardize is False
+    assert parse_config(with_(learner={"standardize": True})).learner_config().standardize is True
+
+    def decided(x: np.ndarray) -> bool:
+        learner = OnlineLearner.from_config(vector.build_model(), vector.learner_config())
+        learner.learn(x, np.arange(len(x)) % 3)
+        return learner.standardizer is not None
+
+    rng = np.random.default_rng(0)
+    raw_units = (rng.normal(1000.0, 10.0, (16, 8))).astype(np.float32)
+    sparse = (rng.random((16, 8)) * (rng.random((16, 8)) < 0.3)).astype(np.float32)
+    assert decided(raw_units) and not decided(sparse)
