@@ -12,7 +12,11 @@ Padding: a micro-batch of ``n`` rows runs at ``bucket_of(n)`` rows; the extra ro
 the cross-entropy, the hit count, the standardiser update and the reservoir, so the update is the same as an
 unpadded step's up to the order of floating-point sums (``tests/test_fixed_step.py``: 1e-5 after 300 steps).
 
-Differences from the eager step, all documented in the README:
+Which methods run here is derived from the hooks they override (:func:`host_work`); the hooks run through
+``edge_cl.transaction.call`` and a call that fails in one is rolled back as the eager step is (the learner's
+snapshot plus :meth:`FixedStep._rollback` for the buffer rows and device counters this step wrote).
+
+Differences from the eager step, all documented in docs/gpu.md:
 
 - A replay draw always takes its full ``size`` rows (with replacement), weighted 0 while the buffer is empty;
   the eager step takes all stored rows while the buffer holds fewer than ``size``.
@@ -40,15 +44,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edge_cl.buffer import cast_to_field
-from edge_cl.methods.base import Segment, Step
+from edge_cl.methods.base import Method, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod
 from edge_cl.step_stats import LearnStats
+from edge_cl.transaction import call, overrides
 
 if TYPE_CHECKING:
     from edge_cl.learner import OnlineLearner
 
 log = logging.getLogger("edge_cl")
 
+# Step hooks the fixed-shape step cannot run (host work between the forward and the buffer insert): a method that
+# overrides one runs the eager step. Every other hook runs on both steps, through the same transaction.
+HOST_HOOKS = ("begin_step", "before_update", "before_step", "after_update")
 MAX_BUCKET = 4096  # larger micro-batches run the eager step (one capture per bucket up to here)
 CHECK_TOLERANCE = 1e-5  # captured steps must match the same steps run uncaptured to this (relative) on first use
 
@@ -72,14 +80,26 @@ def unsupported_reason(learner: OnlineLearner) -> str | None:
     if cfg.predict == "ncm":
         return "predict='ncm' refreshes class means from the host's view of the buffer"
     for m in learner.methods:
-        if not m.fixed_shape:
-            return f"method {m.name!r} needs the host inside the step"
+        reason = host_work(m)
+        if reason is not None:
+            return reason
         if isinstance(m, ImportanceMethod) and (not m.pulls_weights or m.flat_params is None or m.omega_flat is None
                                                 or m.anchor_flat is None):
             return f"method {m.name!r} keeps its importance outside one flat buffer"
     for module in learner.model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             return f"the model has {type(module).__name__}, whose batch statistics padded rows would change"
+    return None
+
+
+def host_work(method: Method | type[Method]) -> str | None:
+    """Why ``method`` cannot run on the fixed-shape step (None: it can); see ``Method.fixed_shape``."""
+    if method.fixed_shape is False:
+        return f"method {method.name!r} opts out of the fixed-shape step (fixed_shape = False)"
+    if method.fixed_shape is None:
+        hooks = [h for h in HOST_HOOKS if overrides(method, h)]
+        if hooks:
+            return f"method {method.name!r} works on the host inside the step ({', '.join(hooks)})"
     return None
 
 
@@ -93,7 +113,7 @@ class FixedStep:
         dev = learner.device
         self.plain = [m for m in learner.methods if not isinstance(m, ImportanceMethod)]
         self.importance = [m for m in learner.methods if isinstance(m, ImportanceMethod)]
-        self.draws = [d for m in self.plain for d in m.replay_draws()]
+        self.draws = [d for m in self.plain for d in call(m, "replay_draws")]
         self.draws.sort(key=lambda d: not d.join_ce)  # rows in the cross-entropy first, as the eager step
         self.capacity = learner.buffer.capacity
         if self.capacity == 0:
@@ -107,6 +127,7 @@ class FixedStep:
         self.penalties = torch.zeros(len(self.importance), device=dev)  # refreshed outside the graph
         self.probe = torch.zeros(1, device=dev)  # the step's first reservoir uniform: shows the random state moved
         self._inputs: dict[int, tuple[Tensor, Tensor]] = {}
+        self._undo: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}  # per row count: (store, slots, old rows)
         self._graphs: dict[int, Any] = {}
         pin = capture and torch.cuda.is_available()
         self._pinned = [torch.zeros(4 + len(self.importance), pin_memory=pin) for _ in range(2)]
@@ -114,9 +135,19 @@ class FixedStep:
         self._pending: tuple[int, int, int] | None = None  # (slot, batch, replay) of a step not read yet
         self._flip = 0
         self.calls = 0
-        self.pad = True              # False runs each micro-batch at its own size (tests: padding changes nothing)
+        # False runs each micro-batch at its own size (one capture per size). Padded rows are weighted 0 in the
+        # cross-entropy, but a method's loss sees them: only methods that declare fixed_shape = True promise that
+        # their terms ignore them; a method derived eligible (fixed_shape None) with a loss runs unpadded.
+        self.pad = not any(m.fixed_shape is None and overrides(m, "loss") for m in self.plain)
         self.eager_next = False      # set after a skipped step: the next one runs eagerly
         self.fallback: str | None = None  # set once capture failed: every later step is eager
+        # Whether a method's code can fail inside a call (then the learner wraps it in its transaction): the
+        # uncaptured step runs loss / sample_values each call, a captured one only while recording (a failure there
+        # falls back to the eager step); importance work runs after every step, consolidate when the trigger fires.
+        methods = learner.methods
+        self.post_step = bool(self.importance) or any(overrides(m, "consolidate") for m in methods)
+        self.fallible = self.post_step or (not capture and any(
+            overrides(m, h) for m in self.plain for h in ("loss", "sample_values")))
 
     def workspace_bytes(self) -> int:
         """Bytes of the static inputs and counters kept between steps (transient work, not learner state)."""
@@ -166,9 +197,12 @@ class FixedStep:
             row += d.size
         total = loss
         for m in self.plain:
-            term = m.loss(step)
+            term = call(m, "loss", step)
             if term is not None:
                 total = total + term * has  # a draw from an empty buffer holds zeros: its term must not count
+        # Taken before the weights move, as the eager step does: a method failing here leaves nothing to undo.
+        stored = ({n: v for m in self.plain for n, v in call(m, "sample_values", step).items()}
+                  if self.capacity else {})
         flat, grad = L.flat_param, L.flat_grad
         assert flat is not None and grad is not None
         grad.zero_()
@@ -190,7 +224,6 @@ class FixedStep:
                     b.copy_(torch.where(ok, b, old))
             learned = valid & ok
             if self.capacity:
-                stored = {n: v for m in self.plain for n, v in m.sample_values(step).items()}
                 self._insert(x, y, stored, learned, rand_rows)
             self.seen.add_(learned.sum())
             hits = ((logits[:rows].argmax(1) == y) & valid).sum()
@@ -218,11 +251,17 @@ class FixedStep:
         writer = (target.unsqueeze(1) == target.unsqueeze(0)) & keep.unsqueeze(0)
         written = writer.any(1)
         source = writer.to(torch.uint8).argmax(1)
+        undo = []
         for store, new in [(buf.x, buf.codec.encode(x)), (buf.y, y.to(buf.y.dtype)),
                            *((buf.values[k], cast_to_field(v.detach(), buf.values[k].dtype)) for k, v in stored.items())]:
             shape = (-1,) + (1,) * (new.ndim - 1)
-            value = torch.where(written.view(shape), new.index_select(0, source), store.index_select(0, target))
+            old = store.index_select(0, target)
+            value = torch.where(written.view(shape), new.index_select(0, source), old)
             store.index_copy_(0, target, value)
+            undo.append((store, target, old))
+        # What the rows held before (graph outputs when captured, rewritten by each replay): a failure later in the
+        # same call puts them back (see _rollback).
+        self._undo[rows] = undo
 
     # --- running it -----------------------------------------------------------------------------
     def learn(self, x: Tensor, y: Tensor, started: float) -> LearnStats | None:
@@ -244,6 +283,28 @@ class FixedStep:
         if rows not in self._inputs:
             self._inputs[rows] = (torch.zeros((rows, L.input_dim), device=L.device),
                                   torch.zeros((rows,), dtype=torch.int64, device=L.device))
+        if not self.fallible:
+            return self._run(x, y, n, rows, bucket, started)
+        kept = (self.seen.clone(), self.penalties.clone(), self.calls, self._pending, self._flip)
+        try:
+            return self._run(x, y, n, rows, bucket, started)
+        except Exception:
+            self._rollback(rows, kept)
+            raise
+
+    def _rollback(self, rows: int, kept: tuple[Tensor, Tensor, int, Any, int]) -> None:
+        """Undo what a failed call did here (the learner's transaction puts back the rest): the buffer rows its step
+        wrote, the device counters, and a lagged step it had taken over for reading."""
+        seen, penalties, self.calls, self._pending, self._flip = kept
+        self.seen.copy_(seen)
+        self.penalties.copy_(penalties)
+        for store, slots, old in reversed(self._undo.get(rows, [])):
+            store.index_copy_(0, slots, old)
+
+    def _run(self, x: Tensor, y: Tensor, n: int, rows: int, bucket: int, started: float) -> LearnStats | None:
+        L = self.learner
+        if not self.capture:
+            self._undo.pop(rows, None)  # a failure before this call's insert has no rows to undo
         x_in, y_in = self._inputs[rows]
         x_in[:n].copy_(x)
         y_in[:n].copy_(y)
@@ -282,10 +343,10 @@ class FixedStep:
         updated = False
         for i, m in enumerate(self.importance):
             if self.calls % m.every == 0:
-                m.update_deferred(x[:n], y[:n])
+                call(m, "update_deferred", x[:n], y[:n])
                 updated = True
             if m.active and m.penalty_due(self.calls):
-                self.penalties[i] = m.penalty_value()
+                self.penalties[i] = call(m, "penalty_value")
         return updated
 
     def _read(self, pending: tuple[int, int, int], lag: int = 0, importance_updated: bool = False) -> LearnStats:
@@ -349,6 +410,7 @@ class FixedStep:
             graph.register_generator_state(L.generator)
             with torch.cuda.graph(graph):
                 self._core(rows, bucket)
+            graph_undo = self._undo[rows] if self.capacity else []  # the graph's own tensors, kept by replays
             expected = []
             for _ in range(2):
                 self._core(rows, bucket)
@@ -371,6 +433,7 @@ class FixedStep:
                 L.generator.set_state(random_state)
             self.enabled.fill_(True)
         self._graphs[rows] = graph
+        self._undo[rows] = graph_undo
         return graph
 
 

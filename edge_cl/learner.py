@@ -548,7 +548,7 @@ class OnlineLearner:
             self._check_inputs(xb)
         fixed = self._fixed_step()
         if fixed is not None:
-            stats = fixed.learn(xb, yb, started)
+            stats = self._fixed_learn(fixed, xb, yb, started)
             if stats is not None:
                 return stats
         snapshot = self._transaction = Snapshot(self, self._stateful, self._post_step)
@@ -560,6 +560,19 @@ class OnlineLearner:
         finally:
             self._transaction = None
             self._engine.release()
+
+    def _fixed_learn(self, fixed: FixedStep, xb: Tensor, yb: Tensor, started: float) -> LearnStats | None:
+        """The fixed-shape step, in the same transaction as the eager one wherever a method's code can fail in it."""
+        if not fixed.fallible:
+            return fixed.learn(xb, yb, started)
+        snapshot = self._transaction = Snapshot(self, self._stateful, fixed.post_step)
+        try:
+            return fixed.learn(xb, yb, started)
+        except Exception:
+            snapshot.restore(self)
+            raise
+        finally:
+            self._transaction = None
 
     def _check_inputs(self, xb: Tensor) -> None:
         """What the inputs' scale decides or calls for, before the step touches any state: the automatic

@@ -46,9 +46,10 @@ def call(method: Method, hook: str, *args: Any) -> Any:
         raise MethodError(method.name, hook, exc) from exc
 
 
-def overrides(method: Method, hook: str) -> bool:
-    """True when ``method``'s class defines ``hook`` itself (not the base's no-op)."""
-    return getattr(type(method), hook) is not getattr(Method, hook)
+def overrides(method: Method | type[Method], hook: str) -> bool:
+    """True when ``method`` (an instance or a class) defines ``hook`` itself (not the base's no-op)."""
+    cls = method if isinstance(method, type) else type(method)
+    return getattr(cls, hook) is not getattr(Method, hook)
 
 
 def keeps_state(method: Method) -> bool:

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from edge_cl import OnlineLearner, methods, models
-from edge_cl.fixed_step import bucket_of, unsupported_reason
+from edge_cl.fixed_step import bucket_of, host_work, unsupported_reason
 
-# Every registered method whose step fits the fixed shape, alone where it replays, plus the importance combinations.
-FIXED = [n for n in methods.available() if methods.get(n).fixed_shape and methods.get(n).uses_buffer]
-FIXED += [f"er+{n}" for n in methods.available() if methods.get(n).fixed_shape and not methods.get(n).uses_buffer]
+# Every registered method whose step fits the fixed shape (declared, or derived from the hooks it overrides), alone
+# where it replays, plus the others after er.
+FIXED = [n for n in methods.available() if host_work(methods.get(n)) is None and methods.get(n).uses_buffer]
+FIXED += [f"er+{n}" for n in methods.available() if host_work(methods.get(n)) is None and not methods.get(n).uses_buffer
+          and n != "sgd"]
 
 
 def _learner(method: str = "er", *, standardize: bool = False, seed: int = 0, **options) -> OnlineLearner:
@@ -206,8 +208,8 @@ def test_huge_inputs_never_make_the_weights_non_finite():
 @pytest.mark.parametrize("case, reason", [
     ({"optimizer": "adam"}, "only plain SGD"),
     ({"momentum": 0.9}, "only plain SGD"),
-    ({"method": "a-gem"}, "needs the host"),
-    ({"method": "er+si"}, "needs the host"),
+    ({"method": "a-gem"}, "works on the host inside the step (before_update)"),
+    ({"method": "er+si"}, "works on the host inside the step"),
     ({"class_balanced": True}, "class-balanced"),
     ({"predict": "ncm"}, "ncm"),
 ])
@@ -447,3 +449,128 @@ def test_exact_stats_report_each_call_its_own_step(monkeypatch):
     for x, y in _stream(30):
         a, b = captured.learn(x, y), plain.learn(x, y)
         assert a.lag == 0 and (a.loss, a.new_correct, a.batch_size) == (b.loss, b.new_correct, b.batch_size)
+
+
+class _FixedRaiserSettings(methods.MethodSettings):
+    raise_in: str = ""
+
+
+class _FixedRaiser(methods.Method):
+    """Runs on the fixed-shape step (its hooks are device work) and raises in ``raise_in`` once armed."""
+
+    name = "fixed-raiser-test"
+    uses_buffer = True
+    Settings = _FixedRaiserSettings
+
+    def __init__(self, ctx, settings):
+        super().__init__(ctx, settings)
+        self.armed = False
+
+    def _maybe(self, hook):
+        if self.armed and self.settings.raise_in == hook:
+            raise RuntimeError(f"planted failure in {hook}")
+
+    def sample_fields(self):
+        return {"seen_at": methods.SampleField((1,))}
+
+    def replay_draws(self):
+        return [methods.Draw("fixed-raiser", 4, join_ce=True)]
+
+    def loss(self, step):
+        self._maybe("loss")
+        return step.draws["fixed-raiser"].logits.square().mean() * 1e-3
+
+    def sample_values(self, step):
+        self._maybe("sample_values")
+        return {"seen_at": step.logits.detach()[:, :1]}
+
+    def consolidate(self):
+        self._maybe("consolidate")
+
+
+@pytest.fixture
+def fixed_raiser():
+    methods.register(_FixedRaiser)
+    yield _FixedRaiser.name
+    methods.unregister(_FixedRaiser.name)
+
+
+def _arm(learner, hook, monkeypatch):
+    """Make the next call fail in ``hook``: the raiser's own hooks, or EWC's work after the step."""
+    if hook in ("update_deferred", "penalty_value"):
+        ewc = learner.get_method("ewc")
+
+        def fail(*args):
+            raise RuntimeError(f"planted failure in {hook}")
+
+        monkeypatch.setattr(ewc, hook, fail)
+        monkeypatch.setattr(ewc, "penalty_due", lambda steps: True)  # refreshed every few steps: make it now
+    else:
+        learner.get_method("fixed-raiser-test").armed = True
+    if hook == "consolidate":
+        monkeypatch.setattr(learner.trigger, "observe", lambda loss: True)
+
+
+# Captured steps run loss and sample_values only while recording (a failure there falls back to the eager step):
+# per call, the hooks that can fail are those after the graph.
+_PER_CALL = {"uncaptured": ["loss", "sample_values", "consolidate", "update_deferred", "penalty_value"],
+             "captured": ["consolidate", "update_deferred", "penalty_value"]}
+
+
+@pytest.mark.parametrize("path, hook", [(p, h) for p, hooks in _PER_CALL.items() for h in hooks])
+def test_the_fixed_step_is_a_transaction(fixed_raiser, hook, path, monkeypatch):
+    """Issue #28 item 3 on the fixed-shape step: whatever a method raises, in whichever hook this step runs, the
+    learner's whole state (weights, buffer rows, method state, random state, counters) is as it was, the error
+    names the method and the hook, and learning goes on."""
+    import copy
+
+    from edge_cl.fixed_step import FixedStep
+    from edge_cl.transaction import MethodError
+    from tests.test_transaction import _equal
+
+    # A full buffer of 20 samples after ~40 seen: a failing step of 12 rows overwrites stored rows (P > 0.999).
+    learner = _learner(f"{fixed_raiser}+ewc", importance_every=1, raise_in=hook, max_buffer_samples=20)
+    if hook == "consolidate":
+        from edge_cl.triggers import make_trigger
+
+        learner.trigger = make_trigger("plateau")
+    if path == "captured":
+        learner._fixed, learner._fixed_decided = FixedStep(learner, capture=True, exact_stats=True), True
+        _FakeCuda().install(monkeypatch, learner._fixed)
+    stream = _stream(40)
+    for i, (x, y) in enumerate(stream[:6]):
+        learner.learn(x, y)
+        if i == 2:
+            learner.consolidate()  # EWC's penalty in force: penalty_value runs
+    assert learner.buffer.seen > 20
+    failing = (np.concatenate([x for x, _ in stream[30:]])[:12], np.concatenate([y for _, y in stream[30:]])[:12])
+    assert learner.step_path == ("graph" if path == "captured" else "fixed")
+    before = copy.deepcopy(learner.state_dict())
+    owner = "ewc" if hook in ("update_deferred", "penalty_value") else fixed_raiser
+    with pytest.MonkeyPatch.context() as armed:
+        _arm(learner, hook, armed)
+        with pytest.raises(MethodError, match=rf"method '{owner}' raised in {hook}: RuntimeError: planted failure"):
+            learner.learn(*failing)
+        _equal(learner.state_dict(), before, "state")
+    learner.get_method(fixed_raiser).armed = False
+    stats = learner.learn(*failing)
+    assert not stats.skipped and learner.step == before["counters"]["step"] + 1
+
+
+def test_a_failed_fixed_step_then_the_same_steps_gives_the_same_weights(fixed_raiser):
+    def run(fail: bool) -> OnlineLearner:
+        learner = _learner(fixed_raiser, raise_in="sample_values")
+        for i, (x, y) in enumerate(_stream(60)):
+            if fail and i == 25:
+                learner.get_method(fixed_raiser).armed = True
+                with pytest.raises(Exception, match="planted failure"):
+                    learner.learn(x, y)
+                learner.get_method(fixed_raiser).armed = False
+            learner.learn(x, y)
+        assert learner.step_path == "fixed"
+        return learner
+
+    a, b = run(True), run(False)
+    assert torch.equal(a._flat_param, b._flat_param)
+    for name, t in a.buffer.tensors_by_field().items():
+        assert torch.equal(t, b.buffer.tensors_by_field()[name]), name

@@ -156,11 +156,14 @@ class Method:
     name: ClassVar[str] = ""
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     uses_buffer: ClassVar[bool] = False
-    # True when the method's step work fits the fixed-shape (CUDA-graph) step: ``replay_draws``, ``loss`` and
-    # ``sample_values`` are device work on fixed shapes (a draw then always holds its full size, its terms weighted
-    # 0 while the buffer is empty) and the other step hooks do nothing; for importance methods, the per-step work
-    # is the weight pull and the estimate may run after the step (edge_cl.fixed_step).
-    fixed_shape: ClassVar[bool] = False
+    # Whether the method runs on the fixed-shape (CUDA-graph) step, edge_cl.fixed_step. None (the default): derived
+    # from the hooks it overrides: yes when its step work is ``replay_draws``, ``loss`` and ``sample_values`` (device
+    # work on fixed shapes: a draw then always holds its full size, its terms weighted 0 while the buffer is empty)
+    # and ``consolidate``; no when it works on the host inside the step (begin_step, before_update, before_step,
+    # after_update). A capture that fails or differs from the uncaptured step falls back to the eager step, so a
+    # method author need not know. False opts out; importance methods say True (the weight pull is device work and
+    # the estimate runs after the step).
+    fixed_shape: ClassVar[bool | None] = None
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         self.ctx = ctx
