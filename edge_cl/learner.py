@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -331,6 +331,7 @@ class OnlineLearner:
         self._hooked = {h: [m for m in self.methods if overrides(m, h)] for h in STEP_HOOKS}
         self._hooked["loss"] = [m for m in self.methods if overrides(m, "loss") or overrides(m, "logit_grads")]
         self._transaction: Snapshot | None = None  # the snapshot of the step in progress
+        self._nonfinite_warned = False
         self.counters = StepCounters()
         self.consolidations = 0
         self.unlabeled_seen = 0
@@ -542,6 +543,29 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
+        xb, yb, dropped = self._finite_rows(xb, yb)
+        stats = self._learn(xb, yb, started)
+        return replace(stats, dropped=dropped) if dropped else stats
+
+    def _finite_rows(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, int]:
+        """The rows without NaN / Inf, and how many were left out: one bad cell must not cost its batch's other
+        rows (warned once). A batch with no finite row is left whole, for the step to skip. The CUDA-graph step
+        never waits for the host, so there the step skips instead (as it does for overflowing gradients)."""
+        fixed = self._fixed
+        if fixed is not None and fixed.capture and fixed.fallback is None:
+            return xb, yb, 0
+        finite = torch.isfinite(xb).all(1)
+        kept = int(finite.sum())
+        if kept in (0, xb.shape[0]):
+            return xb, yb, 0
+        dropped = xb.shape[0] - kept
+        if not self._nonfinite_warned:
+            self._nonfinite_warned = True
+            log.warning("learn(): %d of %d rows hold NaN or Inf; they were left out and the other %d learned "
+                        "(LearnStats.dropped counts them; warned once)", dropped, xb.shape[0], kept)
+        return xb[finite], yb[finite], dropped
+
+    def _learn(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
         if ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
                 or (self._u8_limits is not None and not self._u8_range_warned)
                 or not (self._standardize_decided and self._scales_checked and self._f16_checked)):

@@ -21,6 +21,8 @@ class LearnStats:
     seconds: float          # wall time of the step
     lag: int = 0            # how many steps old loss / new_correct / skipped are: 1 on the CUDA-graph step
                             # (the previous call's, read without waiting), 0 eager or with exact_stats=True
+    dropped: int = 0        # rows of the call left out for holding NaN / Inf (the others learned; on the CUDA-graph
+                            # step, which never waits for the host, such a row skips the whole step instead)
 
 
 @dataclass

@@ -174,7 +174,7 @@ def test_a_non_finite_step_changes_nothing_and_the_next_runs_eagerly(standardize
     seen, step = learner.buffer.seen, learner.step
     x, y = stream[30]
     bad = x.copy()
-    bad[0, 3] = np.nan
+    bad[:, 3] = np.nan  # every row (one bad row alone is left out and the others learned)
     out = learner.learn(bad, y)
     assert out.skipped and learner.skipped_steps == 1 and learner.step == step
     assert torch.equal(learner._flat_param, params)

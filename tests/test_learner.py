@@ -113,14 +113,41 @@ def test_non_finite_loss_skips_and_leaves_state_untouched():
     before = {k: v.clone() for k, v in learner.state_dict()["model"].items()}
     buf_seen, step = learner.buffer.seen, learner.step
     bad = np.random.rand(5, 4).astype(np.float32)
-    bad[2, 1] = np.nan
+    bad[:, 1] = np.nan  # every row: nothing left to learn (one bad row alone is left out: the test below)
     stats = learner.learn(bad, np.array([0, 1, 2, 0, 1]))
     assert stats.skipped and learner.skipped_steps == 1
     assert learner.step == step and learner.buffer.seen == buf_seen
     for k, v in learner.state_dict()["model"].items():
         assert torch.equal(v, before[k])
-    bad[2, 1] = np.inf
+    bad[:, 1] = np.inf
     assert learner.learn(bad, np.array([0, 1, 2, 0, 1])).skipped
+
+
+def test_one_non_finite_cell_costs_its_row_only(caplog):
+    """Issue #26: one NaN cell made learn() skip its whole batch silently (9 valid rows lost). The row is left out,
+    the others learned, and the learner says so once."""
+    def run(x: np.ndarray, y: np.ndarray) -> OnlineLearner:
+        torch.manual_seed(0)
+        learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, method="er", device="cpu", standardize=False)
+        learner.learn(np.random.default_rng(1).random((5, 4)).astype(np.float32), np.array([0, 1, 2, 0, 1]))
+        with caplog.at_level(logging.WARNING, logger="edge_cl"):
+            stats = learner.learn(x, y)
+        return learner, stats
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((10, 4)).astype(np.float32), rng.integers(0, 3, 10)
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    damaged, stats = run(bad, y)
+    assert not stats.skipped and stats.dropped == 1 and stats.batch_size == 9
+    assert damaged.samples_learned == 5 + 9 and damaged.step == 2
+    clean, _ = run(np.delete(x, 3, 0), np.delete(y, 3))  # the same step on the nine good rows
+    for a, b in zip(damaged.params, clean.params, strict=True):
+        assert torch.equal(a, b)
+    warnings = [r.getMessage() for r in caplog.records if "hold NaN or Inf" in r.getMessage()]
+    assert len(warnings) == 1 and "1 of 10 rows" in warnings[0]
+    damaged.learn(bad, y)
+    assert len([r for r in caplog.records if "hold NaN or Inf" in r.getMessage()]) == 1  # once
 
 
 def test_observe_updates_mas_without_labels_only():
@@ -283,7 +310,7 @@ def test_a_non_finite_batch_leaves_the_standardiser_as_it_was():
     learner.learn(np.random.rand(5, 4).astype(np.float32), np.array([0, 1, 0, 1, 0]))
     before = [b.clone() for b in learner.standardizer.buffers()]
     x = np.random.rand(5, 4).astype(np.float32)
-    x[2, 1] = np.nan
+    x[:, 1] = np.nan
     stats = learner.learn(x, np.array([0, 1, 0, 1, 0]))
     assert stats.skipped
     for b, a in zip(before, learner.standardizer.buffers()):
