@@ -543,33 +543,38 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
-        xb, yb, dropped = self._finite_rows(xb, yb)
-        stats = self._learn(xb, yb, started)
+        xb, yb, dropped, bounds = self._finite_rows(xb, yb)
+        stats = self._learn(xb, yb, started, bounds)
         return replace(stats, dropped=dropped) if dropped else stats
 
-    def _finite_rows(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, int]:
-        """The rows without NaN / Inf, and how many were left out: one bad cell must not cost its batch's other
-        rows (warned once). A batch with no finite row is left whole, for the step to skip. The CUDA-graph step
-        never waits for the host, so there the step skips instead (as it does for overflowing gradients)."""
+    def _finite_rows(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, int, tuple[float, float] | None]:
+        """The rows without NaN / Inf, how many were left out, and the batch's (min, max) when it is all finite
+        (the input checks reuse them): one bad cell must not cost its batch's other rows (warned once). A batch
+        with no finite row is left whole, for the step to skip. The CUDA-graph step never waits for the host, so
+        there the step skips instead (as it does for overflowing gradients)."""
         fixed = self._fixed
         if fixed is not None and fixed.capture and fixed.fallback is None:
-            return xb, yb, 0
+            return xb, yb, 0, None
+        low, high = torch.aminmax(xb)  # NaN propagates: one reduction tells the common, all-finite case
+        bounds = (float(low), float(high))
+        if math.isfinite(bounds[0]) and math.isfinite(bounds[1]):
+            return xb, yb, 0, bounds
         finite = torch.isfinite(xb).all(1)
         kept = int(finite.sum())
-        if kept in (0, xb.shape[0]):
-            return xb, yb, 0
+        if kept == 0:
+            return xb, yb, 0, None
         dropped = xb.shape[0] - kept
         if not self._nonfinite_warned:
             self._nonfinite_warned = True
             log.warning("learn(): %d of %d rows hold NaN or Inf; they were left out and the other %d learned "
                         "(LearnStats.dropped counts them; warned once)", dropped, xb.shape[0], kept)
-        return xb[finite], yb[finite], dropped
+        return xb[finite], yb[finite], dropped, None
 
-    def _learn(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
+    def _learn(self, xb: Tensor, yb: Tensor, started: float, bounds: tuple[float, float] | None) -> LearnStats:
         if ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
                 or (self._u8_limits is not None and not self._u8_range_warned)
                 or not (self._standardize_decided and self._scales_checked and self._f16_checked)):
-            self._check_inputs(xb)
+            self._check_inputs(xb, bounds)
         fixed = self._fixed_step()
         if fixed is not None:
             stats = self._fixed_learn(fixed, xb, yb, started)
@@ -598,17 +603,21 @@ class OnlineLearner:
         finally:
             self._transaction = None
 
-    def _check_inputs(self, xb: Tensor) -> None:
+    def _check_inputs(self, xb: Tensor, bounds: tuple[float, float] | None = None) -> None:
         """What the inputs' scale decides or calls for, before the step touches any state: the automatic
         standardiser's decision (first finite batch), float16 storage's range (every batch) and precision (once the
-        standardiser has seen enough rows), and the scale warning for raw inputs (once)."""
-        peak = float(xb.abs().amax())
-        if not math.isfinite(peak):
+        standardiser has seen enough rows), and the scale warning for raw inputs (once). ``bounds``: the batch's
+        (min, max) when already known."""
+        if bounds is None:
+            low, high = torch.aminmax(xb)
+            bounds = (float(low), float(high))
+        if not (math.isfinite(bounds[0]) and math.isfinite(bounds[1])):
             return  # a non-finite batch is skipped by the step; it decides nothing
+        peak = max(-bounds[0], bounds[1])
         if self._storage_pending:
             self._choose_storage(xb)
         if self._u8_limits is not None and not self._u8_range_warned:
-            self._check_u8_range(xb)
+            self._check_u8_range(bounds)
         if self._f16 and not self._f16_range_warned and peak > F16_MAX:
             # Not an error: a fuzzing client or a glitching sensor must not stop the learner (the contract suite).
             self._f16_range_warned = True
@@ -674,10 +683,10 @@ class OnlineLearner:
             self._fixed = None
             self._fixed_decided = False
 
-    def _check_u8_range(self, xb: Tensor) -> None:
+    def _check_u8_range(self, bounds: tuple[float, float]) -> None:
         """Inputs outside the range auto chose uint8 over are clamped in the buffer: say so, once."""
         lo, hi = self._u8_limits  # type: ignore[misc]
-        low, high = float(xb.amin()), float(xb.amax())
+        low, high = bounds
         if low < lo or high > hi:
             self._u8_range_warned = True
             log.warning("inputs reach [%.6g, %.6g], outside the [%g, %g] that storage='auto' chose uint8 for (the "
