@@ -1,6 +1,6 @@
 """The `defaults-validation` section: der++ on validation seeds with raw or standardised inputs and float32 /
 float16 / uint8 buffer storage at one byte budget per stream (benchmarks/validate_defaults.sh), one row per stream,
-and what the learner's default rules (LearnerConfig.standardize=None, storage='float16') pick on it.
+and what the learner's default rules (LearnerConfig.standardize=None, storage='auto') pick on it.
 
 Usage: python benchmarks/defaults_table.py [benchmarks/results/val-defaults] [--write-benchmarks]
 """
@@ -22,11 +22,13 @@ STREAMS = {"rotated": "rotated-mnist", "permuted": "permuted-mnist", "split": "s
            "agrawal": "agrawal", "rbf": "rbf", "elec2": "elec2"}
 
 
-def _rule_standardises(doc: dict[str, Any], data_dir: str | None) -> bool:
-    """What standardize=None decides on this stream's first batch of the bench (edge_cl.learner._leave_raw)."""
+def _rule_picks(doc: dict[str, Any], data_dir: str | None) -> tuple[bool, bool]:
+    """What standardize=None (edge_cl.learner._leave_raw) and storage='auto' (lossless_uint8_range) decide on this
+    stream's first batch of the bench: (standardise, uint8)."""
     import torch
 
     from edge_cl.bench.streams import make_stream
+    from edge_cl.buffer_storage import lossless_uint8_range
     from edge_cl.learner import _leave_raw
 
     cfg = doc["config"]
@@ -34,7 +36,7 @@ def _rule_standardises(doc: dict[str, Any], data_dir: str | None) -> bool:
                          num_tasks=cfg.get("num_tasks", 20), images=cfg.get("images", "mnist"))
     x = stream.train(0)[0] if hasattr(stream, "train") else torch.as_tensor(stream.x)
     first = torch.as_tensor(np.asarray(x[: cfg["batch"]]), dtype=torch.float32)
-    return not _leave_raw(first, float(first.abs().max()))
+    return not _leave_raw(first, float(first.abs().max())), lossless_uint8_range(first) is not None
 
 
 def _cell(r: dict[str, Any], key: str) -> str:
@@ -54,14 +56,15 @@ def main(argv: list[str]) -> None:
         any_doc = next(iter(docs.values()))
         key = "acc" if any_doc["stream"].get("kind") == "tasks" else "prequential_acc"
         res = {v: d["methods"]["der++"] for v, d in docs.items()}
-        std_on = _rule_standardises(any_doc, None)
-        pick = "f16-std" if std_on else "f16-raw"
+        std_on, u8 = _rule_picks(any_doc, None)
+        storage = "u8" if u8 else "f16"
+        pick = f"{storage}-{'std' if std_on else 'raw'}"
         best = max(res, key=lambda v: res[v][key])
         delta = (f"{(res[pick][key] - res[best][key]) * 100:+.2f}" if pick in res else "-")
         c = any_doc["config"]
         setup = f"{c['protocol']}, batch {c['batch']}, scale {c['scale']}"
         rows.append(f"| {label} ({setup}) | " + " | ".join(_cell(res[v], key) if v in res else "-" for v in VARIANTS)
-                    + f" | {'standardised' if std_on else 'raw'}, float16 | {best} | {delta} |")
+                    + f" | {'standardised' if std_on else 'raw'}, {'uint8' if u8 else 'float16'} | {best} | {delta} |")
     seeds = next(iter(res.values())).get("seeds")
     body = "\n".join([
         "### defaults-validation", "",
@@ -71,8 +74,8 @@ def main(argv: list[str]) -> None:
         "budget per stream (`--budget-bytes`: what der++ gets for 500 float32 samples with raw inputs, so the "
         "standardiser's statistics come out of the buffer). Cells: ACC % on task streams, prequential % otherwise "
         "(mean ± std over the seeds), buffer samples in brackets. `default picks`: what standardize=None decides on "
-        "the stream's first batch (edge_cl.learner._leave_raw: sparse inputs in [-1, 1] stay raw) with the default "
-        "float16 storage; `vs best`: that cell minus the best cell of the row."), "",
+        "the stream's first batch (edge_cl.learner._leave_raw: sparse inputs in [-1, 1] stay raw) and the storage "
+        "storage='auto' picks there (uint8 for 8-bit data, float16 otherwise); `vs best`: that cell minus the best cell of the row."), "",
         "| stream | f32 raw | f32 standardised | f16 raw | f16 standardised | uint8 raw | default picks | best | vs best |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
