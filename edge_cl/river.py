@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from river import base
+
+from edge_cl.extras import require
+
+base = require("river.base", "river", "edge_cl.river (the river adapter)")
 
 from edge_cl import models
 from edge_cl.learner import OnlineLearner

@@ -117,7 +117,9 @@ class DriftTrigger:
 
     def __init__(self, detector: str = "adwin", history: int = 2000, recent: int = 20, **params: Any) -> None:
         # Imported here: river.drift loads scipy (about 0.75 s), which the default plateau trigger never needs.
-        from river import drift
+        from edge_cl.extras import require
+
+        drift = require("river.drift", "river", f"trigger {detector!r}")
 
         factories = {"adwin": drift.ADWIN, "page-hinkley": drift.PageHinkley}
         if detector not in factories:

@@ -20,6 +20,9 @@ PEERS = ("logreg", "hat", "arf")
 
 
 def _factory(name: str) -> Callable[[], Any]:
+    from edge_cl.extras import require
+
+    require("river", "bench", f"the {name!r} peer")
     from river import forest, linear_model, optim, preprocessing, tree
 
     if name == "logreg":

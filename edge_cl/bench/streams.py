@@ -252,7 +252,9 @@ _AGRAWAL_SCALE = np.array([150_000, 75_000, 80, 4, 20, 8, 1_350_000, 30, 500_000
 
 def river_synth(name: str, n: int = 20_000, seed: int = 0, scale: float = 1.0) -> PrequentialStream:
     """river's synthetic streams with abrupt drift at the middle (``ConceptDriftStream``): sea, agrawal, rbf."""
-    from river.datasets import synth
+    from edge_cl.extras import require
+
+    synth = require("river.datasets.synth", "bench", f"the {name!r} bench stream")
 
     scale = _check_scale(scale)
     n = _scaled(n, scale, floor=10)

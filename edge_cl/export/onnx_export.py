@@ -143,6 +143,9 @@ def _run_exporter(wrapped: nn.Module, example: Tensor, exporter: Exporter, opset
             torch.onnx.export(wrapped, (example,), buffer, dynamo=False,  # type: ignore[arg-type]
                               dynamic_axes=axes, **common)
         return buffer.getvalue()
+    from edge_cl.extras import require
+
+    require("onnxscript", "dynamo", "the dynamo ONNX exporter (exporter='dynamo')")
     program = torch.onnx.export(wrapped, (example,), None, dynamo=True, verbose=False,
                                 dynamic_shapes={"x": {0: torch.export.Dim(BATCH_AXIS)}}, **common)
     if program is None:
