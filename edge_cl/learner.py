@@ -362,6 +362,12 @@ class OnlineLearner:
             if self._chain is not None else AutogradEngine(self.model, self._grads, self._flat_grad))
 
     @property
+    def all_buffers(self) -> list[Tensor]:
+        """Every buffer of the model (BatchNorm's running statistics, the input standardiser's): what a step's
+        transaction keeps and puts back."""
+        return self._all_buffers
+
+    @property
     def flat_param(self) -> Tensor | None:
         """The one buffer the trainable parameters are views of (None when their layout does not allow it)."""
         return self._flat_param

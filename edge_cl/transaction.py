@@ -76,7 +76,7 @@ class Snapshot:
         self.generator = learner.generator.get_state()
         self.buffer = (learner.buffer.seen, learner.buffer.size)
         # The model's buffers are listed once by the learner: walking the modules costs more than a small step.
-        self.model_buffers = [b.clone() for b in learner._all_buffers] if learner._all_buffers else []
+        self.model_buffers = [b.clone() for b in learner.all_buffers] if learner.all_buffers else []
         self.methods = {m.name: m.step_state() for m in stateful}
         self.consolidating: dict[str, Any] = {}  # whole states kept right before consolidate() (see before_consolidate)
         self.params: list[Tensor] | None = None
@@ -106,7 +106,7 @@ class Snapshot:
     def restore(self, learner: OnlineLearner) -> None:
         """Put the learner back as it was when this snapshot was taken."""
         with torch.no_grad():
-            for dst, src in zip(learner._all_buffers, self.model_buffers, strict=True):
+            for dst, src in zip(learner.all_buffers, self.model_buffers, strict=True):
                 dst.copy_(src)
             if self.flat_param is not None and learner.flat_param is not None:
                 learner.flat_param.copy_(self.flat_param)
