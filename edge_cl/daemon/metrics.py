@@ -34,8 +34,13 @@ class Metrics:
         self.bad_inputs = Counter("edge_cl_bad_inputs", "Rejected inputs, by reason.", ["reason"], registry=r)
         for reason in BadReason:
             self.bad_inputs.labels(reason.value)
-        self.spool_dropped = Counter("edge_cl_spool_dropped", "Spooled messages dropped by the overflow policy.",
+        self.spool_dropped = Counter("edge_cl_spool_dropped", "Messages dropped by the spool's overflow policy, or "
+                                     "QoS 0 ones beyond what memory holds while the spool refuses writes.",
                                      registry=r)
+        self.spool_write_failures = Counter("edge_cl_spool_write_failures", "Spool writes refused (disk full, "
+                                            "read-only ...); retried with backoff.", registry=r)
+        self.messages_held = Gauge("edge_cl_messages_held", "Messages held in memory, unacknowledged, while the "
+                                   "spool refuses writes.", registry=r)
         self.update_latency = Histogram("edge_cl_update_latency_seconds", "Wall time of one learn step.",
                                         buckets=_LATENCY_BUCKETS, registry=r)
         self.spool_latency = Histogram("edge_cl_spool_write_seconds", "Wall time of one durable spool write.",

@@ -25,6 +25,7 @@ import numpy as np
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
+from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
@@ -32,7 +33,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import Row, Spool
+from edge_cl.daemon.spool import Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -104,6 +105,8 @@ class Daemon:
         self._rng = np.random.default_rng(cfg.learner.seed)
         self._method_errors: set[str] = set()  # causes of method failures already logged with their traceback
         self._catching_up = False
+        self._predicted_early = PredictedEarly()  # held samples predicted before the spool took them
+        self.hold_limit = 10_000  # messages held in memory while the spool refuses writes (beyond: at the broker)
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
         self._link: MqttLink | None = None
@@ -208,7 +211,8 @@ class Daemon:
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
                             lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
-                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s)
+                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s,
+                            hold_limit=self.hold_limit)
             self._link = link
             link.start()
             self.ready.set()
@@ -285,6 +289,7 @@ class Daemon:
         while not stop.is_set() and link.fatal is None:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
+            self._predict_held(link)
             rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
             if rows:
                 try:
@@ -341,7 +346,21 @@ class Daemon:
             self._learn(to_learn)
         self.progress.position = rows[-1].seq
 
-    def _predict(self, samples: list[tuple[Row, Sample]]) -> None:
+    def _predict_held(self, link: MqttLink) -> None:
+        """Predict the samples the link holds in memory while the spool refuses writes (each once)."""
+        samples: list[tuple[Row, Sample]] = []
+        for item, received in link.held.take_for_prediction():
+            got = self.intake.read(Row(0, item.kind, item.msg_id, item.payload, received))
+            if isinstance(got, Sample) and self._predicted_early.add(got.id):
+                samples.append((Row(0, item.kind, item.msg_id, b"", received), got))
+        if samples:
+            self._predict(samples, early=True)
+
+    def _predict(self, samples: list[tuple[Row, Sample]], early: bool = False) -> None:
+        if not early and len(self._predicted_early):  # predicted from memory already: learned now, not predicted
+            samples = [rs for rs in samples if not self._predicted_early.consume(rs[1].id)]
+            if not samples:
+                return
         x = np.stack([s.x for _, s in samples])
         proba = self.learner.predict_proba(x)
         pred = proba.argmax(1)
@@ -453,7 +472,7 @@ class Daemon:
         path = self._checkpoint_path()
         try:
             self._checkpoint(spool)
-        except OSError as exc:  # SpoolError (compaction) included: the spool's path is in its message
+        except OSError as exc:
             self.metrics.checkpoint_failures.inc()
             self.checkpoint_retry.failed(path, exc)
             return False
@@ -479,7 +498,12 @@ class Daemon:
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
-        spool.compact(checkpoints.prune(cc.dir, cc.keep), self.cfg.spool.dedupe_window)
+        upto = checkpoints.prune(cc.dir, cc.keep)
+        try:
+            spool.compact(upto, self.cfg.spool.dedupe_window)
+        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
+            self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
+                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
         log.debug("checkpoint %s (step %d)", path, self.learner.step)
         return path
 
