@@ -28,6 +28,13 @@ class Metrics:
                                         "Unlabeled samples used for label-free importance.", registry=r)
         self.samples_skipped = Counter("edge_cl_samples_not_learned",
                                        "Labeled samples not learned, by reason.", ["reason"], registry=r)
+        self.join_evicted = Counter(
+            "edge_cl_label_join_evicted", "What the delayed-label join dropped, by the bound that pushed it out: "
+            "'early_labels' (a label whose sample had not arrived), 'window_samples' and 'window_s' (an unlabeled "
+            "sample whose label had not arrived; used for label-free importance, not learned).", ["reason"],
+            registry=r)
+        for reason in ("early_labels", "window_samples", "window_s"):
+            self.join_evicted.labels(reason)
         self.predictions_published = Counter("edge_cl_predictions_published", "Predictions published.", registry=r)
         self.outbound_dropped = Counter("edge_cl_outbound_dropped", "Outbound messages dropped (queue full).",
                                         registry=r)

@@ -57,8 +57,9 @@ class Outbox:
         self._q: queue.Queue[Outgoing] = queue.Queue(maxsize)
         self._metrics = metrics
 
-    def put(self, msg: Outgoing, timeout: float = 1.0) -> bool:
-        """Queue a message, waiting up to ``timeout`` for room; False (and counted) when it was dropped."""
+    def put(self, msg: Outgoing, timeout: float = 1.0, count_drop: bool = True) -> bool:
+        """Queue a message, waiting up to ``timeout`` for room; False (and counted, unless ``count_drop`` is
+        False: the caller tries again) when it was dropped."""
         try:
             if timeout > 0:
                 self._q.put(msg, timeout=timeout)
@@ -66,8 +67,13 @@ class Outbox:
                 self._q.put_nowait(msg)
             return True
         except queue.Full:
-            self._metrics.outbound_dropped.inc()
+            if count_drop:
+                self.dropped()
             return False
+
+    def dropped(self) -> None:
+        """Count a message given up after :meth:`put` with ``count_drop=False`` failed."""
+        self._metrics.outbound_dropped.inc()
 
     def get_nowait(self) -> Outgoing | None:
         """The next message, or None."""

@@ -33,7 +33,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import Row, Spool, SpoolError
+from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -43,6 +43,7 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
+SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
 
 
@@ -96,7 +97,9 @@ class Daemon:
                            cfg.input.max_payload_bytes)
         self.intake = Intake(self.codec)
         self.progress = Progress()
-        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels)
+        early_dropped = self.metrics.join_evicted.labels("early_labels")
+        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels,
+                              on_label_dropped=early_dropped.inc)
         self.learner: Any = None
         self.metrics_port: int | None = None
         self.ready = threading.Event()
@@ -341,6 +344,8 @@ class Daemon:
                 y, evicted = self.join.add_sample(Pending(row.seq, s.id, s.x, now))
                 if y is not None:
                     to_learn.append((s.id, s.x, y))
+                if evicted:
+                    self.metrics.join_evicted.labels("window_samples").inc(len(evicted))
                 self._observe(evicted)
         if to_learn:
             self._learn(to_learn)
@@ -431,7 +436,10 @@ class Daemon:
             self.metrics.samples_observed.inc(len(evicted))
 
     def _expire(self, now: float) -> None:
-        self._observe(self.join.expire(now))
+        expired = self.join.expire(now)
+        if expired:
+            self.metrics.join_evicted.labels("window_s").inc(len(expired))
+        self._observe(expired)
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.bad_inputs.labels(dead.reason).inc()
@@ -439,9 +447,19 @@ class Daemon:
         self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
-        # While the broker is away, drop (counted) at once rather than stall learning on a full queue.
-        connected = self._link is not None and self._link.connected
-        return self.outbox.put(msg, timeout=0.5 if connected else 0.0)
+        """Queue a message for the broker. While connected, wait for room: the network thread drains the queue
+        every few milliseconds, and dropping after a short wait lost predictions behind a storm of labels. While
+        the broker is away, drop (counted) at once rather than stall learning on a full queue."""
+        deadline = time.monotonic() + SEND_WAIT_S
+        while self._link is not None and self._link.connected and self._link.fatal is None:
+            if self.outbox.put(msg, timeout=0.5, count_drop=False):
+                return True
+            if time.monotonic() > deadline:
+                self._warn_once("outbox", "outbound queue full for %.0fs while connected: message to %s dropped "
+                                "(edge_cl_outbound_dropped_total)", SEND_WAIT_S, msg.topic)
+                self.outbox.dropped()
+                return False
+        return self.outbox.put(msg, timeout=0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)
@@ -453,11 +471,13 @@ class Daemon:
         depth = spool.depth(self.progress.position)
         self.metrics.spool_depth.set(depth)
         was = self._catching_up
-        self._catching_up = depth > self.cfg.spool.lag_high_water
+        # Samples only: a storm of labels costs the learner next to nothing and must not make it skip learning.
+        behind = spool.depth(self.progress.position, SAMPLE) if depth > self.cfg.spool.lag_high_water else 0
+        self._catching_up = behind > self.cfg.spool.lag_high_water
         if self._catching_up != was:
-            log.warning("learning %s: %d messages behind (high water %d)",
+            log.warning("learning %s: %d samples behind (spool.lag_high_water=%d)",
                         "falls behind, learning a subsample" if self._catching_up else "caught up",
-                        depth, self.cfg.spool.lag_high_water)
+                        behind, self.cfg.spool.lag_high_water)
         lr = self.learner
         report = lr.memory_report()  # the learner's own accounting: each storage counted once
         self.metrics.buffer_fill.set(report["buffer_fill_ratio"])
