@@ -405,7 +405,8 @@ class Daemon:
             self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
             if stats.consolidated:
                 self.metrics.consolidations.inc()
-            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
+            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated,
+                                  seconds=stats.seconds)
 
     def _not_learned(self, part: list[tuple[str, np.ndarray, int]], exc: MethodError) -> None:
         """A method raised on this batch: the learner rolled the step back, so its samples are booked as not
@@ -530,7 +531,8 @@ class Daemon:
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
         """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
-        return {**self._page, "history": self.history.to_json(), "client_id": self.cfg.broker.client_id,
+        return {**self._page, "history": self.history.to_json(), "latency_ms": self.history.latency_ms(),
+                "client_id": self.cfg.broker.client_id,
                 "connected": bool(self._link is not None and self._link.connected)}
 
     def status(self) -> dict[str, Any]:
