@@ -4,7 +4,9 @@ Threads: the caller's thread runs the learning loop (it alone touches the learne
 its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
 consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
 samples still waiting and the early labels, so after a crash every message is learned exactly once
-relative to the restored model.
+relative to the restored model. A disk that refuses writes stops neither thread: a failing checkpoint is
+retried with backoff (edge_cl.daemon.retry), and while the spool refuses writes the learner predicts the
+samples the link holds in memory (edge_cl.daemon.held) and learns them once they are spooled.
 """
 
 from __future__ import annotations

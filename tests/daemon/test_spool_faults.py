@@ -166,3 +166,22 @@ def test_what_a_full_spool_held_is_not_lost_by_a_stop_nor_by_the_memory_limit(
                 assert _wait(lambda: d.progress.learned == 50), d.progress.learned
                 learned = d.progress.learned
         assert learned == 50  # each of the 50 messages learned once: neither lost nor learned twice
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_messages_beyond_what_memory_holds_wait_at_the_broker_and_come_back(
+        broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with small_tmpfs(tmp_path / "small", "2m") as where:
+        cfg = _spool_on(tmp_path / "d", broker.port, where / "spool.sqlite")
+        with caplog.at_level(logging.INFO, logger="edge_cl"), _daemon(cfg, hold_limit=5) as d:
+            d._link.spool_retry.min_s, d._link.spool_retry.max_s = 0.2, 0.5  # type: ignore[union-attr]
+            publish_all(broker.port, "t/samples", _payloads(0, 10))
+            assert _wait(lambda: d.progress.learned == 10)
+            filler = _fill(where)
+            publish_all(broker.port, "t/samples", _payloads(10, 40))
+            assert _wait(lambda: d.metrics.value("edge_cl_messages_held") == 5)
+            filler.unlink()  # no restart: the daemon reconnects so that the broker resends what it did not hold
+            assert _wait(lambda: d.progress.learned == 50), d.progress.learned
+            assert d.metrics.value("edge_cl_duplicates_total") <= 5  # at most the held ones come twice
+        assert "reconnecting so that the broker sends again" in caplog.text
