@@ -26,6 +26,7 @@ from edge_cl.daemon.codec import MessageCodec
 from edge_cl.daemon.duplicates import DuplicateWarning
 from edge_cl.daemon.held import Arrived, HeldMessages
 from edge_cl.daemon.intake import Intake
+from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.spool import LABEL, Spool, SpoolError
@@ -116,6 +117,8 @@ class MqttLink:
             meanwhile="New messages are held in memory, unacknowledged (the broker keeps what exceeds its in-flight "
                       "window), and their samples are predicted by the model in memory")
         self._redeliver = False  # reconnect once the spool works: the broker resends what was not held
+        self._lost_warning = RateLimiter(warn_interval_s)
+        self._lost_since_warning = 0
         self._connected = False
         self._session_known = False  # a session for our client id was created (remembered in the spool)
         self._password: str | None = None
@@ -375,9 +378,8 @@ class MqttLink:
         retry = self.spool_retry
         if retry.failing:
             if self._arrived:
-                self.held.hold(self._arrived)
+                self._hold(self._arrived)
                 self._arrived = []
-                self._wake_learner()
             if not (final or retry.due()):
                 self.metrics.messages_held.set(len(self.held))
                 return
@@ -397,8 +399,7 @@ class MqttLink:
             if retry.failing:
                 self.held.restore(batch)
             else:
-                self.held.hold(batch)
-                self._wake_learner()
+                self._hold(batch)
             self._spool_failed(spool, exc)
             return
         self.metrics.spool_latency.observe(time.perf_counter() - t0)
@@ -416,16 +417,24 @@ class MqttLink:
             if a.qos > 0:
                 self._client.ack(a.mid, a.qos)
 
+    def _hold(self, batch: list[Arrived]) -> None:
+        """Hold ``batch`` while the spool refuses writes; QoS 0 messages beyond the limit are lost: counted."""
+        self.held.hold(batch)
+        self.metrics.messages_held.set(len(self.held))
+        lost, self.held.refused_lost = self.held.refused_lost, 0
+        if lost:
+            self.metrics.spool_dropped.inc(lost)
+            self._lost_since_warning += lost
+            if self._lost_warning.allow("qos0")[0]:
+                log.warning("%d QoS 0 message(s) lost: the spool refuses writes and %d messages already wait in "
+                            "memory (the broker keeps no copy of QoS 0 messages; topics.qos = 1 avoids this)",
+                            self._lost_since_warning, self.held.limit)
+                self._lost_since_warning = 0
+        self._wake_learner()
+
     def _spool_failed(self, spool: Spool, exc: SpoolError) -> None:
         self.metrics.spool_write_failures.inc()
         self.metrics.messages_held.set(len(self.held))
-        lost = self.held.refused_lost
-        if lost:
-            self.held.refused_lost = 0
-            self.metrics.spool_dropped.inc(lost)
-            log.warning("%d QoS 0 message(s) lost: the spool refuses writes and %d messages already wait in memory "
-                        "(the broker keeps no copy of QoS 0 messages; topics.qos = 1 avoids this)", lost,
-                        self.held.limit)
         self.spool_retry.failed(spool.path, exc)
 
     def _report_held(self, spool: Spool) -> None:

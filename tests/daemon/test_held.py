@@ -106,9 +106,9 @@ def test_over_the_limit_qos1_waits_at_the_broker_qos0_is_counted_lost(tmp_path: 
     arrive(link, 4, 2, qos=0)   # no room: lost, counted
     link._flush(spool)
     assert len(link.held) == 3 and link.held.refused_acked == 1
+    assert link.metrics.value("edge_cl_spool_dropped_total") == 2  # counted as they are refused
     clock.t = 1.5
     link._flush(spool)
-    assert link.metrics.value("edge_cl_spool_dropped_total") == 2
     fault.failing = False
     clock.t = 10.0
     link._flush(spool)
