@@ -4,7 +4,9 @@ Threads: the caller's thread runs the learning loop (it alone touches the learne
 its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
 consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
 samples still waiting and the early labels, so after a crash every message is learned exactly once
-relative to the restored model.
+relative to the restored model. A disk that refuses writes stops neither thread: a failing checkpoint is
+retried with backoff (edge_cl.daemon.retry), and while the spool refuses writes the learner predicts the
+samples the link holds in memory (edge_cl.daemon.held) and learns them once they are spooled.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
+from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
@@ -32,7 +35,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import Row, Spool
+from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -42,6 +45,7 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
+SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
 
 
@@ -95,7 +99,9 @@ class Daemon:
                            cfg.input.max_payload_bytes)
         self.intake = Intake(self.codec)
         self.progress = Progress()
-        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels)
+        early_dropped = self.metrics.join_evicted.labels("early_labels")
+        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels,
+                              on_label_dropped=early_dropped.inc)
         self.learner: Any = None
         self.metrics_port: int | None = None
         self.ready = threading.Event()
@@ -104,6 +110,8 @@ class Daemon:
         self._rng = np.random.default_rng(cfg.learner.seed)
         self._method_errors: set[str] = set()  # causes of method failures already logged with their traceback
         self._catching_up = False
+        self._predicted_early = PredictedEarly()  # held samples predicted before the spool took them
+        self.hold_limit = 10_000  # messages held in memory while the spool refuses writes (beyond: at the broker)
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
         self._link: MqttLink | None = None
@@ -208,7 +216,8 @@ class Daemon:
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
                             lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
-                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s)
+                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s,
+                            hold_limit=self.hold_limit)
             self._link = link
             link.start()
             self.ready.set()
@@ -285,6 +294,7 @@ class Daemon:
         while not stop.is_set() and link.fatal is None:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
+            self._predict_held(link)
             rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
             if rows:
                 try:
@@ -336,12 +346,28 @@ class Daemon:
                 y, evicted = self.join.add_sample(Pending(row.seq, s.id, s.x, now))
                 if y is not None:
                     to_learn.append((s.id, s.x, y))
+                if evicted:
+                    self.metrics.join_evicted.labels("window_samples").inc(len(evicted))
                 self._observe(evicted)
         if to_learn:
             self._learn(to_learn)
         self.progress.position = rows[-1].seq
 
-    def _predict(self, samples: list[tuple[Row, Sample]]) -> None:
+    def _predict_held(self, link: MqttLink) -> None:
+        """Predict the samples the link holds in memory while the spool refuses writes (each once)."""
+        samples: list[tuple[Row, Sample]] = []
+        for item, received in link.held.take_for_prediction():
+            got = self.intake.read(Row(0, item.kind, item.msg_id, item.payload, received))
+            if isinstance(got, Sample) and self._predicted_early.add(got.id):
+                samples.append((Row(0, item.kind, item.msg_id, b"", received), got))
+        if samples:
+            self._predict(samples, early=True)
+
+    def _predict(self, samples: list[tuple[Row, Sample]], early: bool = False) -> None:
+        if not early and len(self._predicted_early):  # predicted from memory already: learned now, not predicted
+            samples = [rs for rs in samples if not self._predicted_early.consume(rs[1].id)]
+            if not samples:
+                return
         x = np.stack([s.x for _, s in samples])
         proba = self.learner.predict_proba(x)
         pred = proba.argmax(1)
@@ -381,7 +407,8 @@ class Daemon:
             self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
             if stats.consolidated:
                 self.metrics.consolidations.inc()
-            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
+            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated,
+                                  seconds=stats.seconds)
 
     def _not_learned(self, part: list[tuple[str, np.ndarray, int]], exc: MethodError) -> None:
         """A method raised on this batch: the learner rolled the step back, so its samples are booked as not
@@ -412,7 +439,10 @@ class Daemon:
             self.metrics.samples_observed.inc(len(evicted))
 
     def _expire(self, now: float) -> None:
-        self._observe(self.join.expire(now))
+        expired = self.join.expire(now)
+        if expired:
+            self.metrics.join_evicted.labels("window_s").inc(len(expired))
+        self._observe(expired)
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.bad_inputs.labels(dead.reason).inc()
@@ -420,9 +450,19 @@ class Daemon:
         self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
-        # While the broker is away, drop (counted) at once rather than stall learning on a full queue.
-        connected = self._link is not None and self._link.connected
-        return self.outbox.put(msg, timeout=0.5 if connected else 0.0)
+        """Queue a message for the broker. While connected, wait for room: the network thread drains the queue
+        every few milliseconds, and dropping after a short wait lost predictions behind a storm of labels. While
+        the broker is away, drop (counted) at once rather than stall learning on a full queue."""
+        deadline = time.monotonic() + SEND_WAIT_S
+        while self._link is not None and self._link.connected and self._link.fatal is None:
+            if self.outbox.put(msg, timeout=0.5, count_drop=False):
+                return True
+            if time.monotonic() > deadline:
+                self._warn_once("outbox", "outbound queue full for %.0fs while connected: message to %s dropped "
+                                "(edge_cl_outbound_dropped_total)", SEND_WAIT_S, msg.topic)
+                self.outbox.dropped()
+                return False
+        return self.outbox.put(msg, timeout=0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)
@@ -434,11 +474,13 @@ class Daemon:
         depth = spool.depth(self.progress.position)
         self.metrics.spool_depth.set(depth)
         was = self._catching_up
-        self._catching_up = depth > self.cfg.spool.lag_high_water
+        # Samples only: a storm of labels costs the learner next to nothing and must not make it skip learning.
+        behind = spool.depth(self.progress.position, SAMPLE) if depth > self.cfg.spool.lag_high_water else 0
+        self._catching_up = behind > self.cfg.spool.lag_high_water
         if self._catching_up != was:
-            log.warning("learning %s: %d messages behind (high water %d)",
+            log.warning("learning %s: %d samples behind (spool.lag_high_water=%d)",
                         "falls behind, learning a subsample" if self._catching_up else "caught up",
-                        depth, self.cfg.spool.lag_high_water)
+                        behind, self.cfg.spool.lag_high_water)
         lr = self.learner
         report = lr.memory_report()  # the learner's own accounting: each storage counted once
         self.metrics.buffer_fill.set(report["buffer_fill_ratio"])
@@ -453,7 +495,7 @@ class Daemon:
         path = self._checkpoint_path()
         try:
             self._checkpoint(spool)
-        except OSError as exc:  # SpoolError (compaction) included: the spool's path is in its message
+        except OSError as exc:
             self.metrics.checkpoint_failures.inc()
             self.checkpoint_retry.failed(path, exc)
             return False
@@ -479,14 +521,20 @@ class Daemon:
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
-        spool.compact(checkpoints.prune(cc.dir, cc.keep), self.cfg.spool.dedupe_window)
+        upto = checkpoints.prune(cc.dir, cc.keep)
+        try:
+            spool.compact(upto, self.cfg.spool.dedupe_window)
+        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
+            self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
+                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
         log.debug("checkpoint %s (step %d)", path, self.learner.step)
         return path
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
         """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
-        return {**self._page, "history": self.history.to_json(), "client_id": self.cfg.broker.client_id,
+        return {**self._page, "history": self.history.to_json(), "latency_ms": self.history.latency_ms(),
+                "client_id": self.cfg.broker.client_id,
                 "connected": bool(self._link is not None and self._link.connected)}
 
     def status(self) -> dict[str, Any]:
