@@ -50,6 +50,18 @@ def largest_within(required: Callable[[int], int], budget: int) -> int | None:
     return lo
 
 
+def _cap_by_smaller_replay(rows: list[dict[str, Any]], costs: MonotoneCost) -> None:
+    """A larger replay batch never fits a larger buffer (bytes and latency both grow with it); the bisection's
+    tolerance could say otherwise, so the last row's buffer is capped at the one before it."""
+    prev = next((row for row in reversed(rows[:-1]) if row["latency_fits"]), None)
+    row = rows[-1]
+    if prev is None or not row["latency_fits"] or row["largest_buffer_that_fits"] <= prev["largest_buffer_that_fits"]:
+        return
+    n = prev["largest_buffer_that_fits"]
+    row.update({"largest_buffer_that_fits": n, "latency_ms_p99_upper": costs.cost(row["replay_batch"], n),
+                "note": f"capped at replay {prev['replay_batch']}'s buffer: a larger replay batch never fits more"})
+
+
 def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_REPLAY,
               measure: Measure | None = None, tolerance: float = 0.02) -> dict[str, Any]:
     """The plain fit, then per replay batch the largest buffer within both budgets, and the largest pair.
@@ -103,15 +115,15 @@ def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_
                 row["latency_ms_p99_upper"] = eff
             return ok
 
-        if fits(n_max):
-            continue
-        lo, hi = r, n_max                 # the smallest buffer a replay batch of r can draw from
-        if not fits(lo):
-            too_slow_from = r
-            continue
-        while hi - lo > max(1, int(tolerance * hi)):
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        if not fits(n_max):
+            lo, hi = r, n_max                 # the smallest buffer a replay batch of r can draw from
+            if not fits(lo):
+                too_slow_from = r
+                continue
+            while hi - lo > max(1, int(tolerance * hi)):
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        _cap_by_smaller_replay(rows, costs)
     fitting = [row for row in rows if row["latency_fits"]]
     best = max(fitting, key=lambda row: (row["largest_buffer_that_fits"], row["replay_batch"]), default=None)
     base.update({"sweep": rows, "best": best, "sweep_tolerance": tolerance})

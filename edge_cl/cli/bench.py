@@ -186,10 +186,10 @@ def _check_mode(ctx: typer.Context, fit: bool) -> None:
     names = ", ".join(_option(ctx, n) for n in stray)
     if fit:
         hint = " (the budget fit writes no plots; --json keeps its whole result)" if "plots" in stray else ""
-        _fail(f"{names} does not apply to the budget fit (--config){hint}; it reads only "
+        _fail(f"{names} {'does' if len(stray) == 1 else 'do'} not apply to the budget fit (--config){hint}; it reads only "
               f"{', '.join(sorted(_option(ctx, n) for n in FIT_OPTIONS))}. Drop {names}, or drop --config to "
               "benchmark a stream")
-    _fail(f"{names} applies only to the budget fit: add --config device.toml, or drop {names}")
+    _fail(f"{names} {'applies' if len(stray) == 1 else 'apply'} only to the budget fit: add --config device.toml, or drop {names}")
 
 
 def _method_params(items: list[str]) -> dict[str, Any]:
