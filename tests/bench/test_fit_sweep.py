@@ -108,6 +108,14 @@ def test_buffer_is_bisected_up_to_what_the_budget_holds(fit):
     assert doc["best"]["largest_buffer_that_fits"] == rows[1]["largest_buffer_that_fits"]
 
 
+def test_the_configured_setting_is_timed_once_and_agrees_with_the_verdict(fit):
+    calls = []
+    doc = run_sweep(fit, replay=(1, 8), measure=_measure(lambda r, b: 1.0 + r / 4, calls))
+    assert [c for c in calls if c[0] == 4] == [(4, 40_000)]  # the plain fit's measurement, reused by the sweep
+    row = next(r for r in doc["sweep"] if r["replay_batch"] == 4)
+    assert row["latency_ms_p99_upper"] == doc["measured"]["latency_ms_p99_upper"] == pytest.approx(2.0)
+
+
 def test_three_identical_sweeps_agree(fit):
     cost = _measure(lambda r, b: 0.5 + 0.3 * r + b / 20_000)
     docs = [run_sweep(fit, replay=(1, 2, 5, 10, 20), measure=cost) for _ in range(3)]
