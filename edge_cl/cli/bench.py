@@ -19,6 +19,23 @@ FIT_OPTIONS = frozenset({"config", "latency_budget_ms", "rss_budget_mb", "sweep"
                          "confidence", "batch", "json_path", "write_benchmarks", "benchmarks_file", "threads"})
 FIT_ONLY = frozenset({"latency_budget_ms", "rss_budget_mb", "sweep", "fit_steps", "repeats", "confidence"})
 
+# Options shared by `bench` (old spelling: the budget fit with --config) and `bench fit`.
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")]
+WriteBenchmarks = Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
+BenchmarksFile = Annotated[Path, typer.Option(help="File for --write-benchmarks.")]
+LatencyBudget = Annotated[float | None, typer.Option(help="Budget fit: learn latency budget (p99, ms; default "
+                                                          "bench.latency_budget_ms).")]
+RssBudget = Annotated[float | None, typer.Option(help="Budget fit: peak RSS budget of the whole process (MiB; "
+                                                      "default bench.rss_budget_mb).")]
+Sweep = Annotated[bool, typer.Option(help="Budget fit: per replay batch, search the largest buffer that fits "
+                                          "(monotone: a larger setting never reads cheaper).")]
+FitSteps = Annotated[int, typer.Option(help="Budget fit: learn steps timed per repeat.")]
+Repeats = Annotated[int, typer.Option(help="Budget fit: timed repeats per configuration (k); the verdict uses the "
+                                           "upper end of a bootstrap interval of p99 over them.")]
+Confidence = Annotated[float, typer.Option(help="Budget fit: confidence of that upper end (0.5 to <1).")]
+Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). 1 keeps small-model latency "
+                                           "steady on a shared or small CPU.")]
+
 
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -27,7 +44,7 @@ def _fail(msg: str) -> None:
 
 def _command_line(ctx: typer.Context) -> str:
     """The command as the user gave it (options from the command line only), for BENCHMARKS.md."""
-    parts = ["edge-cl", "bench"]
+    parts = ["edge-cl", *ctx.command_path.split()[1:]]  # "edge-cl bench" or "edge-cl bench fit"
     for param in ctx.command.params:
         name = param.name or ""
         source = ctx.get_parameter_source(name)
@@ -64,7 +81,7 @@ def bench(
     protocol: Annotated[str, typer.Option(help="'edge' (batch 10, replay 10, lr 0.1) or 'der' (batch 128, "
                                                "replay 128, lr 0.2, as Buzzega et al. 2020).")] = "edge",
     batch: Annotated[int | None, typer.Option(help="New samples per step (overrides the protocol; with --config, "
-                                                     "[bench] batch).")] = None,
+                                                     "bench.batch).")] = None,
     replay_batch: Annotated[int | None, typer.Option(help="Replayed samples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd or adam (the bare loops are plain SGD only).")] = "sgd",
@@ -101,42 +118,32 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $EDGE_CL_DATA or ../shared/data).")]
     = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")] = None,
+    json_path: JsonPath = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
-    write_benchmarks: Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
-    = None,
-    benchmarks_file: Annotated[Path, typer.Option(help="File for --write-benchmarks.")] = Path("BENCHMARKS.md"),
-    config: Annotated[Path | None, typer.Option(help="Budget fit: the daemon's config TOML (plus an optional "
-                                                     "[bench] section).")] = None,
-    latency_budget_ms: Annotated[float | None, typer.Option(help="Budget fit: learn latency budget (p99, ms; "
-                                                                 "default [bench] latency_budget_ms).")] = None,
-    rss_budget_mb: Annotated[float | None, typer.Option(help="Budget fit: peak RSS budget of the whole process "
-                                                             "(MiB; default [bench] rss_budget_mb).")] = None,
-    sweep: Annotated[bool, typer.Option(help="Budget fit: per replay batch, search the largest buffer that fits "
-                                             "(monotone: a larger setting never reads cheaper).")] = False,
-    fit_steps: Annotated[int, typer.Option(help="Budget fit: learn steps timed per repeat.")] = 300,
-    repeats: Annotated[int, typer.Option(help="Budget fit: timed repeats per configuration (k); the verdict uses "
-                                              "the upper end of a bootstrap interval of p99 over them.")]
-    = DEFAULT_REPEATS,
-    confidence: Annotated[float, typer.Option(help="Budget fit: confidence of that upper end (0.5 to <1).")]
-    = DEFAULT_CONFIDENCE,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). 1 keeps small-model "
-                                              "latency steady on a shared or small CPU.")] = 1,
+    write_benchmarks: WriteBenchmarks = None,
+    benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
+    config: Annotated[Path | None, typer.Option(help="Budget fit (same as `bench fit --config`): the daemon's "
+                                                     "config TOML (plus an optional bench table).")] = None,
+    latency_budget_ms: LatencyBudget = None,
+    rss_budget_mb: RssBudget = None,
+    sweep: Sweep = False,
+    fit_steps: FitSteps = 300,
+    repeats: Repeats = DEFAULT_REPEATS,
+    confidence: Confidence = DEFAULT_CONFIDENCE,
+    threads: Threads = 1,
 ) -> None:
-    """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots), or with --config,
-    answer whether a device configuration fits its latency and memory budgets."""
+    """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots); `bench fit` (or
+    `bench --config`) answers whether a device configuration fits its latency and memory budgets."""
+    if ctx.invoked_subcommand is not None:  # `bench fit ...`: the subcommand takes every option
+        if given := _given(ctx):
+            _fail(f"{', '.join(_option(ctx, n) for n in given)} before `{ctx.invoked_subcommand}`: put the options "
+                  f"after it (edge-cl bench {ctx.invoked_subcommand} --help lists them)")
+        return
     command = _command_line(ctx)
     _check_mode(ctx, config is not None)
-    if threads < 0:
-        _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
     if plots is not None and importlib.util.find_spec("matplotlib") is None:  # before the run, not after it
         _fail(f"--plots {plots} needs matplotlib: pip install -e '.[bench]' (or drop --plots)")
-    if threads:
-        import torch
-
-        # The CLI owns the process: with more intra-op threads than free cores, OpenMP waits turn a 1 ms
-        # update into 100 ms stalls (measured on a shared 2-core host), so benchmarks pin the count.
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     if config is not None:
         settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
                     "repeats": repeats, "confidence": confidence}
@@ -165,6 +172,42 @@ def bench(
         _fail(str(exc))
     doc = _run_with_progress(cfg)
     _emit(doc, json_path, plots, write_benchmarks, benchmarks_file, command)
+
+
+def fit(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Option(help="The daemon's config TOML (plus an optional bench table).")],
+    latency_budget_ms: LatencyBudget = None,
+    rss_budget_mb: RssBudget = None,
+    batch: Annotated[int | None, typer.Option(help="New samples per step (default bench.batch, else "
+                                                   "learner.max_batch).")] = None,
+    sweep: Sweep = False,
+    fit_steps: FitSteps = 300,
+    repeats: Repeats = DEFAULT_REPEATS,
+    confidence: Confidence = DEFAULT_CONFIDENCE,
+    json_path: JsonPath = None,
+    write_benchmarks: WriteBenchmarks = None,
+    benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
+    threads: Threads = 1,
+) -> None:
+    """Does a device configuration fit its budgets? FITS (exit 0) or DOES NOT FIT (exit 1, with the reasons):
+    learn p99's bootstrap upper bound over k repeats, predict latency beside it, state bytes and peak RSS."""
+    command = _command_line(ctx)
+    _set_threads(threads)
+    settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
+                "repeats": repeats, "confidence": confidence}
+    _budget_fit(config, settings, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command)
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    if threads:
+        import torch
+
+        # The CLI owns the process: with more intra-op threads than free cores, OpenMP waits turn a 1 ms
+        # update into 100 ms stalls (measured on a shared 2-core host), so benchmarks pin the count.
+        torch.set_num_threads(threads)
 
 
 def _given(ctx: typer.Context) -> list[str]:
@@ -287,5 +330,8 @@ def _budget_fit(config: Path, settings: dict[str, Any], sweep: bool, steps: int,
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``bench`` to the ``edge-cl`` app."""
-    app.command(name="bench")(bench)
+    """Add ``bench`` (the stream benchmark; with --config, the budget fit) and ``bench fit`` to the app."""
+    group = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+    group.callback(invoke_without_command=True)(bench)
+    group.command(name="fit")(fit)
+    app.add_typer(group, name="bench")

@@ -128,3 +128,23 @@ def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_th
     typed = {(a, b) for a, b in pairwise(args) if a.startswith("--") and not b.startswith("--")}
     assert typed <= pairs and "--no-bare" in tokens  # every option as typed, values unmangled
     assert json.loads(out.read_text())["config"]["method_params"] == {"der_alpha": 0.3, "der_beta": 2}
+
+
+def test_bench_fit_subcommand_and_the_old_spelling_agree(tmp_path, one_thread):
+    """`bench fit` holds only the fit's options; `bench --config` (README, docs, benchmarks/*.sh) keeps working."""
+    new_json, old_json, bm = tmp_path / "new.json", tmp_path / "old.json", tmp_path / "BENCHMARKS.md"
+    new = CliRunner().invoke(app, ["bench", "fit", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats",
+                                   "2", "--json", str(new_json), "--write-benchmarks", "fit",
+                                   "--benchmarks-file", str(bm)])
+    assert new.exit_code == 0 and "FITS" in new.output, new.output
+    assert "Produced by: `edge-cl bench fit --config" in bm.read_text()
+    old = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats", "2",
+                                   "--json", str(old_json)])
+    assert old.exit_code == 0 and "FITS" in old.output
+    a, b = json.loads(new_json.read_text()), json.loads(old_json.read_text())
+    assert a["learner"] == b["learner"] and a["repeats"] == b["repeats"] == 2
+    misplaced = CliRunner().invoke(app, ["bench", "--threads", "2", "fit", "--config", _device(tmp_path)])
+    assert misplaced.exit_code == 2 and "--threads before `fit`" in misplaced.output
+    assert CliRunner().invoke(app, ["bench", "fit", "--stream", "sea"]).exit_code == 2  # not a fit option
+    helps = CliRunner().invoke(app, ["bench", "fit", "--help"]).output
+    assert "--rss-budget-mb" in helps and "--methods" not in helps
