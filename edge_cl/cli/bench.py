@@ -324,7 +324,11 @@ def _budget_fit(config: Path, settings: dict[str, Any], sweep: bool, steps: int,
     if section is not None:
         from edge_cl.reporting import machine_line, write_section
 
-        write_section(section, f"### {section}\n\nMeasured on: {machine_line()}\n\n{text}", command, benchmarks_file)
+        try:
+            write_section(section, f"### {section}\n\nMeasured on: {machine_line()}\n\n{text}", command,
+                          benchmarks_file)
+        except ValueError as exc:
+            _fail(str(exc))
     if not doc.get("fits", False):
         raise typer.Exit(1)
 
