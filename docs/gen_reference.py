@@ -47,13 +47,17 @@ def cli_reference() -> str:
            "`docs/gen_reference.py` at every docs build; `edge-cl COMMAND --help` prints the same."), "",
            f"`edge-cl` {_cell(group.help or '')}", "",
            "| command | what it does |", "|---|---|"]
-    commands = dict(group.commands)  # type: ignore[attr-defined]
+    commands: dict[str, Any] = {}
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        commands[name] = cmd
+        for sub, sub_cmd in getattr(cmd, "commands", {}).items():  # a command group (`bench fit`)
+            commands[f"{name} {sub}"] = sub_cmd
     for name, cmd in commands.items():
         first = (cmd.help or "").strip().split("\n\n")[0]
-        out.append(f"| [`{name}`](#edge-cl-{name}) | {_cell(first)} |")
+        out.append(f"| [`{name}`](#edge-cl-{name.replace(' ', '-')}) | {_cell(first)} |")
     out.append("")
     for name, cmd in commands.items():
-        out += [f"## `edge-cl {name}` {{#edge-cl-{name}}}", ""]
+        out += [f"## `edge-cl {name}` {{#edge-cl-{name.replace(' ', '-')}}}", ""]
         help_text = (cmd.help or "").strip()
         if help_text:
             out += [help_text.replace("\b\n", ""), ""]

@@ -95,7 +95,11 @@ def test_cli_reference_names_every_command_and_option() -> None:
 
     page = _gen().cli_reference()
     group = typer.main.get_command(app)
-    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+    commands = [(name, cmd) for name, cmd in group.commands.items()]  # type: ignore[attr-defined]
+    commands += [(f"{name} {sub}", sub_cmd) for name, cmd in commands
+                 for sub, sub_cmd in getattr(cmd, "commands", {}).items()]
+    assert "bench fit" in dict(commands)
+    for name, cmd in commands:
         assert f"## `edge-cl {name}`" in page
         for p in cmd.params:
             if isinstance(p, click.Option):

@@ -1,24 +1,27 @@
 """Budget fit: does the configured learner fit a device's update-latency and memory budgets?
 
-It runs the learner from the daemon's config on a synthetic stream of the configured input shape, times
-``learn`` (p50 / p99 against ``latency_budget_ms``), compares the learner's state bytes with ``budget_bytes``
-and reports peak RSS; the sweep tries replay batch sizes and buffer sizes and names the largest that fits.
+It runs the learner from the daemon's config on a synthetic stream of the configured input shape and times, per
+batch, the ``predict`` call a client waits for and the ``learn`` step, in ``k`` repeats. The latency verdict uses
+the upper end of a bootstrap interval of learn p99 (:mod:`edge_cl.bench.fit_stats`); it also compares the
+learner's state bytes with ``budget_bytes`` and peak RSS with ``rss_budget_mb``. :mod:`edge_cl.bench.fit_sweep`
+searches replay batch and buffer sizes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from edge_cl.bench import metrics
+from edge_cl.bench import fit_stats
 from edge_cl.bench.runner import build_model, peak_rss_mb
 
-SWEEP_REPLAY = (0, 1, 2, 5, 10, 20, 32, 64, 128)
-SWEEP_BUFFER = (0, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -31,14 +34,32 @@ class FitConfig:
     latency_budget_ms: float
     rss_budget_mb: float | None = None
     source: str = ""
+    repeats: int = fit_stats.DEFAULT_REPEATS
+    confidence: float = fit_stats.DEFAULT_CONFIDENCE
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_fit_config(path: str | Path, latency_budget_ms: float | None = None) -> FitConfig:
+@dataclass
+class Timings:
+    """One configuration's measurement: seconds per step, one list per repeat, and the learner's memory report."""
+
+    learn_s: list[list[float]]
+    predict_s: list[list[float]]
+    memory: dict[str, Any]
+    device: str = "cpu"
+
+
+# What the fit calls to time one learner configuration (learner kwargs -> Timings); tests pass a cost model.
+Measure = Callable[[dict[str, Any]], Timings]
+
+
+def load_fit_config(path: str | Path, latency_budget_ms: float | None = None, rss_budget_mb: float | None = None,
+                    batch: int | None = None, repeats: int = fit_stats.DEFAULT_REPEATS,
+                    confidence: float = fit_stats.DEFAULT_CONFIDENCE) -> FitConfig:
     """Read the daemon's TOML with ``edge_cl.config.load_config`` (the same schema the daemon reads).
 
-    Its ``[bench]`` table may hold ``latency_budget_ms`` (or pass it here), ``rss_budget_mb`` and ``batch``
-    (new samples per step; default ``learner.max_batch``, the daemon's largest step).
+    Its ``[bench]`` table may hold ``latency_budget_ms``, ``rss_budget_mb`` and ``batch`` (new samples per step;
+    default ``learner.max_batch``, the daemon's largest step); the arguments, given, override it.
     """
     from edge_cl.config import ConfigError, load_config
 
@@ -52,9 +73,17 @@ def load_fit_config(path: str | Path, latency_budget_ms: float | None = None) ->
                          "or pass --latency-budget-ms")
     if not lat > 0:
         raise ValueError(f"bench.latency_budget_ms={lat!r} must be a positive number of milliseconds")
+    rss = rss_budget_mb if rss_budget_mb is not None else cfg.bench.rss_budget_mb
+    if rss is not None and not rss > 0:
+        raise ValueError(f"--rss-budget-mb {rss!r} must be a positive number of MiB")
+    step = batch if batch is not None else (cfg.bench.batch or cfg.learner.max_batch)
+    if step < 1:
+        raise ValueError(f"--batch {step} must be >= 1 new sample per step")
+    fit_stats.check_settings(repeats, confidence)
     learner = cfg.learner.learner_config(cfg.vector_input).model_dump()
-    return FitConfig(model=dict(cfg.model), learner=learner, batch=cfg.bench.batch or cfg.learner.max_batch,
-                     latency_budget_ms=float(lat), rss_budget_mb=cfg.bench.rss_budget_mb, source=str(path))
+    return FitConfig(model=dict(cfg.model), learner=learner, batch=int(step), latency_budget_ms=float(lat),
+                     rss_budget_mb=None if rss is None else float(rss), source=str(path), repeats=repeats,
+                     confidence=confidence)
 
 
 def _synthetic(model: Any, n: int, lo: float, hi: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,9 +93,13 @@ def _synthetic(model: Any, n: int, lo: float, hi: float, seed: int) -> tuple[tor
     return x, y
 
 
-def measure(model_spec: dict[str, Any], learner_kwargs: dict[str, Any], batch: int, steps: int,
-            seed: int = 0) -> dict[str, Any]:
-    """Build the learner, fill its buffer, then time ``steps`` learn calls; raises ValueError if it cannot exist."""
+def time_learner(model_spec: dict[str, Any], learner_kwargs: dict[str, Any], batch: int, steps: int,
+                 repeats: int = 1, seed: int = 0, clock: Clock = time.perf_counter) -> Timings:
+    """Build the learner, fill its buffer, then time ``repeats`` blocks of ``steps`` (predict, learn) pairs.
+
+    Each step times ``predict`` on the new batch (what a client waits for) and then ``learn`` on it, as the
+    daemon does (predict on arrival, learn once labelled). Raises ValueError if the learner cannot exist.
+    """
     from edge_cl.learner import OnlineLearner
 
     model = build_model(model_spec, seed)
@@ -77,123 +110,86 @@ def measure(model_spec: dict[str, Any], learner_kwargs: dict[str, Any], batch: i
     # Warm-up: fill the buffer (capped) and pass a few importance updates so the timed steps are steady state.
     every = max((int(getattr(m, "every", 1)) for m in learner.methods), default=1)
     warm = max(20, min(cap, 20_000) // batch + 1, 3 * every)
-    x, y = _synthetic(model, (warm + steps) * batch, float(lo), float(hi), seed)
+    total = warm + steps * repeats
+    x, y = _synthetic(model, total * batch, float(lo), float(hi), seed)
     for i in range(warm):
         learner.learn(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
-    lat = []
-    clock = time.perf_counter
-    for i in range(warm, warm + steps):
-        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-        t0 = clock()
-        learner.learn(xb, yb)
-        lat.append(clock() - t0)
-    rep = learner.memory_report()
-    out: dict[str, Any] = dict(metrics.latency_summary(lat))
-    out.update({"budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
-                "buffer_capacity": rep["buffer_capacity"], "bytes_per_sample": rep.get("bytes_per_sample"),
-                "parts": rep.get("parts"), "step_workspace_bytes": rep.get("step_workspace_bytes"),
-                "device": str(learner.device), "steps_timed": steps, "batch": batch,
-                "samples_per_s": steps * batch / sum(lat)})
-    return out
+    learn_s: list[list[float]] = []
+    predict_s: list[list[float]] = []
+    for r in range(repeats):
+        block_l, block_p = [], []
+        for i in range(warm + r * steps, warm + (r + 1) * steps):
+            xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+            t0 = clock()
+            learner.predict(xb)
+            t1 = clock()
+            learner.learn(xb, yb)
+            t2 = clock()
+            block_p.append(t1 - t0)
+            block_l.append(t2 - t1)
+        learn_s.append(block_l)
+        predict_s.append(block_p)
+    return Timings(learn_s, predict_s, learner.memory_report(), str(learner.device))
 
 
-def run_fit(fit: FitConfig, steps: int = 300) -> dict[str, Any]:
-    """Answer whether the configured learner fits: latency p99, state bytes and (optionally) peak RSS."""
+def default_measure(fit: FitConfig, steps: int, clock: Clock = time.perf_counter) -> Measure:
+    """The real measurement for ``fit``: :func:`time_learner` with its model, batch, steps and repeats."""
+    return partial(_measure_kwargs, fit.model, fit.batch, steps, fit.repeats, clock)
+
+
+def _measure_kwargs(model: dict[str, Any], batch: int, steps: int, repeats: int, clock: Clock,
+                    learner_kwargs: dict[str, Any]) -> Timings:
+    return time_learner(model, learner_kwargs, batch, steps, repeats=repeats, clock=clock)
+
+
+def summarize(t: Timings, confidence: float) -> dict[str, Any]:
+    """Learn and predict latency (p50, p99 and p99's upper bound, ms), memory and throughput of one measurement."""
+    learn = fit_stats.p99_bound(t.learn_s, confidence)
+    pred = fit_stats.p99_bound(t.predict_s, confidence)
+    rep = t.memory
+    busy = sum(map(sum, t.learn_s))
+    n = sum(map(len, t.learn_s))
+    return {"latency_ms_p50": learn["p50"], "latency_ms_p99": learn["p99"], "latency_ms_p99_upper": learn["p99_upper"],
+            "latency_ms_p99_per_repeat": learn["p99_per_repeat"],
+            "predict_ms_p50": pred["p50"], "predict_ms_p99": pred["p99"], "predict_ms_p99_upper": pred["p99_upper"],
+            "repeats": learn["repeats"], "steps_per_repeat": learn["steps_per_repeat"], "confidence": confidence,
+            "budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
+            "buffer_capacity": rep["buffer_capacity"], "bytes_per_sample": rep.get("bytes_per_sample"),
+            "parts": rep.get("parts"), "step_workspace_bytes": rep.get("step_workspace_bytes"),
+            "device": t.device, "steps_timed": n, "samples_per_s": (n / busy) if busy > 0 else None}
+
+
+def run_fit(fit: FitConfig, steps: int = 300, measure: Measure | None = None,
+            rss_mb: Callable[[], float] = peak_rss_mb) -> dict[str, Any]:
+    """Answer whether the configured learner fits: learn p99's upper bound, state bytes and peak RSS.
+
+    ``measure`` times one learner configuration (default: the real learner, :func:`default_measure`).
+    """
     if steps < 1:
-        raise ValueError(f"steps={steps} must be >= 1")
+        raise ValueError(f"--fit-steps {steps} must be >= 1")
+    measure = measure or default_measure(fit, steps)
     doc: dict[str, Any] = {"kind": "budget-fit", "config": fit.source, "latency_budget_ms": fit.latency_budget_ms,
                            "rss_budget_mb": fit.rss_budget_mb, "learner": _plain(fit.learner), "batch": fit.batch,
-                           "threads": torch.get_num_threads()}
+                           "threads": torch.get_num_threads(), "repeats": fit.repeats, "confidence": fit.confidence}
     try:
-        m = measure(fit.model, fit.learner, fit.batch, steps)
+        m = summarize(measure(dict(fit.learner)), fit.confidence)
     except ValueError as exc:  # the budget cannot even hold the fixed state
-        doc.update({"fits": False, "reasons": [f"memory: {exc}"], "measured": None, "peak_rss_mb": peak_rss_mb()})
+        doc.update({"fits": False, "reasons": [f"memory: {exc}"], "measured": None, "peak_rss_mb": rss_mb()})
         return doc
     reasons = []
-    if m["latency_ms_p99"] > fit.latency_budget_ms:
-        reasons.append(f"latency: learn p99 {m['latency_ms_p99']:.3f} ms > budget {fit.latency_budget_ms} ms")
+    if not m["latency_ms_p99_upper"] <= fit.latency_budget_ms:
+        reasons.append(f"latency: learn p99 upper bound {m['latency_ms_p99_upper']:.3f} ms "
+                       f"({fit.confidence:.0%} confidence, {m['repeats']} repeats) > budget "
+                       f"{fit.latency_budget_ms} ms")
     if m["used_bytes"] > m["budget_bytes"]:
         reasons.append(f"memory: state {m['used_bytes']:,} B > budget {m['budget_bytes']:,} B")
-    rss = peak_rss_mb()
+    rss = rss_mb()
     if fit.rss_budget_mb is not None and rss > fit.rss_budget_mb:
-        reasons.append(f"rss: peak RSS {rss:.0f} MiB > budget {fit.rss_budget_mb} MiB")
+        reasons.append(f"rss: peak RSS {rss:.0f} MiB > budget {fit.rss_budget_mb} MiB (--rss-budget-mb)")
     doc.update({"fits": not reasons, "reasons": reasons, "measured": m, "peak_rss_mb": rss})
     return doc
-
-
-def run_sweep(fit: FitConfig, steps: int = 200, replay: tuple[int, ...] = SWEEP_REPLAY,
-              buffers: tuple[int, ...] = SWEEP_BUFFER) -> dict[str, Any]:
-    """Try replay batch sizes (timed) and buffer sizes (byte-checked); name the largest pair that fits both.
-
-    Latency is timed once per replay batch with the largest buffer the byte budget allows (the slowest case);
-    a buffer size fits when ``OnlineLearner.required_bytes`` for it is within ``budget_bytes``.
-    """
-    from edge_cl.learner import OnlineLearner
-    from edge_cl.learner_config import LearnerConfig
-
-    base = run_fit(fit, steps)
-    budget = int(fit.learner["budget_bytes"])
-    rows = []
-    model = build_model(fit.model, 0)
-    req_kw = {k: v for k, v in fit.learner.items() if k not in ("budget_bytes", "replay_batch", "device")}
-    # Replay batch 0 would be another method (one without replay), which no setting may switch to: a replaying
-    # method is swept over replay batches of at least 1.
-    if LearnerConfig.model_validate({**fit.learner, "budget_bytes": budget, "replay_batch": 1}).uses_buffer():
-        replay = tuple(r for r in replay if r > 0)
-    for r in replay:
-        kw = dict(fit.learner, replay_batch=r)
-        try:
-            m = measure(fit.model, kw, fit.batch, steps)
-            lat_ok = m["latency_ms_p99"] <= fit.latency_budget_ms
-            p99: float | None = m["latency_ms_p99"]
-        except ValueError:
-            lat_ok, p99, m = False, None, {}
-        largest = None
-        for n in buffers:
-            need = OnlineLearner.required_bytes(model, buffer_samples=n, replay_batch=r, **req_kw)
-            if (n == 0 or r > 0) and need <= budget and (r == 0 or n >= r):
-                largest = n if r > 0 else 0
-        rows.append({"replay_batch": r, "latency_ms_p99": p99, "latency_fits": lat_ok,
-                     "largest_buffer_that_fits": largest, "buffer_capacity_at_budget": m.get("buffer_capacity")})
-    fitting = [row for row in rows if row["latency_fits"] and row["largest_buffer_that_fits"] is not None]
-    best = max(fitting, key=lambda row: (row["largest_buffer_that_fits"], row["replay_batch"]), default=None)
-    base.update({"sweep": rows, "best": best, "sweep_buffers": list(buffers)})
-    return base
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
-
-def fit_report_markdown(doc: dict[str, Any]) -> str:
-    """A plain answer (FITS / DOES NOT FIT with the reasons) and, after a sweep, the table and the best pair."""
-    m = doc.get("measured") or {}
-    lines = [(f"**{'FITS' if doc['fits'] else 'DOES NOT FIT'}**: `{doc.get('config')}`, "
-              f"method {doc['learner'].get('method')}, replay batch "
-              f"{doc['learner'].get('replay_batch')}, batch {doc.get('batch')}, torch threads {doc.get('threads')}.")]
-    lines += [f"- {r}" for r in doc.get("reasons", [])]
-    if m:
-        lines += [
-            "",
-            "| check | measured | budget | ok |", "|---|---|---|---|",
-            (f"| learn latency p99 | {m['latency_ms_p99']:.3f} ms (p50 {m['latency_ms_p50']:.3f}) | "
-             f"{doc['latency_budget_ms']} ms | {'yes' if m['latency_ms_p99'] <= doc['latency_budget_ms'] else 'no'} |"),
-            (f"| learner state | {m['used_bytes']:,} B (buffer {m['buffer_capacity']} samples) | "
-             f"{m['budget_bytes']:,} B | {'yes' if m['used_bytes'] <= m['budget_bytes'] else 'no'} |"),
-            (f"| peak RSS (whole process) | {doc['peak_rss_mb']:.0f} MiB | "
-             f"{doc['rss_budget_mb'] if doc.get('rss_budget_mb') else '-'} | "
-             f"{'yes' if not doc.get('rss_budget_mb') or doc['peak_rss_mb'] <= doc['rss_budget_mb'] else 'no'} |"),
-            f"| throughput | {m['samples_per_s']:,.0f} samples/s on {m['device']} | - | - |",
-        ]
-    if "sweep" in doc:
-        lines += ["", "| replay batch | learn p99 ms | latency ok | largest buffer within budget_bytes |",
-                  "|---|---|---|---|"]
-        for r in doc["sweep"]:
-            p99 = "-" if r["latency_ms_p99"] is None else f"{r['latency_ms_p99']:.3f}"
-            lines.append(f"| {r['replay_batch']} | {p99} | {'yes' if r['latency_fits'] else 'no'} | "
-                         f"{r['largest_buffer_that_fits'] if r['largest_buffer_that_fits'] is not None else 'none'} |")
-        b = doc.get("best")
-        lines += ["", (f"Largest configuration that fits: buffer {b['largest_buffer_that_fits']} samples "
-                       f"(of the sizes tried: {doc['sweep_buffers']}), replay batch {b['replay_batch']}."
-                       if b else "No configuration tried fits both budgets.")]
-    return "\n".join(lines)

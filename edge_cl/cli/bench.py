@@ -12,6 +12,29 @@ import typer
 
 # The default learner (der++) first among its comparisons: fine-tuning, replay, the importance methods.
 DEFAULT_METHODS = "der++,sgd,er,ewc,mas,er+ewc,er+mas,joint,no-change"
+DEFAULT_REPEATS = 5          # edge_cl.bench.fit_stats's defaults, repeated so --help needs no numpy import
+DEFAULT_CONFIDENCE = 0.95
+# Options the budget fit (--config) reads; any other option given with --config would be silently ignored.
+FIT_OPTIONS = frozenset({"config", "latency_budget_ms", "rss_budget_mb", "sweep", "fit_steps", "repeats",
+                         "confidence", "batch", "json_path", "write_benchmarks", "benchmarks_file", "threads"})
+FIT_ONLY = frozenset({"latency_budget_ms", "rss_budget_mb", "sweep", "fit_steps", "repeats", "confidence"})
+
+# Options shared by `bench` (old spelling: the budget fit with --config) and `bench fit`.
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")]
+WriteBenchmarks = Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
+BenchmarksFile = Annotated[Path, typer.Option(help="File for --write-benchmarks.")]
+LatencyBudget = Annotated[float | None, typer.Option(help="Budget fit: learn latency budget (p99, ms; default "
+                                                          "bench.latency_budget_ms).")]
+RssBudget = Annotated[float | None, typer.Option(help="Budget fit: peak RSS budget of the whole process (MiB; "
+                                                      "default bench.rss_budget_mb).")]
+Sweep = Annotated[bool, typer.Option(help="Budget fit: per replay batch, search the largest buffer that fits "
+                                          "(monotone: a larger setting never reads cheaper).")]
+FitSteps = Annotated[int, typer.Option(help="Budget fit: learn steps timed per repeat.")]
+Repeats = Annotated[int, typer.Option(help="Budget fit: timed repeats per configuration (k); the verdict uses the "
+                                           "upper end of a bootstrap interval of p99 over them.")]
+Confidence = Annotated[float, typer.Option(help="Budget fit: confidence of that upper end (0.5 to <1).")]
+Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). 1 keeps small-model latency "
+                                           "steady on a shared or small CPU.")]
 
 
 def _fail(msg: str) -> None:
@@ -21,7 +44,7 @@ def _fail(msg: str) -> None:
 
 def _command_line(ctx: typer.Context) -> str:
     """The command as the user gave it (options from the command line only), for BENCHMARKS.md."""
-    parts = ["edge-cl", "bench"]
+    parts = ["edge-cl", *ctx.command_path.split()[1:]]  # "edge-cl bench" or "edge-cl bench fit"
     for param in ctx.command.params:
         name = param.name or ""
         source = ctx.get_parameter_source(name)
@@ -57,7 +80,8 @@ def bench(
     scale: Annotated[float, typer.Option(help="Fraction of each task's samples (1.0 = full protocol).")] = 1.0,
     protocol: Annotated[str, typer.Option(help="'edge' (batch 10, replay 10, lr 0.1) or 'der' (batch 128, "
                                                "replay 128, lr 0.2, as Buzzega et al. 2020).")] = "edge",
-    batch: Annotated[int | None, typer.Option(help="New samples per step (overrides the protocol).")] = None,
+    batch: Annotated[int | None, typer.Option(help="New samples per step (overrides the protocol; with --config, "
+                                                     "bench.batch).")] = None,
     replay_batch: Annotated[int | None, typer.Option(help="Replayed samples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd or adam (the bare loops are plain SGD only).")] = "sgd",
@@ -94,37 +118,37 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $EDGE_CL_DATA or ../shared/data).")]
     = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")] = None,
+    json_path: JsonPath = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
-    write_benchmarks: Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
-    = None,
-    benchmarks_file: Annotated[Path, typer.Option(help="File for --write-benchmarks.")] = Path("BENCHMARKS.md"),
-    config: Annotated[Path | None, typer.Option(help="Budget fit: the daemon's config TOML (plus an optional "
-                                                     "[bench] section).")] = None,
-    latency_budget_ms: Annotated[float | None, typer.Option(help="Budget fit: update latency budget (p99).")]
-    = None,
-    sweep: Annotated[bool, typer.Option(help="Budget fit: try buffer and replay sizes, print the largest that "
-                                             "fits.")] = False,
-    fit_steps: Annotated[int, typer.Option(help="Budget fit: learn steps timed per configuration.")] = 300,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default). 1 keeps small-model "
-                                              "latency steady on a shared or small CPU.")] = 1,
+    write_benchmarks: WriteBenchmarks = None,
+    benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
+    config: Annotated[Path | None, typer.Option(help="Budget fit (same as `bench fit --config`): the daemon's "
+                                                     "config TOML (plus an optional bench table).")] = None,
+    latency_budget_ms: LatencyBudget = None,
+    rss_budget_mb: RssBudget = None,
+    sweep: Sweep = False,
+    fit_steps: FitSteps = 300,
+    repeats: Repeats = DEFAULT_REPEATS,
+    confidence: Confidence = DEFAULT_CONFIDENCE,
+    threads: Threads = 1,
 ) -> None:
-    """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots), or with --config,
-    answer whether a device configuration fits its latency and memory budgets."""
+    """Benchmark methods on a stream under one byte budget (markdown to stdout, JSON, plots); `bench fit` (or
+    `bench --config`) answers whether a device configuration fits its latency and memory budgets."""
+    if ctx.invoked_subcommand is not None:  # `bench fit ...`: the subcommand takes every option
+        if given := _given(ctx):
+            _fail(f"{', '.join(_option(ctx, n) for n in given)} before `{ctx.invoked_subcommand}`: put the options "
+                  f"after it (edge-cl bench {ctx.invoked_subcommand} --help lists them)")
+        return
     command = _command_line(ctx)
-    if threads < 0:
-        _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    _check_mode(ctx, config is not None)
     if plots is not None and importlib.util.find_spec("matplotlib") is None:  # before the run, not after it
         _fail(f"--plots {plots} needs matplotlib: pip install -e '.[bench]' (or drop --plots)")
-    if threads:
-        import torch
-
-        # The CLI owns the process: with more intra-op threads than free cores, OpenMP waits turn a 1 ms
-        # update into 100 ms stalls (measured on a shared 2-core host), so benchmarks pin the count.
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     if config is not None:
-        _budget_fit(config, latency_budget_ms, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file,
-                    command)
+        settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
+                    "repeats": repeats, "confidence": confidence}
+        _budget_fit(config, settings,
+                    sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command)
         return
     from edge_cl.bench.methods import parse_methods
     from edge_cl.bench.runner import BenchConfig
@@ -148,6 +172,67 @@ def bench(
         _fail(str(exc))
     doc = _run_with_progress(cfg)
     _emit(doc, json_path, plots, write_benchmarks, benchmarks_file, command)
+
+
+def fit(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Option(help="The daemon's config TOML (plus an optional bench table).")],
+    latency_budget_ms: LatencyBudget = None,
+    rss_budget_mb: RssBudget = None,
+    batch: Annotated[int | None, typer.Option(help="New samples per step (default bench.batch, else "
+                                                   "learner.max_batch).")] = None,
+    sweep: Sweep = False,
+    fit_steps: FitSteps = 300,
+    repeats: Repeats = DEFAULT_REPEATS,
+    confidence: Confidence = DEFAULT_CONFIDENCE,
+    json_path: JsonPath = None,
+    write_benchmarks: WriteBenchmarks = None,
+    benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
+    threads: Threads = 1,
+) -> None:
+    """Does a device configuration fit its budgets? FITS (exit 0) or DOES NOT FIT (exit 1, with the reasons):
+    learn p99's bootstrap upper bound over k repeats, predict latency beside it, state bytes and peak RSS."""
+    command = _command_line(ctx)
+    _set_threads(threads)
+    settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
+                "repeats": repeats, "confidence": confidence}
+    _budget_fit(config, settings, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command)
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        _fail(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    if threads:
+        import torch
+
+        # The CLI owns the process: with more intra-op threads than free cores, OpenMP waits turn a 1 ms
+        # update into 100 ms stalls (measured on a shared 2-core host), so benchmarks pin the count.
+        torch.set_num_threads(threads)
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """The parameters typed on the command line (not defaults)."""
+    return [p.name for p in ctx.command.params if p.name and (src := ctx.get_parameter_source(p.name)) is not None
+            and src.name == "COMMANDLINE"]
+
+
+def _option(ctx: typer.Context, name: str) -> str:
+    return next(p.opts[0] for p in ctx.command.params if p.name == name)
+
+
+def _check_mode(ctx: typer.Context, fit: bool) -> None:
+    """Refuse options the chosen mode would ignore: the budget fit (--config) and the stream benchmark differ."""
+    given = _given(ctx)
+    stray = [n for n in given if (n not in FIT_OPTIONS if fit else n in FIT_ONLY)]
+    if not stray:
+        return
+    names = ", ".join(_option(ctx, n) for n in stray)
+    if fit:
+        hint = " (the budget fit writes no plots; --json keeps its whole result)" if "plots" in stray else ""
+        _fail(f"{names} {'does' if len(stray) == 1 else 'do'} not apply to the budget fit (--config){hint}; it reads only "
+              f"{', '.join(sorted(_option(ctx, n) for n in FIT_OPTIONS))}. Drop {names}, or drop --config to "
+              "benchmark a stream")
+    _fail(f"{names} {'applies' if len(stray) == 1 else 'apply'} only to the budget fit: add --config device.toml, or drop {names}")
 
 
 def _method_params(items: list[str]) -> dict[str, Any]:
@@ -220,12 +305,14 @@ def _emit(doc: dict[str, Any], json_path: Path | None, plots: Path | None, secti
         typer.echo(f"wrote section {section!r} of {benchmarks_file}", err=True)
 
 
-def _budget_fit(config: Path, latency_budget_ms: float | None, sweep: bool, steps: int, json_path: Path | None,
+def _budget_fit(config: Path, settings: dict[str, Any], sweep: bool, steps: int, json_path: Path | None,
                 section: str | None, benchmarks_file: Path, command: str) -> None:
-    from edge_cl.bench.budget_fit import fit_report_markdown, load_fit_config, run_fit, run_sweep
+    from edge_cl.bench.budget_fit import load_fit_config, run_fit
+    from edge_cl.bench.fit_report import fit_report_markdown
+    from edge_cl.bench.fit_sweep import run_sweep
 
     try:
-        fit_cfg = load_fit_config(config, latency_budget_ms)
+        fit_cfg = load_fit_config(config, **settings)
         doc = run_sweep(fit_cfg, steps=steps) if sweep else run_fit(fit_cfg, steps=steps)
     except ValueError as exc:
         _fail(str(exc))
@@ -237,11 +324,18 @@ def _budget_fit(config: Path, latency_budget_ms: float | None, sweep: bool, step
     if section is not None:
         from edge_cl.reporting import machine_line, write_section
 
-        write_section(section, f"### {section}\n\nMeasured on: {machine_line()}\n\n{text}", command, benchmarks_file)
+        try:
+            write_section(section, f"### {section}\n\nMeasured on: {machine_line()}\n\n{text}", command,
+                          benchmarks_file)
+        except ValueError as exc:
+            _fail(str(exc))
     if not doc.get("fits", False):
         raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``bench`` to the ``edge-cl`` app."""
-    app.command(name="bench")(bench)
+    """Add ``bench`` (the stream benchmark; with --config, the budget fit) and ``bench fit`` to the app."""
+    group = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+    group.callback(invoke_without_command=True)(bench)
+    group.command(name="fit")(fit)
+    app.add_typer(group, name="bench")

@@ -77,6 +77,38 @@ def test_budget_fit_exit_codes(tmp_path, one_thread):
     assert bad.exit_code == 1 and "DOES NOT FIT" in bad.output
 
 
+def _device(tmp_path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[input]\ndim = 4\nnum_classes = 2\n[model]\ntype = "mlp"\ninput_dim = 4\nhidden = [8]\n'
+                   'num_classes = 2\n[learner]\nbudget_bytes = 50000\ndevice = "cpu"\n[bench]\n'
+                   'latency_budget_ms = 5000\n')
+    return str(cfg)
+
+
+def test_budget_fit_flags_repeats_rss_and_batch(tmp_path, one_thread):
+    out = tmp_path / "fit.json"
+    res = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats", "2",
+                                   "--confidence", "0.9", "--batch", "3", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "2 repeats, verdict at 90% confidence" in res.output and "predict latency" in res.output
+    doc = json.loads(out.read_text())
+    assert doc["repeats"] == 2 and doc["batch"] == 3 and doc["measured"]["steps_timed"] == 10
+    rss = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats", "1",
+                                   "--rss-budget-mb", "1"])
+    assert rss.exit_code == 1 and "rss: peak RSS" in rss.output
+    bad = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--repeats", "0"])
+    assert bad.exit_code == 2 and "--repeats 0" in bad.output
+
+
+def test_options_a_mode_would_ignore_are_refused(tmp_path):
+    plots = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--plots", str(tmp_path)])
+    assert plots.exit_code == 2 and "--plots does not apply to the budget fit" in plots.output
+    stream = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--stream", "sea", "--scale", "0.1"])
+    assert stream.exit_code == 2 and "--stream, --scale do not apply" in stream.output
+    fit_only = CliRunner().invoke(app, ["bench", "--stream", "sea", "--latency-budget-ms", "5", "--sweep"])
+    assert fit_only.exit_code == 2 and "--latency-budget-ms, --sweep apply only to the budget fit" in fit_only.output
+
+
 def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_thread):
     """The command written into BENCHMARKS.md must run again as it was typed: one --method-param per value."""
     import shlex
@@ -96,3 +128,23 @@ def test_produced_by_repeats_a_repeatable_option_once_per_value(tmp_path, one_th
     typed = {(a, b) for a, b in pairwise(args) if a.startswith("--") and not b.startswith("--")}
     assert typed <= pairs and "--no-bare" in tokens  # every option as typed, values unmangled
     assert json.loads(out.read_text())["config"]["method_params"] == {"der_alpha": 0.3, "der_beta": 2}
+
+
+def test_bench_fit_subcommand_and_the_old_spelling_agree(tmp_path, one_thread):
+    """`bench fit` holds only the fit's options; `bench --config` (README, docs, benchmarks/*.sh) keeps working."""
+    new_json, old_json, bm = tmp_path / "new.json", tmp_path / "old.json", tmp_path / "BENCHMARKS.md"
+    new = CliRunner().invoke(app, ["bench", "fit", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats",
+                                   "2", "--json", str(new_json), "--write-benchmarks", "fit",
+                                   "--benchmarks-file", str(bm)])
+    assert new.exit_code == 0 and "FITS" in new.output, new.output
+    assert "Produced by: `edge-cl bench fit --config" in bm.read_text()
+    old = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--fit-steps", "5", "--repeats", "2",
+                                   "--json", str(old_json)])
+    assert old.exit_code == 0 and "FITS" in old.output
+    a, b = json.loads(new_json.read_text()), json.loads(old_json.read_text())
+    assert a["learner"] == b["learner"] and a["repeats"] == b["repeats"] == 2
+    misplaced = CliRunner().invoke(app, ["bench", "--threads", "2", "fit", "--config", _device(tmp_path)])
+    assert misplaced.exit_code == 2 and "--threads before `fit`" in misplaced.output
+    assert CliRunner().invoke(app, ["bench", "fit", "--stream", "sea"]).exit_code == 2  # not a fit option
+    helps = CliRunner().invoke(app, ["bench", "fit", "--help"]).output
+    assert "--rss-budget-mb" in helps and "--methods" not in helps
