@@ -98,6 +98,7 @@ class MqttLink:
         self._sub_mid = -1  # message id of the subscription sent on the last connect
         self._thread: threading.Thread | None = None
         self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
+        self._decode_s = 0.0  # decode time of the arrived messages, added to the stage counter at their flush
         self._connected = False
         self._session_known = False  # a session for our client id was created (remembered in the spool)
         self._password: str | None = None
@@ -322,11 +323,13 @@ class MqttLink:
             return  # not acked: stays with the broker
         is_label = bool(self.topics.labels) and msg.topic == self.topics.labels
         payload = b""
+        t0 = time.perf_counter()
         try:
             payload = bytes(msg.payload)
             item = self.intake.admit(payload, is_label)
         except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
             item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
+        self._decode_s += time.perf_counter() - t0
         self.metrics.messages_received.labels("label" if is_label else "sample").inc()
         self._arrived.append((item, msg.mid, msg.qos))
 
@@ -338,7 +341,11 @@ class MqttLink:
         seqs = spool.put_salvaging(
             [it for it, _, _ in batch],
             lambda it, exc: self.intake.internal(exc, it.payload, "labels" if it.kind == LABEL else "samples"))
-        self.metrics.spool_latency.observe(time.perf_counter() - t0)
+        spent = time.perf_counter() - t0
+        self.metrics.spool_latency.observe(spent)
+        self.metrics.stage["spool_write"].inc(spent)
+        self.metrics.stage["decode"].inc(self._decode_s)
+        self._decode_s = 0.0
         dups = [("label" if it.kind == LABEL else "sample", str(it.msg_id))
                 for (it, _, _), s in zip(batch, seqs) if s is None]
         if dups:
@@ -351,11 +358,16 @@ class MqttLink:
                 self._client.ack(mid, qos)
 
     def _drain_outbox(self, limit: int = 2000) -> None:
+        t0 = time.perf_counter()
+        sent = 0
         for _ in range(limit):
             out = self.outbox.get_nowait()
             if out is None:
-                return
+                break
             self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+            sent += 1
+        if sent:
+            self.metrics.stage["send"].inc(time.perf_counter() - t0)
 
     def _shutdown(self) -> None:
         client = self._client
