@@ -119,7 +119,8 @@ def test_redelivered_duplicates_are_learned_once(broker: Mosquitto, tmp_path: Pa
 
 def test_broker_restart_mid_stream(broker: Mosquitto, tmp_path: Path) -> None:
     cfg = daemon_toml(tmp_path / "d", broker.port, extra="")
-    text = cfg.read_text().replace("max_batch = 8", "max_batch = 1")  # slow learner: the broker still queues
+    # A slow learner (fixed steps of one sample), so the broker still queues messages when it restarts.
+    text = cfg.read_text().replace("max_batch = 8", "max_batch = 1\nbacklog_max_batch = 1")
     cfg.write_text(text)
     data = samples(1500)
     with running(cfg) as d:
