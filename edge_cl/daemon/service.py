@@ -337,8 +337,8 @@ class Daemon:
         decoded = [(row, self.intake.read(row)) for row in rows]
         samples: list[tuple[Row, Sample]] = [(row, got) for row, got in decoded if isinstance(got, Sample)]
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
-        # Test-then-train: a labelled sample learned in this chunk's one step is predicted by that step's own
-        # forward where it gives the same prediction (edge_cl.step_logits), so it costs one forward, not two.
+        # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
+        # step's own forward where it gives the same prediction (edge_cl.step_logits): one forward, not two.
         single = bool(samples) and self._single_forward(len(rows))
         step = int(self.learner.step)
         proba: list[np.ndarray | None] = [None] * len(samples)
@@ -384,9 +384,11 @@ class Daemon:
         self.progress.position = rows[-1].seq
 
     def _single_forward(self, rows: int) -> bool:
-        """True when this chunk's labelled samples are predicted by its learn step (one step, no subsample,
-        and the learner's step logits are its predictions); the reason it is not is logged once per change."""
-        if self._catching_up or rows > self.sizer.limit:
+        """True when this chunk's labelled samples are predicted by its learn step: a full chunk (messages are
+        waiting, so throughput counts; a chunk that empties the spool predicts first and publishes before its step,
+        which answers sooner), one step, no subsample, and the learner's step logits are its predictions. The
+        reason they are not is logged once per change."""
+        if self._catching_up or rows != self.sizer.limit:
             return False
         reason = self.learner.step_logits_differ()
         if reason != self._single_forward_said and self.learner.inputs_decided:

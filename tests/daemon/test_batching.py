@@ -180,4 +180,6 @@ def test_single_forward_predictions_equal_a_separate_predict(tmp_path: Path) -> 
     for a, b in zip(daemons["one"].learner.model.parameters(), daemons["two"].learner.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     labelled = sum(1 for m in messages if m.kind == SAMPLE and m.labeled)
-    assert calls["two"] >= calls["one"] + labelled * 0.8  # most labelled samples took no forward of their own
+    # Most labelled samples took no forward of their own (not in the first chunk, the last (partial) one, nor in
+    # chunks where an unlabelled sample was evicted to observe()).
+    assert calls["two"] == 200 and calls["two"] - calls["one"] >= labelled / 2
