@@ -106,6 +106,15 @@ def stage_breakdown(m: dict[str, float], messages: int) -> dict[str, float]:
     return {st: 1e6 * m.get(f'edge_cl_stage_seconds_total{{stage="{st}"}}', 0.0) / max(messages, 1) for st in STAGES}
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def prefill(workdir: Path, xs: np.ndarray, ys: np.ndarray) -> None:
     """Spool ``xs`` as received binary messages before the daemon starts (a backlog), as the network thread does."""
     intake = Intake(MessageCodec("binary", xs.shape[1], 10, 1 << 20))
@@ -160,6 +169,8 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
     try:
         if not online.wait(120):
             raise RuntimeError("daemon did not come online")
+        broker_pid = broker._proc.pid if broker._proc is not None else -1
+        cpu0 = {"daemon": proc_cpu(proc.pid), "broker": proc_cpu(broker_pid)}
         enc = (lambda i: encode_json(f"m{i}", xs[i], int(ys[i]))) if fmt == "json" else \
             (lambda i: encode_binary(f"m{i}", xs[i], int(ys[i])))
         payloads = [enc(i) for i in range(backlog, n)]
@@ -171,6 +182,7 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
         t0 = time.perf_counter()
+        cpu0["clients"] = time.process_time()  # this process: publisher and subscriber (after the encoding)
         infos = []
         for i, p in enumerate(payloads):
             if rate:
@@ -184,6 +196,8 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         if not done.wait(300):
             raise RuntimeError(f"only {len(got)} of {n} predictions arrived")
         elapsed = last[0] - t0
+        cpu = {"daemon": proc_cpu(proc.pid) - cpu0["daemon"], "broker": proc_cpu(broker_pid) - cpu0["broker"],
+               "clients": time.process_time() - cpu0["clients"]}
         time.sleep(0.6)  # the loop's gauges refresh every 0.5 s
         m = scrape(metrics_port)
         pub.loop_stop()
@@ -215,7 +229,7 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         "batch": m.get("edge_cl_samples_learned_total", 0.0) / max(steps, 1),
         "learned": int(m.get("edge_cl_samples_learned_total", 0.0)),
         "accuracy": m.get("edge_cl_prequential_accuracy", float("nan")), "exit": code,
-        "stages": stage_breakdown(m, n), "batch_limit": m.get("edge_cl_batch_limit", float("nan")),
+        "stages": stage_breakdown(m, n), "cpu_us": {k: 1e6 * v / n for k, v in cpu.items()}, "batch_limit": m.get("edge_cl_batch_limit", float("nan")),
         "skipped": int(sum(v for k, v in m.items() if k.startswith("edge_cl_samples_not_learned_total"))),
     }
 
@@ -304,14 +318,16 @@ def main() -> int:
                     f"{r['publish_seconds']:.1f} | {r['lat_p50']:.1f} / {r['lat_p99']:.1f} | "
                     f"{r['spool_write_ms']:.2f} / {r['msgs_per_write']:.1f} | {r['update_ms']:.2f} / {r['batch']:.1f} | "
                     f"{r['learned']} / {r['skipped']} | {r['accuracy']:.3f} | {r['exit']} |")
-    stage_rows = ["| format | publishing | " + " | ".join(STAGES) + " | network thread | learning loop |",
-                  "|---|---|" + "---:|" * (len(STAGES) + 2)]
+    stage_rows = ["| format | publishing | " + " | ".join(STAGES) + " | network thread | learning loop "
+                  "| CPU: daemon / broker / clients |",
+                  "|---|---|" + "---:|" * (len(STAGES) + 3)]
     network = ("decode", "spool_write", "send")
     for r in results:
         st = r["stages"]
         stage_rows.append(f"| {r['format']} | {r['mode']} | " + " | ".join(f"{st[k]:.1f}" for k in STAGES) +
                           f" | {sum(st[k] for k in network):.1f} | "
-                          f"{sum(v for k, v in st.items() if k not in network):.1f} |")
+                          f"{sum(v for k, v in st.items() if k not in network):.1f} | "
+                          + " / ".join(f"{r['cpu_us'][k]:.0f}" for k in ("daemon", "broker", "clients")) + " |")
     body = (f"Daemon end to end (Mosquitto MQTT 5 -> spool (SQLite WAL, synchronous=FULL) -> predict -> learn -> "
             f"prediction published, QoS 1 both ways), MLP 784-100-100-10, MAS, replay 10, max_batch "
             f"{args.max_batch}, backlog_max_batch {args.backlog_max_batch}, latency target "
@@ -321,8 +337,11 @@ def main() -> int:
             "stream after it.\n"
             f"Machine: {machine_line(args.device)}; load average at the end {load[0]:.1f} / {load[1]:.1f}.\n\n" +
             "\n".join(rows) +
-            "\n\nWhere a message's time goes (microseconds per message, from the daemon's edge_cl_stage_seconds_total; "
-            "the network thread and the learning loop run side by side, so the busier of the two bounds the rate):"
+            "\n\nWhere a message's time goes (microseconds per message, from the daemon's edge_cl_stage_seconds_total: "
+            "wall time, so it includes waits for a core and for the other thread's hold on the GIL; the network thread "
+            "and the learning loop run side by side). The CPU columns are CPU time per message from /proc (the daemon "
+            "process, Mosquitto, and this benchmark's publisher and subscriber): with 2 cores, their sum over 2 is the "
+            "least wall time a message can take:"
             "\n\n" + "\n".join(stage_rows) +
             f"\n\nSpool latency added per message (binary MNIST sample, {args.spool_trials} trials): one fsync'd "
             f"transaction per message p50 **{cost['p50']:.2f} ms**, p99 {cost['p99']:.2f} ms; batched 32 per "
