@@ -99,6 +99,9 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
         self._decode_s = 0.0  # decode time of the arrived messages, added to the stage counter at their flush
+        # Counter children looked up once, not per message.
+        self._received_samples = metrics.messages_received.labels("sample")
+        self._received_labels = metrics.messages_received.labels("label")
         self._connected = False
         self._session_known = False  # a session for our client id was created (remembered in the spool)
         self._password: str | None = None
@@ -330,7 +333,7 @@ class MqttLink:
         except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
             item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
         self._decode_s += time.perf_counter() - t0
-        self.metrics.messages_received.labels("label" if is_label else "sample").inc()
+        (self._received_labels if is_label else self._received_samples).inc()
         self._arrived.append((item, msg.mid, msg.qos))
 
     def _flush(self, spool: Spool) -> None:
