@@ -342,8 +342,9 @@ class Daemon:
         single = bool(samples) and self._single_forward(len(rows))
         step = int(self.learner.step)
         proba: list[np.ndarray | None] = [None] * len(samples)
-        deferred = [i for i, (_, s) in enumerate(samples) if single and s.y is not None]
-        self._predict_into(samples, [i for i in range(len(samples)) if i not in set(deferred)], proba)
+        labelled = [s.y is not None for _, s in samples]
+        deferred = [i for i, has_y in enumerate(labelled) if single and has_y]
+        self._predict_into(samples, [i for i, has_y in enumerate(labelled) if not (single and has_y)], proba)
         if not single:
             self._publish(samples, proba, step)  # as soon as they are known: the step may take a while
         to_learn: list[tuple[str, np.ndarray, int]] = []
