@@ -275,7 +275,8 @@ class SpoolConfig(_Section):
                     "first seen more than this many seconds ago is a new message, for devices whose message "
                     "counter restarts on reboot and cannot put a boot id in their ids. Make it longer than the "
                     "daemon can be down: the broker redelivers unacknowledged messages after an outage.")
-    lag_high_water: int = Field(10_000, ge=1, description="Backlog (messages) above which only a subsample is learned.")
+    lag_high_water: int = Field(10_000, ge=1, description="Samples waiting in the spool (labels not counted) above "
+                                                          "which only a subsample is learned.")
     catchup_learn_fraction: float = Field(0.25, gt=0, le=1,
                                           description="Fraction of labeled samples learned while over the high water.")
 

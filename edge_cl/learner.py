@@ -6,8 +6,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from edge_cl.transaction import POST_STEP_HOOKS, STEP_HOOKS, Snapshot, call, kee
 from edge_cl.triggers import make_trigger
 
 log = logging.getLogger("edge_cl")
+_T = TypeVar("_T")
 
 NCM_PART = "ncm"  # budget part of the class means kept for predict="ncm"
 STATE_FORMAT = "edge_cl.learner"
@@ -610,26 +612,21 @@ class OnlineLearner:
             self._check_inputs(xb, bounds)
         fixed = self._fixed_step()
         if fixed is not None:
-            stats = self._fixed_learn(fixed, xb, yb, started)
+            # The same transaction as the eager step's, wherever a method's code can fail in the fixed-shape step.
+            stats = (self._transact(fixed.post_step, fixed.learn, xb, yb, started) if fixed.fallible
+                     else fixed.learn(xb, yb, started))
             if stats is not None:
                 return stats
-        snapshot = self._transaction = Snapshot(self, self._stateful, self._post_step)
         try:
-            return self._eager_step(xb, yb, started, keep_logits)
-        except Exception:
-            snapshot.restore(self)
-            raise
+            return self._transact(self._post_step, self._eager_step, xb, yb, started, keep_logits)
         finally:
-            self._transaction = None
             self._engine.release()
 
-    def _fixed_learn(self, fixed: FixedStep, xb: Tensor, yb: Tensor, started: float) -> LearnStats | None:
-        """The fixed-shape step, in the same transaction as the eager one wherever a method's code can fail in it."""
-        if not fixed.fallible:
-            return fixed.learn(xb, yb, started)
-        snapshot = self._transaction = Snapshot(self, self._stateful, fixed.post_step)
+    def _transact(self, post_step: bool, step: Callable[..., _T], *args: Any) -> _T:
+        """``step(*args)`` as a transaction: if it raises, the learner's state is put back (edge_cl.transaction)."""
+        snapshot = self._transaction = Snapshot(self, self._stateful, post_step)
         try:
-            return fixed.learn(xb, yb, started)
+            return step(*args)
         except Exception:
             snapshot.restore(self)
             raise

@@ -38,7 +38,7 @@ class BadReason(str, Enum):
     """Why an input was rejected (the `reason` label of edge_cl_bad_inputs_total)."""
 
     MALFORMED = "malformed"          # not JSON / not the binary layout / missing fields
-    SHAPE = "shape"                  # wrong number of features
+    SHAPE = "shape"                  # wrong number of features, or a nested x (its shape is named)
     NON_FINITE = "non_finite"        # NaN or Inf in the features
     LABEL_RANGE = "label_range"      # label not an int in [0, num_classes)
     TOO_LARGE = "too_large"          # payload over max_payload_bytes
@@ -168,6 +168,10 @@ class MessageCodec:
         xs = obj.get("x")
         if not isinstance(xs, list):
             return Bad(BadReason.MALFORMED, "'x' must be a list of numbers", mid)
+        shape = _nested_shape(xs)
+        if shape is not None:  # (6, 1) for 6 features was once taken silently by the learner: name the shape
+            return Bad(BadReason.SHAPE, f"'x' is nested, shape {shape}; expected a flat list of {self.dim} numbers "
+                                        "(one per feature, in the order the model reads them)", mid)
         if len(xs) != self.dim:
             return Bad(BadReason.SHAPE, f"'x' has {len(xs)} values, expected {self.dim}", mid)
         try:
@@ -239,6 +243,17 @@ class MessageCodec:
         if not np.isfinite(x).all():
             return Bad(BadReason.NON_FINITE, "features contain NaN or Inf", mid)
         return Sample(mid, x, y)
+
+
+def _nested_shape(xs: list[object]) -> tuple[int, ...] | None:
+    """The shape of ``xs`` when it is a regular nested list of numbers (``[[1], [2]]``: ``(2, 1)``), else None."""
+    if not any(isinstance(v, list) for v in xs):
+        return None
+    try:
+        arr = np.asarray(xs, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None  # ragged or not numbers: judged as malformed
+    return tuple(int(n) for n in arr.shape) if arr.ndim > 1 else None
 
 
 def id_problem(mid: object) -> str | None:

@@ -35,6 +35,7 @@ log = logging.getLogger("edge_cl.demo")
 
 CHANNELS, WINDOW, CLASSES = 3, 16, 4
 SCHEDULE = ("A", "B", "C", "A")     # concept of each quarter of the run
+PROGRESS_EVERY_S = 5.0              # progress lines when stdout is not a terminal
 PROBE = 0.3                         # fraction of the return phase whose labels are held back
 EDGE, FINETUNE = "edge_cl", "fine-tuning"
 
@@ -389,6 +390,15 @@ def _view(status: dict[str, dict[str, Any]], pub: SensorPublisher, elapsed: floa
     return t
 
 
+def progress_line(status: dict[str, dict[str, Any]], pub: SensorPublisher, elapsed: float, duration: float) -> str:
+    """One plain line of the live view, printed every few seconds when stdout is not a terminal (a pipe, a log
+    file, CI), where the live table would show nothing until the end."""
+    acc = " / ".join(f"{name} {_pct(pub.scores[name].recent_accuracy()).strip()}" for name in status)
+    learned = int(status.get(EDGE, {}).get("samples_learned", 0))
+    return (f"[{elapsed:5.1f} / {duration:.0f} s] concept {pub.concept()}: published {pub.published}, edge_cl "
+            f"learned {learned}; recent accuracy {acc}")
+
+
 def _status(daemon: Any) -> dict[str, Any]:
     st = dict(daemon.status())
     page = daemon.page_status()
@@ -493,9 +503,18 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, broker: str = "auto", 
                 return _view({n: _status(d) for n, d in daemons.items()}, pub, time.monotonic() - start,
                              duration, emb.kind, url)
 
+            terminal = console.is_terminal
+            if not terminal:  # no live table: say what runs, then a line every few seconds
+                console.print(f"edge-cl demo ({emb.kind} broker): {duration:.0f} s, a progress line every "
+                              f"{PROGRESS_EVERY_S:.0f} s" + (f"; status page: {url}" if url else ""))
+            next_line = start + PROGRESS_EVERY_S
             with Live(console=console, refresh_per_second=4, transient=not live) as view:
                 while pt.is_alive() and all(t.is_alive() for t in threads):
                     view.update(refresh())
+                    if not terminal and time.monotonic() >= next_line:
+                        next_line += PROGRESS_EVERY_S
+                        console.print(progress_line({n: _status(d) for n, d in daemons.items()}, pub,
+                                                    time.monotonic() - start, duration))
                     time.sleep(0.25)
                 # let both daemons catch up on what was published (bounded; Ctrl-C skips the wait)
                 end = time.monotonic() + 5

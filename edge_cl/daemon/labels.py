@@ -1,8 +1,14 @@
-"""The delayed-label join: unlabeled samples wait (bounded in count and time) for a label by id."""
+"""The delayed-label join: unlabeled samples wait (bounded in count and time) for a label by id.
+
+Both sides are bounded, so a storm of labels for ids that never come costs memory up to ``early_labels`` and no
+more; what the bounds push out is reported (samples returned to the caller, labels through ``on_label_dropped``)
+so that the daemon counts every eviction.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +27,8 @@ class Pending:
 class LabelJoin:
     """Holds unlabeled samples and early labels; both bounded, oldest evicted first."""
 
-    def __init__(self, window_samples: int, window_s: float, early_labels: int) -> None:
+    def __init__(self, window_samples: int, window_s: float, early_labels: int,
+                 on_label_dropped: Callable[[int], None] | None = None) -> None:
         if window_samples < 1 or window_s <= 0 or early_labels < 0:
             raise ValueError(f"labels window_samples={window_samples} (>= 1), window_s={window_s} (> 0) and "
                              f"early_labels={early_labels} (>= 0) are out of range")
@@ -30,6 +37,7 @@ class LabelJoin:
         self.max_early = early_labels
         self._pending: OrderedDict[str, Pending] = OrderedDict()
         self._early: OrderedDict[str, int] = OrderedDict()
+        self._on_label_dropped = on_label_dropped or (lambda n: None)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -47,13 +55,21 @@ class LabelJoin:
         return None, evicted
 
     def add_label(self, mid: str, y: int) -> Pending | None:
-        """Join a label: the waiting sample it completes, or None (then the label is kept for a later sample)."""
+        """Join a label: the waiting sample it completes, or None (then the label is kept for a later sample, the
+        oldest kept one dropped past ``early_labels``)."""
         p = self._pending.pop(mid, None)
-        if p is None and self.max_early:
+        if p is None:
             self._early[mid] = y
-            while len(self._early) > self.max_early:
-                self._early.popitem(last=False)
+            self._trim_early()
         return p
+
+    def _trim_early(self) -> None:
+        dropped = 0
+        while len(self._early) > self.max_early:
+            self._early.popitem(last=False)
+            dropped += 1
+        if dropped:
+            self._on_label_dropped(dropped)
 
     def expire(self, now: float) -> list[Pending]:
         """Remove and return samples that waited longer than the window."""
@@ -77,3 +93,4 @@ class LabelJoin:
         """Reload early labels from a checkpoint."""
         for k, v in labels.items():
             self._early[str(k)] = int(v)
+        self._trim_early()  # labels.early_labels may have been lowered since

@@ -32,14 +32,26 @@ class Metrics:
                                         "Unlabeled samples used for label-free importance.", registry=r)
         self.samples_skipped = Counter("edge_cl_samples_not_learned",
                                        "Labeled samples not learned, by reason.", ["reason"], registry=r)
+        self.join_evicted = Counter(
+            "edge_cl_label_join_evicted", "What the delayed-label join dropped, by the bound that pushed it out: "
+            "'early_labels' (a label whose sample had not arrived), 'window_samples' and 'window_s' (an unlabeled "
+            "sample whose label had not arrived; used for label-free importance, not learned).", ["reason"],
+            registry=r)
+        for reason in ("early_labels", "window_samples", "window_s"):
+            self.join_evicted.labels(reason)
         self.predictions_published = Counter("edge_cl_predictions_published", "Predictions published.", registry=r)
         self.outbound_dropped = Counter("edge_cl_outbound_dropped", "Outbound messages dropped (queue full).",
                                         registry=r)
         self.bad_inputs = Counter("edge_cl_bad_inputs", "Rejected inputs, by reason.", ["reason"], registry=r)
         for reason in BadReason:
             self.bad_inputs.labels(reason.value)
-        self.spool_dropped = Counter("edge_cl_spool_dropped", "Spooled messages dropped by the overflow policy.",
+        self.spool_dropped = Counter("edge_cl_spool_dropped", "Messages dropped by the spool's overflow policy, or "
+                                     "QoS 0 ones beyond what memory holds while the spool refuses writes.",
                                      registry=r)
+        self.spool_write_failures = Counter("edge_cl_spool_write_failures", "Spool writes refused (disk full, "
+                                            "read-only ...); retried with backoff.", registry=r)
+        self.messages_held = Gauge("edge_cl_messages_held", "Messages held in memory, unacknowledged, while the "
+                                   "spool refuses writes.", registry=r)
         self.update_latency = Histogram("edge_cl_update_latency_seconds", "Wall time of one learn step.",
                                         buckets=_LATENCY_BUCKETS, registry=r)
         self.spool_latency = Histogram("edge_cl_spool_write_seconds", "Wall time of one durable spool write.",

@@ -3,7 +3,9 @@
 paho is not fully thread-safe, so exactly one thread (the link's network thread) ever calls into the
 client: it reads packets, writes arrived messages to the spool in one fsync'd transaction, acknowledges
 them only then, and drains the outbound queue that the learner fills. paho errors become
-:class:`BrokerError` here.
+:class:`BrokerError` here. A spool that refuses writes (disk full, read-only) does not stop the link: what
+arrives is held in memory unacknowledged (edge_cl.daemon.held) and written, then acknowledged, once the
+disk takes writes again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -21,9 +24,12 @@ from typing import Any
 from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
 from edge_cl.daemon.codec import MessageCodec
 from edge_cl.daemon.duplicates import DuplicateWarning
+from edge_cl.daemon.held import Arrived, HeldMessages
 from edge_cl.daemon.intake import Intake
+from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.spool import LABEL, Incoming, Spool
+from edge_cl.daemon.retry import WriteRetry
+from edge_cl.daemon.spool import LABEL, Spool, SpoolError
 
 log = logging.getLogger("edge_cl.daemon.mqtt")
 
@@ -52,8 +58,9 @@ class Outbox:
         self._q: queue.Queue[Outgoing] = queue.Queue(maxsize)
         self._metrics = metrics
 
-    def put(self, msg: Outgoing, timeout: float = 1.0) -> bool:
-        """Queue a message, waiting up to ``timeout`` for room; False (and counted) when it was dropped."""
+    def put(self, msg: Outgoing, timeout: float = 1.0, count_drop: bool = True) -> bool:
+        """Queue a message, waiting up to ``timeout`` for room; False (and counted, unless ``count_drop`` is
+        False: the caller tries again) when it was dropped."""
         try:
             if timeout > 0:
                 self._q.put(msg, timeout=timeout)
@@ -61,8 +68,13 @@ class Outbox:
                 self._q.put_nowait(msg)
             return True
         except queue.Full:
-            self._metrics.outbound_dropped.inc()
+            if count_drop:
+                self.dropped()
             return False
+
+    def dropped(self) -> None:
+        """Count a message given up after :meth:`put` with ``count_drop=False`` failed."""
+        self._metrics.outbound_dropped.inc()
 
     def get_nowait(self) -> Outgoing | None:
         """The next message, or None."""
@@ -80,7 +92,8 @@ class MqttLink:
 
     def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: MessageCodec, open_spool: Callable[[], Spool],
                  metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0,
-                 warn_interval_s: float = 10.0) -> None:
+                 warn_interval_s: float = 10.0, hold_limit: int = 10_000,
+                 spool_retry: WriteRetry | None = None) -> None:
         self.broker = broker
         self.topics = topics
         self.codec = codec
@@ -97,7 +110,15 @@ class MqttLink:
         self._first_result = threading.Event()
         self._sub_mid = -1  # message id of the subscription sent on the last connect
         self._thread: threading.Thread | None = None
-        self._arrived: list[tuple[Incoming, int, int]] = []  # (item, mid, qos) waiting for the spool write
+        self._arrived: list[Arrived] = []  # waiting for the spool write
+        self.held = HeldMessages(hold_limit)  # what the spool refused, unacknowledged until it takes them
+        self.spool_retry = spool_retry or WriteRetry(
+            "spool", min_s=0.5, max_s=10.0,
+            meanwhile="New messages are held in memory, unacknowledged (the broker keeps what exceeds its in-flight "
+                      "window), and their samples are predicted by the model in memory")
+        self._redeliver = False  # reconnect once the spool works: the broker resends what was not held
+        self._lost_warning = RateLimiter(warn_interval_s)
+        self._lost_since_warning = 0
         self._decode_s = 0.0  # decode time of the arrived messages, added to the stage counter at their flush
         # Counter children looked up once, not per message.
         self._received_samples = metrics.messages_received.labels("sample")
@@ -229,19 +250,36 @@ class MqttLink:
                 delay = self.broker.reconnect_min_s
                 self._drain_outbox()
             now = time.monotonic()
-            if now - last_limit_check > 1.0:
+            if now - last_limit_check > 1.0 and not self.spool_retry.failing:
                 last_limit_check = now
-                dropped = spool.enforce_limit(self._consumed())
-                if dropped:
-                    self.metrics.spool_dropped.inc(dropped)
-                    log.warning("spool over max_bytes: dropped %d unconsumed messages", dropped)
+                self._enforce_limit(spool)
+            if self._redeliver and rc == mqtt.MQTT_ERR_SUCCESS:
+                log.warning("reconnecting so that the broker sends again the %d message(s) that arrived while the "
+                            "spool refused writes and did not fit in memory", self.held.refused_acked)
+                self._client.disconnect()
+                rc = mqtt.MQTT_ERR_NO_CONN
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if self.fatal is not None:
                     break
                 self._arrived.clear()  # unacked: the broker redelivers them in the resumed session
+                self.held.connection_lost()
+                self._redeliver = False
+                self.held.refused_acked = 0
                 sock_up = False
                 log.warning("connection to the broker lost (%s); reconnecting", mqtt.error_string(rc))
+        self._flush(spool, final=True)
+        self._report_held(spool)
         self._shutdown()
+
+    def _enforce_limit(self, spool: Spool) -> None:
+        try:
+            dropped = spool.enforce_limit(self._consumed())
+        except SpoolError as exc:
+            self._spool_failed(spool, exc)
+            return
+        if dropped:
+            self.metrics.spool_dropped.inc(dropped)
+            log.warning("spool over max_bytes: dropped %d unconsumed messages", dropped)
 
     def _connect(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -275,7 +313,11 @@ class MqttLink:
         self._report_session(resumed, properties)
         if not self._session_known and self._spool is not None:
             # From now on the broker holds our session: never clean-start it again, even after a restart.
-            self._spool.set_meta("mqtt_session", self.broker.client_id)
+            try:
+                self._spool.set_meta("mqtt_session", self.broker.client_id)
+            except sqlite3.Error as exc:  # a full or read-only spool disk: known to this process all the same
+                log.warning("spool %s: cannot record that the broker holds our MQTT session (%s)", self._spool.path,
+                            exc)
             self._session_known = True
         subs = [(self.topics.samples, self.topics.qos)]
         if self.topics.labels:
@@ -334,31 +376,90 @@ class MqttLink:
             item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
         self._decode_s += time.perf_counter() - t0
         (self._received_labels if is_label else self._received_samples).inc()
-        self._arrived.append((item, msg.mid, msg.qos))
+        self._arrived.append(Arrived(item, msg.mid, msg.qos))
 
-    def _flush(self, spool: Spool) -> None:
-        if not self._arrived:
-            return
-        batch, self._arrived = self._arrived, []
+    def _flush(self, spool: Spool, final: bool = False) -> None:
+        """Write what arrived to the spool and acknowledge it; while the spool refuses writes, hold it instead
+        and try again when the backoff allows (``final``: one last try now, at shutdown)."""
+        retry = self.spool_retry
+        if retry.failing:
+            if self._arrived:
+                self._hold(self._arrived)
+                self._arrived = []
+            if not (final or retry.due()):
+                self.metrics.messages_held.set(len(self.held))
+                return
+            batch = self.held.release()
+            if not batch:  # nothing waits (a reconnect gave the held ones back): the next arrival tries the disk
+                return
+        else:
+            batch, self._arrived = self._arrived, []
+            if not batch:
+                return
         t0 = time.perf_counter()
-        seqs = spool.put_salvaging(
-            [it for it, _, _ in batch],
-            lambda it, exc: self.intake.internal(exc, it.payload, "labels" if it.kind == LABEL else "samples"))
+        try:
+            seqs = spool.put_salvaging(
+                [a.item for a in batch],
+                lambda it, exc: self.intake.internal(exc, it.payload, "labels" if it.kind == LABEL else "samples"))
+        except SpoolError as exc:
+            if retry.failing:
+                self.held.restore(batch)
+            else:
+                self._hold(batch)
+            self._spool_failed(spool, exc)
+            return
         spent = time.perf_counter() - t0
         self.metrics.spool_latency.observe(spent)
         self.metrics.stage["spool_write"].inc(spent)
         self.metrics.stage["decode"].inc(self._decode_s)
         self._decode_s = 0.0
-        dups = [("label" if it.kind == LABEL else "sample", str(it.msg_id))
-                for (it, _, _), s in zip(batch, seqs) if s is None]
+        if retry.failing:
+            retry.succeeded(spool.path)
+            self.metrics.messages_held.set(0)
+            self._redeliver = self.held.refused_acked > 0
+        dups = [("label" if a.item.kind == LABEL else "sample", str(a.item.msg_id))
+                for a, s in zip(batch, seqs) if s is None]
         if dups:
             self.metrics.duplicates.inc(len(dups))
             self._duplicates.ignored(dups)
+        self._wake_learner()
+        for a in batch:  # durable now: acknowledge
+            if a.qos > 0:
+                self._client.ack(a.mid, a.qos)
+
+    def _hold(self, batch: list[Arrived]) -> None:
+        """Hold ``batch`` while the spool refuses writes; QoS 0 messages beyond the limit are lost: counted."""
+        self.held.hold(batch)
+        self.metrics.messages_held.set(len(self.held))
+        lost, self.held.refused_lost = self.held.refused_lost, 0
+        if lost:
+            self.metrics.spool_dropped.inc(lost)
+            self._lost_since_warning += lost
+            if self._lost_warning.allow("qos0")[0]:
+                log.warning("%d QoS 0 message(s) lost: the spool refuses writes and %d messages already wait in "
+                            "memory (the broker keeps no copy of QoS 0 messages; topics.qos = 1 avoids this)",
+                            self._lost_since_warning, self.held.limit)
+                self._lost_since_warning = 0
+        self._wake_learner()
+
+    def _spool_failed(self, spool: Spool, exc: SpoolError) -> None:
+        self.metrics.spool_write_failures.inc()
+        self.metrics.messages_held.set(len(self.held))
+        self.spool_retry.failed(spool.path, exc)
+
+    def _report_held(self, spool: Spool) -> None:
+        """At shutdown, say what the spool never took: the broker sends it again to the next start."""
+        held = self.held.release()
+        if not held:
+            return
+        qos0 = sum(1 for a in held if a.qos == 0)
+        log.error("stopping with %d message(s) that spool %s refused: not acknowledged, so the broker sends them "
+                  "again to the next start%s", len(held), spool.path,
+                  f"; {qos0} QoS 0 message(s) among them are lost" if qos0 else "")
+
+    def _wake_learner(self) -> None:
         with self.spooled:
             self.spooled.notify_all()
-        for _, mid, qos in batch:  # durable now: acknowledge
-            if qos > 0:
-                self._client.ack(mid, qos)
 
     def _drain_outbox(self, limit: int = 2000) -> None:
         t0 = time.perf_counter()

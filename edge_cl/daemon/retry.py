@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_cl.daemon.spool import SpoolError
+
 log = logging.getLogger("edge_cl.daemon")
 
 
@@ -20,8 +22,11 @@ class WriteRetry:
     """When to try a failing write again (doubling from ``min_s`` to ``max_s``), and what to log about it."""
 
     def __init__(self, what: str, min_s: float = 1.0, max_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, meanwhile: str = "") -> None:
         self.what = what
+        # What the daemon does while the write fails (said once, in the log line that names the cause).
+        self.meanwhile = meanwhile or ("The daemon keeps predicting and learning from memory (the spool keeps "
+                                       f"every message since the last good {what})")
         self.min_s, self.max_s = min_s, max_s
         self._clock = clock
         self._delay = min_s
@@ -43,10 +48,9 @@ class WriteRetry:
         now = self._clock()
         if self._since is None:
             self._since = now
-            log.error("%s %s failed: %s. The daemon keeps predicting and learning from memory (the spool keeps "
-                      "every message since the last good %s) and retries with backoff up to every %.0fs; free "
-                      "space or fix the directory's permissions, no restart needed", self.what, path,
-                      _cause(exc), self.what, self.max_s)
+            log.error("%s %s failed: %s. %s. Retrying with backoff up to every %gs; free space or fix the "
+                      "directory's permissions, no restart needed", self.what, path, _cause(exc), self.meanwhile,
+                      self.max_s)
         else:
             self._delay = min(self._delay * 2, self.max_s)
         self.failures += 1
@@ -66,4 +70,6 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"[Errno {exc.errno}] {exc.strerror}{where}"
+    if isinstance(exc, SpoolError) and exc.__cause__ is not None:  # SQLite's own words; the path is logged already
+        return str(exc.__cause__)
     return f"{type(exc).__name__}: {exc}"

@@ -4,7 +4,9 @@ Threads: the caller's thread runs the learning loop (it alone touches the learne
 its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
 consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
 samples still waiting and the early labels, so after a crash every message is learned exactly once
-relative to the restored model.
+relative to the restored model. A disk that refuses writes stops neither thread: a failing checkpoint is
+retried with backoff (edge_cl.daemon.retry), and while the spool refuses writes the learner predicts the
+samples the link holds in memory (edge_cl.daemon.held) and learns them once they are spooled.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
 from edge_cl.daemon.batching import BatchSizer, scaled_replay
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
+from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
@@ -33,7 +36,7 @@ from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import Row, Spool
+from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -43,6 +46,7 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
+SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
 
 
@@ -96,7 +100,9 @@ class Daemon:
                            cfg.input.max_payload_bytes)
         self.intake = Intake(self.codec)
         self.progress = Progress()
-        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels)
+        early_dropped = self.metrics.join_evicted.labels("early_labels")
+        self.join = LabelJoin(cfg.labels.window_samples, cfg.labels.window_s, cfg.labels.early_labels,
+                              on_label_dropped=early_dropped.inc)
         self.learner: Any = None
         self.metrics_port: int | None = None
         self.ready = threading.Event()
@@ -105,6 +111,8 @@ class Daemon:
         self._rng = np.random.default_rng(cfg.learner.seed)
         self._method_errors: set[str] = set()  # causes of method failures already logged with their traceback
         self._catching_up = False
+        self._predicted_early = PredictedEarly()  # held samples predicted before the spool took them
+        self.hold_limit = 10_000  # messages held in memory while the spool refuses writes (beyond: at the broker)
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
         self._link: MqttLink | None = None
@@ -213,7 +221,8 @@ class Daemon:
             outbox = self.outbox
             link = MqttLink(cfg.broker, cfg.topics, self.codec,
                             lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
-                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s)
+                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s,
+                            hold_limit=self.hold_limit)
             self._link = link
             link.start()
             self.ready.set()
@@ -290,6 +299,7 @@ class Daemon:
         while not stop.is_set() and link.fatal is None:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
+            self._predict_held(link)
             if not self.next_chunk(spool):
                 with link.spooled:
                     link.spooled.wait(0.02)
@@ -342,9 +352,13 @@ class Daemon:
         single = bool(samples) and self._single_forward(len(rows))
         step = int(self.learner.step)
         proba: list[np.ndarray | None] = [None] * len(samples)
+        # Samples predicted from memory while the spool refused writes: learned now, not predicted again.
+        quiet = ({i for i, (_, s) in enumerate(samples) if self._predicted_early.consume(s.id)}
+                 if len(self._predicted_early) else set())
         labelled = [s.y is not None for _, s in samples]
-        deferred = [i for i, has_y in enumerate(labelled) if single and has_y]
-        self._predict_into(samples, [i for i, has_y in enumerate(labelled) if not (single and has_y)], proba)
+        deferred = [i for i, has_y in enumerate(labelled) if single and has_y and i not in quiet]
+        self._predict_into(samples, [i for i, has_y in enumerate(labelled)
+                                     if not (single and has_y) and i not in quiet], proba)
         if not single:
             self._publish(samples, proba, step)  # as soon as they are known: the step may take a while
         to_learn: list[tuple[str, np.ndarray, int]] = []
@@ -363,13 +377,15 @@ class Daemon:
                 continue
             i += 1
             if got.y is not None:
-                if use_step:
+                if use_step and i not in quiet:
                     late[len(to_learn)] = i
                 to_learn.append((got.id, got.x, got.y))
                 continue
             y, evicted = self.join.add_sample(Pending(row.seq, got.id, got.x, now))
             if y is not None:
                 to_learn.append((got.id, got.x, y))
+            if evicted:
+                self.metrics.join_evicted.labels("window_samples").inc(len(evicted))
             if evicted and use_step:
                 # A method's label-free work comes before the step: predict the labelled samples first, as before.
                 self._predict_into(samples, deferred, proba)
@@ -381,8 +397,24 @@ class Daemon:
                 logits = self._learn(to_learn, keep_logits=bool(late))
         finally:  # a step that raised was rolled back: the predictions still go out, from a forward of their own
             if single:
-                self._finish_predictions(samples, late, logits, proba, step)
+                self._finish_predictions(samples, late, logits, proba, step, quiet)
         self.progress.position = rows[-1].seq
+
+    def _predict_held(self, link: MqttLink) -> None:
+        """Predict the samples the link holds in memory while the spool refuses writes (each once)."""
+        samples: list[tuple[Row, Sample]] = []
+        for item, received in link.held.take_for_prediction():
+            got = self.intake.read(Row(0, item.kind, item.msg_id, item.payload, received))
+            if isinstance(got, Sample) and self._predicted_early.add(got.id):
+                samples.append((Row(0, item.kind, item.msg_id, b"", received), got))
+        if samples:
+            self._predict(samples, early=True)
+
+    def _predict(self, samples: list[tuple[Row, Sample]], early: bool = False) -> None:
+        """Predict ``samples`` and publish their predictions (``early``: from memory, while the spool refuses)."""
+        proba: list[np.ndarray | None] = [None] * len(samples)
+        self._predict_into(samples, list(range(len(samples))), proba)
+        self._publish(samples, proba, int(self.learner.step))
 
     def _single_forward(self, rows: int) -> bool:
         """True when this chunk's labelled samples are predicted by its learn step: a full chunk (messages are
@@ -400,14 +432,15 @@ class Daemon:
                 log.info("labelled samples are predicted by a forward of their own before their step: %s", reason)
         return reason is None
 
-    def _finish_predictions(self, samples: list[tuple[Row, Sample]], late: dict[int, int],
-                            logits: list[Any], proba: list[np.ndarray | None], step: int) -> None:
+    def _finish_predictions(self, samples: list[tuple[Row, Sample]], late: dict[int, int], logits: list[Any],
+                            proba: list[np.ndarray | None], step: int, quiet: set[int]) -> None:
         """Fill in the deferred predictions from the step's logits (or a forward of their own where the step gave
-        none: rolled back, so the model is the one before it) and publish the chunk's predictions in order."""
+        none: rolled back, so the model is the one before it) and publish the chunk's predictions in order (not
+        those of ``quiet``: predicted from memory already)."""
         for j, i in late.items():
             if j < len(logits) and logits[j] is not None:
                 proba[i] = logits[j]
-        missing = [i for i, p in enumerate(proba) if p is None]
+        missing = [i for i, p in enumerate(proba) if p is None and i not in quiet]
         if missing:
             self._predict_into(samples, missing, proba)
         self._publish(samples, proba, step)
@@ -490,7 +523,8 @@ class Daemon:
             self.progress.digest = (self.progress.digest + sum(id_digest(it[0]) for it in part)) % _DIGEST_MOD
             if stats.consolidated:
                 self.metrics.consolidations.inc()
-            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated)
+            self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated,
+                                  seconds=stats.seconds)
         return probs
 
     def _not_learned(self, part: list[tuple[str, np.ndarray, int]], exc: MethodError) -> None:
@@ -525,7 +559,10 @@ class Daemon:
             self.metrics.samples_observed.inc(len(evicted))
 
     def _expire(self, now: float) -> None:
-        self._observe(self.join.expire(now))
+        expired = self.join.expire(now)
+        if expired:
+            self.metrics.join_evicted.labels("window_s").inc(len(expired))
+        self._observe(expired)
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         self.metrics.bad_inputs.labels(dead.reason).inc()
@@ -533,9 +570,19 @@ class Daemon:
         self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
-        # While the broker is away, drop (counted) at once rather than stall learning on a full queue.
-        connected = self._link is not None and self._link.connected
-        return self.outbox.put(msg, timeout=0.5 if connected else 0.0)
+        """Queue a message for the broker. While connected, wait for room: the network thread drains the queue
+        every few milliseconds, and dropping after a short wait lost predictions behind a storm of labels. While
+        the broker is away, drop (counted) at once rather than stall learning on a full queue."""
+        deadline = time.monotonic() + SEND_WAIT_S
+        while self._link is not None and self._link.connected and self._link.fatal is None:
+            if self.outbox.put(msg, timeout=0.5, count_drop=False):
+                return True
+            if time.monotonic() > deadline:
+                self._warn_once("outbox", "outbound queue full for %.0fs while connected: message to %s dropped "
+                                "(edge_cl_outbound_dropped_total)", SEND_WAIT_S, msg.topic)
+                self.outbox.dropped()
+                return False
+        return self.outbox.put(msg, timeout=0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)
@@ -547,11 +594,13 @@ class Daemon:
         depth = spool.depth(self.progress.position)
         self.metrics.spool_depth.set(depth)
         was = self._catching_up
-        self._catching_up = depth > self.cfg.spool.lag_high_water
+        # Samples only: a storm of labels costs the learner next to nothing and must not make it skip learning.
+        behind = spool.depth(self.progress.position, SAMPLE) if depth > self.cfg.spool.lag_high_water else 0
+        self._catching_up = behind > self.cfg.spool.lag_high_water
         if self._catching_up != was:
-            log.warning("learning %s: %d messages behind (high water %d)",
+            log.warning("learning %s: %d samples behind (spool.lag_high_water=%d)",
                         "falls behind, learning a subsample" if self._catching_up else "caught up",
-                        depth, self.cfg.spool.lag_high_water)
+                        behind, self.cfg.spool.lag_high_water)
         lr = self.learner
         report = lr.memory_report()  # the learner's own accounting: each storage counted once
         self.metrics.buffer_fill.set(report["buffer_fill_ratio"])
@@ -566,7 +615,7 @@ class Daemon:
         path = self._checkpoint_path()
         try:
             self._checkpoint(spool)
-        except OSError as exc:  # SpoolError (compaction) included: the spool's path is in its message
+        except OSError as exc:
             self.metrics.checkpoint_failures.inc()
             self.checkpoint_retry.failed(path, exc)
             return False
@@ -592,14 +641,20 @@ class Daemon:
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
-        spool.compact(checkpoints.prune(cc.dir, cc.keep), self.cfg.spool.dedupe_window)
+        upto = checkpoints.prune(cc.dir, cc.keep)
+        try:
+            spool.compact(upto, self.cfg.spool.dedupe_window)
+        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
+            self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
+                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
         log.debug("checkpoint %s (step %d)", path, self.learner.step)
         return path
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
         """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
-        return {**self._page, "history": self.history.to_json(), "client_id": self.cfg.broker.client_id,
+        return {**self._page, "history": self.history.to_json(), "latency_ms": self.history.latency_ms(),
+                "client_id": self.cfg.broker.client_id,
                 "connected": bool(self._link is not None and self._link.connected)}
 
     def status(self) -> dict[str, Any]:

@@ -168,10 +168,13 @@ class Spool:
                 "ORDER BY seq", chunk)]
         return out
 
-    def depth(self, position: int) -> int:
-        """How many messages wait after ``position`` (the learner's lag)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM spool WHERE seq > ? AND payload IS NOT NULL",
-                                    (position,)).fetchone()[0])
+    def depth(self, position: int, kind: int | None = None) -> int:
+        """How many messages wait after ``position`` (the learner's lag); of one ``kind`` only when given."""
+        if kind is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM spool WHERE seq > ? AND payload IS NOT NULL",
+                                        (position,)).fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM spool WHERE seq > ? AND payload IS NOT NULL AND kind = ?",
+                                    (position, kind)).fetchone()[0])
 
     def live_bytes(self) -> int:
         """Payload bytes still held."""

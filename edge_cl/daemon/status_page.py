@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from importlib import resources
+from statistics import fmean
 from typing import Any
 
 RECENT_WINDOW = 200     # predictions in the "recent accuracy" window
+LATENCY_WINDOW = 1000   # learn steps whose wall times give the page's latency quantiles
 MAX_POINTS = 600        # history points kept; older ones are thinned, so memory stays bounded
 
 
@@ -44,10 +47,17 @@ class StatusHistory:
         self._next_point = 0
         self.points: list[dict[str, float]] = []
         self.marks: list[dict[str, Any]] = []
+        self._seconds: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._steps = 0
 
-    def on_learn(self, learned: int, correct: int, batch: int, consolidated: bool) -> None:
-        """Record one learn step: ``correct`` of ``batch`` new samples were predicted right before it."""
+    def on_learn(self, learned: int, correct: int, batch: int, consolidated: bool,
+                 seconds: float | None = None) -> None:
+        """Record one learn step: ``correct`` of ``batch`` new samples were predicted right before it; it took
+        ``seconds`` of wall time."""
         with self._lock:
+            self._steps += 1
+            if seconds is not None:
+                self._seconds.append(seconds)
             self._total_n += batch
             self._total_ok += correct
             self._recent.append((batch, correct))
@@ -78,17 +88,20 @@ class StatusHistory:
         with self._lock:
             return {"points": list(self.points), "marks": list(self.marks)}
 
+    def latency_ms(self) -> dict[str, Any]:
+        """Mean, median and 95th percentile (ms) of the last ``LATENCY_WINDOW`` learn steps' own wall times
+        (``window`` of them; ``steps`` since start). Prometheus' histogram only knows bucket edges, which the page
+        once showed as if they were quantiles."""
+        with self._lock:
+            times = sorted(self._seconds)
+            steps = self._steps
+        if not times:
+            return {"mean": None, "p50": None, "p95": None, "window": 0, "steps": steps}
 
-def _quantile_ms(buckets: Iterable[tuple[float, float]], q: float) -> float | None:
-    """Upper bound (ms) of the histogram bucket holding quantile ``q``; cumulative ``(le, count)`` pairs."""
-    pairs = sorted(buckets)
-    total = pairs[-1][1] if pairs else 0.0
-    if not total:
-        return None
-    for le, count in pairs:
-        if count >= q * total:
-            return None if le == float("inf") else 1000.0 * le
-    return None
+        def q(p: float) -> float:  # nearest rank: a time one of the steps really took
+            return 1000.0 * times[max(0, math.ceil(p * len(times)) - 1)]
+
+        return {"mean": 1000.0 * fmean(times), "p50": q(0.5), "p95": q(0.95), "window": len(times), "steps": steps}
 
 
 def snapshot(learner: Any, report: dict[str, Any], registry: Any, spool_depth: float) -> dict[str, Any]:
@@ -97,10 +110,6 @@ def snapshot(learner: Any, report: dict[str, Any], registry: Any, spool_depth: f
     for family in registry.collect():
         for s in family.samples:
             samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    hist = samples.get("edge_cl_update_latency_seconds_bucket", {})
-    buckets = [(float(dict(k)["le"]), v) for k, v in hist.items()]
-    n = samples.get("edge_cl_update_latency_seconds_count", {}).get((), 0.0)
-    total = samples.get("edge_cl_update_latency_seconds_sum", {}).get((), 0.0)
     dead = {dict(k)["reason"]: v for k, v in samples.get("edge_cl_bad_inputs_total", {}).items()}
     snaps = {dict(k)["outcome"]: v for k, v in samples.get("edge_cl_snapshots_total", {}).items()}
     version = samples.get("edge_cl_snapshot_version", {}).get((), 0.0)
@@ -112,8 +121,6 @@ def snapshot(learner: Any, report: dict[str, Any], registry: Any, spool_depth: f
                    "by_class": {str(k): int(v) for k, v in sorted(learner.buffer.class_histogram().items())}},
         "budget": {"bytes": int(report["budget_bytes"]), "reserved": int(report["reserved_bytes"]),
                    "parts": {k: int(v) for k, v in dict(report["parts"]).items()}},
-        "latency_ms": {"mean": 1000.0 * total / n if n else None, "p50": _quantile_ms(buckets, 0.5),
-                       "p95": _quantile_ms(buckets, 0.95), "steps": int(n)},
         "spool_depth": int(spool_depth),
         "dead_letters": {k: int(v) for k, v in sorted(dead.items())},
         "snapshot": {"version": int(version) if version else None, "outcomes": {k: int(v) for k, v in snaps.items()}},

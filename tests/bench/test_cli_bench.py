@@ -35,10 +35,10 @@ def test_rotated_mnist_end_to_end(tmp_path, one_thread):
     for name, r in doc["methods"].items():
         assert all(k in r for k in REQUIRED_KEYS), name
     er = doc["methods"]["er"]
-    # The bytes of 500 float32 samples with int64 labels; the learner stores inputs in its default float16 and
-    # labels as uint8, so 1002 fit; the pixels (mostly 0, in [0, 1]) are not standardised by the default rule.
-    assert len(er["accuracy_matrix"]) == 20 and er["buffer_capacity"] == 500 * (784 * 4 + 8) // (784 * 2 + 1)
-    assert er["storage"] == "float16" and er["standardized"] is False
+    # The bytes of 500 float32 samples with int64 labels; the learner's default storage='auto' keeps MNIST's 8-bit
+    # pixels as uint8 and labels as uint8, so 2002 fit; the pixels (mostly 0, in [0, 1]) are not standardised.
+    assert len(er["accuracy_matrix"]) == 20 and er["buffer_capacity"] == 500 * (784 * 4 + 8) // (784 + 1)
+    assert er["storage"] == "uint8" and er["standardized"] is False
     assert doc["methods"]["bare-er"]["buffer_capacity"] == 500 * (784 * 4 + 8) // (784 * 4 + 1)
     assert doc["stream"]["samples"] == 20 * 600
     assert "| er |" in res.output

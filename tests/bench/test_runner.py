@@ -27,10 +27,12 @@ def test_task_stream_result(tiny_task_stream, method, one_thread):
     assert r["latency_ms_p50"] <= r["latency_ms_p99"]
     assert r["samples_per_s"] > 0
     if method in ("er", "er+mas", "bare-er"):
-        # The bytes of 50 float32 samples with int64 labels, stored in the learner's default storage (float16) with
-        # ten classes' labels as uint8, so about twice as many fit (the bare loop stores float32).
+        # The bytes of 50 float32 samples with int64 labels, stored in the learner's default storage ('auto': the
+        # 8-bit pixels as uint8) with ten classes' labels as uint8, so about four times as many fit (the bare loop
+        # stores float32).
         dim = tiny_task_stream.input_dim
-        per = dim * 4 + 1 if method == "bare-er" else dim * 2 + 1
+        per = dim * 4 + 1 if method == "bare-er" else dim + 1
+        assert method == "bare-er" or r["storage"] == "uint8"
         assert r["buffer_capacity"] == 50 * (dim * 4 + 8) // per
     else:
         assert r["buffer_capacity"] == 0

@@ -1,5 +1,5 @@
-"""Fault injection for the daemon tests: a small tmpfs (a real full disk, root only) and SQLite connections
-that fail the way SQLite does when the disk fills."""
+"""Fault injection for the daemon tests: a small tmpfs (a real full disk, root only), a read-only mount, and
+SQLite connections that fail the way SQLite does when the disk fills or turns read-only."""
 
 from __future__ import annotations
 
@@ -53,11 +53,14 @@ def _mounted(args: list[str], where: Path, what: str) -> Iterator[None]:
 
 
 class DiskFullConnection:
-    """A sqlite3 connection whose INSERTs fail as on a full disk: SQLite rolls the transaction back itself and
-    raises ``database or disk is full``, so a later ROLLBACK finds no transaction."""
+    """A sqlite3 connection whose INSERTs and UPDATEs fail the way SQLite fails on a full disk (``error``, default
+    ``database or disk is full``) or a read-only one (``attempt to write a readonly database``): SQLite rolls the
+    transaction back itself, so a later ROLLBACK finds no transaction. Set ``failing`` False to give space back."""
 
-    def __init__(self, real: sqlite3.Connection) -> None:
+    def __init__(self, real: sqlite3.Connection, error: str = "database or disk is full") -> None:
         self._real = real
+        self.error = error
+        self.failing = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -70,19 +73,20 @@ class DiskFullConnection:
         return self.cursor().execute(sql, *args)
 
     def cursor(self) -> Any:
-        return _DiskFullCursor(self._real.cursor(), self._real)
+        return _DiskFullCursor(self._real.cursor(), self)
 
 
 class _DiskFullCursor:
-    def __init__(self, real: sqlite3.Cursor, db: sqlite3.Connection) -> None:
-        self._real, self._db = real, db
+    def __init__(self, real: sqlite3.Cursor, conn: DiskFullConnection) -> None:
+        self._real, self._conn = real, conn
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise sqlite3.OperationalError("database or disk is full")
+        if self._conn.failing and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            db = self._conn._real
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise sqlite3.OperationalError(self._conn.error)
         return self._real.execute(sql, *args)

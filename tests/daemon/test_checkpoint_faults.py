@@ -17,11 +17,12 @@ import torch
 
 from edge_cl.config import parse_config
 from edge_cl.daemon.codec import encode_json
+from edge_cl.daemon.held import HeldMessages
 from edge_cl.daemon.mqtt_source import Outbox
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.service import Daemon
 from edge_cl.daemon.spool import SAMPLE, Incoming, Spool
-from tests.daemon.faults import small_tmpfs
+from tests.daemon.faults import read_only, small_tmpfs
 
 DIM, CLASSES = 6, 3
 
@@ -50,6 +51,7 @@ class _Link:  # what the learning loop reads of the MQTT link
 
     def __init__(self) -> None:
         self.spooled = threading.Condition()
+        self.held = HeldMessages()
 
 
 @contextmanager
@@ -141,6 +143,24 @@ def test_a_really_full_checkpoint_disk(tmp_path: Path, caplog: pytest.LogCapture
             assert wait_until(lambda: bool(list((where / "ckpt").glob("ckpt-*.pt"))))
         causes = [r.getMessage() for r in caplog.records if "No space left" in r.getMessage()]
         assert len(causes) == 1 and str(where / "ckpt") in causes[0], causes
+
+
+def test_a_read_only_checkpoint_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    d, sp = make(ckpt, tmp_path)
+    with caplog.at_level(logging.INFO, logger="edge_cl.daemon"), looping(d, sp):
+        with read_only(ckpt):
+            feed(sp, 0, 40)
+            assert wait_until(lambda: d.metrics.value("edge_cl_checkpoint_failures_total") >= 2)
+            assert wait_until(lambda: predictions(d) >= 40 and d.progress.learned >= 40)
+            assert not list(ckpt.glob("ckpt-*.pt"))
+        # the operator remounts it read-write; no restart
+        assert wait_until(lambda: bool(list(ckpt.glob("ckpt-*.pt"))))
+    causes = [r.getMessage() for r in caplog.records if "Read-only file system" in r.getMessage()
+              or "Permission denied" in r.getMessage()]
+    assert len(causes) == 1 and str(ckpt) in causes[0], causes
+    assert any("written again" in r.getMessage() for r in caplog.records)
 
 
 def test_exit_code_and_log_agree_on_an_internal_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

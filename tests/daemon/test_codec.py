@@ -53,6 +53,13 @@ def test_json_bad_inputs(payload: bytes, reason: BadReason) -> None:
     assert isinstance(got, Bad) and got.reason == reason, got
 
 
+@pytest.mark.parametrize("x, shape", [([[1], [2], [3], [4]], "(4, 1)"), ([[1, 2], [3, 4]], "(2, 2)")])
+def test_nested_x_is_a_shape_error_naming_the_shape(x: list, shape: str) -> None:
+    got = J.decode_sample(json.dumps({"id": "a", "x": x, "y": 1}).encode())
+    assert isinstance(got, Bad) and got.reason == BadReason.SHAPE and got.id == "a", got
+    assert f"shape {shape}" in got.detail and "flat list of 4 numbers" in got.detail, got.detail
+
+
 @pytest.mark.parametrize("payload, reason", [
     (encode_binary("a", np.zeros(3)), BadReason.SHAPE),
     (encode_binary("a", np.array([0, np.nan, 0, 0])), BadReason.NON_FINITE),

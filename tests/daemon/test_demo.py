@@ -109,11 +109,17 @@ def test_demo_remembers_the_first_concept_where_fine_tuning_forgets(tmp_path: Pa
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_ctrl_c_stops_cleanly_with_results_so_far(tmp_path: Path) -> None:
+    """Also: with stdout a pipe (no terminal for the live table) progress lines come while it runs."""
     proc = subprocess.Popen([sys.executable, "-m", "edge_cl.cli.main", "demo", "--duration", "60",
                              "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    assert proc.stdout is not None
+    head = [proc.stdout.readline(), proc.stdout.readline()]  # blocks until printed: nothing is held to the end
+    assert proc.poll() is None, head
+    assert "status page: http://" in head[0] and re.match(r"\[ *\d+\.\d / 60 s\] concept A: published \d+", head[1]), head
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    out = "".join(head) + out
     assert proc.returncode == 130, out[-3000:] + err[-3000:]
     assert "interrupted after" in out and "Traceback" not in err, out[-3000:] + err[-3000:]
     assert "before concept A came back" in out and (tmp_path / "out" / "accuracy.svg").is_file()
@@ -138,3 +144,17 @@ def test_daemon_over_mqtt_311_with_embedded_amqtt(tmp_path: Path) -> None:
             assert wait_until(lambda: d.progress.learned == 20, 15), d.progress.learned
     finally:
         emb.stop()
+
+
+def test_readme_and_docs_quote_the_demo_default_duration() -> None:
+    """README once called the demo "a 12 s run" while it ran 60 s by default."""
+    import inspect
+
+    from edge_cl.cli.demo import demo
+
+    default = int(inspect.signature(demo).parameters["duration"].default)
+    root = Path(__file__).resolve().parents[2]
+    quoted = [(f.name, int(m.group(1) or m.group(2)))
+              for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+              for m in re.finditer(r"(\d+) ?s(?:econds?)? (?:run|demo)\b|demo --duration (\d+)", f.read_text())]
+    assert all(n == default for _, n in quoted), quoted

@@ -10,6 +10,7 @@ import pytest
 
 from edge_cl.config import parse_config
 from edge_cl.daemon.codec import MessageCodec
+from edge_cl.daemon.held import Arrived
 from edge_cl.daemon.metrics import Metrics
 from edge_cl.daemon.mqtt_source import MqttLink, Outbox
 from edge_cl.daemon.service import open_spool
@@ -49,7 +50,7 @@ def test_restarted_counter_is_warned_with_an_id_and_the_count(tmp_path: Path,
     link._client = _AckingClient()
     with caplog.at_level(logging.WARNING, logger="edge_cl.daemon"):
         for start in range(0, 1200, 100):  # after the reboot: the same ids again
-            link._arrived = [(_item(i), i + 1, 1) for i in range(start, start + 100)]
+            link._arrived = [Arrived(_item(i), i + 1, 1) for i in range(start, start + 100)]
             link._flush(spool)
     warnings = [r.getMessage() for r in caplog.records if "already holds" in r.getMessage()]
     assert len(warnings) == 1, warnings  # rate-limited: one line, not 1,200

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import struct
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -142,3 +143,42 @@ def test_fuzz_through_the_broker_accounts_for_every_message(broker: Mosquitto, t
         assert d._link is not None and d._link.fatal is None
     print("fuzz through the broker:", dict(expected))
     col.close()
+
+
+def test_a_storm_of_labels_for_unknown_ids_leaves_every_valid_sample_predicted(broker: Mosquitto,
+                                                                              tmp_path: Path) -> None:
+    """10,000 labels for ids that never come, while valid samples flow: each sample is predicted once, every
+    labelled one learned (the storm is no lag to catch up on), nothing is dropped unseen: each eviction is counted."""
+    storm, early, window = 10_000, 1_000, 50
+    cfg = daemon_toml(tmp_path / "d", broker.port, extra=f"""
+[labels]
+window_samples = {window}
+window_s = 3.0
+early_labels = {early}
+""")
+    cfg.write_text(cfg.read_text().replace('path = "spool.sqlite"', 'path = "spool.sqlite"\nlag_high_water = 500'))
+    labelled, unlabelled = samples(100, "l", seed=1), samples(100, "u", seed=2)
+    valid = [encode_json(i, x, y) for i, x, y in labelled] + [encode_json(i, x, None) for i, x, _ in unlabelled]
+    col = Collector(broker.port, ["t/predictions"])
+    with running(cfg) as d:
+        flood = threading.Thread(target=publish_all, args=(broker.port, "t/labels", [
+            json.dumps({"id": f"unknown-{k}", "y": k % CLASSES}).encode() for k in range(storm)]),
+            kwargs={"client_id": "storm"})
+        flood.start()
+        publish_all(broker.port, "t/samples", valid, rate=200.0)
+        flood.join(60)
+        assert col.wait_for("t/predictions", len(valid), 60), col.count("t/predictions")
+        assert wait_until(lambda: d.progress.learned == len(labelled), 30), d.progress.learned
+
+        def evicted(reason: str) -> float:
+            return d.metrics.value("edge_cl_label_join_evicted_total", reason=reason)
+
+        assert wait_until(lambda: evicted("early_labels") == storm - early, 30), evicted("early_labels")
+        # the 100 unlabelled samples: pushed out of the 50-sample window, the rest after 3 s
+        assert wait_until(lambda: evicted("window_samples") + evicted("window_s") == len(unlabelled), 30)
+        assert evicted("window_s") >= 1
+        assert d.metrics.value("edge_cl_samples_not_learned_total", reason="catch_up") == 0
+        assert d.metrics.value("edge_cl_outbound_dropped_total") == 0
+    ids = Counter(m["id"] for m in col.json("t/predictions"))
+    col.close()
+    assert set(ids) == {i for i, _, _ in labelled + unlabelled} and set(ids.values()) == {1}

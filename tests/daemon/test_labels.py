@@ -48,3 +48,22 @@ def test_expire_by_time() -> None:
 def test_arguments_checked() -> None:
     with pytest.raises(ValueError, match="window_samples"):
         LabelJoin(0, 1, 1)
+
+
+def test_every_early_label_pushed_out_is_reported() -> None:
+    dropped: list[int] = []
+    j = LabelJoin(10, 60, 3, on_label_dropped=dropped.append)
+    for k in range(10):
+        j.add_label(f"u{k}", 0)
+    assert sum(dropped) == 7 and list(j.early_labels()) == ["u7", "u8", "u9"]
+    none_kept: list[int] = []
+    j0 = LabelJoin(10, 60, 0, on_label_dropped=none_kept.append)
+    j0.add_label("u", 1)
+    assert sum(none_kept) == 1 and j0.early_labels() == {}
+
+
+def test_restoring_more_early_labels_than_the_bound_reports_the_excess() -> None:
+    dropped: list[int] = []
+    j = LabelJoin(10, 60, 2, on_label_dropped=dropped.append)
+    j.restore_early({"a": 0, "b": 1, "c": 2})
+    assert sum(dropped) == 1 and j.early_labels() == {"b": 1, "c": 2}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,66 @@ def test_catch_up_learns_a_subsample_but_predicts_everything(tmp_path: Path) -> 
     assert 20 <= d.progress.learned <= 80
     d._refresh_gauges(sp)
     assert not d._catching_up and d.metrics.value("edge_cl_spool_depth") == 0
+
+
+def label(mid: str, y: int) -> Incoming:
+    return Incoming(LABEL, mid, True, json.dumps({"id": mid, "y": y}).encode())
+
+
+def test_a_storm_of_labels_is_not_a_lag_to_catch_up_on(tmp_path: Path) -> None:
+    d, sp = make(tmp_path, lag_high_water=50)
+    sp.put_many([label(f"u{i}", i % CLASSES) for i in range(500)] + [sample(i, i % CLASSES) for i in range(20)])
+    d._refresh_gauges(sp)
+    assert d.metrics.value("edge_cl_spool_depth") == 520 and not d._catching_up
+    while rows := sp.read_after(d.progress.position, 50):
+        d._process(rows)
+    assert d.progress.learned == 20 and d.metrics.value("edge_cl_samples_not_learned_total", reason="catch_up") == 0
+    assert [m["id"] for t, m in drain(d) if t == d.cfg.topics.predictions] == [f"s{i}" for i in range(20)]
+
+
+def test_every_label_join_eviction_is_counted(tmp_path: Path) -> None:
+    cfg = config(tmp_path).model_copy(update={"labels": config(tmp_path).labels.model_copy(
+        update={"window_samples": 5, "window_s": 60.0, "early_labels": 10})})
+    d = Daemon(cfg)
+    sp = Spool(cfg.spool.path)
+    d._restore(sp)
+    d.outbox = Outbox(10_000, d.metrics)
+    sp.put_many([label(f"u{i}", 0) for i in range(30)] + [sample(i, None) for i in range(8)])
+    while rows := sp.read_after(d.progress.position, 7):
+        d._process(rows)
+
+    def evicted(reason: str) -> float:
+        return d.metrics.value("edge_cl_label_join_evicted_total", reason=reason)
+
+    assert evicted("early_labels") == 20 and evicted("window_samples") == 3 and evicted("window_s") == 0
+    d._expire(time.monotonic() + 61.0)
+    assert evicted("window_s") == 5 and len(d.join) == 0
+
+
+def test_predictions_wait_for_room_while_connected_instead_of_being_dropped(tmp_path: Path) -> None:
+    d, sp = make(tmp_path)
+    d.outbox = Outbox(2, d.metrics)
+
+    class Link:  # connected, with a network thread slower than the learner
+        connected, fatal = True, None
+
+    d._link = Link()  # type: ignore[assignment]
+    got: list[str] = []
+
+    def network() -> None:
+        time.sleep(1.5)  # a long fsync of the intake, or a storm of messages to spool
+        end = time.monotonic() + 10
+        while len(got) < 12 and time.monotonic() < end:
+            time.sleep(0.05)
+            if (m := d.outbox.get_nowait()) is not None:
+                got.append(json.loads(m.payload)["id"])
+
+    t = threading.Thread(target=network, daemon=True)
+    t.start()
+    sp.put_many([sample(i, None) for i in range(12)])
+    d._process(sp.read_after(0, 100))
+    t.join(10)
+    assert got == [f"s{i}" for i in range(12)] and d.metrics.value("edge_cl_outbound_dropped_total") == 0
 
 
 def test_checkpoint_frees_spool_payloads_but_keeps_pending(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from edge_cl.config import MetricsConfig
 from edge_cl.daemon.codec import encode_json
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.status_page import StatusHistory, is_loopback
+from edge_cl.daemon.status_page import StatusHistory, is_loopback, page_html
 from tests.broker import Mosquitto, daemon_toml, publish_all
 
 ARTIFACTS = Path(os.environ.get("EDGE_CL_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
@@ -60,6 +60,24 @@ def test_history_is_bounded_and_marks_consolidations() -> None:
     assert 4 <= len(got["points"]) <= 8
     assert got["points"][-1]["prequential"] == pytest.approx(0.75)
     assert got["marks"] == [{"learned": 200, "kind": "consolidation", "t": got["marks"][0]["t"]}]
+
+
+def test_latency_quantiles_are_times_steps_took_not_bucket_edges() -> None:
+    h = StatusHistory()
+    assert h.latency_ms()["p50"] is None
+    # 1.1 ms steps would all fall in Prometheus' (1 ms, 2 ms] bucket: the page once showed p50 = p95 = 2 ms
+    for k in range(100):
+        h.on_learn(k, 1, 1, False, seconds=0.0011 if k < 90 else 0.0045)
+    lat = h.latency_ms()
+    assert lat["p50"] == pytest.approx(1.1) and lat["p95"] == pytest.approx(4.5)
+    assert lat["mean"] == pytest.approx(0.9 * 1.1 + 0.1 * 4.5) and lat["window"] == lat["steps"] == 100
+
+
+def test_concept_change_legend_only_with_such_marks() -> None:
+    html = page_html().decode()
+    legend = re.search(r'<span id="legend-change" hidden>.*?concept change', html, re.DOTALL)
+    assert legend, "the legend entry starts hidden"
+    assert 'getElementById("legend-change").hidden = !marks.some(m => m.kind !== "consolidation")' in html
 
 
 def test_same_server_serves_metrics_page_and_json_read_only() -> None:
@@ -112,6 +130,8 @@ def test_status_page_in_headless_chromium(broker: Mosquitto, chromium: str, tmp_
         m = re.search(r'id="curve"[^>]*data-points="(\d+)"', dom.stdout)
         assert m and int(m.group(1)) >= 5, dom.stdout[-3000:]
         assert 'data-series="recent"' in dom.stdout and '<span id="error"></span>' in dom.stdout, dom.stdout[-3000:]
+        assert re.search(r'id="legend-change" hidden', dom.stdout), "no source marked a concept change"
+        assert re.search(r"p95 \(last \d+ steps\)", dom.stdout), dom.stdout[-3000:]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "status_page.png"
         shot.unlink(missing_ok=True)
