@@ -267,7 +267,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="the daemon's learner device: cpu, or cuda (the CUDA-graph step)")
     ap.add_argument("--spool-trials", type=int, default=200)
     ap.add_argument("--steady-rate", type=float, default=300.0, help="msg/s of the steady run (0: skip it)")
-    ap.add_argument("--steady-seconds", type=float, default=10.0)
+    ap.add_argument("--steady-seconds", type=float, default=10.0, help="length of the steady run (0: skip it)")
     ap.add_argument("--backlog", type=int, default=0, help="messages spooled before the daemon starts (0: no drain run)")
     ap.add_argument("--after-seconds", type=float, default=10.0, help="steady publishing after the drain, seconds")
     ap.add_argument("--section", default="daemon-throughput",
@@ -293,7 +293,7 @@ def main() -> int:
             r = run_daemon_once(fmt, xs[:args.messages], ys[:args.messages], opts, wd)
             print(r)
             results.append(r)
-        if args.steady_rate > 0:
+        if args.steady_rate > 0 and args.steady_seconds > 0:
             wd = Path(tmp) / "steady"
             wd.mkdir()
             k = min(len(xs), int(args.steady_rate * args.steady_seconds))
