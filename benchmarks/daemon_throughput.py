@@ -14,7 +14,7 @@ outage), the drain rate is N / (first -> last prediction received), then a stead
 ``--steady-rate`` for ``--after-seconds`` measures receipt -> prediction once the backlog is gone.
 
     python benchmarks/daemon_throughput.py [--messages 4000] [--formats json,binary] [--max-batch 16]
-        [--backlog-max-batch 256] [--latency-target-ms 50] [--backlog 50000] [--lag-high-water 10000]
+        [--backlog-max-batch 64] [--latency-target-ms 50] [--backlog 50000] [--lag-high-water 10000]
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--formats", default="json,binary", help="burst runs, comma-separated ('' for none)")
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--backlog-max-batch", type=int, default=256, help="learner.backlog_max_batch (= max-batch: fixed)")
+    ap.add_argument("--backlog-max-batch", type=int, default=64, help="learner.backlog_max_batch (= max-batch: fixed)")
     ap.add_argument("--latency-target-ms", type=float, default=50.0, help="learner.latency_target_ms")
     ap.add_argument("--lag-high-water", type=int, default=10_000,
                     help="spool.lag_high_water: above it the daemon learns a subsample (raise it to learn everything)")
