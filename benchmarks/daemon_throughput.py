@@ -5,15 +5,21 @@ replay 10, one torch thread), a publisher pushing N MNIST digits as fast as the 
 (QoS 1), and a subscriber counting predictions. Throughput = N / (first publish -> last prediction
 received): broker -> spool (fsync'd) -> decode -> predict -> learn -> prediction published.
 The spool's own cost is measured apart: one fsync'd transaction per message, and per message when
-the network thread batches what arrived together (as the daemon does).
+the network thread batches what arrived together (as the daemon does). Each run also reports where a
+message's time goes, from the daemon's own per-stage counters (edge_cl_stage_seconds_total): decode, spool
+write and send on the network thread; spool read, predict, learn and publish on the learning loop.
+
+``--backlog N`` adds a drain run: N binary messages are spooled before the daemon starts (as after an
+outage), the drain rate is N / (first -> last prediction received), then a steady stream at
+``--steady-rate`` for ``--after-seconds`` measures receipt -> prediction once the backlog is gone.
 
     python benchmarks/daemon_throughput.py [--messages 4000] [--formats json,binary] [--max-batch 16]
+        [--backlog-max-batch 64] [--latency-target-ms 50] [--backlog 50000] [--lag-high-water 10000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -25,11 +31,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from edge_cl.bench.datasets import load_images
-from edge_cl.daemon.codec import encode_binary, encode_json
+from edge_cl.daemon.codec import MessageCodec, encode_binary, encode_json
 from edge_cl.daemon.demo import EmbeddedBroker, _free_port
+from edge_cl.daemon.intake import Intake
+from edge_cl.daemon.metrics import STAGES
 from edge_cl.daemon.spool import SAMPLE, Incoming, Spool
 from edge_cl.reporting import machine_line, write_section
 
@@ -62,6 +71,8 @@ lr = 0.1
 device = "{device}"
 threads = 1
 max_batch = {max_batch}
+backlog_max_batch = {backlog_max_batch}
+latency_target_ms = {latency_target_ms}
 [checkpoint]
 dir = "ckpt"
 every_steps = 100000
@@ -70,6 +81,7 @@ every_s = 30.0
 enabled = false
 [spool]
 path = "spool.sqlite"
+lag_high_water = {lag_high_water}
 [metrics]
 enabled = true
 port = {metrics_port}
@@ -89,19 +101,49 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, workdir: Path,
-                    rate: float | None = None, device: str = "cpu") -> dict[str, Any]:
-    """One daemon run; ``rate`` None publishes in one burst, else at ``rate`` messages per second."""
+def stage_breakdown(m: dict[str, float], messages: int) -> dict[str, float]:
+    """Microseconds per message spent in each stage, from the daemon's counters."""
+    return {st: 1e6 * m.get(f'edge_cl_stage_seconds_total{{stage="{st}"}}', 0.0) / max(messages, 1) for st in STAGES}
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prefill(workdir: Path, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Spool ``xs`` as received binary messages before the daemon starts (a backlog), as the network thread does."""
+    intake = Intake(MessageCodec("binary", xs.shape[1], 10, 1 << 20))
+    sp = Spool(workdir / "spool.sqlite", max_bytes=1 << 40)
+    for start in range(0, len(xs), 1000):
+        sp.put_many([intake.admit(encode_binary(f"b{i}", xs[i], int(ys[i])), False)
+                     for i in range(start, min(start + 1000, len(xs)))])
+    sp.close()
+
+
+def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, Any], workdir: Path,
+                    rate: float | None = None, backlog: int = 0) -> dict[str, Any]:
+    """One daemon run; ``rate`` None publishes in one burst, else at ``rate`` messages per second. With
+    ``backlog``, the first ``backlog`` rows are spooled before the daemon starts and the rest published at
+    ``rate`` once they are all predicted."""
     import paho.mqtt.client as mqtt
 
     broker = EmbeddedBroker(workdir, "mosquitto")
     broker.start()
     metrics_port = _free_port()
     cfg = workdir / "daemon.toml"
-    cfg.write_text(CONFIG.format(port=broker.port, fmt=fmt, max_batch=max_batch, metrics_port=metrics_port, device=device,
-                                 pred_qos=1))
+    cfg.write_text(CONFIG.format(port=broker.port, fmt=fmt, metrics_port=metrics_port, pred_qos=1, **opts))
+    if backlog:
+        prefill(workdir, xs[:backlog], ys[:backlog])
+    decode = msgspec.json.Decoder().decode
     got: list[dict[str, Any]] = []
+    stamps: list[float] = []
     online = threading.Event()
+    drained = threading.Event()
     done = threading.Event()
     n = len(xs)
     last = [0.0]
@@ -111,8 +153,11 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
             if msg.payload == b"online":
                 online.set()
             return
-        got.append(json.loads(msg.payload))
+        got.append(decode(msg.payload))  # msgspec: the subscriber's CPU is not the daemon's to pay
         last[0] = time.perf_counter()
+        stamps.append(last[0])
+        if backlog and len(got) >= backlog:
+            drained.set()
         if len(got) >= n:
             done.set()
 
@@ -125,15 +170,20 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
     try:
         if not online.wait(120):
             raise RuntimeError("daemon did not come online")
+        broker_pid = broker._proc.pid if broker._proc is not None else -1
+        cpu0 = {"daemon": proc_cpu(proc.pid), "broker": proc_cpu(broker_pid)}
         enc = (lambda i: encode_json(f"m{i}", xs[i], int(ys[i]))) if fmt == "json" else \
             (lambda i: encode_binary(f"m{i}", xs[i], int(ys[i])))
-        payloads = [enc(i) for i in range(n)]
+        payloads = [enc(i) for i in range(backlog, n)]
+        if backlog and not drained.wait(600):
+            raise RuntimeError(f"the backlog did not drain: {len(got)} of {backlog} predictions")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
         pub.max_inflight_messages_set(1000)
         pub.max_queued_messages_set(0)
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
         t0 = time.perf_counter()
+        cpu0["clients"] = time.process_time()  # this process: publisher and subscriber (after the encoding)
         infos = []
         for i, p in enumerate(payloads):
             if rate:
@@ -147,6 +197,9 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
         if not done.wait(300):
             raise RuntimeError(f"only {len(got)} of {n} predictions arrived")
         elapsed = last[0] - t0
+        cpu = {"daemon": proc_cpu(proc.pid) - cpu0["daemon"], "broker": proc_cpu(broker_pid) - cpu0["broker"],
+               "clients": time.process_time() - cpu0["clients"]}
+        time.sleep(0.6)  # the loop's gauges refresh every 0.5 s
         m = scrape(metrics_port)
         pub.loop_stop()
         pub.disconnect()
@@ -158,12 +211,18 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
         sub.loop_stop()
         sub.disconnect()
         broker.stop()
-    lat = np.array([p["latency_ms"] for p in got])
+    lat = np.array([p["latency_ms"] for p in got[backlog:]])
     writes = m.get("edge_cl_spool_write_seconds_count", 0.0)
     steps = m.get("edge_cl_update_latency_seconds_count", 0.0)
+    if backlog:  # the drain: first to last prediction of the spooled messages
+        drain_s = stamps[backlog - 1] - stamps[0]
+        mode, count, seconds, rate_out = f"backlog {backlog} drain, then {rate:.0f}/s", backlog, drain_s, \
+            (backlog - 1) / drain_s
+    else:
+        mode, count, seconds, rate_out = f"steady {rate:.0f}/s" if rate else "burst", n, elapsed, n / elapsed
     return {
-        "format": fmt, "mode": f"steady {rate:.0f}/s" if rate else "burst", "messages": n, "payload_bytes": int(np.mean([len(p) for p in payloads])),
-        "seconds": elapsed, "rate": n / elapsed, "publish_seconds": t_pub,
+        "format": fmt, "mode": mode, "messages": count, "payload_bytes": int(np.mean([len(p) for p in payloads])),
+        "seconds": seconds, "rate": rate_out, "publish_seconds": t_pub,
         "lat_p50": float(np.percentile(lat, 50)), "lat_p99": float(np.percentile(lat, 99)),
         "spool_write_ms": 1000 * m.get("edge_cl_spool_write_seconds_sum", 0.0) / max(writes, 1),
         "msgs_per_write": m.get('edge_cl_messages_received_total{kind="sample"}', 0.0) / max(writes, 1),
@@ -171,6 +230,8 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, max_batch: int, wo
         "batch": m.get("edge_cl_samples_learned_total", 0.0) / max(steps, 1),
         "learned": int(m.get("edge_cl_samples_learned_total", 0.0)),
         "accuracy": m.get("edge_cl_prequential_accuracy", float("nan")), "exit": code,
+        "stages": stage_breakdown(m, n), "cpu_us": {k: 1e6 * v / n for k, v in cpu.items()}, "batch_limit": m.get("edge_cl_batch_limit", float("nan")),
+        "skipped": int(sum(v for k, v in m.items() if k.startswith("edge_cl_samples_not_learned_total"))),
     }
 
 
@@ -197,30 +258,53 @@ def spool_cost(workdir: Path, payload: bytes, trials: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=4000)
-    ap.add_argument("--formats", default="json,binary")
+    ap.add_argument("--formats", default="json,binary", help="burst runs, comma-separated ('' for none)")
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--backlog-max-batch", type=int, default=64, help="learner.backlog_max_batch (= max-batch: fixed)")
+    ap.add_argument("--latency-target-ms", type=float, default=50.0, help="learner.latency_target_ms")
+    ap.add_argument("--lag-high-water", type=int, default=10_000,
+                    help="spool.lag_high_water: above it the daemon learns a subsample (raise it to learn everything)")
     ap.add_argument("--device", default="cpu", help="the daemon's learner device: cpu, or cuda (the CUDA-graph step)")
     ap.add_argument("--spool-trials", type=int, default=200)
     ap.add_argument("--steady-rate", type=float, default=300.0, help="msg/s of the steady run (0: skip it)")
-    ap.add_argument("--steady-seconds", type=float, default=10.0)
+    ap.add_argument("--steady-seconds", type=float, default=10.0, help="length of the steady run (0: skip it)")
+    ap.add_argument("--backlog", type=int, default=0, help="messages spooled before the daemon starts (0: no drain run)")
+    ap.add_argument("--after-seconds", type=float, default=10.0, help="steady publishing after the drain, seconds")
+    ap.add_argument("--section", default="daemon-throughput",
+                    help="BENCHMARKS.md section written (a drain run alone: e.g. daemon-throughput-backlog)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
     args = ap.parse_args()
+    opts = {"max_batch": args.max_batch, "backlog_max_batch": args.backlog_max_batch, "device": args.device,
+            "latency_target_ms": args.latency_target_ms, "lag_high_water": args.lag_high_water}
+    after = int(args.steady_rate * args.after_seconds) if args.backlog else 0
+    if args.backlog and after < 1:
+        ap.error("--backlog needs --steady-rate and --after-seconds > 0 (the latency once the backlog is gone)")
     data = load_images("mnist")
-    xs = (data.train_x[:args.messages].astype(np.float32) / 255.0)
-    ys = data.train_y[:args.messages]
+    total = max(args.messages, args.backlog + after)
+    if total > len(data.train_x):
+        ap.error(f"at most {len(data.train_x)} messages (MNIST's training set); asked for {total}")
+    xs = (data.train_x[:total].astype(np.float32) / 255.0)
+    ys = data.train_y[:total]
     results = []
     with tempfile.TemporaryDirectory(prefix="edge-cl-bench-", dir=os.environ.get("EDGE_CL_BENCH_TMP")) as tmp:
-        for fmt in args.formats.split(","):
+        for fmt in [f for f in args.formats.split(",") if f]:
             wd = Path(tmp) / fmt
             wd.mkdir()
-            r = run_daemon_once(fmt, xs, ys, args.max_batch, wd, device=args.device)
+            r = run_daemon_once(fmt, xs[:args.messages], ys[:args.messages], opts, wd)
             print(r)
             results.append(r)
-        if args.steady_rate > 0:
+        if args.steady_rate > 0 and args.steady_seconds > 0:
             wd = Path(tmp) / "steady"
             wd.mkdir()
             k = min(len(xs), int(args.steady_rate * args.steady_seconds))
-            r = run_daemon_once("binary", xs[:k], ys[:k], args.max_batch, wd, rate=args.steady_rate, device=args.device)
+            r = run_daemon_once("binary", xs[:k], ys[:k], opts, wd, rate=args.steady_rate)
+            print(r)
+            results.append(r)
+        if args.backlog:
+            wd = Path(tmp) / "backlog"
+            wd.mkdir()
+            k = args.backlog + after
+            r = run_daemon_once("binary", xs[:k], ys[:k], opts, wd, rate=args.steady_rate, backlog=args.backlog)
             print(r)
             results.append(r)
         cost = spool_cost(Path(tmp), encode_binary("m0", xs[0], int(ys[0])), args.spool_trials)
@@ -228,18 +312,38 @@ def main() -> int:
     load = os.getloadavg()
     rows = [("| format | publishing | payload (B) | messages | end-to-end msg/s | publish s "
              "| receipt->prediction p50 / p99 (ms) | spool write (ms) / msgs per write | learn step (ms) / mean batch "
-             "| prequential acc | exit |"),
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| learned / not learned | prequential acc | exit |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         rows.append(f"| {r['format']} | {r['mode']} | {r['payload_bytes']} | {r['messages']} | **{r['rate']:.0f}** | "
-                    f"{r['publish_seconds']:.1f} | {r['lat_p50']:.0f} / {r['lat_p99']:.0f} | "
+                    f"{r['publish_seconds']:.1f} | {r['lat_p50']:.1f} / {r['lat_p99']:.1f} | "
                     f"{r['spool_write_ms']:.2f} / {r['msgs_per_write']:.1f} | {r['update_ms']:.2f} / {r['batch']:.1f} | "
-                    f"{r['accuracy']:.3f} | {r['exit']} |")
+                    f"{r['learned']} / {r['skipped']} | {r['accuracy']:.3f} | {r['exit']} |")
+    stage_rows = ["| format | publishing | " + " | ".join(STAGES) + " | network thread | learning loop "
+                  "| CPU: daemon / broker / clients |",
+                  "|---|---|" + "---:|" * (len(STAGES) + 3)]
+    network = ("decode", "spool_write", "send")
+    for r in results:
+        st = r["stages"]
+        stage_rows.append(f"| {r['format']} | {r['mode']} | " + " | ".join(f"{st[k]:.1f}" for k in STAGES) +
+                          f" | {sum(st[k] for k in network):.1f} | "
+                          f"{sum(v for k, v in st.items() if k not in network):.1f} | "
+                          + " / ".join(f"{r['cpu_us'][k]:.0f}" for k in ("daemon", "broker", "clients")) + " |")
     body = (f"Daemon end to end (Mosquitto MQTT 5 -> spool (SQLite WAL, synchronous=FULL) -> predict -> learn -> "
             f"prediction published, QoS 1 both ways), MLP 784-100-100-10, MAS, replay 10, max_batch "
-            f"{args.max_batch}, one torch thread, learner on {args.device}; publisher, subscriber, broker and daemon "
-            f"share the machine.\nMachine: {machine_line(args.device)}; load average at the end {load[0]:.1f} / "
-            f"{load[1]:.1f}.\n\n" + "\n".join(rows) +
+            f"{args.max_batch}, backlog_max_batch {args.backlog_max_batch}, latency target "
+            f"{args.latency_target_ms:g} ms, lag_high_water {args.lag_high_water}, one torch thread, learner on "
+            f"{args.device}; publisher, subscriber, broker and daemon share the machine. In a backlog row, msg/s is the "
+            "drain (first to last prediction of the spooled messages) and the latencies are those of the steady "
+            "stream after it.\n"
+            f"Machine: {machine_line(args.device)}; load average at the end {load[0]:.1f} / {load[1]:.1f}.\n\n" +
+            "\n".join(rows) +
+            "\n\nWhere a message's time goes (microseconds per message, from the daemon's edge_cl_stage_seconds_total: "
+            "wall time, so it includes waits for a core and for the other thread's hold on the GIL; the network thread "
+            "and the learning loop run side by side). The CPU columns are CPU time per message from /proc (the daemon "
+            "process, Mosquitto, and this benchmark's publisher and subscriber): with 2 cores, their sum over 2 is the "
+            "least wall time a message can take:"
+            "\n\n" + "\n".join(stage_rows) +
             f"\n\nSpool latency added per message (binary MNIST sample, {args.spool_trials} trials): one fsync'd "
             f"transaction per message p50 **{cost['p50']:.2f} ms**, p99 {cost['p99']:.2f} ms; batched 32 per "
             f"transaction (as the network thread does when messages arrive together) {cost['batched_p50']:.3f} ms "
@@ -247,7 +351,7 @@ def main() -> int:
     print(body)
     if not args.no_write:
         cmd = "python benchmarks/daemon_throughput.py " + " ".join(sys.argv[1:])
-        write_section("daemon-throughput" + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}"), body,
+        write_section(args.section + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}"), body,
                       cmd.strip())
     return 0
 

@@ -182,7 +182,35 @@ class DaemonLearnerConfig(LearnerConfig):
                          description="torch intra-op threads for the daemon process (0: torch's default). One "
                                      "thread is far faster for small models on a busy CPU.")
     max_batch: int = Field(16, ge=1, le=4096,
-                           description="Most new samples per step; steps grow toward it when a backlog builds.")
+                           description="Most new samples per step while the daemon keeps up; steps grow toward it "
+                                       "as messages arrive together.")
+    backlog_max_batch: int | None = Field(
+        None, ge=1, le=4096,
+        description="Most new samples per step under a backlog (unset: max(64, max_batch)): each step that finds "
+                    "its batch full doubles the next, up to this bound, while the latency target allows; a step "
+                    "that finds the spool drained goes back to max_batch. Replay grows in proportion "
+                    "(replay_batch x batch / max_batch). Fewer, larger steps learn less from each sample at the "
+                    "same lr, so a larger bound trades accuracy during the backlog for speed; set it to max_batch "
+                    "for fixed batches.")
+    latency_target_ms: float = Field(
+        50.0, gt=0, le=60_000,
+        description="Time one step's chunk may take, from reading it to its predictions queued (decode, predict, "
+                    "learn, publish): a batch doubles only while twice its chunk's time stays under it, and halves "
+                    "when a chunk takes longer. It bounds the wait of a message that arrives as a backlog drains.")
+
+    @model_validator(mode="after")
+    def _backlog_at_least_max_batch(self) -> DaemonLearnerConfig:
+        if self.backlog_max_batch is not None and self.backlog_max_batch < self.max_batch:
+            raise ValueError(f"learner.backlog_max_batch={self.backlog_max_batch} is below learner.max_batch="
+                             f"{self.max_batch}: set it to max_batch or more (equal: fixed batches), or leave it "
+                             "unset for max(64, max_batch)")
+        return self
+
+    @property
+    def backlog_bound(self) -> int:
+        """The largest step under a backlog: ``backlog_max_batch``, or max(64, max_batch) when unset."""
+        return self.backlog_max_batch if self.backlog_max_batch is not None else max(64, self.max_batch)
+
     def learner_config(self, vector_input: bool = False) -> LearnerConfig:
         """The learner's part alone (what OnlineLearner and its saved state hold). ``standardize`` unset is the
         learner's own rule for vector inputs (the first batch decides: sparse values in [-1, 1] stay raw) and off
@@ -579,7 +607,7 @@ _EXAMPLE_VALUES: dict[str, dict[str, Any]] = {
                "password_file": "/etc/edge-cl/mqtt-password", "password_env": "EDGE_CL_MQTT_PASSWORD"},
     "input": {"dim": 24, "shape": [3, 8], "num_classes": 4},
     "learner": {"input_range": [0.0, 1.0], "trigger_params": {"window": 25}, "plugins": ["my_package.my_methods"],
-                "input_dim": 24, "max_buffer_samples": 5000, "standardize": True},
+                "input_dim": 24, "max_buffer_samples": 5000, "standardize": True, "backlog_max_batch": 64},
     "metrics": {"status_page": True},
     "spool": {"dedupe_window_s": 86400.0},
     "bench": {"latency_budget_ms": 5.0, "rss_budget_mb": 512.0, "batch": 10},
@@ -591,6 +619,7 @@ _COMMENTED = {("broker", "ca_file"), ("broker", "cert_file"), ("broker", "key_fi
               ("broker", "password_file"), ("broker", "password_env"), ("input", "dim"),
               ("learner", "input_range"), ("learner", "trigger_params"), ("learner", "plugins"),
               ("learner", "input_dim"), ("learner", "max_buffer_samples"), ("learner", "standardize"),
+              ("learner", "backlog_max_batch"),
               ("metrics", "status_page"), ("spool", "dedupe_window_s"),
               ("bench", "latency_budget_ms"), ("bench", "rss_budget_mb"), ("bench", "batch")}
 

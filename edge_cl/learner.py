@@ -31,6 +31,7 @@ from edge_cl.relu_chain import ReLUChain
 from edge_cl.standardizer import Standardized
 from edge_cl.state_file import atomic_save, safe_load
 from edge_cl.step_engines import AutogradEngine, ClosedFormEngine, StepEngine, closed_form
+from edge_cl.step_logits import why_step_logits_differ
 from edge_cl.step_stats import LearnStats, StepCounters
 from edge_cl.transaction import POST_STEP_HOOKS, STEP_HOOKS, Snapshot, call, keeps_state, overrides
 from edge_cl.triggers import make_trigger
@@ -535,12 +536,17 @@ class OnlineLearner:
         return t.to(device=self.device, dtype=torch.int64, non_blocking=True)
 
     # --- the step ---------------------------------------------------------------------------------
-    def learn(self, x: ArrayLike, y: ArrayLike) -> LearnStats:
+    def learn(self, x: ArrayLike, y: ArrayLike, *, replay: int | None = None, keep_logits: bool = False) -> LearnStats:
         """One online step: the new micro-batch plus the methods' replay draws in one forward, the
         cross-entropy plus the methods' loss terms, one optimizer step, the methods' after-step work and the
         trigger, then the buffer insert. A non-finite loss, or gradients that overflow, skip the step and leave
         the whole state as it was; so does a method that raises in any hook, and the error
-        (:class:`~edge_cl.transaction.MethodError`) names the method and the hook."""
+        (:class:`~edge_cl.transaction.MethodError`) names the method and the hook.
+
+        ``replay``: rows per replay draw for this step only (default ``replay_batch``; the fixed-shape step keeps
+        its own). ``keep_logits``: return the new rows' logits of this step's forward, taken before the update, in
+        ``LearnStats.logits`` (eager step, no row dropped); see :meth:`step_logits_differ` for when they are the
+        prediction :meth:`predict_proba` would give."""
         started = time.perf_counter()
         if self._flat_param is not None and self.params[0].data_ptr() != self._flat_param.data_ptr():
             raise RuntimeError("the model's parameters were replaced after the learner was built (model.to(), "
@@ -552,8 +558,28 @@ class OnlineLearner:
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
         xb, yb, dropped, bounds = self._finite_rows(xb, yb)
-        stats = self._learn(xb, yb, started, bounds)
+        if replay is not None and replay < 0:
+            raise ValueError(f"replay={replay} must be >= 0 (rows per replay draw for this step)")
+        configured = self._ctx.replay_batch
+        # The methods' draws read it each step. Not while the first batch decides (the fixed-shape step may be
+        # rebuilt then) nor on the fixed-shape step: it sized its draws when it was built.
+        if replay is not None and self.inputs_decided and self._fixed_step() is None:
+            self._ctx.replay_batch = int(replay)
+        try:
+            stats = self._learn(xb, yb, started, bounds, keep_logits and not dropped)
+        finally:
+            self._ctx.replay_batch = configured
         return replace(stats, dropped=dropped) if dropped else stats
+
+    @property
+    def inputs_decided(self) -> bool:
+        """True once the first batch learned has decided what it decides (standardiser, buffer storage)."""
+        return self._standardize_decided and not self._storage_pending
+
+    def step_logits_differ(self) -> str | None:
+        """Why the next :meth:`learn` step's logits on its new rows (``keep_logits``) would not be what
+        :meth:`predict_proba` gives before that step, in words; None when they would (see edge_cl.step_logits)."""
+        return why_step_logits_differ(self)
 
     def _finite_rows(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, int, tuple[float, float] | None]:
         """The rows without NaN / Inf, how many were left out, and the batch's (min, max) when it is all finite
@@ -578,7 +604,8 @@ class OnlineLearner:
                         "(LearnStats.dropped counts them; warned once)", dropped, xb.shape[0], kept)
         return xb[finite], yb[finite], dropped, None
 
-    def _learn(self, xb: Tensor, yb: Tensor, started: float, bounds: tuple[float, float] | None) -> LearnStats:
+    def _learn(self, xb: Tensor, yb: Tensor, started: float, bounds: tuple[float, float] | None,
+               keep_logits: bool = False) -> LearnStats:
         if ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
                 or (self._u8_limits is not None and not self._u8_range_warned)
                 or not (self._standardize_decided and self._scales_checked and self._f16_checked)):
@@ -591,7 +618,7 @@ class OnlineLearner:
             if stats is not None:
                 return stats
         try:
-            return self._transact(self._post_step, self._eager_step, xb, yb, started)
+            return self._transact(self._post_step, self._eager_step, xb, yb, started, keep_logits)
         finally:
             self._engine.release()
 
@@ -741,7 +768,7 @@ class OnlineLearner:
             self._fixed = None
             self._fixed_decided = False
 
-    def _eager_step(self, xb: Tensor, yb: Tensor, started: float) -> LearnStats:
+    def _eager_step(self, xb: Tensor, yb: Tensor, started: float, keep_logits: bool = False) -> LearnStats:
         """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
         batch = xb.shape[0]
         kept: list[Tensor] | None = None
@@ -788,8 +815,11 @@ class OnlineLearner:
         n_correct = values[n_ce]
         loss_new = sum(values[:batch]) / batch
         # The sum of float32-born values is finite exactly when each one is (no overflow below 1e308).
+        # Detached before the update: the test-then-train prediction of the new rows (edge_cl.step_logits).
+        new_logits = logits[:batch].detach().clone() if keep_logits else None
         if not math.isfinite(sum(values)):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
+            return replace(self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers),
+                           logits=new_logits)
 
         engine.backward(losses, terms, ys, n_ce, logits)
         for m in self._hooked["before_update"]:
@@ -803,7 +833,8 @@ class OnlineLearner:
             torch.stack(torch._foreach_norm(self._grads)).square().sum())
         norm = math.sqrt(squared) if squared >= 0 else math.nan
         if not math.isfinite(norm):
-            return self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers)
+            return replace(self._skip(rng_state, kept, loss_new, batch, replay, started, xb, drawn, buffers),
+                           logits=new_logits)
         limit = self.config.max_grad_norm
         if limit is not None and norm > limit:
             if flat is not None:
@@ -828,7 +859,7 @@ class OnlineLearner:
         self.counters.learned(batch, int(n_correct))
         return LearnStats(self.counters.step, loss_new, int(n_correct), batch, replay, False, consolidated,
                           float(step.report.get("penalty", 0.0)), "importance_updated" in step.flags,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, logits=new_logits)
 
     def _optimizer_step(self) -> None:
         """``theta -= lr * grad`` as one operation on the flat buffers when the optimizer is plain SGD (its

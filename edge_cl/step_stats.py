@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class LearnStats:
                             # (the previous call's, read without waiting), 0 eager or with exact_stats=True
     dropped: int = 0        # rows of the call left out for holding NaN / Inf (the others learned; on the CUDA-graph
                             # step, which never waits for the host, such a row skips the whole step instead)
+    # The new rows' logits of the step's forward, before the update (learn(keep_logits=True) on the eager step): a
+    # torch Tensor [batch, classes], or None.
+    logits: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -11,6 +11,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from edge_cl.daemon.codec import BadReason
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Where a message's time goes, by stage. The network thread: decode (client bytes -> spool record), spool_write
+# (the fsync'd transaction), send (paho publishing the outbox). The learning loop: spool_read (rows and their
+# records read back), predict, learn (steps and label-free observation), publish (predictions encoded and queued).
+STAGES = ("decode", "spool_write", "send", "spool_read", "predict", "learn", "publish")
 
 
 class Metrics:
@@ -70,6 +74,13 @@ class Metrics:
                                      "Reconnects where the broker no longer held our session (queued messages lost).",
                                      registry=r)
         self.reconnects = Counter("edge_cl_broker_reconnects", "Connection attempts after a loss.", registry=r)
+        stage_seconds = Counter("edge_cl_stage_seconds", "Wall time spent per stage of the message path (decode, "
+                                "spool_write and send on the network thread; spool_read, predict, learn and publish "
+                                "on the learning loop).", ["stage"], registry=r)
+        # Children looked up once: a stage is timed per chunk, and a label lookup per call would cost as much.
+        self.stage = {name: stage_seconds.labels(name) for name in STAGES}
+        self.batch_limit = Gauge("edge_cl_batch_limit", "New samples the next step may take (adaptive micro-batch).",
+                                 registry=r)
 
     def serve(self, host: str, port: int, status: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, int]:
         """Start the HTTP endpoint (``/metrics``; with ``status`` also the status page at ``/`` and

@@ -119,6 +119,10 @@ class MqttLink:
         self._redeliver = False  # reconnect once the spool works: the broker resends what was not held
         self._lost_warning = RateLimiter(warn_interval_s)
         self._lost_since_warning = 0
+        self._decode_s = 0.0  # decode time of the arrived messages, added to the stage counter at their flush
+        # Counter children looked up once, not per message.
+        self._received_samples = metrics.messages_received.labels("sample")
+        self._received_labels = metrics.messages_received.labels("label")
         self._connected = False
         self._session_known = False  # a session for our client id was created (remembered in the spool)
         self._password: str | None = None
@@ -364,12 +368,14 @@ class MqttLink:
             return  # not acked: stays with the broker
         is_label = bool(self.topics.labels) and msg.topic == self.topics.labels
         payload = b""
+        t0 = time.perf_counter()
         try:
             payload = bytes(msg.payload)
             item = self.intake.admit(payload, is_label)
         except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
             item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
-        self.metrics.messages_received.labels("label" if is_label else "sample").inc()
+        self._decode_s += time.perf_counter() - t0
+        (self._received_labels if is_label else self._received_samples).inc()
         self._arrived.append(Arrived(item, msg.mid, msg.qos))
 
     def _flush(self, spool: Spool, final: bool = False) -> None:
@@ -402,7 +408,11 @@ class MqttLink:
                 self._hold(batch)
             self._spool_failed(spool, exc)
             return
-        self.metrics.spool_latency.observe(time.perf_counter() - t0)
+        spent = time.perf_counter() - t0
+        self.metrics.spool_latency.observe(spent)
+        self.metrics.stage["spool_write"].inc(spent)
+        self.metrics.stage["decode"].inc(self._decode_s)
+        self._decode_s = 0.0
         if retry.failing:
             retry.succeeded(spool.path)
             self.metrics.messages_held.set(0)
@@ -452,11 +462,16 @@ class MqttLink:
             self.spooled.notify_all()
 
     def _drain_outbox(self, limit: int = 2000) -> None:
+        t0 = time.perf_counter()
+        sent = 0
         for _ in range(limit):
             out = self.outbox.get_nowait()
             if out is None:
-                return
+                break
             self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+            sent += 1
+        if sent:
+            self.metrics.stage["send"].inc(time.perf_counter() - t0)
 
     def _shutdown(self) -> None:
         client = self._client

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -22,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
+from edge_cl.daemon.batching import BatchSizer, scaled_replay
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
 from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
@@ -120,6 +121,10 @@ class Daemon:
         self.history = StatusHistory()
         self._page: dict[str, Any] = {}
         self.fleet: FleetChannel | None = None  # edge_cl.fleet: the loopback channel a Flower ClientApp uses
+        lc = cfg.learner
+        self.sizer = BatchSizer(lc.max_batch, lc.backlog_bound, lc.latency_target_ms / 1000.0)
+        self._single_forward_said: str | None = ""  # the last reason logged for (not) predicting in the step
+        self._json = msgspec.json.Encoder()  # predictions' JSON (compact; json.dumps cost ~7 us a message)
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -295,15 +300,7 @@ class Daemon:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
             self._predict_held(link)
-            rows = spool.read_after(self.progress.position, cfg.learner.max_batch)
-            if rows:
-                try:
-                    self._process(rows)
-                except Exception:  # one poison chunk must not crash-loop the daemon
-                    log.exception("internal error on spool rows %d..%d; skipping them", rows[0].seq, rows[-1].seq)
-                    self.metrics.samples_skipped.labels("internal_error").inc(len(rows))
-                    self.progress.position = rows[-1].seq
-            else:
+            if not self.next_chunk(spool):
                 with link.spooled:
                     link.spooled.wait(0.02)
             now = time.monotonic()
@@ -323,34 +320,84 @@ class Daemon:
                 last_snap_step, last_snap_t = step, now
 
     # ---- one chunk of spooled messages ------------------------------------------------------------------
+    def next_chunk(self, spool: Spool) -> int:
+        """Read the next chunk (as many rows as the adaptive batch allows), predict and learn it; the number of
+        rows read (0: the spool is drained)."""
+        t0 = time.perf_counter()
+        limit = self.sizer.limit
+        rows = spool.read_after(self.progress.position, limit)
+        self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)
+        if not rows:
+            return 0
+        try:
+            self._process(rows)
+        except Exception:  # one poison chunk must not crash-loop the daemon
+            log.exception("internal error on spool rows %d..%d; skipping them", rows[0].seq, rows[-1].seq)
+            self.metrics.samples_skipped.labels("internal_error").inc(len(rows))
+            self.progress.position = rows[-1].seq
+        self.sizer.done(len(rows), time.perf_counter() - t0)
+        self.metrics.batch_limit.set(self.sizer.limit)
+        return len(rows)
+
     def _process(self, rows: list[Row]) -> None:
-        samples: list[tuple[Row, Sample]] = []
+        """Predict every sample of the chunk, then go through its rows in spool order: a labelled sample, or a
+        label that completes a waiting one, joins the step (learned in the order their rows came, whatever the
+        chunk's size), a dead letter goes out; then learn the step."""
+        t0 = time.perf_counter()
+        decoded = [(row, self.intake.read(row)) for row in rows]
+        samples: list[tuple[Row, Sample]] = [(row, got) for row, got in decoded if isinstance(got, Sample)]
+        self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
+        # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
+        # step's own forward where it gives the same prediction (edge_cl.step_logits): one forward, not two.
+        single = bool(samples) and self._single_forward(len(rows))
+        step = int(self.learner.step)
+        proba: list[np.ndarray | None] = [None] * len(samples)
+        # Samples predicted from memory while the spool refused writes: learned now, not predicted again.
+        quiet = ({i for i, (_, s) in enumerate(samples) if self._predicted_early.consume(s.id)}
+                 if len(self._predicted_early) else set())
+        labelled = [s.y is not None for _, s in samples]
+        deferred = [i for i, has_y in enumerate(labelled) if single and has_y and i not in quiet]
+        self._predict_into(samples, [i for i, has_y in enumerate(labelled)
+                                     if not (single and has_y) and i not in quiet], proba)
+        if not single:
+            self._publish(samples, proba, step)  # as soon as they are known: the step may take a while
         to_learn: list[tuple[str, np.ndarray, int]] = []
-        for row in rows:
-            got = self.intake.read(row)
+        late: dict[int, int] = {}  # row of the step -> sample whose prediction it gives
+        use_step = single
+        now = time.monotonic()
+        i = -1
+        for row, got in decoded:
             if isinstance(got, DeadLetter):
                 self._dead_letter(got)
-            elif isinstance(got, Label):
+                continue
+            if isinstance(got, Label):
                 waiting = self.join.add_label(got.id, got.y)
                 if waiting is not None:
                     to_learn.append((waiting.id, waiting.x, got.y))
-            else:
-                samples.append((row, got))
-        if samples:
-            self._predict(samples)
-            now = time.monotonic()
-            for row, s in samples:
-                if s.y is not None:
-                    to_learn.append((s.id, s.x, s.y))
-                    continue
-                y, evicted = self.join.add_sample(Pending(row.seq, s.id, s.x, now))
-                if y is not None:
-                    to_learn.append((s.id, s.x, y))
-                if evicted:
-                    self.metrics.join_evicted.labels("window_samples").inc(len(evicted))
-                self._observe(evicted)
-        if to_learn:
-            self._learn(to_learn)
+                continue
+            i += 1
+            if got.y is not None:
+                if use_step and i not in quiet:
+                    late[len(to_learn)] = i
+                to_learn.append((got.id, got.x, got.y))
+                continue
+            y, evicted = self.join.add_sample(Pending(row.seq, got.id, got.x, now))
+            if y is not None:
+                to_learn.append((got.id, got.x, y))
+            if evicted:
+                self.metrics.join_evicted.labels("window_samples").inc(len(evicted))
+            if evicted and use_step:
+                # A method's label-free work comes before the step: predict the labelled samples first, as before.
+                self._predict_into(samples, deferred, proba)
+                late, use_step = {}, False
+            self._observe(evicted)
+        logits: list[Any] = []
+        try:
+            if to_learn:
+                logits = self._learn(to_learn, keep_logits=bool(late))
+        finally:  # a step that raised was rolled back: the predictions still go out, from a forward of their own
+            if single:
+                self._finish_predictions(samples, late, logits, proba, step, quiet)
         self.progress.position = rows[-1].seq
 
     def _predict_held(self, link: MqttLink) -> None:
@@ -364,39 +411,108 @@ class Daemon:
             self._predict(samples, early=True)
 
     def _predict(self, samples: list[tuple[Row, Sample]], early: bool = False) -> None:
-        if not early and len(self._predicted_early):  # predicted from memory already: learned now, not predicted
-            samples = [rs for rs in samples if not self._predicted_early.consume(rs[1].id)]
-            if not samples:
-                return
-        x = np.stack([s.x for _, s in samples])
-        proba = self.learner.predict_proba(x)
-        pred = proba.argmax(1)
-        step = int(self.learner.step)
+        """Predict ``samples`` and publish their predictions (``early``: from memory, while the spool refuses)."""
+        proba: list[np.ndarray | None] = [None] * len(samples)
+        self._predict_into(samples, list(range(len(samples))), proba)
+        self._publish(samples, proba, int(self.learner.step))
+
+    def _single_forward(self, rows: int) -> bool:
+        """True when this chunk's labelled samples are predicted by its learn step: a full chunk (messages are
+        waiting, so throughput counts; a chunk that empties the spool predicts first and publishes before its step,
+        which answers sooner), one step, no subsample, and the learner's step logits are its predictions. The
+        reason they are not is logged once per change."""
+        if self._catching_up or rows != self.sizer.limit:
+            return False
+        reason = self.learner.step_logits_differ()
+        if reason != self._single_forward_said and self.learner.inputs_decided:
+            self._single_forward_said = reason
+            if reason is None:
+                log.info("labelled samples are predicted by their learn step's own forward (one forward each)")
+            else:
+                log.info("labelled samples are predicted by a forward of their own before their step: %s", reason)
+        return reason is None
+
+    def _finish_predictions(self, samples: list[tuple[Row, Sample]], late: dict[int, int], logits: list[Any],
+                            proba: list[np.ndarray | None], step: int, quiet: set[int]) -> None:
+        """Fill in the deferred predictions from the step's logits (or a forward of their own where the step gave
+        none: rolled back, so the model is the one before it) and publish the chunk's predictions in order (not
+        those of ``quiet``: predicted from memory already)."""
+        for j, i in late.items():
+            if j < len(logits) and logits[j] is not None:
+                proba[i] = logits[j]
+        missing = [i for i, p in enumerate(proba) if p is None and i not in quiet]
+        if missing:
+            self._predict_into(samples, missing, proba)
+        self._publish(samples, proba, step)
+
+    def _predict_into(self, samples: list[tuple[Row, Sample]], which: list[int], proba: list[np.ndarray | None]
+                      ) -> None:
+        """Predict ``samples[i]`` for each ``i`` in ``which`` into ``proba[i]`` (one forward for them all)."""
+        todo = [i for i in which if proba[i] is None]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        got = self.learner.predict_proba(np.stack([samples[i][1].x for i in todo]))
+        for k, i in enumerate(todo):
+            proba[i] = got[k]
+        self.metrics.stage["predict"].inc(time.perf_counter() - t0)
+
+    def _publish(self, samples: list[tuple[Row, Sample]], proba: list[np.ndarray | None], step: int) -> None:
+        """Queue the prediction of each sample whose probabilities are known, in the chunk's order."""
+        t0 = time.perf_counter()
+        known = [i for i, p in enumerate(proba) if p is not None]
+        if not known:
+            return
+        # Rounded and argmax'd for the whole chunk at once, encoded by msgspec: per message, this was as costly
+        # as the learn step itself at large batches (issue #27).
+        table = np.stack([proba[i] for i in known]).astype(np.float64)
+        preds = table.argmax(1).tolist()
+        rounded = np.round(table, 6).tolist()
         now = time.time()
         qos = self.cfg.topics.predictions_qos
-        for i, (row, s) in enumerate(samples):
-            msg = {"id": s.id, "pred": int(pred[i]), "proba": [round(float(p), 6) for p in proba[i]],
-                   "model_step": step, "latency_ms": round((now - row.received) * 1000.0, 3)}
-            if self._send(Outgoing(self.cfg.topics.predictions, json.dumps(msg).encode(), qos)):
-                self.metrics.predictions_published.inc()
+        topic = self.cfg.topics.predictions
+        sent = 0
+        for k, i in enumerate(known):
+            row, s = samples[i]
+            msg = {"id": s.id, "pred": preds[k], "proba": rounded[k], "model_step": step,
+                   "latency_ms": round((now - row.received) * 1000.0, 3)}
+            sent += self._send(Outgoing(topic, self._json.encode(msg), qos))
+        self.metrics.predictions_published.inc(sent)
+        self.metrics.stage["publish"].inc(time.perf_counter() - t0)
 
-    def _learn(self, items: list[tuple[str, np.ndarray, int]]) -> None:
+    def _learn(self, items: list[tuple[str, np.ndarray, int]], keep_logits: bool = False) -> list[Any]:
+        """Learn ``items`` in steps of the current batch size; with ``keep_logits`` also the class probabilities
+        each item's step computed before its update (None for an item whose step gave none)."""
+        t0 = time.perf_counter()
+        try:
+            return self._learn_steps(items, keep_logits)
+        finally:
+            self.metrics.stage["learn"].inc(time.perf_counter() - t0)
+
+    def _learn_steps(self, items: list[tuple[str, np.ndarray, int]], keep_logits: bool) -> list[Any]:
+        probs: list[Any] = []
         if self._catching_up:
             keep = self._rng.random(len(items)) < self.cfg.spool.catchup_learn_fraction
             dropped = len(items) - int(keep.sum())
             if dropped:
                 self.metrics.samples_skipped.labels("catch_up").inc(dropped)
             items = [it for it, k in zip(items, keep) if k]
-        mb = self.cfg.learner.max_batch
+        lc = self.cfg.learner
+        mb = max(lc.max_batch, self.sizer.limit)
         for i in range(0, len(items), mb):
             part = items[i:i + mb]
             x = np.stack([it[1] for it in part])
             y = np.asarray([it[2] for it in part], dtype=np.int64)
             try:
-                stats = self.learner.learn(x, y)
+                stats = self.learner.learn(x, y, replay=scaled_replay(lc.replay_batch, lc.max_batch, len(part)),
+                                           keep_logits=keep_logits)
             except MethodError as exc:
+                probs.extend([None] * len(part))
                 self._not_learned(part, exc)
                 continue
+            if keep_logits:
+                got = stats.logits
+                probs.extend(list(torch_softmax(got)) if got is not None else [None] * len(part))
             self.metrics.update_latency.observe(stats.seconds)
             if stats.skipped:
                 self.metrics.samples_skipped.labels("non_finite_loss").inc(len(part))
@@ -409,6 +525,7 @@ class Daemon:
                 self.metrics.consolidations.inc()
             self.history.on_learn(self.progress.learned, stats.new_correct, len(part), stats.consolidated,
                                   seconds=stats.seconds)
+        return probs
 
     def _not_learned(self, part: list[tuple[str, np.ndarray, int]], exc: MethodError) -> None:
         """A method raised on this batch: the learner rolled the step back, so its samples are booked as not
@@ -430,11 +547,14 @@ class Daemon:
     def _observe(self, evicted: list[Pending]) -> None:
         if not evicted:
             return
+        t0 = time.perf_counter()
         try:
             used = self.learner.observe(np.stack([p.x for p in evicted]))
         except MethodError as exc:  # rolled back by the learner: these unlabelled samples are simply not used
             self._warn_once(f"observe:{exc.method}", "%s; %d unlabelled samples not used", exc, len(evicted))
             return
+        finally:
+            self.metrics.stage["learn"].inc(time.perf_counter() - t0)
         if used:
             self.metrics.samples_observed.inc(len(evicted))
 
@@ -553,6 +673,13 @@ class Daemon:
                 "received": m.value("edge_cl_messages_received_total", kind="sample"),
                 "predictions": m.value("edge_cl_predictions_published_total"),
                 "bad_inputs": sum(m.value("edge_cl_bad_inputs_total", reason=r.value) for r in _reasons())}
+
+
+def torch_softmax(logits: Any) -> np.ndarray:
+    """Class probabilities (float32 numpy) from a torch tensor of logits, as ``predict_proba`` computes them."""
+    import torch
+
+    return torch.softmax(logits, dim=1).float().cpu().numpy()
 
 
 def _reasons() -> list[Any]:

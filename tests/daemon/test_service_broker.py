@@ -119,7 +119,8 @@ def test_redelivered_duplicates_are_learned_once(broker: Mosquitto, tmp_path: Pa
 
 def test_broker_restart_mid_stream(broker: Mosquitto, tmp_path: Path) -> None:
     cfg = daemon_toml(tmp_path / "d", broker.port, extra="")
-    text = cfg.read_text().replace("max_batch = 8", "max_batch = 1")  # slow learner: the broker still queues
+    # A slow learner (fixed steps of one sample), so the broker still queues messages when it restarts.
+    text = cfg.read_text().replace("max_batch = 8", "max_batch = 1\nbacklog_max_batch = 1")
     cfg.write_text(text)
     data = samples(1500)
     with running(cfg) as d:
@@ -239,7 +240,8 @@ def test_onnx_snapshots_off_the_hot_path_and_at_shutdown(broker: Mosquitto, tmp_
     pytest.importorskip("onnxruntime")
     cfg = daemon_toml(tmp_path / "d", broker.port)
     cfg.write_text(cfg.read_text().replace(
-        "[snapshot]\nenabled = false", '[snapshot]\nenabled = true\ndir = "snaps"\nevery_steps = 5\nevery_s = 3600'))
+        # Every 2 steps: a burst of 60 may take only a few steps once the batches grow under the backlog.
+        "[snapshot]\nenabled = false", '[snapshot]\nenabled = true\ndir = "snaps"\nevery_steps = 2\nevery_s = 3600'))
     with running(cfg) as d:
         publish_all(broker.port, "t/samples", [encode_json(i, x, y) for i, x, y in samples(60)])
         assert wait_until(lambda: d.progress.learned == 60, 10)
