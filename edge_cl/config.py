@@ -186,12 +186,13 @@ class DaemonLearnerConfig(LearnerConfig):
                                        "as messages arrive together.")
     backlog_max_batch: int | None = Field(
         None, ge=1, le=4096,
-        description="Most new samples per step under a backlog (unset: max(64, max_batch)): each step that finds "
-                    "its batch full doubles the next, up to this bound, while the latency target allows; a step "
-                    "that finds the spool drained goes back to max_batch. Replay grows in proportion "
+        description="Most new samples per step under a backlog (unset: max_batch, fixed batches): each step that "
+                    "finds its batch full doubles the next, up to this bound, while the latency target allows; a "
+                    "step that finds the spool drained goes back to max_batch. Replay grows in proportion "
                     "(replay_batch x batch / max_batch). Fewer, larger steps learn less from each sample at the "
-                    "same lr, so a larger bound trades accuracy during the backlog for speed; set it to max_batch "
-                    "for fixed batches.")
+                    "same lr (an MNIST backlog: prequential 0.81 with fixed steps of 16, 0.62 with up to 64, 0.34 "
+                    "up to 256), so a larger bound trades accuracy during a backlog for a faster drain; off unless "
+                    "set, since the default learner keeps its accuracy.")
     latency_target_ms: float = Field(
         50.0, gt=0, le=60_000,
         description="Time one step's chunk may take, from reading it to its predictions queued (decode, predict, "
@@ -202,14 +203,13 @@ class DaemonLearnerConfig(LearnerConfig):
     def _backlog_at_least_max_batch(self) -> DaemonLearnerConfig:
         if self.backlog_max_batch is not None and self.backlog_max_batch < self.max_batch:
             raise ValueError(f"learner.backlog_max_batch={self.backlog_max_batch} is below learner.max_batch="
-                             f"{self.max_batch}: set it to max_batch or more (equal: fixed batches), or leave it "
-                             "unset for max(64, max_batch)")
+                             f"{self.max_batch}: set it to max_batch or more, or leave it unset (fixed batches)")
         return self
 
     @property
     def backlog_bound(self) -> int:
-        """The largest step under a backlog: ``backlog_max_batch``, or max(64, max_batch) when unset."""
-        return self.backlog_max_batch if self.backlog_max_batch is not None else max(64, self.max_batch)
+        """The largest step under a backlog: ``backlog_max_batch``, or ``max_batch`` (fixed batches) when unset."""
+        return self.backlog_max_batch if self.backlog_max_batch is not None else self.max_batch
 
     def learner_config(self, vector_input: bool = False) -> LearnerConfig:
         """The learner's part alone (what OnlineLearner and its saved state hold). ``standardize`` unset is the
