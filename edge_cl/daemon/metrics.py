@@ -54,6 +54,10 @@ class Metrics:
                                    "spool refuses writes.", registry=r)
         self.update_latency = Histogram("edge_cl_update_latency_seconds", "Wall time of one learn step.",
                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.prediction_latency = Histogram(
+            "edge_cl_prediction_latency_seconds", "What a client sees: a sample's receipt by the daemon to its "
+            "prediction queued for publishing (spool, the wait behind earlier messages and steps, the forward).",
+            buckets=_LATENCY_BUCKETS, registry=r)
         self.spool_latency = Histogram("edge_cl_spool_write_seconds", "Wall time of one durable spool write.",
                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.spool_depth = Gauge("edge_cl_spool_depth", "Messages spooled and not yet consumed (the lag).",

@@ -472,10 +472,13 @@ class Daemon:
         qos = self.cfg.topics.predictions_qos
         topic = self.cfg.topics.predictions
         sent = 0
+        observe = self.metrics.prediction_latency.observe
         for k, i in enumerate(known):
             row, s = samples[i]
+            waited = now - row.received
+            observe(max(waited, 0.0))
             msg = {"id": s.id, "pred": preds[k], "proba": rounded[k], "model_step": step,
-                   "latency_ms": round((now - row.received) * 1000.0, 3)}
+                   "latency_ms": round(waited * 1000.0, 3)}
             sent += self._send(Outgoing(topic, self._json.encode(msg), qos))
         self.metrics.predictions_published.inc(sent)
         self.metrics.stage["publish"].inc(time.perf_counter() - t0)

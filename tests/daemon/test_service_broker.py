@@ -234,6 +234,8 @@ def test_metrics_endpoint_serves_the_required_names(broker: Mosquitto, tmp_path:
                  "edge_cl_budget_used_bytes", "edge_cl_consolidations_total", "edge_cl_prequential_accuracy"):
         assert name in text, name
     assert "edge_cl_samples_learned_total 30.0" in text
+    # What clients see (issue #26): every published prediction's receipt -> prediction time, beside the learn step's.
+    assert "edge_cl_prediction_latency_seconds_count 30.0" in text
 
 
 def test_onnx_snapshots_off_the_hot_path_and_at_shutdown(broker: Mosquitto, tmp_path: Path) -> None:
