@@ -754,6 +754,7 @@ class OnlineLearner:
         self._auto_standardize = bool(decided)
         if decided:
             self.standardizer = self.model.standardizer
+            self.standardizer.passthrough = False
             self._scales_checked = True
         else:
             self._drop_standardizer()
@@ -762,6 +763,8 @@ class OnlineLearner:
     def _drop_standardizer(self) -> None:
         """The automatic standardiser decided off: it stays in the model (and the budget, the state, the ONNX graph)
         with no statistics, which is the identity on inputs in [-5, 5], and is never updated."""
+        if isinstance(self.model, Standardized):
+            self.model.standardizer.passthrough = True
         self.standardizer = None
         self._scales_checked = False
         if self._fixed is not None:

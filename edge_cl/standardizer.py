@@ -35,6 +35,7 @@ class RunningStandardizer(nn.Module):
         if not clip > 0:
             raise ValueError(f"standardizer clip={clip} must be positive")
         self.clip = float(clip)
+        self.passthrough = False  # set by the learner once it decided not to standardise (statistics stay empty)
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
         self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
@@ -76,6 +77,10 @@ class RunningStandardizer(nn.Module):
         self.count.copy_(total)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.passthrough:
+            # No statistics (the learner's automatic rule decided off): mean 0 and std 1 make the full formula the
+            # clip alone, bit for bit, at one operation instead of five.
+            return x.clamp(-self.clip, self.clip)
         var = self.var
         std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
         return ((x - self.mean.to(x.dtype)) / std.to(x.dtype)).clamp(-self.clip, self.clip)

@@ -129,3 +129,22 @@ def test_a_sensor_that_starts_moving_late_is_clipped_and_learning_continues():
         learner.learn(torch.from_numpy(xs[i:i + 1]), torch.from_numpy(ys[i:i + 1]))
     assert learner.skipped_steps == 0
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
+def test_a_standardiser_decided_off_is_the_clip_alone_bit_for_bit():
+    """The learner's automatic rule turns the standardiser off on sparse [-1, 1] inputs; its forward is then the
+    clip alone (one operation, not five), and gives the bits the full formula gives with empty statistics."""
+    full = RunningStandardizer(8)
+    fast = RunningStandardizer(8)
+    fast.passthrough = True
+    x = torch.randn(64, 8) * 4
+    assert torch.equal(full(x), fast(x))
+    rng = np.random.default_rng(0)
+    sparse = (rng.random((20, 8)) * (rng.random((20, 8)) < 0.3)).astype(np.float32)
+    learner = OnlineLearner(models.mlp(8, [16], 2), budget_bytes=60_000)
+    learner.learn(sparse, np.arange(20) % 2)
+    assert learner.standardizer is None and learner.model.standardizer.passthrough
+    resumed = OnlineLearner(models.mlp(8, [16], 2), budget_bytes=60_000)
+    resumed.load_state_dict(learner.state_dict())
+    assert resumed.model.standardizer.passthrough
+    assert np.array_equal(resumed.predict_proba(sparse), learner.predict_proba(sparse))
