@@ -52,6 +52,7 @@ class FleetRun:
     down_bytes: list[int] = field(default_factory=list)  # per device per round: encoded global model received
     round_s: list[float] = field(default_factory=list)   # aggregation + every device's merge, transport excluded
     model_bytes: int = 0            # raw float32 bytes of the trainable parameters
+    weights: list[dict[str, np.ndarray]] = field(default_factory=list)  # each device's, after the stream
 
     def per_device(self) -> list[dict[str, float]]:
         """Per device: own-concept accuracy (retention), others' concepts (transfer), all concepts."""
@@ -122,6 +123,7 @@ def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], 
             run.rounds += 1
             since = [0] * len(learners)
     run.acc = [[evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)] for lrn in learners]
+    run.weights = [local_weights(lrn) for lrn in learners]
     return run
 
 
