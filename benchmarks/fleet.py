@@ -290,15 +290,15 @@ def render(doc: dict[str, Any]) -> str:
         "Isolated: the same devices without rounds. Central: one learner with "
         f"{n} budgets fed every device's batches in the fleet's time order. Accuracy after the stream on each "
         "rotation's test set; seeds " + ", ".join(map(str, doc["seeds"])) + ", mean.", "",
-        "Rounds run in-process: every K steps the sample-weighted FedAvg of the devices' weights "
+        ("Rounds run in-process: every K steps the sample-weighted FedAvg of the devices' weights "
         "(`edge_cl.fleet.aggregate.sample_weighted_average`, which the ServerApp's strategy calls), then each device "
         "merges `w = a*w_global + (1-a)*w_local` (`edge_cl.fleet.aggregate.blend` + `edge_cl.fleet.merge.merge_global`, "
         "the daemon's merge). The transport is excluded: a real SuperLink with "
         f"{n} SuperNodes and {n} learners does not fit a 2-core machine's benchmark time, and Flower's simulation "
         "engine needs ray. Its cost is measured instead as the encoded payload (`edge_cl.fleet.wire`) of every upload "
-        "and download; round latency below is aggregation + merges only.", "",
-        f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
-        f"**{doc['chosen']}**.", "",
+        "and download; round latency below is aggregation + merges only."), "",
+        (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
+        f"**{doc['chosen']}**."), "",
         "| validation setting | fleet mean (all) | own concepts | targets met |", "|---|---|---|---|"]
     for r in doc["validation"]:
         lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4 |")
@@ -322,10 +322,10 @@ def render(doc: dict[str, Any]) -> str:
         f"container); {f['rounds']} rounds; median round "
         + (f"{lat:.1f} ms" if lat is not None else "n/a") + f" in-process for {n} devices.", "",
         "Targets (issue #24):", "",
-        f"- fleet mean >= isolated + {TARGET_GAIN:g} points: {mark(v['gain'])} "
-        f"({f['mean_all']:.1f} vs {i['mean_all']:.1f} + {TARGET_GAIN:g})",
-        f"- fleet mean within {TARGET_CENTRAL_GAP:g} points of central: {mark(v['central'])} "
-        f"({f['mean_all']:.1f} vs {c:.1f})",
+        (f"- fleet mean >= isolated + {TARGET_GAIN:g} points: {mark(v['gain'])} "
+        f"({f['mean_all']:.1f} vs {i['mean_all']:.1f} + {TARGET_GAIN:g})"),
+        (f"- fleet mean within {TARGET_CENTRAL_GAP:g} points of central: {mark(v['central'])} "
+        f"({f['mean_all']:.1f} vs {c:.1f})"),
         f"- each device's own-concept accuracy >= isolated - {TARGET_OWN_DROP:g} (seed means): {mark(v['own'])}",
         f"- a round costs at most one model up and one down: {mark(v['bytes'])}",
         "", f"Wall time {doc['wall_s']:.0f} s (validation included)."]
