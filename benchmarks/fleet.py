@@ -10,7 +10,7 @@ SuperNodes and N learners does not fit a 2-core machine's benchmark time, and Fl
 What the transport would carry is measured: the encoded payload (:mod:`edge_cl.fleet.wire`) of every upload and
 download. ``a`` and K are chosen on validation seeds (100-102), results are reported on seeds 0-2.
 
-    python benchmarks/fleet.py [--devices 8] [--scale 0.05] [--write-benchmarks]
+    python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
     python benchmarks/fleet.py --quick          # tiny run, prints JSON, writes nothing
 """
 
@@ -223,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=8)
     p.add_argument("--concepts-per-device", type=int, default=2)
-    p.add_argument("--scale", type=float, default=0.05, help="fraction of MNIST's 60k samples per concept")
+    p.add_argument("--scale", type=float, default=0.1, help="fraction of MNIST's 60k samples per concept")
     p.add_argument("--budget-samples", type=int, default=500, help="each device's buffer, in float32 samples")
-    p.add_argument("--a", default="0.5,1.0", help="merge weights to validate, comma-separated")
-    p.add_argument("--every", default="10,50,200", help="round periods K (steps) to validate, comma-separated")
+    p.add_argument("--a", default="0.5,0.8,1.0", help="merge weights to validate, comma-separated")
+    p.add_argument("--every", default="2,5,20", help="round periods K (steps) to validate, comma-separated")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--val-seeds", default="100,101,102")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
