@@ -135,3 +135,35 @@ def test_isolated_devices_learn_alone_and_fleet_devices_end_equal(bench) -> None
     assert distance(iso.weights[0], iso.weights[1]) > 0
     per = fleet.per_device()
     assert set(per[0]) == {"own", "transfer", "all"}
+
+
+def _mnist_present() -> bool:
+    import os
+
+    from edge_cl.bench.datasets import find_data_dir
+
+    if os.environ.get("EDGE_CL_REQUIRE_DATA") == "1":
+        return True  # CI: missing data must fail the test, not skip it
+    try:
+        return (find_data_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
+def test_quick_run_end_to_end(bench, tmp_path) -> None:
+    import json
+
+    out = tmp_path / "fleet.json"
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the benchmark pins one thread; other tests keep theirs
+    doc = json.loads(out.read_text())
+    assert doc["devices"] == 4 and len(doc["fleet"]["per_device"]) == 4 and doc["chosen"] == "a=1,K=10"
+    assert doc["verdict"]["bytes"] and doc["fleet"]["up_bytes_max"] == doc["fleet"]["payload_bytes"]
+    assert doc["isolated"]["rounds"] == 0 and doc["fleet"]["rounds"] > 0
+    text = bench.render(doc)
+    assert "Targets (issue #24)" in text and "transport is excluded" in text
