@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
+
+from edge_cl.fleet.aggregate import sample_weighted_average
 
 log = logging.getLogger("edge_cl.fleet")
 
@@ -21,8 +23,9 @@ app = ServerApp()
 
 
 class SampleWeightedFedAvg(FedAvg):
-    """FedAvg that keeps the current global model when no device learned anything since the last merge (plain
-    FedAvg would divide by a total weight of zero)."""
+    """FedAvg whose average is :func:`edge_cl.fleet.aggregate.sample_weighted_average` (the function the fleet
+    benchmark runs) and that keeps the current global model when no device learned anything since the last merge
+    (plain FedAvg would divide by a total weight of zero)."""
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -34,7 +37,15 @@ class SampleWeightedFedAvg(FedAvg):
             log.warning("round %d: no device learned a sample since the last merge; the global model is kept",
                         server_round)
             return None, None
-        return super().aggregate_train(server_round, replies)
+        valid, _ = self._check_and_log_replies(replies, is_train=True)
+        if not valid:
+            return None, None
+        contents = [m.content for m in valid]
+        models = [{k: a.numpy() for rec in c.array_records.values() for k, a in rec.items()} for c in contents]
+        samples = [float(next(iter(c.metric_records.values()))[self.weighted_by_key]) for c in contents]
+        average = sample_weighted_average(models, samples)
+        arrays = None if average is None else ArrayRecord({k: Array(v) for k, v in average.items()})
+        return arrays, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
 
 
 @app.main()

@@ -1,0 +1,342 @@
+"""Fleet benchmark (issue #24): N devices, each an OnlineLearner (default method, equal byte budget) seeing its own
+non-IID drifting part of rotated-MNIST (its own rotations, in its own order), against isolated devices (no rounds)
+and one central learner fed the union with N budgets.
+
+Rounds run in-process: every K steps, the sample-weighted FedAvg of the devices' weights
+(:func:`edge_cl.fleet.aggregate.sample_weighted_average`, the function the ServerApp's strategy calls), then each
+device merges ``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
+:func:`edge_cl.fleet.merge.merge_global`, the daemon's merge). The transport is excluded: a real SuperLink with N
+SuperNodes and N learners does not fit a 2-core machine's benchmark time, and Flower's simulation engine needs ray.
+What the transport would carry is measured: the encoded payload (:mod:`edge_cl.fleet.wire`) of every upload and
+download. ``a`` and K are chosen on validation seeds (100-102), results are reported on seeds 0-2.
+
+    python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
+    python benchmarks/fleet.py --quick          # tiny run, prints JSON, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_cl.bench.runner import BenchConfig, _budget_for, build_model, default_model_spec, evaluate
+from edge_cl.bench.streams import TaskStream, make_stream
+from edge_cl.fleet import wire
+from edge_cl.fleet.aggregate import blend, sample_weighted_average
+from edge_cl.fleet.merge import local_weights, merge_global
+from edge_cl.learner import OnlineLearner
+from edge_cl.learner_config import DEFAULT_METHOD
+
+STREAM = "rotated-mnist"
+BATCH = 10
+TARGET_GAIN, TARGET_CENTRAL_GAP, TARGET_OWN_DROP = 15.0, 3.0, 1.0  # points (issue #24)
+
+
+@dataclass
+class FleetRun:
+    """What one run of a fleet (or of isolated devices) measured."""
+
+    acc: list[list[float]]          # acc[d][c]: device d on concept c, after the stream
+    own: list[list[int]]            # concepts each device saw, in its order
+    rounds: int = 0
+    up_bytes: list[int] = field(default_factory=list)    # per device per round: encoded weights sent
+    down_bytes: list[int] = field(default_factory=list)  # per device per round: encoded global model received
+    round_s: list[float] = field(default_factory=list)   # aggregation, encoding, every merge; no transport
+    model_bytes: int = 0            # raw float32 bytes of the trainable parameters
+    weights: list[dict[str, np.ndarray]] = field(default_factory=list)  # each device's, after the stream
+
+    def per_device(self) -> list[dict[str, float]]:
+        """Per device: own-concept accuracy (retention), others' concepts (transfer), all concepts."""
+        out = []
+        for d, accs in enumerate(self.acc):
+            mine = set(self.own[d])
+            others = [a for c, a in enumerate(accs) if c not in mine]
+            out.append({"own": 100 * float(np.mean([accs[c] for c in mine])),
+                        "transfer": 100 * float(np.mean(others)) if others else float("nan"),
+                        "all": 100 * float(np.mean(accs))})
+        return out
+
+
+def assign_concepts(num_devices: int, per_device: int, seed: int) -> list[list[int]]:
+    """Each device its own ``per_device`` concepts (disjoint), in its own order; seeded."""
+    rng = np.random.default_rng(seed + 7919)
+    ids = rng.permutation(num_devices * per_device)
+    return [[int(c) for c in ids[d * per_device:(d + 1) * per_device]] for d in range(num_devices)]
+
+
+def make_learner(spec: dict[str, Any], budget: int, seed: int, device_seed: int) -> OnlineLearner:
+    """A device's learner: the default method, ``budget`` bytes; every device starts from the same model."""
+    return OnlineLearner(build_model(spec, seed), budget_bytes=budget, seed=device_seed, device="cpu")
+
+
+def device_budget(spec: dict[str, Any], budget_samples: int) -> int:
+    """One device's bytes: the bench's rule (fixed state + ``budget_samples`` float32 samples) for the default
+    method."""
+    cfg = BenchConfig(stream=STREAM, methods=[DEFAULT_METHOD], budget_samples=budget_samples).resolved()
+    return _budget_for(cfg, spec, DEFAULT_METHOD)
+
+
+def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float) -> tuple[list[int], list[int]]:
+    """One round in process: FedAvg of the learners' weights by ``samples``, then each merges with weight ``a``.
+
+    Returns the encoded bytes each device would send up and receive down. A round where no device learned
+    anything keeps every model (as the ServerApp does).
+    """
+    models = [local_weights(lrn) for lrn in learners]
+    up = [len(wire.encode(m)) for m in models]
+    glob = sample_weighted_average(models, samples)
+    if glob is None:
+        return up, [0] * len(learners)
+    down_payload = len(wire.encode(glob))
+    for lrn, mine in zip(learners, models, strict=True):
+        merge_global(lrn, blend(glob, mine, a))
+    return up, [down_payload] * len(learners)
+
+
+def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
+                every: int | None, a: float) -> FleetRun:
+    """Devices stepping in lock-step over their own concepts; a round every ``every`` steps (None: isolated)."""
+    learners = [make_learner(spec, budget, seed, 1000 * seed + d) for d in range(len(own))]
+    data = [_device_stream(stream, concepts) for concepts in own]
+    steps = min(len(y) for _, y in data) // BATCH
+    run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
+    since = [0] * len(learners)
+    for i in range(steps):
+        for d, (lrn, (x, y)) in enumerate(zip(learners, data, strict=True)):
+            lrn.learn(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+            since[d] += BATCH
+        if every is not None and ((i + 1) % every == 0 or i + 1 == steps):
+            t0 = time.perf_counter()
+            up, down = fleet_round(learners, since, a)
+            run.round_s.append(time.perf_counter() - t0)
+            run.up_bytes += up
+            run.down_bytes += down
+            run.rounds += 1
+            since = [0] * len(learners)
+    run.acc = [[evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)] for lrn in learners]
+    run.weights = [local_weights(lrn) for lrn in learners]
+    return run
+
+
+def run_central(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int) -> float:
+    """One learner with ``len(own)`` budgets fed the union in the fleet's time order; mean accuracy (points)."""
+    lrn = make_learner(spec, budget * len(own), seed, 1000 * seed + 999)
+    data = [_device_stream(stream, concepts) for concepts in own]
+    steps = min(len(y) for _, y in data) // BATCH
+    for i in range(steps):
+        for x, y in data:  # step i of every device, one after the other: what the fleet saw, as it arrived
+            lrn.learn(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+    return 100 * float(np.mean([evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)]))
+
+
+def _device_stream(stream: TaskStream, concepts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [stream.train(c) for c in concepts]
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samples: int,
+             settings: list[tuple[float, int]], with_baselines: bool = True) -> dict[str, Any]:
+    """Fleet runs for each ``(a, K)`` of ``settings`` and (optionally) isolated and central, on one seed."""
+    stream = make_stream(STREAM, scale=scale, seed=seed, num_tasks=devices * per_device)
+    assert isinstance(stream, TaskStream)
+    spec = default_model_spec(stream.input_dim, stream.num_classes)
+    budget = device_budget(spec, budget_samples)
+    own = assign_concepts(devices, per_device, seed)
+    out: dict[str, Any] = {"seed": seed, "budget_bytes": budget, "fleet": {}}
+    for a, k in settings:
+        run = run_devices(stream, own, spec, budget, seed, k, a)
+        out["fleet"][f"a={a:g},K={k}"] = _summary(run)
+    if with_baselines:
+        out["isolated"] = _summary(run_devices(stream, own, spec, budget, seed, None, 0.0))
+        out["central"] = run_central(stream, own, spec, budget, seed)
+    return out
+
+
+def _summary(run: FleetRun) -> dict[str, Any]:
+    per = run.per_device()
+    return {"per_device": per, "mean_all": float(np.mean([p["all"] for p in per])),
+            "mean_own": float(np.mean([p["own"] for p in per])),
+            "mean_transfer": float(np.mean([p["transfer"] for p in per])),
+            "rounds": run.rounds, "model_bytes": run.model_bytes,
+            "up_bytes_max": max(run.up_bytes, default=0), "down_bytes_max": max(run.down_bytes, default=0),
+            "round_ms_median": 1000 * statistics.median(run.round_s) if run.round_s else None}
+
+
+def verdict(fleet: dict[str, Any], isolated: dict[str, Any], central: float) -> dict[str, bool]:
+    """The issue's targets on one (seed-averaged) result."""
+    own_ok = all(f["own"] >= i["own"] - TARGET_OWN_DROP
+                 for f, i in zip(fleet["per_device"], isolated["per_device"], strict=True))
+    return {"gain": fleet["mean_all"] >= isolated["mean_all"] + TARGET_GAIN,
+            "central": fleet["mean_all"] >= central - TARGET_CENTRAL_GAP, "own": own_ok,
+            "bytes": fleet["up_bytes_max"] <= fleet["payload_bytes"] and fleet["down_bytes_max"] <= fleet["payload_bytes"]}
+
+
+def average(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed mean of :func:`_summary` results (per device index, and the fleet means)."""
+    n = len(runs[0]["per_device"])
+    per = [{k: float(np.mean([r["per_device"][d][k] for r in runs])) for k in ("own", "transfer", "all")}
+           for d in range(n)]
+    out = {"per_device": per, **{k: float(np.mean([r[k] for r in runs]))
+                                 for k in ("mean_all", "mean_own", "mean_transfer")},
+           "rounds": runs[0]["rounds"], "model_bytes": runs[0]["model_bytes"],
+           "up_bytes_max": max(r["up_bytes_max"] for r in runs), "down_bytes_max": max(r["down_bytes_max"] for r in runs)}
+    lat = [r["round_ms_median"] for r in runs if r["round_ms_median"] is not None]
+    out["round_ms_median"] = float(np.median(lat)) if lat else None
+    return out
+
+
+def choose(val: list[dict[str, Any]], payload: int) -> tuple[str, list[dict[str, Any]]]:
+    """The setting meeting the most targets on the validation seeds (ties: higher fleet mean), with the table."""
+    iso = average([v["isolated"] for v in val])
+    central = float(np.mean([v["central"] for v in val]))
+    table = []
+    for name in val[0]["fleet"]:
+        f = average([v["fleet"][name] for v in val])
+        f["payload_bytes"] = payload
+        ok = verdict(f, iso, central)
+        table.append({"setting": name, "mean_all": f["mean_all"], "mean_own": f["mean_own"],
+                      "met": sum(ok.values()), "verdict": ok})
+    best = max(table, key=lambda r: (r["met"], r["mean_all"]))
+    return str(best["setting"]), table
+
+
+def payload_bytes(budget_samples: int) -> int:
+    """Bytes of one encoded model: the wire payload of the benchmark's model (MNIST's 784 inputs, 10 classes)."""
+    spec = default_model_spec(784, 10)
+    return len(wire.encode(local_weights(make_learner(spec, device_budget(spec, budget_samples), 0, 0))))
+
+
+def parse_settings(a_values: str, k_values: str) -> list[tuple[float, int]]:
+    return [(float(a), int(k)) for a in a_values.split(",") for k in k_values.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--devices", type=int, default=8)
+    p.add_argument("--concepts-per-device", type=int, default=2)
+    p.add_argument("--scale", type=float, default=0.1, help="fraction of MNIST's 60k samples per concept")
+    p.add_argument("--budget-samples", type=int, default=500, help="each device's buffer, in float32 samples")
+    p.add_argument("--a", default="0.5,0.8,1.0", help="merge weights to validate, comma-separated")
+    p.add_argument("--every", default="2,5,20", help="round periods K (steps) to validate, comma-separated")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--val-seeds", default="100,101,102")
+    p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
+    p.add_argument("--write-benchmarks", action="store_true")
+    p.add_argument("--json", help="write the full results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.devices, args.scale, args.seeds, args.val_seeds, args.a, args.every = 4, 0.01, "0", "100", "1.0", "10"
+    torch.set_num_threads(1)  # 2 shared cores: one thread each is faster than contention
+    settings = parse_settings(args.a, args.every)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    val_seeds = [int(s) for s in args.val_seeds.split(",")]
+    t0 = time.perf_counter()
+    payload = payload_bytes(args.budget_samples)
+    val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings)
+           for s in val_seeds]
+    chosen, table = choose(val, payload)
+    a, k = next((a, k) for a, k in settings if f"a={a:g},K={k}" == chosen)
+    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k)])
+            for s in seeds]
+    fleet = average([t["fleet"][chosen] for t in test])
+    fleet["payload_bytes"] = payload
+    iso = average([t["isolated"] for t in test])
+    central = float(np.mean([t["central"] for t in test]))
+    doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
+           "budget_samples": args.budget_samples, "budget_bytes": test[0]["budget_bytes"], "method": DEFAULT_METHOD,
+           "chosen": chosen, "validation": table, "seeds": seeds, "val_seeds": val_seeds, "fleet": fleet,
+           "isolated": iso, "central": central, "central_per_seed": [t["central"] for t in test],
+           "fleet_mean_per_seed": [t["fleet"][chosen]["mean_all"] for t in test],
+           "isolated_mean_per_seed": [t["isolated"]["mean_all"] for t in test],
+           "verdict": verdict(fleet, iso, central), "wall_s": time.perf_counter() - t0}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=1)
+    if args.write_benchmarks and not args.quick:
+        from edge_cl.reporting import write_section
+
+        write_section("fleet", render(doc), "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
+    print(json.dumps({k: doc[k] for k in ("chosen", "verdict", "central", "wall_s")} |
+                     {"fleet_mean": fleet["mean_all"], "isolated_mean": iso["mean_all"]}, indent=1))
+    return 0
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section."""
+    from edge_cl.reporting import machine_line
+
+    f, i, c, v = doc["fleet"], doc["isolated"], doc["central"], doc["verdict"]
+    n = doc["devices"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    lines = [
+        f"## Fleet learning: {n} devices, rotated-MNIST (issue #24)", "",
+        f"{machine_line()}. {n} devices, each an OnlineLearner ({doc['method']}, the default method) with "
+        f"{doc['budget_bytes']} bytes ({doc['budget_samples']} float32 samples of buffer + fixed state), each seeing "
+        f"its own {doc['concepts_per_device']} rotations of MNIST one after the other "
+        f"({doc['scale']:g} of MNIST's training set per rotation, batch {BATCH}); "
+        f"{n * doc['concepts_per_device']} rotations in all, each seen by one device. "
+        "Isolated: the same devices without rounds. Central: one learner with "
+        f"{n} budgets fed every device's batches in the fleet's time order. Accuracy after the stream on each "
+        "rotation's test set; seeds " + ", ".join(map(str, doc["seeds"])) + ", mean.", "",
+        ("Rounds run in-process: every K steps the sample-weighted FedAvg of the devices' weights "
+        "(`edge_cl.fleet.aggregate.sample_weighted_average`, which the ServerApp's strategy calls), then each device "
+        "merges `w = a*w_global + (1-a)*w_local` (`edge_cl.fleet.aggregate.blend` + `edge_cl.fleet.merge.merge_global`, "
+        "the daemon's merge). The transport is excluded: a real SuperLink with "
+        f"{n} SuperNodes and {n} learners does not fit a 2-core machine's benchmark time, and Flower's simulation "
+        "engine needs ray. Its cost is measured instead as the encoded payload (`edge_cl.fleet.wire`) of every upload "
+        "and download; round latency below is aggregation, payload encoding and merges, in one process."), "",
+        (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
+        f"**{doc['chosen']}**."), "",
+        "| validation setting | fleet mean (all) | own concepts | targets met |", "|---|---|---|---|"]
+    for r in doc["validation"]:
+        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4 |")
+    lines += ["", "| device | fleet own | isolated own | fleet transfer | isolated transfer | fleet all | isolated all |",
+              "|---|---|---|---|---|---|---|"]
+    for d, (fd, idd) in enumerate(zip(f["per_device"], i["per_device"], strict=True)):
+        lines.append(f"| {d} | {fd['own']:.1f} | {idd['own']:.1f} | {fd['transfer']:.1f} | {idd['transfer']:.1f} | "
+                     f"{fd['all']:.1f} | {idd['all']:.1f} |")
+    lat = f["round_ms_median"]
+    worst = max(((d, idd["own"] - fd["own"], fd["own"], idd["own"])
+                 for d, (fd, idd) in enumerate(zip(f["per_device"], i["per_device"], strict=True))),
+                key=lambda w: w[1])
+    lines += [
+        "", "| | fleet | isolated | central |", "|---|---|---|---|",
+        f"| mean accuracy, all concepts | {f['mean_all']:.1f} | {i['mean_all']:.1f} | {c:.1f} |",
+        f"| mean own-concept accuracy | {f['mean_own']:.1f} | {i['mean_own']:.1f} | |",
+        f"| mean transfer accuracy | {f['mean_transfer']:.1f} | {i['mean_transfer']:.1f} | |", "",
+        "Per seed, fleet / isolated / central: " + "; ".join(
+            f"{s}: {a:.1f} / {b:.1f} / {cc:.1f}" for s, a, b, cc in zip(
+                doc["seeds"], doc["fleet_mean_per_seed"], doc["isolated_mean_per_seed"], doc["central_per_seed"],
+                strict=True)) + ".", "",
+        f"Per round and device: {f['up_bytes_max']} bytes up, {f['down_bytes_max']} bytes down (one encoded model: "
+        f"{f['payload_bytes']} bytes; {f['model_bytes']} bytes of float32 parameters, the rest is the .npz "
+        f"container); {f['rounds']} rounds; median round "
+        + (f"{lat:.1f} ms" if lat is not None else "n/a") + f" in-process for {n} devices.", "",
+        "Targets (issue #24):", "",
+        (f"- fleet mean >= isolated + {TARGET_GAIN:g} points: {mark(v['gain'])} "
+        f"({f['mean_all']:.1f} vs {i['mean_all']:.1f} + {TARGET_GAIN:g})"),
+        (f"- fleet mean within {TARGET_CENTRAL_GAP:g} points of central: {mark(v['central'])} "
+        f"({f['mean_all']:.1f} vs {c:.1f}; a fleet above central counts as met)"),
+        (f"- each device's own-concept accuracy >= isolated - {TARGET_OWN_DROP:g} (seed means per device): "
+        f"{mark(v['own'])} (largest drop {worst[1]:.1f} points, device {worst[0]}: {worst[2]:.1f} vs {worst[3]:.1f})"),
+        f"- a round costs at most one model up and one down: {mark(v['bytes'])}",
+        "", (f"Central takes its steps of {BATCH} samples one after another ({n} for each step the fleet's devices "
+         "take side by side, averaging every K): the same samples, more sequential updates."), "",
+        f"Wall time {doc['wall_s']:.0f} s (validation included)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
