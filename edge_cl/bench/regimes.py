@@ -46,3 +46,32 @@ def regime_report(correct: Sequence[bool] | np.ndarray, bounds: Sequence[int], n
     return {"head": head, "visits": visits,
             "new_regime_acc": float(np.mean(first_visits)) if first_visits else None,
             "return_gap": float(np.mean(returns)) if returns else None}
+
+
+def _cell(vals: list[float | None], signed: bool = False) -> str:
+    xs = [v for v in vals if v is not None]
+    if not xs:
+        return "-"
+    mean = f"{np.mean(xs) * 100:+.2f}" if signed else f"{np.mean(xs) * 100:.2f}"
+    return f"{mean} ± {np.std(xs) * 100:.2f}" if len(xs) > 1 else mean
+
+
+def regimes_table(methods: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of each method's per-visit accuracy and return gap, mean ± std over its seeds."""
+    rows = {m: [run["regimes"] for run in (r.get("runs") or [r]) if run.get("regimes")] for m, r in methods.items()}
+    rows = {m: reps for m, reps in rows.items() if reps}
+    if not rows:
+        return ""
+    first = next(iter(rows.values()))[0]
+    names = [f"{v['regime']} (visit {i + 1}) %" for i, v in enumerate(first["visits"])]
+    h = first["head"]
+    head = ["method", *names, f"return: first {h} %", "previous visit: last %", "return gap pts"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, reps in rows.items():
+        cells = [m] + [_cell([rep["visits"][i]["acc"] for rep in reps]) for i in range(len(names))]
+        ret = [[v for v in rep["visits"] if "previous_end_acc" in v] for rep in reps]
+        cells += [_cell([float(np.mean([v["first_acc"] for v in r])) if r else None for r in ret]),
+                  _cell([float(np.mean([v["previous_end_acc"] for v in r])) if r else None for r in ret]),
+                  _cell([rep["return_gap"] for rep in reps], signed=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

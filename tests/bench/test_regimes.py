@@ -20,3 +20,17 @@ def test_bad_bounds_and_head_are_refused():
         regime_report([True] * 4, [0, 4], ["A", "B"])
     with pytest.raises(ValueError, match="head"):
         regime_report([True] * 4, [0, 4], ["A"], head=0)
+
+
+def test_regimes_table_means_over_seeds_and_skips_methods_without_regimes():
+    from edge_cl.bench.regimes import regimes_table
+
+    def run(first):
+        return {"regimes": regime_report([1, 1, 0, 0, first, first], [0, 2, 4, 6], ["A", "B", "A"], head=2)}
+
+    table = regimes_table({"m": {"runs": [run(True), run(False)]}, "other": {"prequential_acc": 0.5}})
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| m |")
+    # first 2 of the return: 100% and 0% -> 50 ± 50; gap vs the previous end (100%): 0 and -100 -> -50 ± 50.
+    assert "50.00 ± 50.00" in lines[2] and "-50.00 ± 50.00" in lines[2]
+    assert regimes_table({"other": {"prequential_acc": 0.5}}) == ""
