@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from edge_cl.bench.regimes import regimes_table
+
 
 def _pct(r: dict[str, Any], key: str, signed: bool = False) -> str:
     v = r.get(key)
@@ -72,7 +74,12 @@ def markdown_table(doc: dict[str, Any]) -> str:
             "PyTorch loop with the same model, batches and replay (`p50`: its median step time over ours, robust to "
             "stalls from other processes on a shared CPU). Peak RSS is the process high-water mark "
             "(data sets included), not per method.")
-    return "\n".join([intro, "", *lines, "", foot, *([""] + notes if notes else [])])
+    regimes = regimes_table(doc.get("methods", {}))
+    if regimes:  # streams whose regimes come back: accuracy per visit, and how fast a return is recognised
+        foot += (" Per-regime table: prequential accuracy of each visit; a return's first samples against the "
+                 "last samples of that regime's previous visit (gap < 0: the return starts below what was known).")
+    return "\n".join([intro, "", *lines, *(["", regimes] if regimes else []), "", foot,
+                      *([""] + notes if notes else [])])
 
 
 def _inputs_text(standardize: bool | None, doc: dict[str, Any]) -> str:

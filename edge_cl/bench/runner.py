@@ -17,6 +17,7 @@ from edge_cl import models
 from edge_cl.bench import metrics
 from edge_cl.bench.baselines import BareLoop, no_change_correct, train_joint
 from edge_cl.bench.methods import MethodSpec, is_learner_method, method_spec
+from edge_cl.bench.regimes import regime_report
 from edge_cl.bench.schema import SCHEMA, empty_result
 from edge_cl.bench.streams import PrequentialStream, TaskStream, make_stream
 
@@ -434,6 +435,8 @@ def run_prequential_stream(cfg: BenchConfig, stream: PrequentialStream, method: 
     _online_pass(stepper, torch.from_numpy(stream.x), torch.from_numpy(stream.y), int(cfg.batch or 10), trace,
                  progress)
     _finish(res, trace, stepper, window)
+    if "bounds" in stream.params:  # a stream whose regimes come back: score each visit
+        res["regimes"] = regime_report(trace.correct_array(), stream.params["bounds"], stream.params["regimes"])
     res["wall_seconds"] = time.perf_counter() - started
     return res
 

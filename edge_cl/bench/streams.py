@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from edge_cl.bench.datasets import ImageData, load_elec2, load_images
 
 TASK_STREAMS = ("rotated-mnist", "permuted-mnist", "split-mnist", "gradual-rotation")
-PREQUENTIAL_STREAMS = ("elec2", "sea", "agrawal", "rbf")
+PREQUENTIAL_STREAMS = ("elec2", "sea", "agrawal", "rbf", "conflicting-regimes")
 STREAMS = TASK_STREAMS + PREQUENTIAL_STREAMS
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -285,6 +285,29 @@ def river_synth(name: str, n: int = 20_000, seed: int = 0, scale: float = 1.0) -
                               "drift_width": width if name != "rbf" else None, "seed": seed, "scale": scale})
 
 
+def conflicting_regimes(per_regime: int = 4000, regimes: str = "ABCA", features: int = 6, classes: int = 3,
+                        seed: int = 0, scale: float = 1.0) -> PrequentialStream:
+    """Sensor stream whose labels change for the same inputs: regimes ``A, B, C, A`` by default.
+
+    Inputs are i.i.d. standard normal in every regime (``features`` of them, seeded); only the labelling rule
+    moves. Each distinct regime letter draws its own rule ``y = argmax(x @ W + b)`` (``W`` standard normal,
+    ``b`` zero, seeded by ``seed`` and the letter), so two regimes disagree on about two thirds of the inputs
+    and a returning letter uses exactly the rule of its earlier visit. ``params`` holds the regime
+    boundaries (``bounds``) and names for :func:`edge_cl.bench.regimes.regime_report`.
+    """
+    scale = _check_scale(scale)
+    if not regimes or not regimes.isalpha():
+        raise ValueError(f"regimes={regimes!r} must be letters, one per visit (e.g. 'ABCA')")
+    n = _scaled(per_regime, scale, floor=10)
+    rules = {c: np.random.default_rng([seed, ord(c)]).standard_normal((features, classes)) for c in set(regimes)}
+    x = np.random.default_rng([seed, 0]).standard_normal((n * len(regimes), features)).astype(np.float32)
+    y = np.concatenate([np.argmax(x[i * n:(i + 1) * n] @ rules[c], axis=1) for i, c in enumerate(regimes)])
+    return PrequentialStream("conflicting-regimes", x, y.astype(np.int64), classes,
+                             {"samples": len(y), "per_regime": n, "regimes": list(regimes),
+                              "bounds": [i * n for i in range(len(regimes) + 1)], "seed": seed, "scale": scale},
+                             tuple(f"s{i}" for i in range(features)))
+
+
 def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os.PathLike[str] | None = None,
                 num_tasks: int = 20, images: str = "mnist") -> TaskStream | PrequentialStream:
     """Build a stream by name (one of :data:`STREAMS`); ``images`` swaps MNIST for ``fashion-mnist``."""
@@ -301,4 +324,6 @@ def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os
         return elec2(data_dir, scale)
     if name in ("sea", "agrawal", "rbf"):
         return river_synth(name, seed=seed, scale=scale)
+    if name == "conflicting-regimes":
+        return conflicting_regimes(seed=seed, scale=scale)
     raise ValueError(f"stream {name!r} is unknown; use one of {', '.join(STREAMS)}")

@@ -72,6 +72,17 @@ def test_prequential_stream(tiny_prequential, one_thread):
     assert j["note"].startswith("skipped")
 
 
+def test_conflicting_regimes_result_scores_each_visit(one_thread):
+    from edge_cl.bench.streams import conflicting_regimes
+
+    stream = conflicting_regimes(per_regime=300, seed=0)
+    r = run_prequential_stream(_cfg(stream="conflicting-regimes"), stream, "sgd", seed=0)
+    visits = r["regimes"]["visits"]
+    assert [v["regime"] for v in visits] == list("ABCA") and [v["samples"] for v in visits] == [300] * 4
+    assert visits[3]["previous_end_acc"] == visits[0]["last_acc"]
+    assert r["regimes"]["return_gap"] == pytest.approx(visits[3]["first_acc"] - visits[0]["last_acc"])
+
+
 def test_run_bench_document_with_peers_and_repeat(one_thread):
     doc = run_bench(_cfg(stream="sea", methods=["er", "no-change"], scale=0.02, repeat=2,
                          peers=["logreg", "hat"]))

@@ -114,3 +114,23 @@ def test_real_mnist_stream_when_present():
     assert x.shape == (600, 784) and s.num_tasks == 20
     e = streams.make_stream("elec2")
     assert len(e) == 45312 and e.input_dim == 6
+
+
+def test_conflicting_regimes_same_inputs_new_labels_and_returns():
+    s = streams.make_stream("conflicting-regimes", seed=3, scale=0.5)
+    n, b = s.params["per_regime"], s.params["bounds"]
+    assert s.x.shape == (4 * n, 6) and s.num_classes == 3 and s.params["regimes"] == list("ABCA")
+    assert set(np.unique(s.y)) == {0, 1, 2}
+    # Inputs keep their distribution: every regime's feature means agree closely.
+    means = [s.x[b[i]:b[i + 1]].mean(axis=0) for i in range(4)]
+    assert max(np.abs(m - means[0]).max() for m in means) < 0.1
+    # The labelling rule moves: a rule fitted on A's samples disagrees with B's labels; A's return uses A's rule.
+    rules = {c: np.random.default_rng([3, ord(c)]).standard_normal((6, 3)) for c in "ABC"}
+    for i, c in enumerate("ABCA"):
+        seg = slice(b[i], b[i + 1])
+        assert (np.argmax(s.x[seg] @ rules[c], axis=1) == s.y[seg]).all()
+    disagree = (np.argmax(s.x @ rules["A"], axis=1) != np.argmax(s.x @ rules["B"], axis=1)).mean()
+    assert disagree > 0.3
+    again = streams.make_stream("conflicting-regimes", seed=3, scale=0.5)
+    assert (again.x == s.x).all() and (again.y == s.y).all()
+    assert not (streams.make_stream("conflicting-regimes", seed=4, scale=0.5).y == s.y).all()
