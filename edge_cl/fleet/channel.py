@@ -26,6 +26,7 @@ from typing import Any, Self
 import numpy as np
 
 from edge_cl.fleet import merge, wire
+from edge_cl.fleet.aggregate import blend
 from edge_cl.fleet.settings import FleetConfig
 
 log = logging.getLogger("edge_cl.fleet")
@@ -68,8 +69,12 @@ class FleetChannel:
     """The loopback channel; the daemon builds it from its ``[fleet]`` table and calls :meth:`apply_pending`
     once per loop iteration, from the thread that runs ``learner.learn``."""
 
-    def __init__(self, token: str, port: int = 0, timeout_s: float = 30.0, max_body_bytes: int = 256 << 20) -> None:
+    def __init__(self, token: str, port: int = 0, timeout_s: float = 30.0, max_body_bytes: int = 256 << 20,
+                 global_weight: float = 1.0) -> None:
+        if not 0.0 <= global_weight <= 1.0:
+            raise ValueError(f"fleet.global_weight={global_weight} must be in [0, 1] (1: take the global model)")
         self._token = token
+        self.global_weight = float(global_weight)
         self.timeout_s = float(timeout_s)
         self.max_body_bytes = int(max_body_bytes)
         self._requests: queue.Queue[_Request] = queue.Queue()
@@ -92,7 +97,7 @@ class FleetChannel:
         if not cfg.enabled:
             return None
         assert cfg.token_file is not None  # FleetConfig insists on it when enabled
-        return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes)
+        return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight)
 
     @property
     def address(self) -> str:
@@ -133,7 +138,11 @@ class FleetChannel:
                         req.result = (merge.local_weights(learner), self.samples_since_merge(learner))
                     else:
                         assert req.arrays is not None
-                        merge.merge_global(learner, req.arrays)
+                        arrays = req.arrays
+                        if self.global_weight < 1.0:  # checked first: a refused model blends into nothing
+                            merge.check_global(learner, arrays)
+                            arrays = blend(arrays, merge.local_weights(learner), self.global_weight)
+                        merge.merge_global(learner, arrays)
                         self._merged_at = int(learner.samples_learned)
                         self.merges += 1
                         merged += 1

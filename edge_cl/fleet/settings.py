@@ -22,6 +22,10 @@ class FleetConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0, le=3600, description="How long a request waits for the learning loop "
                                                               "to serve it (it is served between two steps).")
     max_body_bytes: int = Field(256 << 20, ge=1024, description="Largest global model accepted (bytes).")
+    global_weight: float = Field(1.0, ge=0, le=1, description="a in w = a * w_global + (1 - a) * w_local, the merge "
+                                                              "between two steps (1: take the global model; chosen "
+                                                              "on validation seeds among 0.5 / 0.8 / 1, BENCHMARKS.md "
+                                                              "fleet).")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> FleetConfig:

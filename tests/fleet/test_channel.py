@@ -133,3 +133,24 @@ def test_the_daemon_config_has_a_fleet_table(tmp_path) -> None:
     assert cfg.fleet.token_file == tok
     with pytest.raises(ValueError, match="token_file"):
         Config.model_validate({**base, "fleet": {"enabled": True}})
+
+
+def test_the_merge_blends_with_global_weight(tmp_path) -> None:
+    """fleet.global_weight = a: the daemon's weights become a * w_global + (1 - a) * w_local between two steps."""
+    tok = token_file(tmp_path)
+    with FleetChannel.from_config(FleetConfig(enabled=True, port=0, token_file=tok, global_weight=0.25)) as ch:
+        lrn = learner(1, method="er")
+        for x, y in batches(1, 3):
+            lrn.learn(x, y)
+        local = {n: p.detach().numpy().copy() for n, p in lrn.model.named_parameters()}
+        posted = {n: np.full(p.shape, 2.0, np.float32) for n, p in local.items()}
+        poster = threading.Thread(target=DaemonChannel(ch.address, tok).merge_global, args=(posted,))
+        poster.start()
+        while ch._requests.empty():
+            pass
+        assert ch.apply_pending(lrn) == 1
+        poster.join(10)
+        for name, p in lrn.model.named_parameters():
+            np.testing.assert_allclose(p.detach().numpy(), 0.25 * 2.0 + 0.75 * local[name], rtol=1e-6)
+    with pytest.raises(ValueError, match="global_weight"):
+        FleetConfig(enabled=True, token_file=tok, global_weight=1.5)
