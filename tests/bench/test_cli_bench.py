@@ -1,26 +1,16 @@
 import importlib.util
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
 
-from edge_cl.bench.datasets import find_data_dir
 from edge_cl.bench.schema import REQUIRED_KEYS, check_document
 from edge_cl.cli.main import app
-
-
-def _mnist_present():
-    if os.environ.get("EDGE_CL_REQUIRE_DATA") == "1":
-        return True  # CI: missing data must fail the test, not skip it
-    try:
-        return (find_data_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file()
-    except FileNotFoundError:
-        return False
+from tests.data_files import mnist_present
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
+@pytest.mark.skipif(not mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
 def test_rotated_mnist_end_to_end(tmp_path, one_thread):
     out, plots, bm = tmp_path / "out.json", tmp_path / "plots", tmp_path / "BENCHMARKS.md"
     with_plots = importlib.util.find_spec("matplotlib") is not None  # the [bench] extra

@@ -47,11 +47,14 @@ def final_extra(workdir: Path) -> dict:
 
 
 @contextlib.contextmanager
-def running(cfg_path: Path) -> Iterator[Daemon]:
-    """The daemon in a thread of this process (single torch thread, as `edge-cl run` sets it)."""
+def running(cfg_path: Path, hold_limit: int | None = None, clean_exit: bool = False) -> Iterator[Daemon]:
+    """The daemon in a thread of this process (single torch thread, as `edge-cl run` sets it); ``hold_limit``:
+    messages it holds in memory while the spool refuses writes; ``clean_exit``: its run must return 0."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     daemon = Daemon(load_config(cfg_path))
+    if hold_limit is not None:
+        daemon.hold_limit = hold_limit
     stop = threading.Event()
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(daemon.run(stop)), daemon=True)
@@ -61,9 +64,10 @@ def running(cfg_path: Path) -> Iterator[Daemon]:
         yield daemon
     finally:
         stop.set()
-        t.join(20)
+        t.join(30)
         torch.set_num_threads(threads)
     assert not t.is_alive(), "daemon did not stop"
+    assert not clean_exit or result == [0], daemon.exit_reason
     assert result == [0], daemon.exit_reason
 
 

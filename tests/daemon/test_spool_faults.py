@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from edge_cl.config import load_config
 from edge_cl.daemon.codec import encode_json
 from edge_cl.daemon.service import Daemon
 from edge_cl.daemon.spool import SAMPLE, Incoming, Spool, SpoolError
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all
 from tests.daemon.faults import DiskFullConnection, small_tmpfs
+from tests.daemon.test_service_broker import running
 
 
 def _items(n: int, size: int, start: int = 0) -> list[Incoming]:
@@ -78,24 +75,8 @@ def _fill(where: Path) -> Path:
     return filler
 
 
-@contextlib.contextmanager
-def _daemon(cfg_path: Path, hold_limit: int = 10_000) -> Iterator[Daemon]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    daemon = Daemon(load_config(cfg_path))
-    daemon.hold_limit = hold_limit
-    stop = threading.Event()
-    result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(daemon.run(stop)), daemon=True)
-    t.start()
-    try:
-        assert daemon.ready.wait(30), "daemon did not start"
-        yield daemon
-    finally:
-        stop.set()
-        t.join(30)
-        torch.set_num_threads(threads)
-    assert not t.is_alive() and result == [0], daemon.exit_reason
+def _daemon(cfg_path: Path, hold_limit: int = 10_000) -> contextlib.AbstractContextManager[Daemon]:
+    return running(cfg_path, hold_limit=hold_limit, clean_exit=True)
 
 
 def _wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import torch
 from edge_cl.fleet import wire
 from edge_cl.fleet.aggregate import blend, sample_weighted_average
 from edge_cl.fleet.merge import local_weights
+from tests.data_files import mnist_present
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,21 +138,8 @@ def test_isolated_devices_learn_alone_and_fleet_devices_end_equal(bench) -> None
     assert set(per[0]) == {"own", "transfer", "all"}
 
 
-def _mnist_present() -> bool:
-    import os
-
-    from edge_cl.bench.datasets import find_data_dir
-
-    if os.environ.get("EDGE_CL_REQUIRE_DATA") == "1":
-        return True  # CI: missing data must fail the test, not skip it
-    try:
-        return (find_data_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file()
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.integration
-@pytest.mark.skipif(not _mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
+@pytest.mark.skipif(not mnist_present(), reason="MNIST files not found (set EDGE_CL_DATA)")
 def test_quick_run_end_to_end(bench, tmp_path) -> None:
     import json
 
