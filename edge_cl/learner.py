@@ -19,7 +19,7 @@ from edge_cl import methods as method_registry
 from edge_cl import models
 from edge_cl.budget import SCRATCH_PART, MemoryBudget, tensor_bytes
 from edge_cl.buffer import ReservoirBuffer
-from edge_cl.buffer_storage import AUTO_STORAGE, StorageCodec, lossless_uint8_range
+from edge_cl.buffer_storage import AUTO_STORAGE, F16_MAX, StorageCodec, lossless_uint8_range
 from edge_cl.devices import resolve_device
 from edge_cl.fixed_step import FixedStep, unsupported_reason
 from edge_cl.learner_config import LearnerConfig, saved_config
@@ -582,10 +582,10 @@ class OnlineLearner:
         return why_step_logits_differ(self)
 
     def _finite_rows(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, int, tuple[float, float] | None]:
-        """The rows without NaN / Inf, how many were left out, and the batch's (min, max) when it is all finite
-        (the input checks reuse them): one bad cell must not cost its batch's other rows (warned once). A batch
-        with no finite row is left whole, for the step to skip. The CUDA-graph step never waits for the host, so
-        there the step skips instead (as it does for overflowing gradients)."""
+        """The rows without NaN / Inf, how many were left out, and the (min, max) of the rows kept (the input
+        checks and the step reuse them; None: not known to be finite): one bad cell must not cost its batch's other
+        rows (warned once). A batch with no finite row is left whole, for the step to skip. The CUDA-graph step
+        never waits for the host, so there the step skips instead (as it does for overflowing gradients)."""
         fixed = self._fixed
         if fixed is not None and fixed.capture and fixed.fallback is None:
             return xb, yb, 0, None
@@ -602,7 +602,9 @@ class OnlineLearner:
             self._nonfinite_warned = True
             log.warning("learn(): %d of %d rows hold NaN or Inf; they were left out and the other %d learned "
                         "(LearnStats.dropped counts them; warned once)", dropped, xb.shape[0], kept)
-        return xb[finite], yb[finite], dropped, None
+        xb, yb = xb[finite], yb[finite]
+        low, high = torch.aminmax(xb)
+        return xb, yb, dropped, (float(low), float(high))
 
     def _learn(self, xb: Tensor, yb: Tensor, started: float, bounds: tuple[float, float] | None,
                keep_logits: bool = False) -> LearnStats:
@@ -618,7 +620,8 @@ class OnlineLearner:
             if stats is not None:
                 return stats
         try:
-            return self._transact(self._post_step, self._eager_step, xb, yb, started, keep_logits)
+            return self._transact(self._post_step, self._eager_step, xb, yb, started, keep_logits,
+                                  bounds is not None)
         finally:
             self._engine.release()
 
@@ -709,9 +712,7 @@ class OnlineLearner:
         self._f16 = codec.kind == "float16"
         self._f16_every_step = self._f16 and self.device.type == "cpu"
         self._f16_checked = self._f16_checked or not self._f16
-        if self._fixed is not None:  # it sized itself on the old buffer
-            self._fixed = None
-            self._fixed_decided = False
+        self._forget_fixed_step()  # it sized itself on the old buffer
 
     def _check_u8_range(self, bounds: tuple[float, float]) -> None:
         """Inputs outside the range auto chose uint8 over are clamped in the buffer: say so, once."""
@@ -767,15 +768,22 @@ class OnlineLearner:
             self.model.standardizer.passthrough = True
         self.standardizer = None
         self._scales_checked = False
+        self._forget_fixed_step()
+
+    def _forget_fixed_step(self) -> None:
+        """Decide the fixed-shape step again at the next call: it was built on a buffer or standardiser since
+        replaced."""
         if self._fixed is not None:
             self._fixed = None
             self._fixed_decided = False
 
-    def _eager_step(self, xb: Tensor, yb: Tensor, started: float, keep_logits: bool = False) -> LearnStats:
-        """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order."""
+    def _eager_step(self, xb: Tensor, yb: Tensor, started: float, keep_logits: bool = False,
+                    finite: bool = False) -> LearnStats:
+        """The step on autograd (or the Linear/ReLU closed form): every method hook, in the documented order.
+        ``finite``: ``xb`` is known to hold no NaN / Inf (else it is looked at here)."""
         batch = xb.shape[0]
         kept: list[Tensor] | None = None
-        if self.standardizer is not None and _all_finite(xb):
+        if self.standardizer is not None and (finite or _all_finite(xb)):
             # Updated before the forward, so the first rows are already standardised; kept to undo on a skip.
             kept = [b.clone() for b in self.standardizer.buffers()]
             self.standardizer.update(xb)
@@ -1097,7 +1105,6 @@ SCALE_RATIO = 10.0
 # quarter), of its tabular streams at most 20% (single agrawal rows reach 33%: 2.5% of them).
 BOUNDED_SCALE = 1.0
 SPARSE_FRACTION = 0.25
-F16_MAX = 65504.0     # float16's largest finite value
 F16_CHECK_ROWS = 256  # rows the standardiser has seen before float16's precision is judged against their spread
 
 
