@@ -9,25 +9,9 @@ from edge_cl.bench.fit_report import fit_report_markdown
 from edge_cl.bench.fit_sweep import MonotoneCost, largest_within, run_sweep
 from edge_cl.bench.runner import build_model
 from edge_cl.learner import OnlineLearner
+from tests.bench.test_budget_fit import CONFIG as TEMPLATE
 
-CONFIG = """
-[input]
-dim = 8
-num_classes = 3
-[model]
-type = "mlp"
-input_dim = 8
-hidden = [16]
-num_classes = 3
-[learner]
-budget_bytes = 40000
-importance = "mas"
-replay_batch = 4
-device = "cpu"
-[bench]
-latency_budget_ms = 5.0
-batch = 4
-"""
+CONFIG = TEMPLATE.format(budget=40000, bench="[bench]\nlatency_budget_ms = 5.0\nbatch = 4")
 
 
 @pytest.fixture

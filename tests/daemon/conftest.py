@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.broker import Mosquitto, find_mosquitto
 
@@ -40,3 +41,12 @@ def edge_cl_logs_reach_caplog() -> Iterator[None]:
     logger.propagate = True
     yield
     logger.propagate = was
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread, as `edge-cl run` sets it; the count is restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -23,12 +23,7 @@ from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Spool
 DIM, CLASSES = 6, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/daemon/conftest.py
 
 
 def test_sizer_doubles_on_full_chunks_resets_when_drained_and_halves_over_target() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from edge_cl.config import parse_config
 from edge_cl.daemon.codec import encode_json
@@ -31,12 +30,7 @@ def config(tmp_path: Path, **spool: object):  # type: ignore[no-untyped-def]
     })
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/daemon/conftest.py
 
 
 def make(tmp_path: Path, **spool: object) -> tuple[Daemon, Spool]:
