@@ -16,11 +16,10 @@ from edge_cl.daemon.service import Daemon
 from edge_cl.daemon.snapshots import export_one, find_publisher, make_job
 from edge_cl.daemon.spool import SAMPLE, Incoming, Spool
 from edge_cl.export import export_onnx
-from tests.daemon.test_service import one_thread  # noqa: F401 - its autouse one-thread fixture applies here too
 
 DIM, CLASSES, STEPS, EVERY = 6, 3, 40, 7
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]  # tests/daemon/conftest.py
 
 
 def _daemon(workdir: Path) -> tuple[Daemon, Spool]:
