@@ -1,8 +1,8 @@
 """The daemon: wires config, spool, MQTT link, learner, metrics, checkpoints and snapshots; owns lifecycle.
 
-Threads: the caller's thread runs the learning loop (it alone touches the learner), the MQTT link owns
-its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
-consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
+Threads: the caller's thread runs the learning loop (it alone touches the learner), each MQTT session (samples;
+labels, in a session of their own) owns its network thread, the snapshot worker exports ONNX, prometheus-client
+serves HTTP. The learner consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
 samples still waiting and the early labels, so after a crash every message is learned exactly once
 relative to the restored model. A disk that refuses writes stops neither thread: a failing checkpoint is
 retried with backoff (edge_cl.daemon.retry), and while the spool refuses writes the learner predicts the
@@ -33,10 +33,10 @@ from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
+from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing, Role
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
+from edge_cl.daemon.spool import LABEL, SAMPLE, Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -48,6 +48,7 @@ EXIT_BROKER = 2
 EXIT_ERROR = 3
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
+LABEL_ROWS_PER_CHUNK = 512  # label rows a chunk may hold beyond its batch of samples (see chunk_of)
 
 
 def id_digest(mid: str) -> int:
@@ -116,6 +117,7 @@ class Daemon:
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
         self._link: MqttLink | None = None
+        self._labels_link: MqttLink | None = None  # the labels' own session (when topics.labels is set)
         self._snap_step = -1
         self.outbox = Outbox(10_000, self.metrics)
         self.history = StatusHistory()
@@ -198,6 +200,7 @@ class Daemon:
         spool = open_spool(cfg)
         server = None
         link: MqttLink | None = None
+        labels_link: MqttLink | None = None
         worker: SnapshotWorker | None = None
         code = EXIT_OK
         consistent = False  # True once the loop ended between two chunks: safe to checkpoint
@@ -218,21 +221,31 @@ class Daemon:
                          f", status page on http://{cfg.metrics.host}:{self.metrics_port}/"
                          if cfg.metrics.page_enabled else "")
             worker = self._start_snapshots()
-            outbox = self.outbox
-            link = MqttLink(cfg.broker, cfg.topics, self.codec,
-                            lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
-                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s,
-                            hold_limit=self.hold_limit)
-            self._link = link
+            spooled = threading.Condition()  # either session's spool write wakes the learning loop
+
+            def make_link(role: Role) -> MqttLink:
+                return MqttLink(cfg.broker, cfg.topics, self.codec, lambda: open_spool(cfg), self.metrics,
+                                self.outbox, lambda: self.progress.position, seed=cfg.learner.seed,
+                                warn_interval_s=cfg.logging.warn_interval_s, hold_limit=self.hold_limit, role=role,
+                                spooled=spooled)
+
+            if cfg.topics.labels:
+                # Labels in a session of their own, so that a storm of them never queues ahead of a sample at
+                # the broker. Started first: its subscription stands before the samples session drops the labels
+                # subscription an older edge_cl left in it (no label published in between is lost).
+                labels_link = self._labels_link = make_link(Role.LABELS)
+                labels_link.start()
+            link = self._link = make_link(Role.SAMPLES if cfg.topics.labels else Role.ALL)
             link.start()
             self.ready.set()
             self._loop(stop, spool, link, worker)
             consistent = True
-            if link.fatal is not None:
-                code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
-                self.exit_reason = str(link.fatal)
-                if isinstance(link.fatal, BrokerError):
-                    log.error("stopping: %s", link.fatal)
+            fatal = self._fatal(link)
+            if fatal is not None:
+                code = EXIT_BROKER if isinstance(fatal, BrokerError) else EXIT_ERROR
+                self.exit_reason = str(fatal)
+                if isinstance(fatal, BrokerError):
+                    log.error("stopping: %s", fatal)
                 else:  # the link logged its cause (a full spool disk ...) when it stopped: once is enough
                     log.error("stopping: the MQTT link stopped (cause logged above)")
         except BrokerError as exc:
@@ -250,16 +263,18 @@ class Daemon:
             code = EXIT_ERROR
         finally:
             self.ready.set()
-            if link is not None:
-                link.stop_intake()
+            for each in (link, labels_link):
+                if each is not None:
+                    each.stop_intake()
             if consistent:
                 self._guard("checkpoint", lambda: self._final_checkpoint(spool))
             if worker is not None:
                 fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
                 final = make_job(self.learner, self.snapshot_input_shape()) if fresh else None
                 self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
-            if link is not None:
-                self._guard("disconnect", lambda: link.close(timeout=3.0))
+            for each in (link, labels_link):
+                if each is not None:
+                    self._guard("disconnect", functools.partial(each.close, timeout=3.0))
             if server is not None:
                 self._guard("metrics server", lambda: (server.shutdown(), server.server_close()))
             if self.fleet is not None:
@@ -296,7 +311,7 @@ class Daemon:
         last_ckpt_t = last_snap_t = last_stats_t = time.monotonic()
         last_ckpt_step = last_snap_step = self.learner.step
         ckpt_position = self.progress.position
-        while not stop.is_set() and link.fatal is None:
+        while not stop.is_set() and self._fatal(link) is None:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
             self._predict_held(link)
@@ -325,21 +340,21 @@ class Daemon:
         rows read (0: the spool is drained)."""
         t0 = time.perf_counter()
         limit = self.sizer.limit
-        rows = spool.read_after(self.progress.position, limit)
+        rows, weight = chunk_of(spool.read_after(self.progress.position, limit + LABEL_ROWS_PER_CHUNK), limit)
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)
         if not rows:
             return 0
         try:
-            self._process(rows)
+            self._process(rows, weight)
         except Exception:  # one poison chunk must not crash-loop the daemon
             log.exception("internal error on spool rows %d..%d; skipping them", rows[0].seq, rows[-1].seq)
             self.metrics.samples_skipped.labels("internal_error").inc(len(rows))
             self.progress.position = rows[-1].seq
-        self.sizer.done(len(rows), time.perf_counter() - t0)
+        self.sizer.done(weight, time.perf_counter() - t0)
         self.metrics.batch_limit.set(self.sizer.limit)
         return len(rows)
 
-    def _process(self, rows: list[Row]) -> None:
+    def _process(self, rows: list[Row], weight: int | None = None) -> None:
         """Predict every sample of the chunk, then go through its rows in spool order: a labelled sample, or a
         label that completes a waiting one, joins the step (learned in the order their rows came, whatever the
         chunk's size), a dead letter goes out; then learn the step."""
@@ -349,7 +364,7 @@ class Daemon:
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
         # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
         # step's own forward where it gives the same prediction (edge_cl.step_logits): one forward, not two.
-        single = bool(samples) and self._single_forward(len(rows))
+        single = bool(samples) and self._single_forward(len(rows) if weight is None else weight)
         step = int(self.learner.step)
         proba: list[np.ndarray | None] = [None] * len(samples)
         # Samples predicted from memory while the spool refused writes: learned now, not predicted again.
@@ -399,6 +414,11 @@ class Daemon:
             if single:
                 self._finish_predictions(samples, late, logits, proba, step, quiet)
         self.progress.position = rows[-1].seq
+
+    def _fatal(self, link: MqttLink) -> BaseException | None:
+        """Why a session stopped (the samples session's reason first), or None while both run."""
+        labels = self._labels_link
+        return link.fatal if link.fatal is not None or labels is None else labels.fatal
 
     def _predict_held(self, link: MqttLink) -> None:
         """Predict the samples the link holds in memory while the spool refuses writes (each once)."""
@@ -676,6 +696,23 @@ class Daemon:
                 "received": m.value("edge_cl_messages_received_total", kind="sample"),
                 "predictions": m.value("edge_cl_predictions_published_total"),
                 "bad_inputs": sum(m.value("edge_cl_bad_inputs_total", reason=r.value) for r in _reasons())}
+
+
+def chunk_of(rows: list[Row], limit: int) -> tuple[list[Row], int]:
+    """The leading rows up to and including the ``limit``-th that is not a label, and how many of those there are.
+
+    Label rows do not count against the batch: one costs the learner a lookup in the label join, and counted like
+    samples, a storm of labels for unknown ids made the loop crawl through them ``max_batch`` at a time while the
+    samples spooled after them waited (issue #26). A label that completes a waiting sample still joins the step,
+    and :meth:`Daemon._learn` splits a step larger than the batch.
+    """
+    weight = 0
+    for k, row in enumerate(rows):
+        if row.kind != LABEL:
+            weight += 1
+            if weight == limit:
+                return rows[:k + 1], weight
+    return rows, weight
 
 
 def torch_softmax(logits: Any) -> np.ndarray:
