@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
 from edge_cl.daemon.batching import BatchSizer, scaled_replay
+from edge_cl.daemon.checkpoint_writer import CheckpointWriter
+from edge_cl.daemon.checkpoints import CheckpointJob
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
 from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
@@ -46,6 +49,7 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
+CHECKPOINT_WAIT_S = 60.0  # longest wait at shutdown for a checkpoint write in progress
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
 LABEL_ROWS_PER_CHUNK = 512  # label rows a chunk may hold beyond its batch of samples (see chunk_of)
@@ -116,6 +120,10 @@ class Daemon:
         self.hold_limit = 10_000  # messages held in memory while the spool refuses writes (beyond: at the broker)
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
+        # Checkpoints are serialised and written on the writer's thread (edge_cl.daemon.checkpoint_writer); how the
+        # state reaches the disk is a seam the fault tests replace.
+        self.checkpoint_writer: CheckpointWriter[CheckpointJob] = CheckpointWriter(self._write_in_background)
+        self.save_state: Callable[[dict[str, Any], Path, int], object] = save_state
         self._link: MqttLink | None = None
         self._labels_link: MqttLink | None = None  # the labels' own session (when topics.labels is set)
         self._snap_step = -1
@@ -311,28 +319,39 @@ class Daemon:
         last_ckpt_t = last_snap_t = last_stats_t = time.monotonic()
         last_ckpt_step = last_snap_step = self.learner.step
         ckpt_position = self.progress.position
-        while not stop.is_set() and self._fatal(link) is None:
-            if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
-                self.fleet.apply_pending(self.learner)
-            self._predict_held(link)
-            if not self.next_chunk(spool):
-                with link.spooled:
-                    link.spooled.wait(0.02)
-            now = time.monotonic()
-            if now - last_stats_t >= 0.5:
-                last_stats_t = now
-                self._expire(now)
-                self._refresh_gauges(spool)
-            step = self.learner.step
-            if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
-                    and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
-                    and self._try_checkpoint(spool):
-                last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
-            if worker is not None and step > last_snap_step and (
-                    step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
-                if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
-                    self._snap_step = step
-                last_snap_step, last_snap_t = step, now
+        submitted = (last_ckpt_step, last_ckpt_t, ckpt_position)
+        try:
+            while not stop.is_set() and self._fatal(link) is None:
+                if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
+                    self.fleet.apply_pending(self.learner)
+                self._predict_held(link)
+                if not self.next_chunk(spool):
+                    with link.spooled:
+                        link.spooled.wait(0.02)
+                now = time.monotonic()
+                if now - last_stats_t >= 0.5:
+                    last_stats_t = now
+                    self._expire(now)
+                    self._refresh_gauges(spool)
+                step = self.learner.step
+                if self.checkpoint_writer.outcome():  # the last one submitted is written: the schedule restarts
+                    last_ckpt_step, last_ckpt_t, ckpt_position = submitted
+                # Copied here, written by the writer thread: a slow or full disk holds up neither predictions nor
+                # learning. One at a time; a failed one is submitted again when the retry's backoff allows.
+                if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
+                        and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
+                        and not self.checkpoint_writer.busy \
+                        and self.checkpoint_writer.submit(self._checkpoint_job()):
+                    submitted = (step, now, self.progress.position)
+                if worker is not None and step > last_snap_step and (
+                        step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
+                    if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
+                        self._snap_step = step
+                    last_snap_step, last_snap_t = step, now
+        finally:  # the final checkpoint (run) comes after the one in progress, never beside it
+            if not self.checkpoint_writer.close(timeout=CHECKPOINT_WAIT_S):
+                log.error("a checkpoint write still runs after %.0fs (a stuck disk?); stopping without waiting for it",
+                          CHECKPOINT_WAIT_S)
 
     # ---- one chunk of spooled messages ------------------------------------------------------------------
     def next_chunk(self, spool: Spool) -> int:
@@ -634,15 +653,18 @@ class Daemon:
         self._page = snapshot(lr, report, self.metrics.registry, depth)
 
     def _try_checkpoint(self, spool: Spool) -> bool:
-        """Checkpoint; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
-        path = self._checkpoint_path()
+        """Checkpoint now, on the calling thread; False when the disk refused (see :meth:`_try_write`)."""
+        return self._try_write(self._checkpoint_job(), spool)
+
+    def _try_write(self, job: CheckpointJob, spool: Spool | None) -> bool:
+        """Write ``job``; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
         try:
-            self._checkpoint(spool)
+            self._write_checkpoint(job, spool)
         except OSError as exc:
             self.metrics.checkpoint_failures.inc()
-            self.checkpoint_retry.failed(path, exc)
+            self.checkpoint_retry.failed(job.path, exc)
             return False
-        self.checkpoint_retry.succeeded(path)
+        self.checkpoint_retry.succeeded(job.path)
         return True
 
     def _final_checkpoint(self, spool: Spool) -> None:
@@ -653,25 +675,51 @@ class Daemon:
     def _checkpoint_path(self) -> Path:
         return self.cfg.checkpoint.dir / f"ckpt-{self.progress.position:012d}.pt"
 
-    def _checkpoint(self, spool: Spool) -> Path:
-        """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
-        cc = self.cfg.checkpoint
-        path = self._checkpoint_path()
-        self.learner.save(path, extra=self.progress.extra(self.join))
-        os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
+    def _checkpoint_job(self) -> CheckpointJob:
+        """A copy of the learner's state and the progress it stands for (learning loop, between two chunks)."""
+        extra = self.progress.extra(self.join)
+        self.learner.extra = dict(extra)
         pending = self.join.pending_seqs()
-        checkpoints.write_record(path, min([self.progress.position, *(s - 1 for s in pending)]))
+        return CheckpointJob(self._checkpoint_path(), checkpoints.copied(self.learner.state_dict()),
+                             min([self.progress.position, *(s - 1 for s in pending)]), int(self.learner.step))
+
+    def _checkpoint(self, spool: Spool) -> Path:
+        """Checkpoint now, on the calling thread (tests; the final checkpoint at shutdown)."""
+        job = self._checkpoint_job()
+        self._write_checkpoint(job, spool)
+        return job.path
+
+    def _write_checkpoint(self, job: CheckpointJob, spool: Spool | None) -> None:
+        """Write ``job`` atomically with its integrity record, drop old checkpoints, free spooled payloads now safe
+        (any thread: it touches no live state of the learner)."""
+        cc = self.cfg.checkpoint
+        self.save_state(job.state, job.path, cc.file_mode)
+        checkpoints.write_record(job.path, job.safe)
         self.metrics.checkpoints.inc()
-        self._last_ckpt_path = path
+        self._last_ckpt_path = job.path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
         upto = checkpoints.prune(cc.dir, cc.keep)
         try:
+            if spool is None:
+                raise SpoolError(f"spool.path={str(self.cfg.spool.path)!r}: cannot be opened")
             spool.compact(upto, self.cfg.spool.dedupe_window)
         except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
             self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
-                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
-        log.debug("checkpoint %s (step %d)", path, self.learner.step)
-        return path
+                            "checkpoint tries again", self.cfg.spool.path, job.path.name, exc.__cause__ or exc)
+        log.debug("checkpoint %s (step %d)", job.path, job.step)
+
+    def _write_in_background(self, job: CheckpointJob) -> bool:
+        """The checkpoint writer thread's work: ``job`` with the retry's bookkeeping, on a spool connection of its
+        own (SQLite connections are per thread)."""
+        try:
+            spool: Spool | None = open_spool(self.cfg)
+        except (OSError, sqlite3.Error):  # the checkpoint can still be written; compaction waits for the next one
+            spool = None
+        try:
+            return self._try_write(job, spool)
+        finally:
+            if spool is not None:
+                spool.close()
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
@@ -696,6 +744,13 @@ class Daemon:
                 "received": m.value("edge_cl_messages_received_total", kind="sample"),
                 "predictions": m.value("edge_cl_predictions_published_total"),
                 "bad_inputs": sum(m.value("edge_cl_bad_inputs_total", reason=r.value) for r in _reasons())}
+
+
+def save_state(state: dict[str, Any], path: Path, mode: int) -> None:
+    """Write a learner state atomically with permissions ``mode`` (torch imported here, not with the module)."""
+    from edge_cl.state_file import atomic_save
+
+    atomic_save(state, path, mode)
 
 
 def chunk_of(rows: list[Row], limit: int) -> tuple[list[Row], int]:
