@@ -58,11 +58,11 @@ def test_samples_are_predicted_while_a_label_storm_waits(broker: Mosquitto, tmp_
             assert wait_until(lambda: d.progress.learned == len(valid), 20), d.progress.learned
             # predicted and learned with not one label of the storm spooled: nothing queued them behind it
             assert d.metrics.value("edge_cl_label_join_evicted_total", reason="early_labels") == 0
-            assert not d.join.early_labels()
+            assert d.join.early_count() == 0
         finally:
             release.set()
         early = d.cfg.labels.early_labels
-        assert wait_until(lambda: len(d.join.early_labels()) == min(early, len(storm)), 30)
+        assert wait_until(lambda: d.join.early_count() == min(early, len(storm)), 30)
         assert d.metrics.value("edge_cl_duplicates_total") == 0
     assert {m["id"] for m in col.json("t/predictions")} == {i for i, _, _ in valid}
     col.close()
@@ -87,7 +87,7 @@ def test_a_session_from_before_the_split_does_not_get_labels_twice(broker: Mosqu
     cfg = daemon_toml(tmp_path / "d", broker.port)
     with running(cfg) as d:
         publish_all(broker.port, "t/labels", [json.dumps({"id": f"a{k}", "y": 0}).encode() for k in range(50)])
-        assert wait_until(lambda: len(d.join.early_labels()) == 50, 20), len(d.join.early_labels())
+        assert wait_until(lambda: d.join.early_count() == 50, 20), d.join.early_count()
         assert wait_until(lambda: d.metrics.value("edge_cl_messages_received_total", kind="label") >= 50, 5)
         assert d.metrics.value("edge_cl_duplicates_total") == 0
         assert d.metrics.value("edge_cl_messages_received_total", kind="label") == 50
