@@ -244,6 +244,9 @@ class Daemon:
                 labels_link = self._labels_link = make_link(Role.LABELS)
                 labels_link.start()
             link = self._link = make_link(Role.SAMPLES if cfg.topics.labels else Role.ALL)
+            sessions = [each for each in (labels_link, link) if each is not None]
+            # One gauge for both sessions, read when scraped: 1 only while every one is up.
+            self.metrics.connected.set_function(lambda: float(all(each.connected for each in sessions)))
             link.start()
             self.ready.set()
             self._loop(stop, spool, link, worker)
