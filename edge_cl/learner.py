@@ -818,10 +818,10 @@ class OnlineLearner:
         if len({d.key for d in draws}) != len(draws):
             raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
                              f"{[d.key for d in draws]}; each method must use keys of its own")
-        # A skipped step must leave the random state as it was, so keep it before the draws consume it.
-        # The transaction's copy, when there is one: nothing draws random numbers between the two.
-        rng_state = ((self._transaction.generator if self._transaction is not None else self.generator.get_state())
-                     if draws and len(self.buffer) else None)
+        # A skipped step must leave the random state as it was (the draws, or a method's loss, consume it): the
+        # transaction's copy, taken before anything in this step drew a random number.
+        rng_state = (self._transaction.generator if self._transaction is not None
+                     else self.generator.get_state() if draws and len(self.buffer) else None)
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
         for m in self._hooked["begin_step"]:
             call(m, "begin_step", self.step)
