@@ -33,7 +33,8 @@ from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
+from edge_cl.daemon.mqtt_source import BrokerError, MqttLink
+from edge_cl.daemon.outbox import Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
@@ -48,6 +49,16 @@ EXIT_BROKER = 2
 EXIT_ERROR = 3
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
+
+
+class Prediction(msgspec.Struct):
+    """A published prediction: the JSON object ``{"id", "pred", "proba", "model_step", "latency_ms"}``."""
+
+    id: str
+    pred: int
+    proba: list[float]
+    model_step: int
+    latency_ms: float
 
 
 def id_digest(mid: str) -> int:
@@ -344,7 +355,7 @@ class Daemon:
         label that completes a waiting one, joins the step (learned in the order their rows came, whatever the
         chunk's size), a dead letter goes out; then learn the step."""
         t0 = time.perf_counter()
-        decoded = [(row, self.intake.read(row)) for row in rows]
+        decoded = list(zip(rows, self.intake.read_many(rows)))
         samples: list[tuple[Row, Sample]] = [(row, got) for row, got in decoded if isinstance(got, Sample)]
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
         # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
@@ -471,15 +482,16 @@ class Daemon:
         now = time.time()
         qos = self.cfg.topics.predictions_qos
         topic = self.cfg.topics.predictions
-        sent = 0
+        encode = self._json.encode
         observe = self.metrics.prediction_latency.observe
+        out: list[Outgoing] = []
         for k, i in enumerate(known):
             row, s = samples[i]
             waited = now - row.received
             observe(max(waited, 0.0))
-            msg = {"id": s.id, "pred": preds[k], "proba": rounded[k], "model_step": step,
-                   "latency_ms": round(waited * 1000.0, 3)}
-            sent += self._send(Outgoing(topic, self._json.encode(msg), qos))
+            out.append(Outgoing(topic, encode(Prediction(s.id, preds[k], rounded[k], step, round(waited * 1000.0, 3))),
+                                qos))
+        sent = self._send_many(out)
         self.metrics.predictions_published.inc(sent)
         self.metrics.stage["publish"].inc(time.perf_counter() - t0)
 
@@ -573,19 +585,27 @@ class Daemon:
         self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
-        """Queue a message for the broker. While connected, wait for room: the network thread drains the queue
-        every few milliseconds, and dropping after a short wait lost predictions behind a storm of labels. While
-        the broker is away, drop (counted) at once rather than stall learning on a full queue."""
+        """Queue one message for the broker (see :meth:`_send_many`)."""
+        return self._send_many([msg]) == 1
+
+    def _send_many(self, msgs: list[Outgoing]) -> int:
+        """Queue messages for the broker, in order, in one hand-over; how many were queued. While connected, wait
+        for room: the network thread drains the queue every few milliseconds, and dropping after a short wait lost
+        predictions behind a storm of labels. While the broker is away, drop (counted) at once rather than stall
+        learning on a full queue."""
         deadline = time.monotonic() + SEND_WAIT_S
+        done = 0
         while self._link is not None and self._link.connected and self._link.fatal is None:
-            if self.outbox.put(msg, timeout=0.5, count_drop=False):
-                return True
+            done += self.outbox.put_many(msgs[done:], timeout=0.5, count_drop=False)
+            if done == len(msgs):
+                return done
             if time.monotonic() > deadline:
-                self._warn_once("outbox", "outbound queue full for %.0fs while connected: message to %s dropped "
-                                "(edge_cl_outbound_dropped_total)", SEND_WAIT_S, msg.topic)
-                self.outbox.dropped()
-                return False
-        return self.outbox.put(msg, timeout=0.0)
+                self._warn_once("outbox", "outbound queue full for %.0fs while connected: %d message(s) to %s "
+                                "dropped (edge_cl_outbound_dropped_total)", SEND_WAIT_S, len(msgs) - done,
+                                msgs[done].topic)
+                self.outbox.dropped(len(msgs) - done)
+                return done
+        return done + self.outbox.put_many(msgs[done:], timeout=0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)

@@ -33,6 +33,10 @@ CREATE INDEX IF NOT EXISTS spool_live ON spool(seq, nbytes) WHERE payload IS NOT
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_INSERT = "INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) VALUES "
+_ROW = "(?,?,?,?,?,?)"
+_ROWS_PER_INSERT = 150  # 6 parameters a row: under SQLite's historical limit of 999 per statement
+
 
 @dataclass(frozen=True)
 class Row:
@@ -110,20 +114,48 @@ class Spool:
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for it in items:
-                if self.dedupe_window_s is not None and it.msg_id is not None:
+            if self.dedupe_window_s is None:
+                out = self._insert_rows(cur, items, now)
+            else:
+                for it in items:
                     # An id last seen longer ago than the window is a new message (a device counter restarted):
                     # the old row keeps its payload and seq, it only gives up its id.
                     cur.execute("UPDATE spool SET msg_id = NULL WHERE kind = ? AND msg_id = ? AND received < ?",
                                 (it.kind, it.msg_id, now - self.dedupe_window_s))
-                cur.execute("INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) "
-                            "VALUES (?,?,?,?,?,?)",
-                            (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
-                out.append(cur.lastrowid if cur.rowcount == 1 else None)
+                    cur.execute(_INSERT + _ROW, (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
+                    out.append(cur.lastrowid if cur.rowcount == 1 else None)
             cur.execute("COMMIT")
         except BaseException as exc:
             self._abort(exc)
             raise
+        return out
+
+    def _insert_rows(self, cur: sqlite3.Cursor, items: Sequence[Incoming], now: float) -> list[int | None]:
+        """Insert ``items`` with a few multi-row statements (inside the caller's transaction); their seqs.
+
+        Python's sqlite3 lets go of the GIL for each statement step: one INSERT per message made the network
+        thread wait for the learning loop to hand the GIL back once a message (issue #27). New rows take
+        consecutive seqs in order; when some were duplicates (ignored), the rows inserted are read back to tell
+        which.
+        """
+        first = self.last_seq() + 1
+        inserted = 0
+        for i in range(0, len(items), _ROWS_PER_INSERT):
+            part = items[i:i + _ROWS_PER_INSERT]
+            params = [v for it in part for v in (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload)]
+            cur.execute(_INSERT + ",".join([_ROW] * len(part)), params)
+            inserted += cur.rowcount
+        if inserted == len(items):
+            return list(range(first, first + len(items)))
+        rows = cur.execute("SELECT seq, kind, msg_id FROM spool WHERE seq >= ? ORDER BY seq", (first,)).fetchall()
+        out: list[int | None] = []
+        j = 0
+        for it in items:  # the rows inserted are the items that were not duplicates, in order
+            if j < len(rows) and rows[j][1] == it.kind and rows[j][2] == it.msg_id:
+                out.append(int(rows[j][0]))
+                j += 1
+            else:
+                out.append(None)
         return out
 
     def put_salvaging(self, items: Sequence[Incoming],
