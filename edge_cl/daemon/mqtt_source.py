@@ -135,11 +135,9 @@ class MqttLink:
         kwargs: dict[str, Any] = {}
         if not v5:
             kwargs["clean_session"] = False  # 3.1.1: the persistent session
-        class _BatchingClient(mqtt.Client):  # type: ignore[misc]
-            def _create_socket(self) -> Any:
-                return BatchedSocket(super()._create_socket())
+        from edge_cl.daemon.paho_lean import LeanClient
 
-        client = _BatchingClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.broker.client_id,
+        client = LeanClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.broker.client_id,
                              protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **kwargs)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(0)  # unlimited in paho; the link sends at most PUBLISH_WINDOW (_drain_outbox)

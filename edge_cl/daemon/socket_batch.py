@@ -29,7 +29,8 @@ class BatchedSocket:
         self._wbuf = bytearray()
         self._retry = 0  # length of a send that would block: TLS wants the retry with the same bytes
         self._batching = 0
-        self._error: OSError | None = None  # a failed flush, raised to paho on its next read or write
+        self._error: OSError | None = None  # a failed flush or read, raised to paho on its next read or write
+        self._eof = False
 
     # ---- reading ------------------------------------------------------------------------------------------------
     def recv(self, bufsize: int) -> bytes:
@@ -38,6 +39,8 @@ class BatchedSocket:
         self._raise_error()
         left = len(self._rbuf) - self._rpos
         if left <= 0:
+            if self._eof:
+                return b""
             data = self._sock.recv(max(bufsize, READ_SIZE))
             if len(data) <= bufsize:
                 return data
@@ -48,6 +51,43 @@ class BatchedSocket:
         if self._rpos >= len(self._rbuf):
             self._rbuf, self._rpos = b"", 0
         return out
+
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """The next whole MQTT packet as (first byte, body after the remaining length), taken from what was read,
+        reading once more if nothing waits; None when no whole packet is at hand (paho's own byte-wise read then
+        goes on, and meets any socket error or end of stream itself)."""
+        if self._error is not None or len(self._rbuf) - self._rpos < 2:
+            if len(self._rbuf) > self._rpos:
+                return None  # a fragment: left to paho's byte-wise read
+            try:
+                data = self._sock.recv(READ_SIZE)
+            except _WOULD_BLOCK:
+                return None
+            except OSError as exc:
+                self._error = exc
+                return None
+            if not data:  # end of stream: recv() gives paho the empty read it reports as a lost connection
+                self._eof = True
+                return None
+            self._rbuf, self._rpos = data, 0
+        buf, pos = self._rbuf, self._rpos
+        end = len(buf)
+        n, shift, k = 0, 0, pos + 1
+        while True:
+            if k >= end or shift > 21:
+                return None
+            b = buf[k]
+            n |= (b & 0x7F) << shift
+            k += 1
+            if not b & 0x80:
+                break
+            shift += 7
+        if k + n > end:
+            return None
+        self._rpos = k + n
+        if self._rpos >= end:
+            self._rbuf, self._rpos = b"", 0
+        return buf[pos], buf[k:k + n]
 
     def pending(self) -> int:
         """Bytes readable without touching the socket (paho's loop then skips its wait and reads)."""

@@ -110,3 +110,15 @@ def test_over_a_real_socket_pair() -> None:
     assert s.recv(2) == b"he" and s.pending() == 3 and s.recv(3) == b"llo"
     s.close()
     b.close()
+
+
+def test_take_packet_gives_whole_packets_and_leaves_fragments_to_recv() -> None:
+    big = b"\x32\x82\x01" + b"p" * 130  # remaining length 130 in two bytes
+    raw = FakeSock([b"\x40\x02\x00\x01" + big + b"\x30\x05ab", b"cde", b""])
+    s = BatchedSocket(raw)
+    assert s.take_packet() == (0x40, b"\x00\x01")
+    assert s.take_packet() == (0x32, b"p" * 130)
+    assert s.take_packet() is None  # a fragment: paho reads it byte-wise
+    assert s.recv(1) == b"\x30" and s.recv(1) == b"\x05" and s.recv(5) == b"ab"
+    assert s.recv(3) == b"cde"
+    assert s.take_packet() is None and s.recv(1) == b""  # end of stream: paho sees the empty read
