@@ -133,7 +133,7 @@ class Daemon:
         self._page: dict[str, Any] = {}
         self.fleet: FleetChannel | None = None  # edge_cl.fleet: the loopback channel a Flower ClientApp uses
         lc = cfg.learner
-        self.sizer = BatchSizer(lc.max_batch, lc.backlog_bound, lc.latency_target_ms / 1000.0)
+        self.sizer = BatchSizer(lc.max_batch, lc.chunk_bound, lc.latency_target_ms / 1000.0)
         self._single_forward_said: str | None = ""  # the last reason logged for (not) predicting in the step
         self._json = msgspec.json.Encoder()  # predictions' JSON (compact; json.dumps cost ~7 us a message)
 
@@ -513,7 +513,7 @@ class Daemon:
                 self.metrics.samples_skipped.labels("catch_up").inc(dropped)
             items = [it for it, k in zip(items, keep) if k]
         lc = self.cfg.learner
-        mb = max(lc.max_batch, self.sizer.limit)
+        mb = min(max(lc.max_batch, self.sizer.limit), lc.backlog_bound)  # a chunk may hold several steps
         for i in range(0, len(items), mb):
             part = items[i:i + mb]
             x = np.stack([it[1] for it in part])
