@@ -14,7 +14,7 @@ outage), the drain rate is N / (first -> last prediction received), then a stead
 ``--steady-rate`` for ``--after-seconds`` measures receipt -> prediction once the backlog is gone.
 
     python benchmarks/daemon_throughput.py [--messages 4000] [--formats json,binary] [--max-batch 16]
-        [--backlog-max-batch 64] [--latency-target-ms 50] [--backlog 50000] [--lag-high-water 10000]
+        [--backlog-max-batch 64] [--backlog-max-chunk 64] [--latency-target-ms 50] [--backlog 50000] [--lag-high-water 10000]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ device = "{device}"
 threads = 1
 max_batch = {max_batch}
 backlog_max_batch = {backlog_max_batch}
+backlog_max_chunk = {backlog_max_chunk}
 latency_target_ms = {latency_target_ms}
 [checkpoint]
 dir = "ckpt"
@@ -251,6 +252,7 @@ def main() -> int:
     ap.add_argument("--formats", default="json,binary", help="burst runs, comma-separated ('' for none)")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--backlog-max-batch", type=int, default=64, help="learner.backlog_max_batch (= max-batch: fixed)")
+    ap.add_argument("--backlog-max-chunk", type=int, default=64, help="learner.backlog_max_chunk")
     ap.add_argument("--latency-target-ms", type=float, default=50.0, help="learner.latency_target_ms")
     ap.add_argument("--lag-high-water", type=int, default=10_000,
                     help="spool.lag_high_water: above it the daemon learns a subsample (raise it to learn everything)")
@@ -264,7 +266,8 @@ def main() -> int:
                     help="BENCHMARKS.md section written (a drain run alone: e.g. daemon-throughput-backlog)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
     args = ap.parse_args()
-    opts = {"max_batch": args.max_batch, "backlog_max_batch": args.backlog_max_batch, "device": args.device,
+    opts = {"max_batch": args.max_batch, "backlog_max_batch": args.backlog_max_batch,
+            "backlog_max_chunk": args.backlog_max_chunk, "device": args.device,
             "latency_target_ms": args.latency_target_ms, "lag_high_water": args.lag_high_water}
     after = int(args.steady_rate * args.after_seconds) if args.backlog else 0
     if args.backlog and after < 1:
@@ -322,7 +325,8 @@ def main() -> int:
                           + " / ".join(f"{r['cpu_us'][k]:.0f}" for k in ("loop", "others")) + " |")
     body = (f"Daemon end to end (Mosquitto MQTT 5 -> spool (SQLite WAL, synchronous=FULL) -> predict -> learn -> "
             f"prediction published, QoS 1 both ways), MLP 784-100-100-10, MAS, replay 10, max_batch "
-            f"{args.max_batch}, backlog_max_batch {args.backlog_max_batch}, latency target "
+            f"{args.max_batch}, backlog_max_batch {args.backlog_max_batch}, backlog_max_chunk {args.backlog_max_chunk}, "
+            f"latency target "
             f"{args.latency_target_ms:g} ms, lag_high_water {args.lag_high_water}, one torch thread, learner on "
             f"{args.device}; publisher, subscriber, broker and daemon share the machine. In a backlog row, msg/s is the "
             "drain (first to last prediction of the spooled messages) and the latencies are those of the steady "
