@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edge_cl.daemon.metrics import Metrics
@@ -37,6 +37,11 @@ class Outbox:
         self._items: deque[Outgoing] = deque()
         self._room = threading.Condition()
         self._metrics = metrics
+        self._on_put: Callable[[], None] | None = None
+
+    def on_put(self, wake: Callable[[], None] | None) -> None:
+        """Call ``wake`` after each hand-over that queued something (the network thread's wake-up)."""
+        self._on_put = wake
 
     def put(self, msg: Outgoing, timeout: float = 1.0, count_drop: bool = True) -> bool:
         """Queue one message, waiting up to ``timeout`` for room; False (and counted, unless ``count_drop`` is
@@ -64,6 +69,8 @@ class Outbox:
                 if left <= 0:
                     break
                 self._room.wait(left)
+        if done and self._on_put is not None:
+            self._on_put()
         if count_drop and done < len(msgs):
             self.dropped(len(msgs) - done)
         return done

@@ -45,3 +45,17 @@ def test_a_waiting_put_continues_as_the_network_thread_takes() -> None:
     assert box.put_many(msgs(6), timeout=5.0) == 6
     t.join(5)
     assert took == [f"{i}".encode() for i in range(6)]
+
+
+def test_each_hand_over_that_queues_wakes_the_network_thread_once() -> None:
+    box = Outbox(3, Metrics())
+    woken: list[int] = []
+    box.on_put(lambda: woken.append(len(box)))
+    box.put_many(msgs(2))
+    box.put(Outgoing("t", b"x"))
+    box.put_many(msgs(2), timeout=0.0)  # full: nothing queued, nobody woken
+    assert woken == [2, 3]
+    box.on_put(None)
+    box.take(3)
+    box.put_many(msgs(1))
+    assert woken == [2, 3]
