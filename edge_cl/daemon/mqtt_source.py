@@ -65,6 +65,7 @@ class MqttLink:
         # out at once and not at the end of its 5 ms wait; opened and closed by the thread (_run).
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        self._waiting = False  # in select(): only then is a wake-up worth its system call (and GIL hand-off)
         self._consumed = consumed
         self._duplicates = DuplicateWarning(warn_interval_s)
         self._rng = random.Random(seed)
@@ -251,21 +252,26 @@ class MqttLink:
         return rc
 
     def _read(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for the broker, then read what it sent (up to ~256 messages): paho's loop()
-        without its wake-up socket pair, which costs a system call per packet sent and wakes nobody here (this
-        thread alone calls the client)."""
+        """Wait up to ``timeout`` for the broker or for predictions to publish, then read what the broker sent (up
+        to ~256 messages): paho's loop() without paho's wake-up socket pair, which costs a system call per packet
+        sent and wakes nobody here (this thread alone calls the client). The link's own pair is written by the
+        learner only while this thread waits (_wake_network)."""
         import paho.mqtt.client as mqtt
 
         client = self._client
         sock = client.socket()
         if not isinstance(sock, BatchedSocket):
             return int(client.loop(timeout))
+        self._waiting = True  # before looking at the outbox: a hand-over after the look wakes the wait
+        if sock.pending() or (len(self.outbox) and len(client._out_messages) < PUBLISH_WINDOW):
+            timeout = 0.0
         try:
             readable, writable, _ = select.select([sock] if self._wake_r is None else [sock, self._wake_r],
-                                                  [sock] if client.want_write() or sock.unsent else [], [],
-                                                  0.0 if sock.pending() else timeout)
+                                                  [sock] if client.want_write() or sock.unsent else [], [], timeout)
         except (OSError, ValueError, TypeError):  # closed under us: as paho's loop() reports it
             return int(mqtt.MQTT_ERR_CONN_LOST)
+        finally:
+            self._waiting = False
         if self._wake_r is not None and self._wake_r in readable:
             try:
                 self._wake_r.recv(4096)
@@ -496,6 +502,8 @@ class MqttLink:
 
     def _wake_network(self) -> None:
         wake = self._wake_w
+        if not self._waiting:
+            return  # busy: it drains the outbox before its next wait, or sees it queued (_read)
         try:
             if wake is not None:
                 wake.send(b"\0")
