@@ -174,8 +174,9 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         cpu0 = {"daemon": proc_cpu(proc.pid), "broker": proc_cpu(broker_pid), **threads_cpu(proc.pid)}
         t0 = time.perf_counter()
         cpu0["clients"] = time.process_time()  # this process: publisher and subscriber (after the encoding)
+        sent: list[float] = []
         if rate:
-            pub.send_paced(packets, rate)
+            sent = pub.send_paced(packets, rate)
         else:
             pub.send(packets)
         if not pub.wait_acked(len(packets), 120):
@@ -202,6 +203,9 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         broker.stop()
     decode = msgspec.json.Decoder().decode
     got = [decode(p) for p in sub.messages["bench/predictions"]]
+    # What a client sees in a paced run: its publish -> the prediction's arrival (ids m<i> were published at sent[i]).
+    at = {g["id"]: t for g, t in zip(got, stamps)}
+    e2e = np.array([1000.0 * (at[f"m{backlog + i}"] - t) for i, t in enumerate(sent) if f"m{backlog + i}" in at])
     lat = np.array([p["latency_ms"] for p in got[backlog:]])
     writes = m.get("edge_cl_spool_write_seconds_count", 0.0)
     steps = m.get("edge_cl_update_latency_seconds_count", 0.0)
@@ -215,6 +219,7 @@ def run_daemon_once(fmt: str, xs: np.ndarray, ys: np.ndarray, opts: dict[str, An
         "format": fmt, "mode": mode, "messages": count, "payload_bytes": int(np.mean([len(p) for p in payloads])),
         "seconds": seconds, "rate": rate_out, "publish_seconds": t_pub,
         "lat_p50": float(np.percentile(lat, 50)), "lat_p99": float(np.percentile(lat, 99)),
+        "e2e": (float(np.percentile(e2e, 50)), float(np.percentile(e2e, 99))) if len(e2e) else None,
         "spool_write_ms": 1000 * m.get("edge_cl_spool_write_seconds_sum", 0.0) / max(writes, 1),
         "msgs_per_write": m.get('edge_cl_messages_received_total{kind="sample"}', 0.0) / max(writes, 1),
         "update_ms": 1000 * m.get("edge_cl_update_latency_seconds_sum", 0.0) / max(steps, 1),
@@ -304,12 +309,14 @@ def main() -> int:
         print(cost)
     load = os.getloadavg()
     rows = [("| format | publishing | payload (B) | messages | end-to-end msg/s | publish s "
-             "| receipt->prediction p50 / p99 (ms) | spool write (ms) / msgs per write | learn step (ms) / mean batch "
+             "| receipt->prediction p50 / p99 (ms) | client publish->prediction p50 / p99 (ms) "
+             "| spool write (ms) / msgs per write | learn step (ms) / mean batch "
              "| learned / not learned | prequential acc | exit |"),
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        e2e = f"{r['e2e'][0]:.1f} / {r['e2e'][1]:.1f}" if r["e2e"] else "-"
         rows.append(f"| {r['format']} | {r['mode']} | {r['payload_bytes']} | {r['messages']} | **{r['rate']:.0f}** | "
-                    f"{r['publish_seconds']:.1f} | {r['lat_p50']:.1f} / {r['lat_p99']:.1f} | "
+                    f"{r['publish_seconds']:.1f} | {r['lat_p50']:.1f} / {r['lat_p99']:.1f} | {e2e} | "
                     f"{r['spool_write_ms']:.2f} / {r['msgs_per_write']:.1f} | {r['update_ms']:.2f} / {r['batch']:.1f} | "
                     f"{r['learned']} / {r['skipped']} | {r['accuracy']:.3f} | {r['exit']} |")
     stage_rows = ["| format | publishing | " + " | ".join(STAGES) + " | network thread | learning loop "
@@ -329,8 +336,10 @@ def main() -> int:
             f"latency target "
             f"{args.latency_target_ms:g} ms, lag_high_water {args.lag_high_water}, one torch thread, learner on "
             f"{args.device}; publisher, subscriber, broker and daemon share the machine. In a backlog row, msg/s is the "
-            "drain (first to last prediction of the spooled messages) and the latencies are those of the steady "
-            "stream after it.\n"
+            "drain (first to last prediction of the spooled messages) and the latencies and CPU figures are those of "
+            "the steady stream after it. Receipt->prediction is the daemon's own figure (the message's spool write "
+            "to its prediction queued); client publish->prediction is what the publishing client sees, to the "
+            "prediction's arrival at the subscriber (paced runs only).\n"
             f"Machine: {machine_line(args.device)}; load average at the end {load[0]:.1f} / {load[1]:.1f}.\n\n" +
             "\n".join(rows) +
             "\n\nWhere a message's time goes (microseconds per message, from the daemon's edge_cl_stage_seconds_total: "

@@ -152,14 +152,17 @@ class Publisher:
         for i in range(0, len(packets), block):
             self.client.sock.sendall(b"".join(packets[i:i + block]))
 
-    def send_paced(self, packets: Sequence[bytes], rate: float) -> None:
-        """Write packet ``i`` at ``i / rate`` seconds from now (a steady stream)."""
+    def send_paced(self, packets: Sequence[bytes], rate: float) -> list[float]:
+        """Write packet ``i`` at ``i / rate`` seconds from now (a steady stream); the time each was written."""
         t0 = time.perf_counter()
+        sent = []
         for i, p in enumerate(packets):
             ahead = t0 + i / rate - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
+            sent.append(time.perf_counter())
             self.client.sock.sendall(p)
+        return sent
 
     def wait_acked(self, n: int, timeout: float) -> bool:
         """Wait until the broker acknowledged ``n`` publishes in all."""

@@ -13,6 +13,8 @@ path skips their matching.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -53,7 +55,12 @@ class LeanClient(mqtt.Client):  # type: ignore[misc]
         raise NotImplementedError("LeanClient delivers every message to on_message (no per-topic callbacks)")
 
     def _create_socket(self) -> Any:
-        return BatchedSocket(super()._create_socket())
+        sock = super()._create_socket()
+        # Nagle's algorithm held a small write (a prediction after a PUBACK) until the broker's delayed ACK; the
+        # socket wrapper already sends a turn's packets in one write.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return BatchedSocket(sock)
 
     def _packet_read(self) -> Any:
         sock = self._sock
