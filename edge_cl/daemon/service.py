@@ -49,6 +49,7 @@ EXIT_BROKER = 2
 EXIT_ERROR = 3
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
+COMPACT_SLICE = 128  # spooled payloads freed per turn of the learning loop after a checkpoint
 
 
 class Prediction(msgspec.Struct):
@@ -74,11 +75,12 @@ def apply_process_settings(cfg: Config) -> None:
         torch.set_num_threads(cfg.learner.threads)
 
 
-def open_spool(cfg: Config) -> Spool:
-    """A connection to the configured spool (each thread opens its own)."""
+def open_spool(cfg: Config, durable: bool = True) -> Spool:
+    """A connection to the configured spool (each thread opens its own); ``durable=False`` for one that writes
+    nothing but compactions (the learning loop's: see :class:`Spool`)."""
     sc = cfg.spool
     return Spool(sc.path, max_bytes=sc.max_bytes, drop_labeled=sc.overflow.value == "drop-oldest",
-                 dedupe_window_s=sc.dedupe_window_s)
+                 dedupe_window_s=sc.dedupe_window_s, durable=durable)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -136,6 +138,8 @@ class Daemon:
         self.sizer = BatchSizer(lc.max_batch, lc.chunk_bound, lc.latency_target_ms / 1000.0)
         self._single_forward_said: str | None = ""  # the last reason logged for (not) predicting in the step
         self._json = msgspec.json.Encoder()  # predictions' JSON (compact; json.dumps cost ~7 us a message)
+        self._compact_upto = 0  # spool rows at or below it are checkpointed: their payloads may be freed
+        self._compacted = 0  # ... and are, up to here
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -206,7 +210,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set; returns the process exit code."""
         cfg = self.cfg
-        spool = open_spool(cfg)
+        spool = open_spool(cfg, durable=False)
         server = None
         link: MqttLink | None = None
         worker: SnapshotWorker | None = None
@@ -311,7 +315,11 @@ class Daemon:
             if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                 self.fleet.apply_pending(self.learner)
             self._predict_held(link)
-            if not self.next_chunk(spool):
+            # A slice of the payloads the checkpoints freed after every chunk: under a backlog too, or consumed rows
+            # would fill spool.max_bytes and make room by dropping unconsumed ones.
+            rows = self.next_chunk(spool)
+            freed = self._compact_some(spool)
+            if not rows and not freed:
                 with link.spooled:
                     link.spooled.wait(0.02)
             now = time.monotonic()
@@ -322,7 +330,7 @@ class Daemon:
             step = self.learner.step
             if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
                     and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
-                    and self._try_checkpoint(spool):
+                    and self._try_checkpoint(spool, spread=True):
                 last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
             if worker is not None and step > last_snap_step and (
                     step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
@@ -633,11 +641,11 @@ class Daemon:
         self.metrics.model_step.set(lr.step)
         self._page = snapshot(lr, report, self.metrics.registry, depth)
 
-    def _try_checkpoint(self, spool: Spool) -> bool:
+    def _try_checkpoint(self, spool: Spool, spread: bool = False) -> bool:
         """Checkpoint; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
         path = self._checkpoint_path()
         try:
-            self._checkpoint(spool)
+            self._checkpoint(spool, spread)
         except OSError as exc:
             self.metrics.checkpoint_failures.inc()
             self.checkpoint_retry.failed(path, exc)
@@ -653,8 +661,9 @@ class Daemon:
     def _checkpoint_path(self) -> Path:
         return self.cfg.checkpoint.dir / f"ckpt-{self.progress.position:012d}.pt"
 
-    def _checkpoint(self, spool: Spool) -> Path:
-        """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
+    def _checkpoint(self, spool: Spool, spread: bool = False) -> Path:
+        """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe (with ``spread``,
+        later, a slice after each chunk: :meth:`_compact_some`)."""
         cc = self.cfg.checkpoint
         path = self._checkpoint_path()
         self.learner.save(path, extra=self.progress.extra(self.join))
@@ -664,14 +673,28 @@ class Daemon:
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
-        upto = checkpoints.prune(cc.dir, cc.keep)
-        try:
-            spool.compact(upto, self.cfg.spool.dedupe_window)
-        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
-            self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
-                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
+        self._compact_upto = max(self._compact_upto, checkpoints.prune(cc.dir, cc.keep))
+        if not spread:
+            self._compact_some(spool, limit=None)
         log.debug("checkpoint %s (step %d)", path, self.learner.step)
         return path
+
+    def _compact_some(self, spool: Spool, limit: int | None = COMPACT_SLICE) -> bool:
+        """Free up to ``limit`` spooled payloads the checkpoints no longer need (all with None); True when some
+        were. A checkpoint's 30 s of messages freed at once held the loop ~0.3 s (a latency spike for everything
+        arriving meanwhile, issue #27); a slice after each chunk bounds that wait."""
+        if self._compact_upto <= self._compacted:
+            return False
+        try:
+            freed = spool.compact(self._compact_upto, self.cfg.spool.dedupe_window, limit)
+        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
+            self._warn_once("compact", "spool %s: cannot free the messages up to %d that the checkpoints cover (%s); "
+                            "the next checkpoint tries again", spool.path, self._compact_upto, exc.__cause__ or exc)
+            self._compacted = self._compact_upto
+            return False
+        if limit is None or freed < limit:
+            self._compacted = self._compact_upto
+        return freed > 0
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class Spool:
     """One connection to the spool file; not shared between threads."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False,
-                 dedupe_window_s: float | None = None) -> None:
+                 dedupe_window_s: float | None = None, durable: bool = True) -> None:
         if max_bytes < 1:
             raise ValueError(f"spool.max_bytes={max_bytes} must be positive")
         if dedupe_window_s is not None and not dedupe_window_s > 0:
@@ -79,8 +79,10 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=True)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsync'd, so an acknowledged message survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # FULL: every commit is fsync'd, so an acknowledged message survives power loss. A connection that only frees
+        # what checkpoints hold (``durable=False``, the learning loop's) loses nothing that matters with NORMAL: a
+        # compaction a power cut undoes is done again by the next checkpoint.
+        self._db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def _abort(self, exc: BaseException) -> None:
@@ -251,16 +253,26 @@ class Spool:
             raise
         return dropped
 
-    def compact(self, upto: int, dedupe_window: int) -> None:
-        """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window."""
+    def compact(self, upto: int, dedupe_window: int, limit: int | None = None) -> int:
+        """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window; with
+        ``limit``, the oldest ``limit`` payloads at most, so that a caller can spread the work. How many payloads
+        were freed."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL", (upto,))
+            if limit is None:
+                cur = self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL",
+                                       (upto,))
+            else:
+                cur = self._db.execute(
+                    "UPDATE spool SET payload = NULL WHERE seq IN (SELECT seq FROM spool WHERE seq <= ? AND payload "
+                    "IS NOT NULL ORDER BY seq LIMIT ?)", (upto, limit))
+            freed = cur.rowcount
             self._db.execute("DELETE FROM spool WHERE seq <= ? AND payload IS NULL", (upto - dedupe_window,))
             self._db.execute("COMMIT")
         except BaseException as exc:
             self._abort(exc)
             raise
+        return int(freed)
 
     def get_meta(self, key: str) -> str | None:
         """A value of the small key/value table (e.g. whether an MQTT session was ever created)."""

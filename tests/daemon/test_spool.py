@@ -110,3 +110,15 @@ def test_a_batch_without_duplicates_takes_consecutive_seqs(tmp_path: Path) -> No
     seqs = sp.put_many(items([f"b{i}" for i in range(400)]))
     assert seqs == list(range(2, 402))
     assert [r.seq for r in sp.read_after(0, 1000)] == list(range(1, 402))
+
+
+def test_compaction_in_slices_frees_the_oldest_first_and_says_how_many(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", durable=False)
+    sp.put_many(items([f"m{i}" for i in range(10)]))
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 3
+    assert [r.seq for r in sp.read_seqs(range(1, 11))] == [4, 5, 6, 7, 8, 9, 10]
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 3
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 1  # fewer than asked: done
+    assert sp.compact(upto=7, dedupe_window=100) == 0
+    assert [r.seq for r in sp.read_seqs(range(1, 11))] == [8, 9, 10]
+    assert sp.put_many(items(["m1"])) == [None]  # ids kept for dedupe
