@@ -195,6 +195,14 @@ class DaemonLearnerConfig(LearnerConfig):
                     "same lr (an MNIST backlog: prequential 0.81 with fixed steps of 16, 0.62 with up to 64, 0.34 "
                     "up to 256), so a larger bound trades accuracy during a backlog for a faster drain; off unless "
                     "set, since the default learner keeps its accuracy.")
+    backlog_max_chunk: int = Field(
+        64, ge=1, le=65536,
+        description="Most spooled messages read, predicted and published together under a backlog (at least the "
+                    "largest step): chunks double while full, as steps do, but are learned in steps of at most "
+                    "backlog_max_batch (max_batch when unset), so learning is the same as with chunks of max_batch "
+                    "(same steps, same order, same accuracy) and only the work around the steps (spool reads, "
+                    "predictions, publishing) is shared. Unlabelled samples of a chunk are predicted before its "
+                    "first step. Set it to max_batch for chunks of one step.")
     latency_target_ms: float = Field(
         50.0, gt=0, le=60_000,
         description="Time one step's chunk may take, from reading it to its predictions queued (decode, predict, "
@@ -212,6 +220,11 @@ class DaemonLearnerConfig(LearnerConfig):
     def backlog_bound(self) -> int:
         """The largest step under a backlog: ``backlog_max_batch``, or ``max_batch`` (fixed batches) when unset."""
         return self.backlog_max_batch if self.backlog_max_batch is not None else self.max_batch
+
+    @property
+    def chunk_bound(self) -> int:
+        """The largest chunk under a backlog: ``backlog_max_chunk``, and never below the largest step."""
+        return max(self.backlog_max_chunk, self.backlog_bound)
 
     def learner_config(self, vector_input: bool = False) -> LearnerConfig:
         """The learner's part alone (what OnlineLearner and its saved state hold). ``standardize`` unset is the

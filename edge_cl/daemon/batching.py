@@ -1,12 +1,15 @@
-"""Adaptive micro-batches: how many spooled messages the learning loop reads, and learns in one step, next.
+"""Adaptive micro-batches: how many spooled messages the learning loop reads next (a chunk), and learns per step.
 
 While the daemon keeps up, a chunk holds what arrived (at most ``max_batch``). Under a backlog each chunk
-that comes back full doubles the next one, up to ``backlog_max_batch``, as long as twice the chunk's measured
-time stays under the latency target; a chunk over the target halves the next; a chunk that finds the spool
-drained (fewer rows than asked for) sets it back to ``max_batch``. Larger steps learn many more samples a
-second (one step's fixed cost is shared by more rows), and the target bounds how long a message that arrives as
-the backlog drains waits behind the chunk in progress. Replay grows in proportion to the batch, so a step's
-mix of new and replayed rows stays what ``replay_batch`` / ``max_batch`` sets.
+that comes back full doubles the next one, up to the larger of ``backlog_max_chunk`` and ``backlog_max_batch``,
+as long as twice the chunk's measured time stays under the latency target; a chunk over the target halves the
+next; a chunk that finds the spool drained (fewer rows than asked for) sets it back to ``max_batch``. A chunk is
+learned in steps of at most ``backlog_max_batch`` (``max_batch`` when unset): larger chunks share the work
+around the steps (spool read, predictions, publishing) without changing what is learned, while larger steps
+learn many more samples a second (one step's fixed cost is shared by more rows) but less from each sample. The
+target bounds how long a message that arrives as the backlog drains waits behind the chunk in progress. Replay
+grows in proportion to the step, so a step's mix of new and replayed rows stays what ``replay_batch`` /
+``max_batch`` sets.
 """
 
 from __future__ import annotations

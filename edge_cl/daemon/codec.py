@@ -196,6 +196,19 @@ class MessageCodec:
     def _decode_json_typed(self, payload: bytes) -> Sample | Bad | None:
         """A well-formed sample straight from bytes into typed fields (msgspec checks every value's type in C);
         None for anything else, which the general path then judges, so reasons never change (see _FAST_JSON)."""
+        got = self.json_fields(payload)
+        if got is None:
+            return None
+        mid, xs, y, ts = got
+        x = np.asarray(xs, dtype=np.float32)
+        if not np.isfinite(x).all():  # finite float64 beyond float32's range
+            return None
+        return Sample(mid, x, y, ts)
+
+    def json_fields(self, payload: bytes) -> tuple[str, list[float], int | None, float | None] | None:
+        """The typed path's checks of a JSON sample but its features' finiteness as float32: (id, features, label,
+        ts), or None where the general path must judge. A caller that checks the features of many messages at once
+        (edge_cl.daemon.intake) gets :meth:`decode_sample`'s result for every one that passes."""
         if payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH:
             return None
         try:
@@ -204,14 +217,23 @@ class MessageCodec:
             return None
         if id_problem(got.id) is not None or len(got.x) != self.dim:
             return None
-        x = np.asarray(got.x, dtype=np.float32)
-        if not np.isfinite(x).all():  # finite float64 beyond float32's range
-            return None
         if got.y is not None and self._label(got.y) is None:
             return None
-        return Sample(got.id, x, got.y, got.ts)
+        return got.id, got.x, got.y, got.ts
 
     def _decode_binary(self, payload: bytes) -> Sample | Bad:
+        got = self.binary_fields(payload)
+        if isinstance(got, Bad):
+            return got
+        mid, y, off = got
+        x = np.frombuffer(payload, dtype="<f4", count=self.dim, offset=off).astype(np.float32)
+        if not np.isfinite(x).all():
+            return Bad(BadReason.NON_FINITE, "features contain NaN or Inf", mid)
+        return Sample(mid, x, y)
+
+    def binary_fields(self, payload: bytes) -> tuple[str, int | None, int] | Bad:
+        """Every check of a binary sample but its features' finiteness: (id, label, offset of the features), or why
+        it is bad. The features are then ``4 * dim`` little-endian float32 bytes from that offset to the end."""
         if len(payload) < _HEAD.size:
             return Bad(BadReason.MALFORMED, "binary message shorter than its header")
         _, version, flags, n = _HEAD.unpack_from(payload)
@@ -239,10 +261,7 @@ class MessageCodec:
         body = len(payload) - off
         if body != 4 * self.dim:
             return Bad(BadReason.SHAPE, f"{body} feature bytes, expected {4 * self.dim} ({self.dim} float32)", mid)
-        x = np.frombuffer(payload, dtype="<f4", count=self.dim, offset=off).astype(np.float32)
-        if not np.isfinite(x).all():
-            return Bad(BadReason.NON_FINITE, "features contain NaN or Inf", mid)
-        return Sample(mid, x, y)
+        return mid, y, off
 
 
 def _nested_shape(xs: list[object]) -> tuple[int, ...] | None:

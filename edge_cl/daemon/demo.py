@@ -112,7 +112,7 @@ class EmbeddedBroker:
             conf = self.workdir / "mosquitto.conf"
             conf.write_text(("user root\n" if os.geteuid() == 0 else "") +
                             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                            "max_queued_messages 100000\nlog_dest none\n")
+                            "max_queued_messages 100000\nlog_dest none\nset_tcp_nodelay true\n")
             self._proc = subprocess.Popen([str(self._binary), "-c", str(conf)], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
         else:

@@ -16,15 +16,16 @@ while samples keep arriving on theirs. The labels session's client id is ``<brok
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
 import random
+import select
+import socket
 import sqlite3
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -35,13 +36,18 @@ from edge_cl.daemon.held import Arrived, HeldMessages
 from edge_cl.daemon.intake import Intake
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
+from edge_cl.daemon.outbox import Outbox
 from edge_cl.daemon.retry import WriteRetry
-from edge_cl.daemon.spool import LABEL, Spool, SpoolError
+from edge_cl.daemon.socket_batch import BatchedSocket
+from edge_cl.daemon.spool import LABEL, Incoming, Spool, SpoolError
 
 log = logging.getLogger("edge_cl.daemon.mqtt")
 
 # CONNACK reasons that retrying cannot fix: bad credentials, refused id, unsupported protocol, banned.
 _FATAL_REASONS = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
+# QoS 1/2 publishes sent and not yet acknowledged, at most. The link keeps this window itself and paho's own limit
+# is off: paho scans every message it holds on each PUBACK while it has a limit, quadratic in a burst.
+PUBLISH_WINDOW = 1000
 
 
 class Role(Enum):
@@ -57,52 +63,6 @@ LABELS_CLIENT_SUFFIX = "-labels"
 
 class BrokerError(RuntimeError):
     """The broker refused us in a way that retrying will not fix (credentials, TLS, protocol)."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message for the network thread to publish."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = False
-
-
-class Outbox:
-    """Bounded queue from the learner to the network thread; counts what it has to drop."""
-
-    def __init__(self, maxsize: int, metrics: Metrics) -> None:
-        self._q: queue.Queue[Outgoing] = queue.Queue(maxsize)
-        self._metrics = metrics
-
-    def put(self, msg: Outgoing, timeout: float = 1.0, count_drop: bool = True) -> bool:
-        """Queue a message, waiting up to ``timeout`` for room; False (and counted, unless ``count_drop`` is
-        False: the caller tries again) when it was dropped."""
-        try:
-            if timeout > 0:
-                self._q.put(msg, timeout=timeout)
-            else:
-                self._q.put_nowait(msg)
-            return True
-        except queue.Full:
-            if count_drop:
-                self.dropped()
-            return False
-
-    def dropped(self) -> None:
-        """Count a message given up after :meth:`put` with ``count_drop=False`` failed."""
-        self._metrics.outbound_dropped.inc()
-
-    def get_nowait(self) -> Outgoing | None:
-        """The next message, or None."""
-        try:
-            return self._q.get_nowait()
-        except queue.Empty:
-            return None
-
-    def __len__(self) -> int:
-        return self._q.qsize()
 
 
 class MqttLink:
@@ -124,6 +84,11 @@ class MqttLink:
         self._open_spool = open_spool
         self.metrics = metrics
         self.outbox = outbox
+        # Wakes the network thread's wait when the learner queues predictions (one byte per hand-over), so they go
+        # out at once and not at the end of its 5 ms wait; opened and closed by the thread (_run).
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._waiting = False  # in select(): only then is a wake-up worth its system call (and GIL hand-off)
         self._consumed = consumed
         self._duplicates = DuplicateWarning(warn_interval_s)
         self._rng = random.Random(seed)
@@ -133,7 +98,8 @@ class MqttLink:
         self._first_result = threading.Event()
         self._sub_mid = -1  # message id of the subscription sent on the last connect
         self._thread: threading.Thread | None = None
-        self._arrived: list[Arrived] = []  # waiting for the spool write
+        self._raw: list[tuple[bytes | BaseException, bool, int, int]] = []  # read: (payload, is_label, mid, qos)
+        self._arrived: list[Arrived] = []  # decoded, waiting for the spool write
         self.held = HeldMessages(hold_limit)  # what the spool refused, unacknowledged until it takes them
         self.spool_retry = spool_retry or WriteRetry(
             "spool", min_s=0.5, max_s=10.0,
@@ -200,10 +166,12 @@ class MqttLink:
         kwargs: dict[str, Any] = {}
         if not v5:
             kwargs["clean_session"] = False  # 3.1.1: the persistent session
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        from edge_cl.daemon.paho_lean import client_class
+
+        client = client_class()(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **kwargs)
         client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(100)
+        client.max_inflight_messages_set(0)  # unlimited in paho; the link sends at most PUBLISH_WINDOW (_drain_outbox)
         if self.broker.tls:
             client.tls_set(ca_certs=str(self.broker.ca_file),
                            certfile=str(self.broker.cert_file) if self.broker.cert_file else None,
@@ -221,6 +189,12 @@ class MqttLink:
 
     def _run(self) -> None:
         spool: Spool | None = None
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_r, self._wake_w = wake_r, wake_w
+        if self._publishes:  # one session publishes: the one the learner's hand-overs wake
+            self.outbox.on_put(self._wake_network)
         try:
             spool = self._spool = self._open_spool()
             self._session_known = spool.get_meta(self._session_key) == self.client_id
@@ -238,6 +212,9 @@ class MqttLink:
                 self.spooled.notify_all()
             if spool is not None:
                 spool.close()
+            self.outbox.on_put(None)
+            wake_r.close()
+            wake_w.close()
 
     def _serve(self, spool: Spool) -> None:
         import paho.mqtt.client as mqtt
@@ -261,19 +238,13 @@ class MqttLink:
                     self._stop.wait(delay * (0.5 + self._rng.random()))
                     delay = min(delay * 2, self.broker.reconnect_max_s)
                     continue
-            rc = self._client.loop(0.005)
-            # loop() reads one packet per call when nothing is in flight; drain what is buffered.
-            for _ in range(512):
-                before = len(self._arrived)
-                if rc != mqtt.MQTT_ERR_SUCCESS or len(self._arrived) >= 256:
-                    break
-                rc = self._client.loop(0.0)
-                if len(self._arrived) == before:
-                    break
-            self._flush(spool)
+            sock = self._client.socket()
+            with sock.batch() if isinstance(sock, BatchedSocket) else contextlib.nullcontext():
+                if isinstance(sock, BatchedSocket) and sock.unsent:
+                    sock.flush()  # the socket was full at the end of the last turn
+                rc = self._turn(spool)
             if self._connected:
                 delay = self.broker.reconnect_min_s
-                self._drain_outbox()
             now = time.monotonic()
             if now - last_limit_check > 1.0 and not self.spool_retry.failing and self._publishes:
                 last_limit_check = now
@@ -286,7 +257,8 @@ class MqttLink:
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if self.fatal is not None:
                     break
-                self._arrived.clear()  # unacked: the broker redelivers them in the resumed session
+                self._raw.clear()  # unacked: the broker redelivers them in the resumed session
+                self._arrived.clear()
                 self.held.connection_lost()
                 self._redeliver = False
                 self.held.refused_acked = 0
@@ -295,6 +267,54 @@ class MqttLink:
         self._flush(spool, final=True)
         self._report_held(spool)
         self._shutdown()
+
+    def _turn(self, spool: Spool) -> int:
+        """One turn of the network loop: read what arrived, spool and acknowledge it, publish what the learner
+        queued; paho's return code."""
+        rc = self._read(0.005)
+        self._flush(spool)
+        if self._connected:
+            self._drain_outbox()
+        return rc
+
+    def _read(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for the broker or for predictions to publish, then read what the broker sent (up
+        to ~256 messages): paho's loop() without paho's wake-up socket pair, which costs a system call per packet
+        sent and wakes nobody here (this thread alone calls the client). The link's own pair is written by the
+        learner only while this thread waits (_wake_network)."""
+        import paho.mqtt.client as mqtt
+
+        client = self._client
+        sock = client.socket()
+        if not isinstance(sock, BatchedSocket):
+            return int(client.loop(timeout))
+        self._waiting = True  # before looking at the outbox: a hand-over after the look wakes the wait
+        if sock.pending() or (len(self.outbox) and len(client._out_messages) < PUBLISH_WINDOW):
+            timeout = 0.0
+        try:
+            readable, writable, _ = select.select([sock] if self._wake_r is None else [sock, self._wake_r],
+                                                  [sock] if client.want_write() or sock.unsent else [], [], timeout)
+        except (OSError, ValueError, TypeError):  # closed under us: as paho's loop() reports it
+            return int(mqtt.MQTT_ERR_CONN_LOST)
+        finally:
+            self._waiting = False
+        if self._wake_r is not None and self._wake_r in readable:
+            try:
+                self._wake_r.recv(4096)
+            except OSError:
+                pass
+        rc = 0
+        if writable:
+            sock.flush()
+            rc = int(client.loop_write())
+        if not rc and (sock in readable or sock.pending()):
+            for _ in range(512):
+                rc = int(client.loop_read())
+                if rc or len(self._raw) >= 256 or client.socket() is not sock or not sock.pending():
+                    break
+        if not rc and client.socket() is sock:
+            rc = int(client.loop_misc())
+        return rc
 
     def _enforce_limit(self, spool: Spool) -> None:
         try:
@@ -392,25 +412,49 @@ class MqttLink:
         self.metrics.connected.set(0)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        # An exception here would leave paho's loop() and stop the daemon before the ack, and the broker
-        # would redeliver the same message to every restart: whatever happens, the message gets a row.
+        # Kept raw: the turn's messages are decoded together before their spool write (_admit_arrivals). An
+        # exception here would leave paho's loop() and stop the daemon before the ack, and the broker would
+        # redeliver the same message to every restart: whatever happens, the message gets a row.
         if not self._intake.is_set():
             return  # not acked: stays with the broker
         is_label = self.role == Role.LABELS or (bool(self.topics.labels) and msg.topic == self.topics.labels)
-        payload = b""
+        try:
+            payload: bytes | BaseException = bytes(msg.payload)
+        except Exception as exc:  # noqa: BLE001 - becomes an 'internal' dead letter
+            payload = exc
+        self._raw.append((payload, is_label, msg.mid, msg.qos))
+
+    def _admit_arrivals(self) -> None:
+        """Decode the messages read since the last call into spool rows (:meth:`Intake.admit_many`), in order."""
+        raw, self._raw = self._raw, []
+        if not raw:
+            return
         t0 = time.perf_counter()
         try:
-            payload = bytes(msg.payload)
-            item = self.intake.admit(payload, is_label)
-        except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
-            item = self.intake.internal(exc, payload, "labels" if is_label else "samples")
+            items = self.intake.admit_many([(p if isinstance(p, bytes) else b"", lab) for p, lab, _, _ in raw])
+        except Exception:  # noqa: BLE001 - admit_many does not raise; this guards the guard
+            items = [self._admit_one(p if isinstance(p, bytes) else b"", lab) for p, lab, _, _ in raw]
+        for k, (p, lab, _, _) in enumerate(raw):
+            if not isinstance(p, bytes):
+                items[k] = self.intake.internal(p, b"", "labels" if lab else "samples")
+        self._arrived += [Arrived(it, mid, qos) for it, (_, _, mid, qos) in zip(items, raw)]
+        labels = sum(1 for _, lab, _, _ in raw if lab)
+        if labels:
+            self._received_labels.inc(labels)
+        if len(raw) > labels:
+            self._received_samples.inc(len(raw) - labels)
         self._decode_s += time.perf_counter() - t0
-        (self._received_labels if is_label else self._received_samples).inc()
-        self._arrived.append(Arrived(item, msg.mid, msg.qos))
+
+    def _admit_one(self, payload: bytes, is_label: bool) -> Incoming:
+        try:
+            return self.intake.admit(payload, is_label)
+        except Exception as exc:  # noqa: BLE001 - admit does not raise; this guards the guard
+            return self.intake.internal(exc, payload, "labels" if is_label else "samples")
 
     def _flush(self, spool: Spool, final: bool = False) -> None:
         """Write what arrived to the spool and acknowledge it; while the spool refuses writes, hold it instead
         and try again when the backoff allows (``final``: one last try now, at shutdown)."""
+        self._admit_arrivals()
         retry = self.spool_retry
         if retry.failing:
             if self._arrived:
@@ -487,6 +531,16 @@ class MqttLink:
                   "again to the next start%s", len(held), spool.path,
                   f"; {qos0} QoS 0 message(s) among them are lost" if qos0 else "")
 
+    def _wake_network(self) -> None:
+        wake = self._wake_w
+        if not self._waiting:
+            return  # busy: it drains the outbox before its next wait, or sees it queued (_read)
+        try:
+            if wake is not None:
+                wake.send(b"\0")
+        except OSError:  # full (a wake-up is already pending) or closed at shutdown: nothing to do
+            pass
+
     def _wake_learner(self) -> None:
         with self.spooled:
             self.spooled.notify_all()
@@ -496,19 +550,20 @@ class MqttLink:
         """This session publishes (predictions, dead letters, status) and enforces the spool limit."""
         return self.role != Role.LABELS
 
-    def _drain_outbox(self, limit: int = 2000) -> None:
+    def _drain_outbox(self) -> None:
+        """Publish what the learner queued, as far as the window of unacknowledged publishes allows."""
         if not self._publishes:
+            return  # the labels session: the samples session publishes
+        client = self._client
+        # paho holds each QoS 1/2 publish in _out_messages until its PUBACK/PUBCOMP (no public accessor).
+        room = PUBLISH_WINDOW - len(client._out_messages)
+        if room <= 0 or not len(self.outbox):
             return
         t0 = time.perf_counter()
-        sent = 0
-        for _ in range(limit):
-            out = self.outbox.get_nowait()
-            if out is None:
-                break
-            self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
-            sent += 1
-        if sent:
-            self.metrics.stage["send"].inc(time.perf_counter() - t0)
+        publish = client.publish
+        for out in self.outbox.take(room):
+            publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        self.metrics.stage["send"].inc(time.perf_counter() - t0)
 
     def _shutdown(self) -> None:
         client = self._client

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,8 @@ from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing, Role
+from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Role
+from edge_cl.daemon.outbox import Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
 from edge_cl.daemon.spool import LABEL, SAMPLE, Row, Spool, SpoolError
@@ -53,6 +53,17 @@ CHECKPOINT_WAIT_S = 60.0  # longest wait at shutdown for a checkpoint write in p
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
 LABEL_ROWS_PER_CHUNK = 512  # label rows a chunk may hold beyond its batch of samples (see chunk_of)
+COMPACT_SLICE = 128  # spooled payloads freed per turn of the learning loop after a checkpoint
+
+
+class Prediction(msgspec.Struct):
+    """A published prediction: the JSON object ``{"id", "pred", "proba", "model_step", "latency_ms"}``."""
+
+    id: str
+    pred: int
+    proba: list[float]
+    model_step: int
+    latency_ms: float
 
 
 def id_digest(mid: str) -> int:
@@ -68,11 +79,12 @@ def apply_process_settings(cfg: Config) -> None:
         torch.set_num_threads(cfg.learner.threads)
 
 
-def open_spool(cfg: Config) -> Spool:
-    """A connection to the configured spool (each thread opens its own)."""
+def open_spool(cfg: Config, durable: bool = True) -> Spool:
+    """A connection to the configured spool (each thread opens its own); ``durable=False`` for one that writes
+    nothing but compactions (the learning loop's: see :class:`Spool`)."""
     sc = cfg.spool
     return Spool(sc.path, max_bytes=sc.max_bytes, drop_labeled=sc.overflow.value == "drop-oldest",
-                 dedupe_window_s=sc.dedupe_window_s)
+                 dedupe_window_s=sc.dedupe_window_s, durable=durable)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -132,9 +144,11 @@ class Daemon:
         self._page: dict[str, Any] = {}
         self.fleet: FleetChannel | None = None  # edge_cl.fleet: the loopback channel a Flower ClientApp uses
         lc = cfg.learner
-        self.sizer = BatchSizer(lc.max_batch, lc.backlog_bound, lc.latency_target_ms / 1000.0)
+        self.sizer = BatchSizer(lc.max_batch, lc.chunk_bound, lc.latency_target_ms / 1000.0)
         self._single_forward_said: str | None = ""  # the last reason logged for (not) predicting in the step
         self._json = msgspec.json.Encoder()  # predictions' JSON (compact; json.dumps cost ~7 us a message)
+        self._compact_upto = 0  # spool rows at or below it are checkpointed: their payloads may be freed
+        self._compacted = 0  # ... and are, up to here
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _new_learner(self) -> Any:
@@ -205,7 +219,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set; returns the process exit code."""
         cfg = self.cfg
-        spool = open_spool(cfg)
+        spool = open_spool(cfg, durable=False)
         server = None
         link: MqttLink | None = None
         labels_link: MqttLink | None = None
@@ -328,7 +342,11 @@ class Daemon:
                 if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
                     self.fleet.apply_pending(self.learner)
                 self._predict_held(link)
-                if not self.next_chunk(spool):
+                # A slice of the payloads the checkpoints freed after every chunk: under a backlog too, or consumed
+                # rows would fill spool.max_bytes and make room by dropping unconsumed ones.
+                rows = self.next_chunk(spool)
+                freed = self._compact_some(spool)
+                if not rows and not freed:
                     with link.spooled:
                         link.spooled.wait(0.02)
                 now = time.monotonic()
@@ -381,7 +399,7 @@ class Daemon:
         label that completes a waiting one, joins the step (learned in the order their rows came, whatever the
         chunk's size), a dead letter goes out; then learn the step."""
         t0 = time.perf_counter()
-        decoded = [(row, self.intake.read(row)) for row in rows]
+        decoded = list(zip(rows, self.intake.read_many(rows)))
         samples: list[tuple[Row, Sample]] = [(row, got) for row, got in decoded if isinstance(got, Sample)]
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
         # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
@@ -513,15 +531,16 @@ class Daemon:
         now = time.time()
         qos = self.cfg.topics.predictions_qos
         topic = self.cfg.topics.predictions
-        sent = 0
+        encode = self._json.encode
         observe = self.metrics.prediction_latency.observe
+        out: list[Outgoing] = []
         for k, i in enumerate(known):
             row, s = samples[i]
             waited = now - row.received
             observe(max(waited, 0.0))
-            msg = {"id": s.id, "pred": preds[k], "proba": rounded[k], "model_step": step,
-                   "latency_ms": round(waited * 1000.0, 3)}
-            sent += self._send(Outgoing(topic, self._json.encode(msg), qos))
+            out.append(Outgoing(topic, encode(Prediction(s.id, preds[k], rounded[k], step, round(waited * 1000.0, 3))),
+                                qos))
+        sent = self._send_many(out)
         self.metrics.predictions_published.inc(sent)
         self.metrics.stage["publish"].inc(time.perf_counter() - t0)
 
@@ -543,7 +562,7 @@ class Daemon:
                 self.metrics.samples_skipped.labels("catch_up").inc(dropped)
             items = [it for it, k in zip(items, keep) if k]
         lc = self.cfg.learner
-        mb = max(lc.max_batch, self.sizer.limit)
+        mb = min(max(lc.max_batch, self.sizer.limit), lc.backlog_bound)  # a chunk may hold several steps
         for i in range(0, len(items), mb):
             part = items[i:i + mb]
             x = np.stack([it[1] for it in part])
@@ -615,19 +634,27 @@ class Daemon:
         self._send(Outgoing(self.cfg.topics.dead_letter, dead.body, self.cfg.topics.predictions_qos))
 
     def _send(self, msg: Outgoing) -> bool:
-        """Queue a message for the broker. While connected, wait for room: the network thread drains the queue
-        every few milliseconds, and dropping after a short wait lost predictions behind a storm of labels. While
-        the broker is away, drop (counted) at once rather than stall learning on a full queue."""
+        """Queue one message for the broker (see :meth:`_send_many`)."""
+        return self._send_many([msg]) == 1
+
+    def _send_many(self, msgs: list[Outgoing]) -> int:
+        """Queue messages for the broker, in order, in one hand-over; how many were queued. While connected, wait
+        for room: the network thread drains the queue every few milliseconds, and dropping after a short wait lost
+        predictions behind a storm of labels. While the broker is away, drop (counted) at once rather than stall
+        learning on a full queue."""
         deadline = time.monotonic() + SEND_WAIT_S
+        done = 0
         while self._link is not None and self._link.connected and self._link.fatal is None:
-            if self.outbox.put(msg, timeout=0.5, count_drop=False):
-                return True
+            done += self.outbox.put_many(msgs[done:], timeout=0.5, count_drop=False)
+            if done == len(msgs):
+                return done
             if time.monotonic() > deadline:
-                self._warn_once("outbox", "outbound queue full for %.0fs while connected: message to %s dropped "
-                                "(edge_cl_outbound_dropped_total)", SEND_WAIT_S, msg.topic)
-                self.outbox.dropped()
-                return False
-        return self.outbox.put(msg, timeout=0.0)
+                self._warn_once("outbox", "outbound queue full for %.0fs while connected: %d message(s) to %s "
+                                "dropped (edge_cl_outbound_dropped_total)", SEND_WAIT_S, len(msgs) - done,
+                                msgs[done].topic)
+                self.outbox.dropped(len(msgs) - done)
+                return done
+        return done + self.outbox.put_many(msgs[done:], timeout=0.0)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)
@@ -686,43 +713,50 @@ class Daemon:
         return CheckpointJob(self._checkpoint_path(), checkpoints.copied(self.learner.state_dict()),
                              min([self.progress.position, *(s - 1 for s in pending)]), int(self.learner.step))
 
-    def _checkpoint(self, spool: Spool) -> Path:
-        """Checkpoint now, on the calling thread (tests; the final checkpoint at shutdown)."""
+    def _checkpoint(self, spool: Spool, spread: bool = False) -> Path:
+        """Checkpoint now, on the calling thread (tests; the final checkpoint at shutdown). With ``spread``, the
+        spooled payloads it frees are left to the learning loop, a slice after each chunk (:meth:`_compact_some`)."""
         job = self._checkpoint_job()
-        self._write_checkpoint(job, spool)
+        self._write_checkpoint(job, None if spread else spool)
         return job.path
 
     def _write_checkpoint(self, job: CheckpointJob, spool: Spool | None) -> None:
-        """Write ``job`` atomically with its integrity record, drop old checkpoints, free spooled payloads now safe
-        (any thread: it touches no live state of the learner)."""
+        """Write ``job`` atomically with its integrity record, drop old checkpoints and mark the spooled payloads
+        now safe to free: freed at once on ``spool`` when given (the calling thread's connection), else by the
+        learning loop a slice after each chunk (any thread: it touches no live state of the learner)."""
         cc = self.cfg.checkpoint
         self.save_state(job.state, job.path, cc.file_mode)
         checkpoints.write_record(job.path, job.safe)
         self.metrics.checkpoints.inc()
         self._last_ckpt_path = job.path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
-        upto = checkpoints.prune(cc.dir, cc.keep)
-        try:
-            if spool is None:
-                raise SpoolError(f"spool.path={str(self.cfg.spool.path)!r}: cannot be opened")
-            spool.compact(upto, self.cfg.spool.dedupe_window)
-        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
-            self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
-                            "checkpoint tries again", self.cfg.spool.path, job.path.name, exc.__cause__ or exc)
+        self._compact_upto = max(self._compact_upto, checkpoints.prune(cc.dir, cc.keep))
+        if spool is not None:
+            self._compact_some(spool, limit=None)
         log.debug("checkpoint %s (step %d)", job.path, job.step)
 
     def _write_in_background(self, job: CheckpointJob) -> bool:
-        """The checkpoint writer thread's work: ``job`` with the retry's bookkeeping, on a spool connection of its
-        own (SQLite connections are per thread)."""
+        """The checkpoint writer thread's work: ``job`` with the retry's bookkeeping. The payloads it frees are left
+        to the learning loop's spool connection, a slice after each chunk: one 30 s checkpoint's rows freed at
+        once would hold the spool's write lock from the network thread for ~0.3 s (issue #27)."""
+        return self._try_write(job, None)
+
+    def _compact_some(self, spool: Spool, limit: int | None = COMPACT_SLICE) -> bool:
+        """Free up to ``limit`` spooled payloads the checkpoints no longer need (all with None); True when some
+        were. A checkpoint's 30 s of messages freed at once held the loop ~0.3 s (a latency spike for everything
+        arriving meanwhile, issue #27); a slice after each chunk bounds that wait."""
+        if self._compact_upto <= self._compacted:
+            return False
         try:
-            spool: Spool | None = open_spool(self.cfg)
-        except (OSError, sqlite3.Error):  # the checkpoint can still be written; compaction waits for the next one
-            spool = None
-        try:
-            return self._try_write(job, spool)
-        finally:
-            if spool is not None:
-                spool.close()
+            freed = spool.compact(self._compact_upto, self.cfg.spool.dedupe_window, limit)
+        except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
+            self._warn_once("compact", "spool %s: cannot free the messages up to %d that the checkpoints cover (%s); "
+                            "the next checkpoint tries again", spool.path, self._compact_upto, exc.__cause__ or exc)
+            self._compacted = self._compact_upto
+            return False
+        if limit is None or freed < limit:
+            self._compacted = self._compact_upto
+        return freed > 0
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:

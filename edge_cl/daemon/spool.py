@@ -33,6 +33,10 @@ CREATE INDEX IF NOT EXISTS spool_live ON spool(seq, nbytes) WHERE payload IS NOT
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_INSERT = "INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) VALUES "
+_ROW = "(?,?,?,?,?,?)"
+_ROWS_PER_INSERT = 150  # 6 parameters a row: under SQLite's historical limit of 999 per statement
+
 
 @dataclass(frozen=True)
 class Row:
@@ -63,7 +67,7 @@ class Spool:
     """One connection to the spool file; not shared between threads."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, drop_labeled: bool = False,
-                 dedupe_window_s: float | None = None) -> None:
+                 dedupe_window_s: float | None = None, durable: bool = True) -> None:
         if max_bytes < 1:
             raise ValueError(f"spool.max_bytes={max_bytes} must be positive")
         if dedupe_window_s is not None and not dedupe_window_s > 0:
@@ -75,8 +79,10 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=True)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsync'd, so an acknowledged message survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # FULL: every commit is fsync'd, so an acknowledged message survives power loss. A connection that only frees
+        # what checkpoints hold (``durable=False``, the learning loop's) loses nothing that matters with NORMAL: a
+        # compaction a power cut undoes is done again by the next checkpoint.
+        self._db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def _abort(self, exc: BaseException) -> None:
@@ -110,20 +116,48 @@ class Spool:
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for it in items:
-                if self.dedupe_window_s is not None and it.msg_id is not None:
+            if self.dedupe_window_s is None:
+                out = self._insert_rows(cur, items, now)
+            else:
+                for it in items:
                     # An id last seen longer ago than the window is a new message (a device counter restarted):
                     # the old row keeps its payload and seq, it only gives up its id.
                     cur.execute("UPDATE spool SET msg_id = NULL WHERE kind = ? AND msg_id = ? AND received < ?",
                                 (it.kind, it.msg_id, now - self.dedupe_window_s))
-                cur.execute("INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) "
-                            "VALUES (?,?,?,?,?,?)",
-                            (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
-                out.append(cur.lastrowid if cur.rowcount == 1 else None)
+                    cur.execute(_INSERT + _ROW, (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload))
+                    out.append(cur.lastrowid if cur.rowcount == 1 else None)
             cur.execute("COMMIT")
         except BaseException as exc:
             self._abort(exc)
             raise
+        return out
+
+    def _insert_rows(self, cur: sqlite3.Cursor, items: Sequence[Incoming], now: float) -> list[int | None]:
+        """Insert ``items`` with a few multi-row statements (inside the caller's transaction); their seqs.
+
+        Python's sqlite3 lets go of the GIL for each statement step: one INSERT per message made the network
+        thread wait for the learning loop to hand the GIL back once a message (issue #27). New rows take
+        consecutive seqs in order; when some were duplicates (ignored), the rows inserted are read back to tell
+        which.
+        """
+        first = self.last_seq() + 1
+        inserted = 0
+        for i in range(0, len(items), _ROWS_PER_INSERT):
+            part = items[i:i + _ROWS_PER_INSERT]
+            params = [v for it in part for v in (it.kind, it.msg_id, int(it.labeled), len(it.payload), now, it.payload)]
+            cur.execute(_INSERT + ",".join([_ROW] * len(part)), params)
+            inserted += cur.rowcount
+        if inserted == len(items):
+            return list(range(first, first + len(items)))
+        rows = cur.execute("SELECT seq, kind, msg_id FROM spool WHERE seq >= ? ORDER BY seq", (first,)).fetchall()
+        out: list[int | None] = []
+        j = 0
+        for it in items:  # the rows inserted are the items that were not duplicates, in order
+            if j < len(rows) and rows[j][1] == it.kind and rows[j][2] == it.msg_id:
+                out.append(int(rows[j][0]))
+                j += 1
+            else:
+                out.append(None)
         return out
 
     def put_salvaging(self, items: Sequence[Incoming],
@@ -219,16 +253,26 @@ class Spool:
             raise
         return dropped
 
-    def compact(self, upto: int, dedupe_window: int) -> None:
-        """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window."""
+    def compact(self, upto: int, dedupe_window: int, limit: int | None = None) -> int:
+        """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window; with
+        ``limit``, the oldest ``limit`` payloads at most, so that a caller can spread the work. How many payloads
+        were freed."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL", (upto,))
+            if limit is None:
+                cur = self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL",
+                                       (upto,))
+            else:
+                cur = self._db.execute(
+                    "UPDATE spool SET payload = NULL WHERE seq IN (SELECT seq FROM spool WHERE seq <= ? AND payload "
+                    "IS NOT NULL ORDER BY seq LIMIT ?)", (upto, limit))
+            freed = cur.rowcount
             self._db.execute("DELETE FROM spool WHERE seq <= ? AND payload IS NULL", (upto - dedupe_window,))
             self._db.execute("COMMIT")
         except BaseException as exc:
             self._abort(exc)
             raise
+        return int(freed)
 
     def get_meta(self, key: str) -> str | None:
         """A value of the small key/value table (e.g. whether an MQTT session was ever created)."""

@@ -117,7 +117,7 @@ def run(tmp_path: Path, backlog: int, messages: list[Incoming], **learner: Any) 
 
 def test_adaptive_batches_learn_the_same_samples_once_in_the_same_order(tmp_path: Path) -> None:
     messages = stream(400)
-    fixed = run(tmp_path / "fixed", 4, messages)
+    fixed = run(tmp_path / "fixed", 4, messages, backlog_max_chunk=4)
     grown = run(tmp_path / "grown", 64, messages)
     assert max(fixed.sizes) <= 4 and max(grown.sizes) > 16  # the batches did grow
     assert len(grown.sizes) < len(fixed.sizes) / 3
@@ -132,6 +132,27 @@ def test_adaptive_batches_learn_the_same_samples_once_in_the_same_order(tmp_path
     preds = [json.loads(m.payload)["id"] for m in iter(grown.outbox.get_nowait, None)
              if m.topic == grown.cfg.topics.predictions]
     assert sorted(preds) == sorted({f"s{i}" for i in range(400)})  # each sample predicted once
+
+
+def test_larger_chunks_learn_exactly_what_fixed_chunks_learn(tmp_path: Path) -> None:
+    """backlog_max_chunk: chunks grow but are learned in steps of max_batch (backlog_max_batch unset), so the steps,
+    the model and the predictions of labelled samples are those of chunks of max_batch."""
+    messages = [m for m in stream(300) if m.kind == SAMPLE and m.labeled]
+    fixed = run(tmp_path / "fixed", 4, messages, backlog_max_chunk=4)
+    chunked = run(tmp_path / "chunked", 4, messages, backlog_max_chunk=64)
+    assert max(fixed.sizes) == 4 and max(chunked.sizes) == 64  # one step a chunk / sixteen
+    assert chunked.order == fixed.order and chunked.learner.step == fixed.learner.step
+    for a, b in zip(fixed.learner.model.parameters(), chunked.learner.model.parameters()):
+        assert torch.equal(a, b)
+    assert chunked.learner.prequential_accuracy == fixed.learner.prequential_accuracy
+
+    def preds(d: Daemon) -> list[tuple[str, int, int]]:
+        return [(m["id"], m["pred"], m["model_step"]) for m in (json.loads(o.payload) for o in iter(
+            d.outbox.get_nowait, None) if o.topic == d.cfg.topics.predictions)]
+    got, want = preds(chunked), preds(fixed)
+    full = len(messages) // 64 * 64  # the last chunk, not full, is predicted before its steps (published sooner)
+    assert full >= 128 and [p[:2] for p in got[:full]] == [p[:2] for p in want[:full]]
+    assert [p[0] for p in got] == [p[0] for p in want]
 
 
 def test_single_forward_predictions_equal_a_separate_predict(tmp_path: Path) -> None:

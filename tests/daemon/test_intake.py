@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_cl.config import load_config
-from edge_cl.daemon.codec import BadReason, MessageCodec, encode_binary, encode_json
+from edge_cl.daemon.codec import BadReason, MessageCodec, Sample, encode_binary, encode_json
 from edge_cl.daemon.intake import DeadLetter, Intake
 from edge_cl.daemon.mqtt_source import Outbox
 from edge_cl.daemon.service import Daemon
@@ -134,3 +134,48 @@ def test_fuzz_every_message_is_accounted_for_and_the_next_sample_predicted(tmp_p
     report = os.environ.get("EDGE_CL_FUZZ_REPORT")
     if report:
         Path(report).write_text(json.dumps(dict(sorted(FIGURES.items())), indent=1))
+
+
+# ---- batched intake (issue #27): the same rows and values as one message at a time ------------------------------
+def _value(got: object) -> object:
+    if isinstance(got, Sample):
+        return ("sample", got.id, got.x.dtype, got.x.tobytes(), got.y, got.ts, got.x.flags.writeable)
+    return got
+
+
+@pytest.mark.parametrize("fmt", ["json", "binary"])
+def test_admit_many_gives_what_admit_gives(tmp_path: Path, fmt: str) -> None:
+    intake = Intake(MessageCodec(fmt, DIM, CLASSES, max_payload_bytes=MAX_BYTES))
+    sp = Spool(tmp_path / "s.db")
+
+    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(kinds(DIM, CLASSES, MAX_BYTES), min_size=1, max_size=30))
+    def batch(messages: list[tuple[str, str, bytes]]) -> None:
+        pairs = [(p, topic == LABEL_TOPIC) for _, topic, p in messages]
+        many = intake.admit_many(pairs)
+        assert many == [intake.admit(p, is_label) for p, is_label in pairs]
+        # and read back: read_many gives what read gives, row by row
+        seqs = sp.put_salvaging(many, lambda it, exc: intake.internal(exc, it.payload, "x"))
+        rows = sp.read_seqs(s for s in seqs if s is not None)
+        assert [_value(v) for v in intake.read_many(rows)] == [_value(intake.read(r)) for r in rows]
+
+    batch()
+
+
+def test_binary_flag_bits_beyond_the_label_are_not_kept_in_the_record() -> None:
+    intake = Intake(MessageCodec("binary", DIM, CLASSES))
+    x = np.linspace(-1, 1, DIM).astype(np.float32)
+    odd = bytearray(encode_binary("f", x, 2))
+    odd[3] |= 0x06
+    canonical = encode_binary("f", x, 2)
+    assert intake.admit_many([(bytes(odd), False), (canonical, False)]) == [intake.admit(bytes(odd), False)] * 2
+    assert intake.admit_many([(canonical, False)])[0].payload is canonical  # the payload itself, no copy
+
+
+def test_read_many_shares_the_chunk_only_for_labelled_samples(tmp_path: Path) -> None:
+    intake, sp = Intake(B), Spool(tmp_path / "s.db")
+    x = np.arange(24, dtype=np.float32)
+    sp.put_many([intake.admit(encode_binary("a", x, 1), False), intake.admit(encode_binary("b", x), False)])
+    a, b = intake.read_many(sp.read_after(0, 10))
+    assert isinstance(a, Sample) and isinstance(b, Sample)
+    assert a.x.base is not None and b.x.base is None  # b may wait in the label join: it holds only its own row

@@ -207,3 +207,29 @@ def test_learning_loop_and_resume_on_cuda(tmp_path: Path) -> None:
     d2 = Daemon(cfg)
     d2._restore(Spool(cfg.spool.path))
     assert d2.learner.step == d.learner.step and len(d2.join) == 1
+
+
+def test_a_spread_checkpoint_frees_the_spool_a_slice_at_a_time(tmp_path: Path) -> None:
+    """issue #27: a periodic checkpoint leaves the freeing of its payloads to the loop, COMPACT_SLICE per turn,
+    instead of holding the loop for all of them; the final checkpoint frees them at once."""
+    from edge_cl.daemon.service import COMPACT_SLICE
+
+    d, sp = make(tmp_path)
+    n = 3 * COMPACT_SLICE
+    sp.put_many([sample(i, i % CLASSES) for i in range(n)])
+    while rows := sp.read_after(d.progress.position, 64):
+        d._process(rows)
+    d._checkpoint(sp, spread=True)
+    live = sp.live_bytes()
+    assert live > 0  # nothing freed by the checkpoint itself
+    turns = 0
+    while d._compact_some(sp):
+        turns += 1
+        assert sp.live_bytes() < live
+        live = sp.live_bytes()
+    assert turns == 3 and live == 0 and not d._compact_some(sp)
+    sp.put_many([sample(n + i, 0) for i in range(10)])
+    d._process(sp.read_after(d.progress.position, 64))
+    before = d._compact_upto
+    d._checkpoint(sp)  # not spread: what the kept checkpoints allow is freed at once
+    assert d._compacted == d._compact_upto >= before and not d._compact_some(sp)

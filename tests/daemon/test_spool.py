@@ -83,3 +83,42 @@ def test_two_connections_share_the_file(tmp_path: Path) -> None:
     writer, reader = Spool(tmp_path / "s.db"), Spool(tmp_path / "s.db")
     writer.put_many(items(["a"]))
     assert [r.msg_id for r in reader.read_after(0, 10)] == ["a"]
+
+
+def test_a_batch_with_duplicates_maps_each_item_to_its_row(tmp_path: Path) -> None:
+    """The multi-row insert (issue #27): duplicates of old rows, of earlier items in the same batch and rows
+    without an id, across more rows than one statement takes, get the seqs the rows really have."""
+    sp = Spool(tmp_path / "s.db")
+    sp.put_many(items(["old1", "old2"]))
+    batch = items([f"n{i}" for i in range(200)] + ["old1", "n5", "n300"])
+    batch.insert(100, Incoming(SAMPLE, None, False, b"no-id"))
+    batch.insert(150, Incoming(LABEL, "n7", True, b"label"))  # same id, other kind: not a duplicate
+    seqs = sp.put_many(batch)
+    stored = {r.seq: (r.kind, r.msg_id, r.payload) for r in sp.read_after(2, 1000)}
+    dups = [it.msg_id for it, s in zip(batch, seqs) if s is None]
+    assert dups == ["old1", "n5"]
+    assert len(stored) == len(batch) - 2
+    for it, s in zip(batch, seqs):
+        if s is not None:
+            assert stored[s] == (it.kind, it.msg_id, it.payload)
+    assert [s for s in seqs if s is not None] == sorted(stored)  # in order
+
+
+def test_a_batch_without_duplicates_takes_consecutive_seqs(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db")
+    assert sp.put_many(items(["a"])) == [1]
+    seqs = sp.put_many(items([f"b{i}" for i in range(400)]))
+    assert seqs == list(range(2, 402))
+    assert [r.seq for r in sp.read_after(0, 1000)] == list(range(1, 402))
+
+
+def test_compaction_in_slices_frees_the_oldest_first_and_says_how_many(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", durable=False)
+    sp.put_many(items([f"m{i}" for i in range(10)]))
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 3
+    assert [r.seq for r in sp.read_seqs(range(1, 11))] == [4, 5, 6, 7, 8, 9, 10]
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 3
+    assert sp.compact(upto=7, dedupe_window=100, limit=3) == 1  # fewer than asked: done
+    assert sp.compact(upto=7, dedupe_window=100) == 0
+    assert [r.seq for r in sp.read_seqs(range(1, 11))] == [8, 9, 10]
+    assert sp.put_many(items(["m1"])) == [None]  # ids kept for dedupe

@@ -1,0 +1,151 @@
+"""paho's client with lean paths for the packets every message brings: its PUBLISH in and, for the prediction,
+a PUBACK back.
+
+paho spends ~35 us on a received MQTT 5 PUBLISH (per-byte reads, a Properties object even when the packet has
+none, an MQTTMessage with its own Condition, topic-filter matching) and ~25 us on a PUBACK: over half the network
+thread's time in a burst (issue #27). Here a whole packet is taken from the socket's read buffer at once
+(:class:`BatchedSocket`), a QoS 1 PUBLISH without properties goes to ``on_message`` as a small message object
+(topic, payload, mid, qos, dup, retain), and a PUBACK without properties completes its publish through paho's own
+bookkeeping. Anything else (other packet types, QoS 0 or 2, properties, reason codes, a
+fragment) takes paho's path unchanged. Per-topic callbacks (``message_callback_add``) are not supported: the lean
+path skips their matching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_cl.daemon.socket_batch import BatchedSocket
+
+log = logging.getLogger("edge_cl.daemon")
+
+_PUBLISH = 0x30
+_SUCCESS = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+# The paho minor versions whose private packet handlers the lean paths were checked against
+# (tests/daemon/test_paho_lean.py), and the private methods they rely on.
+TESTED_PAHO = ("2.1", "2.2")
+_PRIVATE = ("_packet_read", "_packet_handle", "_handle_publish", "_handle_pubackcomp", "_do_on_publish",
+            "_create_socket", "_easy_log")
+
+
+def client_class() -> type[mqtt.Client]:
+    """:class:`LeanClient` on a paho it was tested against; paho's own ``Client`` on any other (an upgrade of paho
+    costs the daemon speed, never a message)."""
+    import paho.mqtt
+
+    version = str(getattr(paho.mqtt, "__version__", ""))
+    if ".".join(version.split(".")[:2]) in TESTED_PAHO and all(hasattr(mqtt.Client, n) for n in _PRIVATE):
+        return LeanClient
+    log.info("paho-mqtt %s is not one the daemon's lean MQTT paths were tested with (%s): using paho's own "
+             "client (slower per message, same behaviour)", version or "?", ", ".join(TESTED_PAHO))
+    return mqtt.Client
+
+
+class LeanMessage:
+    """What ``on_message`` gets on the lean path: the fields of paho's MQTTMessage the daemon reads."""
+
+    __slots__ = ("dup", "mid", "payload", "qos", "retain", "topic")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, dup: bool, retain: bool) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+        self.dup = dup
+        self.retain = retain
+
+
+class LeanClient(mqtt.Client):  # type: ignore[misc]
+    """paho's Client on a :class:`BatchedSocket`, with the lean paths above (manual acks assumed for QoS 1)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What paho's decoder gives a PUBACK without reason code and properties; only an on_publish callback sees it.
+        self._lean_ok = ReasonCode(PacketTypes.PUBACK)
+        self._lean_props = Properties(PacketTypes.PUBACK)
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        raise NotImplementedError("LeanClient delivers every message to on_message (no per-topic callbacks)")
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        # Nagle's algorithm held a small write (a prediction after a PUBACK) until the broker's delayed ACK; the
+        # socket wrapper already sends a turn's packets in one write.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return BatchedSocket(sock)
+
+    def _packet_read(self) -> Any:
+        sock = self._sock
+        if self._in_packet["command"] == 0 and isinstance(sock, BatchedSocket):
+            got = sock.take_packet()
+            if got is not None:
+                return self._lean_handle(*got)
+        return super()._packet_read()
+
+    def _lean_handle(self, command: int, body: bytes) -> Any:
+        """Handle one whole packet as paho's _packet_read does once it has read it."""
+        packet = self._in_packet
+        packet["command"] = command
+        packet["remaining_length"] = len(body)
+        packet["have_remaining"] = 1
+        packet["packet"] = body
+        packet["to_process"] = 0
+        packet["pos"] = 0
+        try:
+            rc = self._packet_handle()
+        except mqtt.MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
+
+    def _handle_publish(self) -> Any:
+        header = self._in_packet["command"]
+        body = self._in_packet["packet"]
+        if (header & 0x06) != 0x02 or not self._manual_ack or len(body) < 4:
+            return super()._handle_publish()
+        slen = (body[0] << 8) | body[1]
+        pos = 2 + slen
+        v5 = self._protocol == mqtt.MQTTv5
+        if slen == 0 or len(body) < pos + 2 + v5 or (v5 and body[pos + 2] != 0):
+            return super()._handle_publish()  # properties (or an alias with an empty topic): paho decodes them
+        try:
+            topic = bytes(body[2:pos]).decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        msg = LeanMessage(topic, bytes(body[pos + 2 + v5:]), (body[pos] << 8) | body[pos + 1], 1,
+                          bool(header & 0x08), bool(header & 0x01))
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, msg)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        return _SUCCESS
+
+    def _handle_pubackcomp(self, cmd: Any) -> Any:
+        body = self._in_packet["packet"]
+        # A reason code alone (Mosquitto's 0x10 "no matching subscribers") matters only to an on_publish callback.
+        if cmd != "PUBACK" or not (len(body) == 2 or (len(body) == 3 and self.on_publish is None)):
+            return super()._handle_pubackcomp(cmd)
+        mid = (body[0] << 8) | body[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, self._lean_ok, self._lean_props)
+        return _SUCCESS
