@@ -1,0 +1,345 @@
+"""Task-free contexts: one output head per context over a shared trunk, opened on a confirmed change and
+re-activated when the concept it learned comes back (issue #23; context-dependent processing without task ids).
+
+The model's last ``nn.Linear`` (the one whose output is the model's logits) is the *active* context's head; the
+heads of the other contexts are kept in this method's tensors, frozen while inactive. Each step:
+
+- every buffered sample carries the serial of the context that was active when it arrived (the per-sample field
+  ``context``, int16, 2 bytes a sample, counted in the buffer's bytes), and its replay cross-entropy is taken
+  with *its own* context's head: a replayed sample of context A pulls the shared trunk towards features A's head
+  still reads right, and never pulls the active head of context B towards A's labels. Inactive heads are not
+  trained (no gradient or optimizer bytes for them): only the trunk moves under them.
+- each context's loss on the new labelled rows is measured before the update (the trunk's features through each
+  head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
+  context with the lowest mean over that window predicts; when it is not the active one by more than
+  ``context_margin`` (relative), its head is swapped into the model. So ``predict`` and the ONNX snapshot (the
+  model itself) use the context that explains the most recent labelled samples best, as the learner does.
+- a drift detector from the trigger registry (``context_detector``, ADWIN by default) is fed the prequential error
+  of the new rows. When it confirms a rise, a returning concept is tried first: if another context explains the
+  window better than the active one (by the same margin), it is re-activated; otherwise a new context opens, its
+  head a copy of the active one (it starts where fine-tuning would).
+
+Budget: ``max_contexts`` slots are allocated up front (a head's weight and bias, its loss window and its serial;
+:func:`context_bytes`), so they come out of the buffer's bytes before it is sized; :func:`contexts_that_fit` gives
+the most slots a budget holds with the replay buffer still at ``replay_batch`` samples. **When every slot is in
+use** and a new context must open, the least used context is evicted (fewest samples learned while it was active;
+the oldest on a tie; never the active one): its slot takes the new context under a new serial. Buffered samples of
+the evicted context keep their old serial, which no head owns any more: they are left out of the replay loss (weight
+0) until the reservoir replaces them. Serials count modulo 32768 (the int16 field) and skip those still in use.
+
+Limits: samples learned between a change and its detection are filed under the old context; the optimizer's state
+(momentum, Adam) of the head is shared by all contexts (plain SGD, the default, keeps none); the model must compute
+its logits with a last ``nn.Linear`` on ``[B, features]`` (checked when the learner is built, the error says how);
+the step runs on autograd (a forward hook reads the head's input), not on the fixed-shape or closed-form steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
+from edge_cl.methods.registry import register
+
+FIELD = "context"
+SERIALS = 1 << 15  # serials fit the int16 per-sample field
+MAX_SLOTS = 64
+_NO_SERIAL = -1
+
+
+class ContextsSettings(MethodSettings):
+    """Settings of the task-free contexts method."""
+
+    max_contexts: int = Field(4, ge=1, le=MAX_SLOTS, description="Context slots held in the budget (a head, its loss "
+                              "window and serial each; edge_cl.methods.contexts.contexts_that_fit gives the most a "
+                              "budget holds). When all are in use, a new context evicts the least used one.")
+    context_window: int = Field(5, ge=1, le=1000, description="Steps over which each context's loss on the new "
+                                "labelled rows is averaged for routing (a returning concept is recognised within "
+                                "about half of it).")
+    context_margin: float = Field(0.2, ge=0, lt=1, description="Relative margin by which another context's "
+                                  "windowed loss must beat the active one's for the router to switch to it.")
+    context_detector: str = Field("adwin", description="Drift detector from the trigger registry fed the "
+                                  "prequential error of the new rows; its confirmed rise opens (or re-activates) a "
+                                  "context. 'adwin' or 'page-hinkley' (river), or any registered trigger.")
+    context_beta: float = Field(1.0, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
+                                "through its own context's head.")
+
+
+class _Capture:
+    """What the forward hook hands the step: the head's input, only while a step asked for it."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.feats: Tensor | None = None
+
+
+def _hook_for(capture: _Capture) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
+    # A plain function (not a bound method): deep copies of the model (ONNX export) then share it, never the method.
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        if capture.on:
+            capture.feats = args[0]
+    return hook
+
+
+def output_head(model: nn.Module, num_classes: int, input_dim: int, device: torch.device) -> nn.Linear:
+    """The ``nn.Linear`` whose output is ``model``'s logits (the last one with ``num_classes`` outputs, checked on a
+    probe forward); ValueError naming what to change when there is none."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    hint = ("method 'contexts' keeps one output head per context: the model's logits must be the output of its last "
+            "nn.Linear layer applied to [B, features] (put any activation or scaling before it)")
+    if not heads:
+        raise ValueError(f"the model has no nn.Linear with {num_classes} outputs; {hint}")
+    head = heads[-1]
+    seen: dict[str, Tensor] = {}
+    handle = head.register_forward_hook(lambda m, a, o: seen.update(inp=a[0], out=o))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe = torch.linspace(-1.0, 1.0, 2 * input_dim, device=device).reshape(2, input_dim)
+            logits = model(probe)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "out" not in seen or seen["inp"].ndim != 2 or seen["out"].shape != logits.shape \
+            or not torch.equal(seen["out"], logits):
+        raise ValueError(f"the model's logits are not the output of its last {num_classes}-output nn.Linear; {hint}")
+    return head
+
+
+def context_bytes(num_classes: int, features: int, window: int, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes one context slot costs: its head's weight and bias, its loss window (float32) and its serial (int64)."""
+    size = torch.empty((), dtype=dtype).element_size()
+    return (num_classes * features + num_classes) * size + window * 4 + 8
+
+
+def contexts_that_fit(model: nn.Module, budget_bytes: int, **options: Any) -> int:
+    """The most context slots ``budget_bytes`` holds for ``model`` with the learner ``options`` (method 'contexts'),
+    the replay buffer still holding its minimum (``replay_batch`` samples); 0 when not even one fits."""
+    from edge_cl.learner import OnlineLearner
+
+    options = {k: v for k, v in options.items() if k not in ("method", "max_contexts")}
+    replay = int(options.get("replay_batch", 10))
+    one = OnlineLearner.required_bytes(model, buffer_samples=replay, method="contexts", max_contexts=1, **options)
+    two = OnlineLearner.required_bytes(model, buffer_samples=replay, method="contexts", max_contexts=2, **options)
+    per = two - one
+    if budget_bytes < one:
+        return 0
+    return int(min(MAX_SLOTS, 1 + (budget_bytes - one) // per))
+
+
+@register
+class Contexts(Method):
+    """Task-free contexts: a head per context over a shared trunk, replay through each sample's own head, a drift
+    detector that opens contexts and a router that re-activates the one explaining the recent samples best."""
+
+    name = "contexts"
+    Settings: ClassVar[type[MethodSettings]] = ContextsSettings
+    uses_buffer = True
+    fixed_shape = False  # routing and the detector run on the host after each step
+
+    def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
+        super().__init__(ctx, settings)
+        if not isinstance(settings, ContextsSettings):
+            raise TypeError(f"{type(self).__name__} needs ContextsSettings, got {type(settings).__name__}")
+        from edge_cl.triggers import make_trigger
+
+        self.k, self.window_steps = int(settings.max_contexts), int(settings.context_window)
+        self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
+        self.detector = make_trigger(settings.context_detector)
+        if self.detector is None:
+            raise ValueError("context_detector='none': method 'contexts' needs a detector to open contexts; use "
+                             "'adwin' or 'page-hinkley'")
+        self.head = output_head(ctx.model, ctx.num_classes, ctx.input_dim, ctx.device)
+        w = self.head.weight
+        self.heads_w = torch.zeros((self.k, *w.shape), dtype=w.dtype, device=w.device)
+        self.heads_b = torch.zeros((self.k, w.shape[0]), dtype=w.dtype, device=w.device)
+        self.window = torch.zeros((self.k, self.window_steps), dtype=torch.float32, device=w.device)
+        self.serials = torch.full((self.k,), _NO_SERIAL, dtype=torch.int64, device=w.device)
+        with torch.no_grad():
+            self.heads_w[0].copy_(w)
+            if self.head.bias is not None:
+                self.heads_b[0].copy_(self.head.bias)
+        self.serials[0] = 0
+        # Host-side bookkeeping (saved in the state): which slot is active, what each slot was used for.
+        self.active = 0
+        self.serial_of = [0] + [_NO_SERIAL] * (self.k - 1)
+        self.usage = [0] * self.k          # samples learned while each slot was active
+        self.next_serial = 1
+        self.pos, self.filled = 0, 0       # ring position and steps held in the loss windows
+        self.counts = {"opened": 1, "reactivated": 0, "routed": 0, "evicted": 0, "detections": 0}
+        self._pending: list[float] | None = None  # this step's per-slot losses and error, until after_update
+        self._capture = _Capture()
+        # Permanent, so the learner steps through the modules (autograd), never the closed-form chain that skips hooks.
+        self._handle = self.head.register_forward_hook(_hook_for(self._capture))
+
+    # --- budget -------------------------------------------------------------------------------------
+    def tensors(self) -> list[Tensor]:
+        return [self.heads_w, self.heads_b, self.window, self.serials]
+
+    def sample_fields(self) -> dict[str, SampleField]:
+        return {FIELD: SampleField((), torch.int16)}
+
+    # --- the step -----------------------------------------------------------------------------------
+    def replay_draws(self) -> Sequence[Draw]:
+        return (Draw(FIELD, self.ctx.replay_batch),)
+
+    def begin_step(self, index: int) -> None:
+        self._capture.on, self._capture.feats = True, None
+
+    def loss(self, step: Step) -> Tensor | None:
+        feats, self._capture.on, self._capture.feats = self._capture.feats, False, None
+        if feats is None:
+            raise RuntimeError("the model's output head did not run in the step's forward")
+        b = step.batch
+        with torch.no_grad():
+            # Every slot's loss on the new rows, before the update: inactive heads on the trunk's features, the
+            # active one from the step's own logits (its slot copy is stale while it trains).
+            new = feats[:b].detach()
+            per_slot = torch.einsum("bh,kch->kbc", new, self.heads_w) + self.heads_b[:, None, :]
+            ce = F.cross_entropy(per_slot.reshape(-1, per_slot.shape[-1]), step.y.repeat(self.k),
+                                 reduction="none").view(self.k, b).mean(1)
+            logits = step.logits.detach()
+            ce[self.active] = F.cross_entropy(logits, step.y)
+            err = (logits.argmax(1) != step.y).float().mean()
+            self._pending = torch.cat([ce, err[None]]).tolist()
+        seg = step.draws.get(FIELD)
+        if seg is None or len(seg) == 0 or self.beta == 0:
+            return None
+        rows = feats[seg.start:seg.start + len(seg)]
+        match = seg.fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
+        known = match.any(1)
+        slot = match.to(torch.int8).argmax(1)
+        own = torch.einsum("rh,rch->rc", rows, self.heads_w[slot]) + self.heads_b[slot]
+        own = torch.where((slot == self.active)[:, None], seg.logits, own)
+        ce_rows = F.cross_entropy(own, seg.y, reduction="none") * known
+        total = ce_rows.sum() / known.sum().clamp_min(1)
+        return total if self.beta == 1.0 else self.beta * total
+
+    def sample_values(self, step: Step) -> dict[str, Tensor]:
+        serial = self.serial_of[self.active]
+        return {FIELD: torch.full((step.batch,), serial, dtype=torch.int16, device=step.x.device)}
+
+    def after_update(self, step: Step) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        err = pending[-1]
+        self.window[:, self.pos] = torch.tensor(pending[:-1], dtype=torch.float32, device=self.window.device)
+        self.pos = (self.pos + 1) % self.window_steps
+        self.filled = min(self.filled + 1, self.window_steps)
+        self.usage[self.active] += step.batch
+        if self.detector.observe(err):
+            self.counts["detections"] += 1
+            best = self._better_context()
+            if best is None:
+                self._open()
+            else:
+                self.counts["reactivated"] += 1
+                self._switch(best)
+            return
+        best = self._better_context()
+        if best is not None:
+            self.counts["routed"] += 1
+            self._switch(best)
+
+    # --- routing ------------------------------------------------------------------------------------
+    def window_losses(self) -> list[float | None]:
+        """Each slot's mean loss over the loss window (None for a free slot or an empty window)."""
+        if self.filled == 0:
+            return [None] * self.k
+        means = self.window[:, :self.filled].mean(1).tolist() if self.filled < self.window_steps \
+            else self.window.mean(1).tolist()
+        return [m if self.serial_of[i] != _NO_SERIAL else None for i, m in enumerate(means)]
+
+    def _better_context(self) -> int | None:
+        """The context whose windowed loss beats the active one's by the margin (the best such), else None."""
+        if self.filled < self.window_steps:
+            return None
+        means = self.window_losses()
+        mine = means[self.active]
+        best = min((i for i, m in enumerate(means) if m is not None and i != self.active),
+                   key=lambda i: means[i], default=None)  # type: ignore[arg-type,return-value]
+        if best is None or mine is None or not means[best] < (1.0 - self.margin) * mine:  # type: ignore[operator]
+            return None
+        return best
+
+    def _switch(self, slot: int) -> None:
+        """Make ``slot`` the active context: the model's head goes back to its slot, ``slot``'s head into the model."""
+        with torch.no_grad():
+            self.heads_w[self.active].copy_(self.head.weight)
+            self.head.weight.copy_(self.heads_w[slot])
+            if self.head.bias is not None:
+                self.heads_b[self.active].copy_(self.head.bias)
+                self.head.bias.copy_(self.heads_b[slot])
+        self.active = slot
+
+    def _open(self) -> None:
+        """Open a new context (a copy of the active head) in a free slot, or in the least used one's when all are."""
+        free = [i for i, s in enumerate(self.serial_of) if s == _NO_SERIAL]
+        if free:
+            slot = free[0]
+        else:
+            others = [i for i in range(self.k) if i != self.active]
+            if not others:
+                return  # one slot: the only context keeps learning (fine-tuning with replay)
+            slot = min(others, key=lambda i: (self.usage[i], self.serial_of[i]))
+            self.counts["evicted"] += 1
+        serial = self._new_serial()
+        with torch.no_grad():
+            self.heads_w[self.active].copy_(self.head.weight)
+            self.heads_w[slot].copy_(self.head.weight)
+            if self.head.bias is not None:
+                self.heads_b[self.active].copy_(self.head.bias)
+                self.heads_b[slot].copy_(self.head.bias)
+            self.window[slot].copy_(self.window[self.active])
+        self.serial_of[slot], self.usage[slot] = serial, 0
+        self.serials[slot] = serial
+        self.counts["opened"] += 1
+        self.active = slot
+
+    def _new_serial(self) -> int:
+        used = set(self.serial_of)
+        serial = self.next_serial
+        while serial in used:
+            serial = (serial + 1) % SERIALS
+        self.next_serial = (serial + 1) % SERIALS
+        return serial
+
+    # --- reporting and state -------------------------------------------------------------------------
+    @property
+    def active_serial(self) -> int:
+        """The serial of the context that predicts now."""
+        return self.serial_of[self.active]
+
+    def contexts(self) -> list[int]:
+        """Serials of the contexts held (free slots left out), in slot order."""
+        return [s for s in self.serial_of if s != _NO_SERIAL]
+
+    def report(self) -> dict[str, Any]:
+        return {"contexts": len(self.contexts()), "max_contexts": self.k, "active": self.active_serial,
+                **self.counts}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tensors": [t.detach().clone() for t in self.tensors()], "active": self.active,
+                "serial_of": list(self.serial_of), "usage": list(self.usage), "next_serial": self.next_serial,
+                "pos": self.pos, "filled": self.filled, "counts": dict(self.counts),
+                "detector": self.detector.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state.get("serial_of", [])) != self.k:
+            raise ValueError(f"saved contexts state has {len(state.get('serial_of', []))} slots, this learner "
+                             f"max_contexts={self.k}; load with the same max_contexts")
+        super().load_state_dict(state)
+        self.active = int(state["active"])
+        self.serial_of = [int(s) for s in state["serial_of"]]
+        self.usage = [int(u) for u in state["usage"]]
+        self.next_serial, self.pos, self.filled = int(state["next_serial"]), int(state["pos"]), int(state["filled"])
+        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.detector.load_state_dict(state["detector"])
+        self._pending = None
