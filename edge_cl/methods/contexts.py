@@ -74,10 +74,11 @@ class ContextsSettings(MethodSettings):
     context_detector: str = Field("adwin", description="Drift detector from the trigger registry fed the "
                                   "prequential error of the new rows; its confirmed rise opens (or re-activates) a "
                                   "context. 'adwin' or 'page-hinkley' (river), or any registered trigger.")
-    context_detector_params: dict[str, int | float | str] | None = Field(None, description="Settings of the detector (e.g. "
-                                                             "{delta = 0.002} for adwin); None: river's defaults, "
-                                                             "except adwin's: clock 1 and delta 0.5 (checked every "
-                                                             "step, eager; chosen on validation seeds).")
+    context_detector_params: dict[str, int | float | str] = Field({}, description="Settings of the detector (e.g. "
+                                                                  "{delta = 0.002} for adwin); empty: river's "
+                                                                  "defaults, except adwin's clock 1 and delta 0.5 "
+                                                                  "(checked every step, eager; chosen on validation "
+                                                                  "seeds).")
     context_return: float = Field(0.25, ge=0, description="A context is re-activated only while its windowed loss is "
                                   "within this many ln(num_classes) (the loss of a uniform guess) of the lowest it "
                                   "reached while active: a head that merely fits a new concept less badly than the "
@@ -165,8 +166,8 @@ class Contexts(Method):
             raise TypeError(f"{type(self).__name__} needs ContextsSettings, got {type(settings).__name__}")
         self.k, self.window_steps = int(settings.max_contexts), int(settings.context_window)
         self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
-        params = settings.context_detector_params
-        if params is None:
+        params = dict(settings.context_detector_params)
+        if not params:
             params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
         self._detector_args = (settings.context_detector, params)
         self.detector = make_trigger(settings.context_detector, **params)
