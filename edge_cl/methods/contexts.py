@@ -53,9 +53,8 @@ SERIALS = 1 << 15  # serials fit the int16 per-sample field
 MAX_SLOTS = 64
 # ADWIN checks every step (river's clock 32 delays a detection by up to 31 steps) and is far more eager than river's
 # delta 0.002, which missed a label shift that fine-tuning absorbed within 10 steps: a false alarm costs a context
-# slot, a missed change pollutes a context. Chosen on validation seeds 100-101 of the conflicting-regimes stream
-# (seed 100, delta 0.002 / 0.05 / 0.5: detected 21-25 / 12-14 / 6-9 steps after a change, prequential 89.95 / 90.42 /
-# 90.54).
+# slot, a missed change pollutes a context. These, context_window and context_beta were chosen on validation seeds
+# 100-101 of the conflicting-regimes stream (BENCHMARKS.md conflicting-regimes-contexts-validation).
 ADWIN_DEFAULTS = {"clock": 1, "delta": 0.5}
 _NO_SERIAL = -1
 
@@ -66,7 +65,7 @@ class ContextsSettings(MethodSettings):
     max_contexts: int = Field(4, ge=1, le=MAX_SLOTS, description="Context slots held in the budget (a head, its loss "
                               "window and serial each; edge_cl.methods.contexts.contexts_that_fit gives the most a "
                               "budget holds). When all are in use, a new context evicts the least used one.")
-    context_window: int = Field(2, ge=1, le=1000, description="Steps over which each context's loss on the new "
+    context_window: int = Field(1, ge=1, le=1000, description="Steps over which each context's loss on the new "
                                 "labelled rows is averaged for routing (a returning concept is recognised within "
                                 "about half of it).")
     context_margin: float = Field(0.2, ge=0, lt=1, description="Relative margin by which another context's "
@@ -83,7 +82,7 @@ class ContextsSettings(MethodSettings):
                                   "within this many ln(num_classes) (the loss of a uniform guess) of the lowest it "
                                   "reached while active: a head that merely fits a new concept less badly than the "
                                   "active one is not taken for a returning concept.")
-    context_beta: float = Field(1.0, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
+    context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
 
 

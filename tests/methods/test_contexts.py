@@ -100,7 +100,7 @@ def test_contexts_are_counted_in_the_budget_and_the_most_that_fit_follow_from_it
     assert contexts_that_fit(model, budget, **opts) == 5
     learner = OnlineLearner(model, budget_bytes=budget, method="contexts", max_contexts=5, device="cpu", **opts)
     part = learner.memory_report()["parts"]["contexts"]
-    assert part == 5 * context_bytes(CLASSES, 32, window=2)
+    assert part == 5 * context_bytes(CLASSES, 32, window=1)
     with pytest.raises(ValueError, match="budget_bytes=.* is too small"):
         OnlineLearner(models.mlp(DIM, [32], CLASSES), budget_bytes=budget, method="contexts", max_contexts=6,
                       device="cpu", **opts)
