@@ -27,6 +27,10 @@ the oldest on a tie; never the active one): its slot takes the new context under
 the evicted context keep their old serial, which no head owns any more: they are left out of the replay loss (weight
 0) until the reservoir replaces them. Serials count modulo 32768 (the int16 field) and skip those still in use.
 
+Export: the router needs labels, so it runs where they are, in the learner; the model always holds the active
+context's head, so ``learner.inference_model()``, ``predict`` and the ONNX snapshot are that one network (parity-gated
+as for any method). An inference process predicts with the context active when the snapshot was taken.
+
 Limits: samples learned between a change and its detection are filed under the old context; the optimizer's state
 (momentum, Adam) of the head is shared by all contexts (plain SGD, the default, keeps none); the model must compute
 its logits with a last ``nn.Linear`` on ``[B, features]`` (checked when the learner is built, the error says how);
@@ -36,6 +40,7 @@ the step runs on autograd (a forward hook reads the head's input), not on the fi
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -195,8 +200,10 @@ class Contexts(Method):
         self.counts = {"opened": 1, "reactivated": 0, "routed": 0, "evicted": 0, "detections": 0}
         self._pending: list[float] | None = None  # this step's per-slot losses and error, until after_update
         self._capture = _Capture()
-        # Permanent, so the learner steps through the modules (autograd), never the closed-form chain that skips hooks.
+        # Held for this method's lifetime, so the learner steps through the modules (autograd), never the closed-form
+        # chain that skips hooks; removed with the method (a throwaway one, e.g. required_bytes', leaves the model bare).
         self._handle = self.head.register_forward_hook(_hook_for(self._capture))
+        weakref.finalize(self, self._handle.remove)
 
     # --- budget -------------------------------------------------------------------------------------
     def tensors(self) -> list[Tensor]:

@@ -3,6 +3,7 @@ context, contexts live inside the byte budget (least used evicted when full), st
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import numpy as np
@@ -151,6 +152,18 @@ def test_onnx_snapshot_predicts_with_the_active_context():
     result = check_parity(net, export_onnx(net), x)
     assert result.ok, result.reason
     assert np.array_equal(net(x).argmax(1).numpy(), learner.predict(x.numpy()))
+
+
+def test_sizing_a_budget_leaves_no_hook_on_the_model():
+    model = models.mlp(DIM, [32], CLASSES)
+    OnlineLearner.required_bytes(model, buffer_samples=10, method="contexts")
+    contexts_that_fit(model, 100_000)
+    assert not any(m._forward_hooks for m in model.modules())
+    learner = OnlineLearner(model, budget_bytes=100_000, method="contexts", device="cpu")
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 1
+    del learner
+    gc.collect()  # the learner's own cycles, if any
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_a_model_whose_logits_are_not_a_linear_layer_is_refused_with_what_to_change():
