@@ -87,6 +87,10 @@ class ContextsSettings(MethodSettings):
                                   "within this many ln(num_classes) (the loss of a uniform guess) of the lowest it "
                                   "reached while active: a head that merely fits a new concept less badly than the "
                                   "active one is not taken for a returning concept.")
+    context_keep_good: bool = Field(True, description="The active context's slot keeps its head from the last step "
+                                    "on which it explained the new rows within context_return of its lowest loss; "
+                                    "leaving the context puts that head back, not one a change has already pulled "
+                                    "towards the next concept (False: the head as it is when the context is left).")
     context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
 
@@ -170,6 +174,7 @@ class Contexts(Method):
             raise TypeError(f"{type(self).__name__} needs ContextsSettings, got {type(settings).__name__}")
         self.k, self.window_steps = int(settings.max_contexts), int(settings.context_window)
         self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
+        self.keep_good = bool(settings.context_keep_good)
         params = dict(settings.context_detector_params)
         if not params:
             params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
@@ -263,6 +268,8 @@ class Contexts(Method):
         self.usage[self.active] += step.batch
         if self.filled == self.window_steps:
             self.level[self.active] = min(self.level[self.active], float(self.window[self.active].mean()))
+        if self.keep_good and pending[self.active] <= self.level[self.active] + self.tolerance:
+            self._store_head(self.active)
         if self.detector.observe(err):
             self.counts["detections"] += 1
             # A fresh detector measures the next change from this context's own level, not from the errors of the
@@ -292,11 +299,14 @@ class Contexts(Method):
 
     def _better_context(self) -> int | None:
         """The context whose windowed loss beats the active one's by the margin (the best such) and is near the
-        lowest it reached while active (a returning concept), else None."""
+        lowest it reached while active (a returning concept), else None; None too while the active context's loss is
+        near its own lowest."""
         if self.filled < self.window_steps:
             return None
         means = self.window_losses()
         mine = means[self.active]
+        if mine is not None and mine <= self.level[self.active] + self.tolerance:
+            return None  # the active context still explains the data about as well as ever: stay (no flapping)
         best = min((i for i, m in enumerate(means) if m is not None and i != self.active
                     and m <= self.level[i] + self.tolerance),
                    key=lambda i: means[i], default=None)  # type: ignore[arg-type,return-value]
@@ -306,13 +316,20 @@ class Contexts(Method):
 
     def _switch(self, slot: int) -> None:
         """Make ``slot`` the active context: the model's head goes back to its slot, ``slot``'s head into the model."""
+        if not self.keep_good:
+            self._store_head(self.active)
         with torch.no_grad():
-            self.heads_w[self.active].copy_(self.head.weight)
             self.head.weight.copy_(self.heads_w[slot])
             if self.head.bias is not None:
-                self.heads_b[self.active].copy_(self.head.bias)
                 self.head.bias.copy_(self.heads_b[slot])
         self.active = slot
+
+    def _store_head(self, slot: int) -> None:
+        """Copy the model's head into ``slot``."""
+        with torch.no_grad():
+            self.heads_w[slot].copy_(self.head.weight)
+            if self.head.bias is not None:
+                self.heads_b[slot].copy_(self.head.bias)
 
     def _open(self) -> None:
         """Open a new context (a copy of the active head) in a free slot, or in the least used one's when all are."""
@@ -326,12 +343,10 @@ class Contexts(Method):
             slot = min(others, key=lambda i: (self.usage[i], self.serial_of[i]))
             self.counts["evicted"] += 1
         serial = self._new_serial()
+        if not self.keep_good:
+            self._store_head(self.active)
+        self._store_head(slot)
         with torch.no_grad():
-            self.heads_w[self.active].copy_(self.head.weight)
-            self.heads_w[slot].copy_(self.head.weight)
-            if self.head.bias is not None:
-                self.heads_b[self.active].copy_(self.head.bias)
-                self.heads_b[slot].copy_(self.head.bias)
             self.window[slot].copy_(self.window[self.active])
         self.serial_of[slot], self.usage[slot], self.level[slot] = serial, 0, math.inf
         self.serials[slot] = serial
