@@ -31,7 +31,7 @@ def rows(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[str]]:
         doc = json.loads(path.read_text())
         params = doc["config"].get("method_params") or {}
         for method, result in doc["methods"].items():
-            out[_label(method, params)] = result
+            out[f"{_label(method, params)} [{path.stem}]"] = result
             seeds.add(",".join(str(s) for s in result.get("seeds") or [doc["config"].get("seed")]))
     return out, sorted(seeds)
 
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             "`conflicting-regimes` stream (never the reported seeds 0-2), each row naming the settings it gave; the "
             "others were context_window=2, context_beta=1.0 and ADWIN with clock 1, delta 0.5. The defaults were "
             "then set to the best balance of prequential accuracy and return gap: context_window=1, "
-            "context_beta=0.75 (ADWIN clock 1, delta 0.5). sgd and der++ beside for reference. Same protocol as "
-            "`conflicting-regimes-contexts`.\n\n"
+            "context_beta=0.75 (ADWIN clock 1, delta 0.5). The runs named final-* came after two changes to the "
+            "method (a context keeps its last good head; the router stays while the active context fits its data "
+            "about as well as ever): the defaults, and the first of those changes turned off. sgd and der++ beside "
+            "for reference. Same protocol as `conflicting-regimes-contexts`.\n\n"
             f"{preq}\n\n{regimes_table(results)}\n")
     print(body)
     if args.write_benchmarks:
