@@ -179,11 +179,16 @@ class Contexts(Method):
         if not params:
             params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
         self._detector_args = (settings.context_detector, params)
-        self.detector = make_trigger(settings.context_detector, **params)
-        self.tolerance = float(settings.context_return) * math.log(max(ctx.num_classes, 2))
-        if self.detector is None:
+        try:
+            detector = make_trigger(settings.context_detector, **params)
+        except ValueError as exc:
+            raise ValueError(f"context_detector={settings.context_detector!r} with context_detector_params={params}: "
+                             f"{exc}") from None
+        if detector is None:
             raise ValueError("context_detector='none': method 'contexts' needs a detector to open contexts; use "
                              "'adwin' or 'page-hinkley'")
+        self.detector = detector
+        self.tolerance = float(settings.context_return) * math.log(max(ctx.num_classes, 2))
         self.head = output_head(ctx.model, ctx.num_classes, ctx.input_dim, ctx.device)
         w = self.head.weight
         self.heads_w = torch.zeros((self.k, *w.shape), dtype=w.dtype, device=w.device)

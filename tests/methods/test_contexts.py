@@ -171,3 +171,8 @@ def test_a_model_whose_logits_are_not_a_linear_layer_is_refused_with_what_to_cha
     model.input_dim = DIM  # type: ignore[assignment]
     with pytest.raises(ValueError, match="last nn.Linear"):
         OnlineLearner(model, budget_bytes=100_000, method="contexts", device="cpu")
+
+
+def test_an_unknown_detector_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="context_detector='frobnicate'.*unknown"):
+        make("contexts", context_detector="frobnicate")
