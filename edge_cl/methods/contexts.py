@@ -11,9 +11,14 @@ heads of the other contexts are kept in this method's tensors, frozen while inac
   trained (no gradient or optimizer bytes for them): only the trunk moves under them.
 - each context's loss on the new labelled rows is measured before the update (the trunk's features through each
   head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
-  context with the lowest mean over that window predicts; when it is not the active one by more than
-  ``context_margin`` (relative), its head is swapped into the model. So ``predict`` and the ONNX snapshot (the
-  model itself) use the context that explains the most recent labelled samples best, as the learner does.
+  context with the lowest mean over that window predicts; when it beats the active one by more than
+  ``context_margin`` (relative), its head is swapped into the model -- provided it is near the lowest loss it
+  reached while active (within ``context_return`` of ln(num_classes): a returning concept, not a head that fits a
+  new concept less badly) and the active one is not (hysteresis: two heads that both fit do not alternate). So
+  ``predict`` and the ONNX snapshot (the model itself) use the context that explains the most recent labelled
+  samples best, as the learner does. A context's slot keeps its head from the last step on which it explained its
+  data that well (``context_keep_good``): leaving it puts back a head that a not yet detected change has not
+  pulled towards the next concept.
 - a drift detector from the trigger registry (``context_detector``, ADWIN by default) is fed the prequential error
   of the new rows. When it confirms a rise, a returning concept is tried first: if another context explains the
   window better than the active one (by the same margin), it is re-activated; otherwise a new context opens, its
