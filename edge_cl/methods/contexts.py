@@ -16,9 +16,9 @@ heads of the other contexts are kept in this method's tensors, frozen while inac
   reached while active (within ``context_return`` of ln(num_classes): a returning concept, not a head that fits a
   new concept less badly) and the active one is not (hysteresis: two heads that both fit do not alternate). So
   ``predict`` and the ONNX snapshot (the model itself) use the context that explains the most recent labelled
-  samples best, as the learner does. A context's slot keeps its head from the last step on which it explained its
-  data that well (``context_keep_good``): leaving it puts back a head that a not yet detected change has not
-  pulled towards the next concept.
+  samples best, as the learner does. With ``context_keep_good`` a context's slot keeps its head from the last step
+  on which it explained its data that well: leaving it puts back a head that a not yet detected change has not
+  pulled towards the next concept (off by default: it cost more on Elec2 than it gained on conflicting regimes).
 - a drift detector from the trigger registry (``context_detector``, ADWIN by default) is fed the prequential error
   of the new rows. When it confirms a rise, a returning concept is tried first: if another context explains the
   window better than the active one (by the same margin), it is re-activated; otherwise a new context opens, its
@@ -92,10 +92,11 @@ class ContextsSettings(MethodSettings):
                                   "within this many ln(num_classes) (the loss of a uniform guess) of the lowest it "
                                   "reached while active: a head that merely fits a new concept less badly than the "
                                   "active one is not taken for a returning concept.")
-    context_keep_good: bool = Field(True, description="The active context's slot keeps its head from the last step "
+    context_keep_good: bool = Field(False, description="The active context's slot keeps its head from the last step "
                                     "on which it explained the new rows within context_return of its lowest loss; "
                                     "leaving the context puts that head back, not one a change has already pulled "
-                                    "towards the next concept (False: the head as it is when the context is left).")
+                                    "towards the next concept (False, the default: the head as it is when the "
+                                    "context is left; on Elec2's validation seed the kept head cost 0.8 points).")
     context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
 
