@@ -34,7 +34,7 @@ def rows(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[str]]:
         where = "" if stream == "conflicting-regimes" else f"{stream} batch {doc['config'].get('batch')}: "
         for method, result in doc["methods"].items():
             out[f"{where}{_label(method, params)} [{path.stem}]"] = result
-            seeds.add(",".join(str(s) for s in result.get("seeds") or [doc["config"].get("seed")]))
+            seeds.update(str(s) for s in result.get("seeds") or [doc["config"].get("seed")])
     return out, sorted(seeds)
 
 
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             "context_beta=0.75 (ADWIN clock 1, delta 0.5). The runs named final-* came after two changes to the "
             "method (a context keeps its last good head; the router stays while the active context fits its data "
             "about as well as ever): the defaults then, and the first of those changes turned off. Rows named elec2 "
-            "ran Elec2 at batch 1 on validation seed 100 with the final code: there the kept good head cost 0.8 "
-            "points, more than it gained on conflicting-regimes, so context_keep_good defaults to false. sgd and "
+            "ran Elec2 at batch 1 on validation seed 100 with the final code: there the kept good head cost more "
+            "than it gained on conflicting-regimes (compare the rows), so context_keep_good defaults to false. sgd and "
             "der++ beside for reference. Same protocol as `conflicting-regimes-contexts` otherwise.\n\n"
             f"{preq}\n\n{regimes_table(results)}\n")
     print(body)

@@ -96,7 +96,8 @@ class ContextsSettings(MethodSettings):
                                     "on which it explained the new rows within context_return of its lowest loss; "
                                     "leaving the context puts that head back, not one a change has already pulled "
                                     "towards the next concept (False, the default: the head as it is when the "
-                                    "context is left; on Elec2's validation seed the kept head cost 0.8 points).")
+                                    "context is left; on Elec2's validation seed the kept head cost more than it gained "
+                                    "on conflicting regimes: BENCHMARKS.md conflicting-regimes-contexts-validation).")
     context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
 
