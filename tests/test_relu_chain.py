@@ -16,7 +16,10 @@ from edge_cl.methods.der import DER
 from edge_cl.methods.lwf import distill, distill_grad
 from edge_cl.relu_chain import ReLUChain, cross_entropy_grad, mse_grad, per_sample_cross_entropy_grad
 
-CASES = [*methods.available(), "er+ewc", "er+mas", "der++ + ewc", "er+si"]
+# Methods whose terms have a gradient at the trunk's features rather than at the logits (contexts: replay through each
+# sample's own context head): they read a layer's input with autograd, so their learner steps on autograd.
+AUTOGRAD_ONLY = {"contexts"}
+CASES = [m for m in methods.available() if m not in AUTOGRAD_ONLY] + ["er+ewc", "er+mas", "der++ + ewc", "er+si"]
 
 
 def _learner(method: str, standardize: bool = False, chain: bool = True, model: nn.Module | None = None,
@@ -27,6 +30,11 @@ def _learner(method: str, standardize: bool = False, chain: bool = True, model: 
     if not chain:
         learner._use_chain(False)
     return learner
+
+
+@pytest.mark.parametrize("method", sorted(AUTOGRAD_ONLY))
+def test_methods_that_need_autograd_step_on_it(method):
+    assert _learner(method)._chain is None
 
 
 def _run(learner: OnlineLearner, steps: int = 300, scale: float = 1.0) -> list[float]:

@@ -1,0 +1,178 @@
+"""Method 'contexts' (issue #23): a context opens at a confirmed change, a returning concept re-activates its old
+context, contexts live inside the byte budget (least used evicted when full), state and ONNX export round trip."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_cl import OnlineLearner, models
+from edge_cl.methods.contexts import Contexts, context_bytes, contexts_that_fit
+from tests.oracles import assert_same_state
+
+DIM, CLASSES, BATCH = 6, 3, 10
+# Each concept relabels the same inputs: A's rule, B = A's labels shifted by one, C by two, D with 0 and 1 swapped.
+RELABEL = {"A": [0, 1, 2], "B": [1, 2, 0], "C": [2, 0, 1], "D": [1, 0, 2]}
+
+
+def concepts(plan: list[tuple[str, int]], seed: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Batches of i.i.d. normal inputs labelled by one fixed linear rule, relabelled per concept of ``plan``."""
+    rng = np.random.default_rng(seed)
+    w = np.random.default_rng(1000 + seed).standard_normal((DIM, CLASSES))
+    for name, steps in plan:
+        for _ in range(steps):
+            x = rng.standard_normal((BATCH, DIM)).astype(np.float32)
+            yield name, x, np.asarray(RELABEL[name])[np.argmax(x @ w, axis=1)].astype(np.int64)
+
+
+def make(method: str, seed: int = 0, **kw: object) -> OnlineLearner:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = models.mlp(DIM, [32], CLASSES)
+    options = {"replay_batch": 10, "trigger": None, "lr": 0.1} | kw
+    budget = OnlineLearner.required_bytes(model, buffer_samples=300, method=method, **options)
+    return OnlineLearner(model, budget_bytes=budget, method=method, seed=seed, device="cpu", **options)
+
+
+def run(learner: OnlineLearner, plan: list[tuple[str, int]], seed: int = 0) -> list[tuple[str, float]]:
+    """Learn the plan test-then-train; each step's (concept, accuracy before the update)."""
+    out = []
+    for name, x, y in concepts(plan, seed):
+        out.append((name, learner.learn(x, y).new_correct / BATCH))
+    return out
+
+
+ABA = [("A", 250), ("B", 250), ("A", 60)]
+
+
+def visit(acc: list[tuple[str, float]], start: int, steps: int) -> float:
+    return float(np.mean([a for _, a in acc[start:start + steps]]))
+
+
+def test_flipped_labels_open_a_context_and_learn_both_and_recover_the_first_faster():
+    torch.set_num_threads(1)
+    ctx, sgd, er = make("contexts"), make("sgd"), make("er")
+    acc = {"contexts": run(ctx, ABA), "sgd": run(sgd, ABA), "er": run(er, ABA)}
+    m = ctx.get_method("contexts")
+    assert isinstance(m, Contexts)
+    assert m.counts["detections"] >= 1 and m.counts["opened"] == 2, m.report()
+    # B (the end of its visit) is learned about as well as plain fine-tuning learns it ...
+    end_b = {k: visit(a, 450, 50) for k, a in acc.items()}
+    assert end_b["contexts"] >= end_b["sgd"] - 0.03, end_b
+    # ... and A, on return, is recovered faster than without contexts: its first 20 steps (200 samples).
+    back = {k: visit(a, 500, 20) for k, a in acc.items()}
+    assert back["contexts"] >= max(back["sgd"], back["er"]) + 0.15, back
+    # Within 15 points of what A scored when it left (the router needs a step or two; the trunk moved under A's head).
+    assert back["contexts"] >= visit(acc["contexts"], 200, 50) - 0.15, back
+
+
+def test_a_returning_concept_reuses_its_context_within_a_few_steps():
+    learner = make("contexts")
+    m = learner.get_method("contexts")
+    active = []
+    for name, x, y in concepts(ABA):
+        learner.learn(x, y)
+        active.append((name, m.active_serial))
+    assert active[249] == ("A", 0) and active[499][1] != 0  # B got a context of its own
+    first_back = next(i for i, (name, serial) in enumerate(active[500:]) if serial == 0)
+    assert first_back <= 5, f"the router took {first_back} steps to re-activate A's context"
+    assert m.contexts() == [0, active[499][1]] and m.counts["opened"] == 2, m.report()
+    assert all(serial == 0 for _, serial in active[500 + first_back:])
+
+
+def test_buffered_samples_carry_their_context():
+    learner = make("contexts")
+    run(learner, ABA[:2])
+    stored = learner.buffer.values["context"][:len(learner.buffer)]
+    assert stored.dtype == torch.int16 and set(stored.tolist()) == set(learner.get_method("contexts").contexts())
+    assert learner.memory_report()["buffer_field_bytes_per_sample"]["context"] == 2
+
+
+def test_contexts_are_counted_in_the_budget_and_the_most_that_fit_follow_from_it():
+    torch.manual_seed(0)
+    model = models.mlp(DIM, [32], CLASSES)
+    opts = {"replay_batch": 10, "trigger": None}
+    budget = OnlineLearner.required_bytes(model, buffer_samples=10, method="contexts", max_contexts=5, **opts) + 3
+    assert contexts_that_fit(model, budget, **opts) == 5
+    learner = OnlineLearner(model, budget_bytes=budget, method="contexts", max_contexts=5, device="cpu", **opts)
+    part = learner.memory_report()["parts"]["contexts"]
+    assert part == 5 * context_bytes(CLASSES, 32, window=1)
+    with pytest.raises(ValueError, match="budget_bytes=.* is too small"):
+        OnlineLearner(models.mlp(DIM, [32], CLASSES), budget_bytes=budget, method="contexts", max_contexts=6,
+                      device="cpu", **opts)
+
+
+def test_full_slots_evict_the_least_used_context():
+    learner = make("contexts", max_contexts=3)
+    m = learner.get_method("contexts")
+    run(learner, [("A", 250), ("B", 80), ("C", 150), ("D", 150)])
+    assert m.counts["opened"] == 4 and m.counts["evicted"] == 1, m.report()
+    held = m.contexts()
+    assert len(held) == 3 and 0 in held, held         # A, the most used, is kept ...
+    assert 1 not in held, held                          # ... B, the least used when D came, went
+    assert m.active_serial == max(held)                 # D is learned in B's old slot
+    # B's buffered samples are left out of replay: their serial names no context any more.
+    stored = learner.buffer.values["context"][:len(learner.buffer)]
+    assert (stored == 1).any()
+
+
+def test_save_and_load_with_contexts_resumes_exactly(tmp_path):
+    data = list(concepts(ABA))
+    a = make("contexts")
+    for _, x, y in data[:300]:
+        a.learn(x, y)
+    assert a.get_method("contexts").counts["opened"] == 2
+    a.save(tmp_path / "state.pt")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(99)
+        b = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
+    assert b.get_method("contexts").report() == a.get_method("contexts").report()
+    for _, x, y in data[300:]:
+        a.learn(x, y)
+        b.learn(x, y)
+    assert_same_state(a.state_dict(), b.state_dict())
+    assert b.get_method("contexts").active_serial == 0
+
+
+@pytest.mark.integration
+def test_onnx_snapshot_predicts_with_the_active_context():
+    from edge_cl.export.onnx_export import export_onnx
+    from edge_cl.export.parity import check_parity
+
+    learner = make("contexts")
+    run(learner, ABA[:2])
+    assert learner.get_method("contexts").active_serial != 0
+    x = torch.randn(32, DIM, generator=torch.Generator().manual_seed(3))
+    net = learner.inference_model().eval()
+    result = check_parity(net, export_onnx(net), x)
+    assert result.ok, result.reason
+    assert np.array_equal(net(x).argmax(1).numpy(), learner.predict(x.numpy()))
+
+
+def test_sizing_a_budget_leaves_no_hook_on_the_model():
+    model = models.mlp(DIM, [32], CLASSES)
+    OnlineLearner.required_bytes(model, buffer_samples=10, method="contexts")
+    contexts_that_fit(model, 100_000)
+    assert not any(m._forward_hooks for m in model.modules())
+    learner = OnlineLearner(model, budget_bytes=100_000, method="contexts", device="cpu")
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 1
+    del learner
+    gc.collect()  # the learner's own cycles, if any
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_a_model_whose_logits_are_not_a_linear_layer_is_refused_with_what_to_change():
+    model = nn.Sequential(nn.Linear(DIM, CLASSES), nn.Tanh())
+    model.input_dim = DIM  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="last nn.Linear"):
+        OnlineLearner(model, budget_bytes=100_000, method="contexts", device="cpu")
+
+
+def test_an_unknown_detector_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="context_detector='frobnicate'.*unknown"):
+        make("contexts", context_detector="frobnicate")
