@@ -205,6 +205,8 @@ class Daemon:
             self._log_user_modules()
             self._restore(spool)
             self.fleet = FleetChannel.from_config(cfg.fleet)
+            if self.fleet is not None:
+                self.metrics.watch_fleet(self.fleet.stats)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
                 try:

@@ -28,6 +28,7 @@ import numpy as np
 from edge_cl.fleet import merge, wire
 from edge_cl.fleet.aggregate import blend
 from edge_cl.fleet.settings import FleetConfig
+from edge_cl.fleet.stats import FleetStats
 
 log = logging.getLogger("edge_cl.fleet")
 
@@ -79,7 +80,8 @@ class FleetChannel:
         self.max_body_bytes = int(max_body_bytes)
         self._requests: queue.Queue[_Request] = queue.Queue()
         self._merged_at: int | None = None  # samples_learned at the last merge; None before the first
-        self.merges = 0
+        self.stats = FleetStats()
+        self._refusals_logged: set[str] = set()
         try:
             self._server = ThreadingHTTPServer((HOST, port), _handler_for(self))
         except OSError as exc:
@@ -98,6 +100,11 @@ class FleetChannel:
             return None
         assert cfg.token_file is not None  # FleetConfig insists on it when enabled
         return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight)
+
+    @property
+    def merges(self) -> int:
+        """Global models merged so far."""
+        return self.stats.merges
 
     @property
     def address(self) -> str:
@@ -144,15 +151,27 @@ class FleetChannel:
                             arrays = blend(arrays, merge.local_weights(learner), self.global_weight)
                         merge.merge_global(learner, arrays)
                         self._merged_at = int(learner.samples_learned)
-                        self.merges += 1
+                        self.stats.merged()
                         merged += 1
                         log.info("fleet: merged a global model (merge %d)", self.merges)
                 except ValueError as exc:
                     req.error = str(exc)
+                    if req.kind == "merge":
+                        self.stats.failed("refused")
+                        self._warn_refused(str(exc))
                 except Exception as exc:
                     log.exception("fleet: %s request failed", req.kind)
                     req.error = f"internal error: {exc}"
+                    if req.kind == "merge":
+                        self.stats.failed("internal")
                 req.done.set()
+
+    def _warn_refused(self, reason: str) -> None:
+        # Once per distinct reason: a SuperLink that keeps sending the same bad model must not flood the log
+        # (the count is in edge_cl_fleet_merge_failures_total).
+        if reason not in self._refusals_logged:
+            self._refusals_logged.add(reason)
+            log.warning("fleet: global model refused, local learning goes on: %s", reason)
 
     # ---- the HTTP thread's side -----------------------------------------------------------------------
     def _submit(self, req: _Request) -> bool:
@@ -213,7 +232,10 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             if req.error is not None:
                 return self._error(500, req.error)
             arrays, samples = req.result
-            return self._reply(200, wire.encode(arrays), wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
+            body = wire.encode(arrays)
+            self._reply(200, body, wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
+            channel.stats.joined(len(body))
+            return None
 
         def do_POST(self) -> None:
             if self.path != "/global":
@@ -223,16 +245,22 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
+                channel.stats.failed("bad_body")
                 return self._error(411, "Content-Length is required")
             if not 0 < length <= channel.max_body_bytes:
+                channel.stats.failed("bad_body")
                 return self._error(413, f"a global model of {length} bytes is outside (0, fleet.max_body_bytes="
                                         f"{channel.max_body_bytes}]")
+            body = self.rfile.read(length)
+            channel.stats.received(len(body))
             try:
-                arrays = wire.decode(self.rfile.read(length))
+                arrays = wire.decode(body)
             except ValueError as exc:
+                channel.stats.failed("bad_body")
                 return self._error(400, str(exc))
             req = _Request("merge", arrays)
             if not channel._submit(req):
+                channel.stats.failed("timeout")
                 return self._timed_out()
             if req.error is not None:
                 return self._error(422, req.error)
