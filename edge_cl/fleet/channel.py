@@ -16,11 +16,9 @@ import hmac
 import json
 import logging
 import queue
-import stat
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -29,30 +27,11 @@ from edge_cl.fleet import merge, wire
 from edge_cl.fleet.aggregate import blend
 from edge_cl.fleet.settings import FleetConfig
 from edge_cl.fleet.stats import FleetStats
+from edge_cl.fleet.token import read_token
 
 log = logging.getLogger("edge_cl.fleet")
 
 HOST = "127.0.0.1"  # never configurable: the ClientApp runs on the same device
-
-
-def read_token(path: Path) -> str:
-    """The first line of ``path``; ValueError saying how to fix a missing, unreadable or empty file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"fleet token file {str(path)!r} cannot be read ({exc.strerror}); create it with a random "
-                         "token, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > fleet.token; "
-                         "chmod 600 fleet.token`") from None
-    token = text.splitlines()[0].strip() if text.strip() else ""
-    if len(token) < 16:
-        raise ValueError(f"fleet token file {str(path)!r} holds no token of at least 16 characters; write a random "
-                         "one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
-    try:
-        if Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("fleet token file %s is readable by other users; chmod 600 it", path)
-    except OSError:
-        pass
-    return token
 
 
 @dataclass

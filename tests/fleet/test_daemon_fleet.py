@@ -69,6 +69,14 @@ def feed(broker: Mosquitto, daemons: list[Daemon], col: Collector, n: int, start
     assert all(col.count(f"d{i}/dead") == 0 for i in range(DEVICES))
 
 
+def start_flower(flower: Flower, daemons: list[Daemon], tokens: list[Path]) -> None:
+    """The SuperLink and one SuperNode per daemon, its node config naming that daemon's channel."""
+    flower.start_superlink()
+    for i, (d, tok) in enumerate(zip(daemons, tokens, strict=True)):
+        assert d.fleet is not None
+        flower.start_supernode(i, d.fleet.address, tok)
+
+
 def sample_weighted_average(sent: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, np.ndarray]:
     total = sum(n for _, n in sent)
     return {name: sum(n * w[name].astype(np.float64) for w, n in sent) / total for name in sent[0][0]}
@@ -82,17 +90,14 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
     flower = Flower(tmp_path)
     with fleet_of_daemons(tmp_path, broker) as (daemons, tokens, col):
         try:
+            started = time.time()
+            start_flower(flower, daemons, tokens)  # they start up while the daemons learn
             feed(broker, daemons, col, 40, 0)
             # What each device will send: its weights and the samples behind them (idle now: nothing moves them).
             sent = [(merge.local_weights(d.learner), d.fleet.samples_since_merge(d.learner)) for d in daemons]
             assert [n for _, n in sent] == [40] * DEVICES
             assert any(not np.array_equal(sent[0][0][k], sent[1][0][k]) for k in sent[0][0])
             step_before = [d.learner.step for d in daemons]
-
-            started = time.time()
-            flower.start_superlink()
-            for i, (d, tok) in enumerate(zip(daemons, tokens, strict=True)):
-                flower.start_supernode(i, d.fleet.address, tok)
             run = flower.run_app(f"num-server-rounds=1 min-nodes={DEVICES} round-timeout-s=60")
             assert run.wait(120) == 0, flower.procs.logs()
             assert wait_until(lambda: all(d.fleet.merges == 1 for d in daemons), 30), flower.procs.logs()
