@@ -212,9 +212,8 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
                 return self._error(500, req.error)
             arrays, samples = req.result
             body = wire.encode(arrays)
-            self._reply(200, body, wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
-            channel.stats.joined(len(body))
-            return None
+            channel.stats.joined(len(body))  # before the reply: a client that has it sees it counted
+            return self._reply(200, body, wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
 
         def do_POST(self) -> None:
             if self.path != "/global":
