@@ -3,6 +3,7 @@ of edge_cl's Flower App. Every address is 127.0.0.1 and Flower's telemetry is of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import edge_cl.fleet
@@ -107,13 +109,22 @@ class Flower:
         self.link_starts += 1
         self.superlink = self.procs.start(
             f"superlink{self.link_starts}", tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-            "--port", str(self.link_port), "--disable-runtime-dependency-installation")
+            "--port", str(self.link_port), "--disable-runtime-dependency-installation",
+            # Its state in a file: a restarted SuperLink still knows the SuperNodes (an in-memory one answers
+            # their heartbeats 401 and they exit).
+            "--database", str(self.tmp / "superlink.db"))
         wait_listening(self.link_port, self.procs)
 
     def kill_superlink(self) -> None:
-        """SIGKILL the SuperLink and the ServerApp it runs: it disappears, as on a power cut."""
+        """SIGKILL the SuperLink and every process it started (its SuperExec and the ServerApp, which Flower
+        detaches into sessions of their own): the server disappears at once, as on a power cut."""
         assert self.superlink is not None
+        tree = psutil.Process(self.superlink.pid).children(recursive=True)
         self.procs.kill(self.superlink, signal.SIGKILL)
+        for child in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(tree, timeout=10)
 
     def start_supernode(self, i: int, address: str, token_file: Path) -> None:
         self.procs.start(f"supernode{i}", tool("flower-supernode"), "--insecure",

@@ -5,6 +5,7 @@ model between two steps, and predictions keep flowing (also while the SuperLink 
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,44 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
             assert last["model_step"] > step_before[i]
             held = merge.local_weights(d.learner)
             assert any(not np.allclose(held[k], expected[k]) for k in expected), "learning stopped after the merge"
+
+
+def test_superlink_killed_mid_round_daemons_keep_learning_and_rejoin_the_next_round(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    flower = Flower(tmp_path)
+    with fleet_of_daemons(tmp_path, broker) as (daemons, tokens, col):
+        try:
+            start_flower(flower, daemons, tokens)
+            feed(broker, daemons, col, 40, 0)
+            run = flower.run_app(f"num-server-rounds=1 min-nodes={DEVICES} round-timeout-s=60", "flwr-run1")
+            # Mid-round: a device has sent its weights, and the global model has not come back yet.
+            assert wait_until(lambda: any(d.fleet.stats.rounds_joined for d in daemons), 60, 0.005), \
+                flower.procs.logs()
+            flower.kill_superlink()
+            flower.procs.kill(run, signal.SIGKILL)
+            assert all(d.fleet.merges == 0 for d in daemons), "the round ended before the SuperLink was killed"
+
+            # No SuperLink: every daemon learns and predicts as before, and nothing is left waiting on it.
+            feed(broker, daemons, col, 20, 40)
+            assert all(d.fleet.merges == 0 and d.fleet._requests.empty() for d in daemons)
+            # Taken now: a ClientApp still reading weights when the SuperLink died has finished since.
+            joined_round1 = [d.fleet.stats.rounds_joined for d in daemons]
+            sent = [(merge.local_weights(d.learner), d.fleet.samples_since_merge(d.learner)) for d in daemons]
+            assert [n for _, n in sent] == [60] * DEVICES, "the abandoned round must not reset what counts"
+
+            # A restarted SuperLink on the same address: the SuperNodes find it again and the next round merges.
+            flower.start_superlink()
+            run = flower.run_app(f"num-server-rounds=1 min-nodes={DEVICES} round-timeout-s=60", "flwr-run2")
+            assert run.wait(120) == 0, flower.procs.logs()
+            assert wait_until(lambda: all(d.fleet.merges == 1 for d in daemons), 30), flower.procs.logs()
+        finally:
+            flower.stop()
+
+        expected = sample_weighted_average(sent)
+        for i, d in enumerate(daemons):
+            held = merge.local_weights(d.learner)
+            for name, value in expected.items():
+                np.testing.assert_allclose(held[name], value, rtol=1e-5, atol=1e-6)
+            assert d.fleet.stats.rounds_joined == joined_round1[i] + 1
+            assert fleet_value(d, "merge_failures_total", reason="timeout") == 0
+        feed(broker, daemons, col, 10, 60)  # and predictions still flow
