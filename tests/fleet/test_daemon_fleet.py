@@ -119,6 +119,8 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
             assert started <= fleet_value(d, "last_merge_timestamp_seconds") <= time.time()
             for reason in ("refused", "timeout", "bad_body", "internal"):
                 assert fleet_value(d, "merge_failures_total", reason=reason) == 0
+            page = d.page_status()["fleet"]  # the status page's fleet line
+            assert (page["rounds_joined"], page["merges"]) == (1, 1) and page["last_merge_unix"] > 0
         assert [d.learner.step for d in daemons] == step_before, "a merge is not a step"
 
         # Learning and predicting go on from the merged model.
