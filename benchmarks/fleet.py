@@ -315,7 +315,9 @@ def render(doc: dict[str, Any]) -> str:
         f"**{doc['chosen']}**."), "",
         "| validation setting | fleet mean (all) | own concepts | targets met |", "|---|---|---|---|"]
     for r in doc["validation"]:
-        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4 |")
+        missed = [k for k, ok in r["verdict"].items() if not ok]
+        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4"
+                     + (f" (missed: {', '.join(missed)})" if missed else "") + " |")
     lines += ["", "| device | fleet own | isolated own | fleet transfer | isolated transfer | fleet all | isolated all |",
               "|---|---|---|---|---|---|---|"]
     for d, (fd, idd) in enumerate(zip(f["per_device"], i["per_device"], strict=True)):
