@@ -208,8 +208,10 @@ def choose(val: list[dict[str, Any]], payload: int) -> tuple[str, list[dict[str,
         f = average([v["fleet"][name] for v in val])
         f["payload_bytes"] = payload
         ok = verdict(f, iso, central)
+        drop = max(i["own"] - fd["own"] for fd, i in zip(f["per_device"], iso["per_device"], strict=True))
         table.append({"setting": name, "mean_all": f["mean_all"], "mean_own": f["mean_own"],
-                      "met": sum(ok.values()), "verdict": ok})
+                      "central_gap": central - f["mean_all"], "own_drop": drop, "met": sum(ok.values()),
+                      "verdict": ok})
     best = max(table, key=lambda r: (r["met"], r["mean_all"]))
     return str(best["setting"]), table
 
@@ -313,10 +315,12 @@ def render(doc: dict[str, Any]) -> str:
         "and download; round latency below is aggregation, payload encoding and merges, in one process."), "",
         (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
         f"**{doc['chosen']}**."), "",
-        "| validation setting | fleet mean (all) | own concepts | targets met |", "|---|---|---|---|"]
+        ("| validation setting | fleet mean (all) | below central | own concepts | largest own drop vs isolated "
+         "| targets met |"), "|---|---|---|---|---|---|"]
     for r in doc["validation"]:
         missed = [k for k, ok in r["verdict"].items() if not ok]
-        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4"
+        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['central_gap']:.1f} | {r['mean_own']:.1f} | "
+                     f"{r['own_drop']:.1f} | {r['met']}/4"
                      + (f" (missed: {', '.join(missed)})" if missed else "") + " |")
     lines += ["", "| device | fleet own | isolated own | fleet transfer | isolated transfer | fleet all | isolated all |",
               "|---|---|---|---|---|---|---|"]
