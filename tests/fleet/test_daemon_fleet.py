@@ -18,6 +18,7 @@ pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'ed
 from edge_cl.daemon.codec import encode_json
 from edge_cl.daemon.service import Daemon
 from edge_cl.fleet import merge, wire
+from edge_cl.fleet.local_client import ChannelError, DaemonChannel
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all
 from tests.daemon.test_service_broker import running, wait_until
 from tests.fleet.flower_procs import Flower
@@ -122,6 +123,16 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
             page = d.page_status()["fleet"]  # the status page's fleet line
             assert (page["rounds_joined"], page["merges"]) == (1, 1) and page["last_merge_unix"] > 0
         assert [d.learner.step for d in daemons] == step_before, "a merge is not a step"
+
+        # A poisoned global model (NaN), handed over as a ClientApp would, is refused and counted; nothing changes.
+        with pytest.raises(ChannelError, match="422.*NaN"):
+            DaemonChannel(daemons[0].fleet.address, tokens[0]).merge_global(
+                {k: np.full(v.shape, np.nan, np.float32) for k, v in expected.items()})
+        assert fleet_value(daemons[0], "merge_failures_total", reason="refused") == 1
+        assert daemons[0].fleet.merges == 1
+        held = merge.local_weights(daemons[0].learner)
+        for name, value in expected.items():
+            np.testing.assert_allclose(held[name], value, rtol=1e-5, atol=1e-6)
 
         # Learning and predicting go on from the merged model.
         feed(broker, daemons, col, 20, 40)
