@@ -26,7 +26,7 @@ def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
     # `flwr run` finds the SuperLink through a named connection in $FLWR_HOME/config.toml.
     (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
                                       f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
-    env = {**os.environ, "FLWR_HOME": str(home),
+    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
     # Two devices, each learning its own data (different classes' prototypes) in its own learning thread.
