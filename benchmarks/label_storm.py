@@ -6,7 +6,7 @@ A Mosquitto broker (MQTT 5), the daemon in this process (MLP 8-16-3, one torch t
 -> its prediction received by a subscriber; all four share the machine. Also reported: samples predicted,
 learned, skipped by catch-up, predictions dropped, and the label join's evictions.
 
-    python benchmarks/label_storm.py [--storm 10000] [--samples 300] [--rate 100] [--no-write]
+    python benchmarks/label_storm.py [--storm 10000] [--samples 300] [--rate 100] [--no-write] [--section NAME]
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=300, help="valid labelled samples published meanwhile")
     ap.add_argument("--rate", type=float, default=100.0, help="valid samples per second")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
+    ap.add_argument("--section", default="label-storm", help="BENCHMARKS.md section to write")
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="edge-cl-storm-"))
@@ -139,7 +140,8 @@ def main() -> int:
     print(json.dumps(r, indent=2))
     body = (f"Label storm: {r['storm']:,} label messages for unknown ids published as fast as Mosquitto takes them "
             f"({r['storm_publish_s']:.1f} s) while {r['samples']} valid labelled samples arrive at {args.rate:.0f}/s; "
-            "daemon (MLP 8-16-3, one torch thread), broker, publishers and subscriber share the machine.\n"
+            "daemon (MLP 8-16-3, one torch thread; labels in their own MQTT session, samples in another), broker, "
+            "publishers and subscriber share the machine (daemon, publishers and subscriber also one Python process).\n"
             f"Machine: {machine_line('cpu')}; load average at the end {load[0]:.1f} / {load[1]:.1f}.\n\n"
             "| valid samples predicted | latency p50 / p99 / max (ms, published -> prediction received) | learned | "
             "skipped by catch-up | predictions dropped | early labels evicted (counted) |\n|---|---|---|---|---|---|\n"
@@ -148,7 +150,7 @@ def main() -> int:
             f"{r['early_labels_evicted']:.0f} |\n")
     print(body)
     if not args.no_write:
-        write_section("label-storm", body, ("python benchmarks/label_storm.py " + " ".join(sys.argv[1:])).strip())
+        write_section(args.section, body, ("python benchmarks/label_storm.py " + " ".join(sys.argv[1:])).strip())
     return 0
 
 

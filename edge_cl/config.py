@@ -43,7 +43,9 @@ class BrokerConfig(_Section):
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is the usual TLS port).")
     client_id: str = Field("edge-cl", min_length=1, max_length=128,
-                           description="MQTT client id; must be stable, the persistent session is keyed by it.")
+                           description="MQTT client id; must be stable, the persistent session is keyed by it. "
+                                       "With topics.labels set, labels come in a second session, client id "
+                                       "'<client_id>-labels' (a broker ACL must allow both).")
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     protocol: BrokerProtocol = Field(BrokerProtocol.V5, description="'5' (default) or '3.1.1' (e.g. amqtt).")
     session_expiry_s: int = Field(

@@ -557,9 +557,14 @@ class OnlineLearner:
             self._use_chain(False)  # a forward hook was added: the modules must run, so autograd from now on
         xb = self._inputs(x)
         yb = self._labels(y, xb.shape[0])
-        xb, yb, dropped, bounds = self._finite_rows(xb, yb)
         if replay is not None and replay < 0:
             raise ValueError(f"replay={replay} must be >= 0 (rows per replay draw for this step)")
+        # The batch's range only where something reads it; otherwise a row with NaN / Inf shows as a skipped step
+        # (its loss is not finite), and only then are the rows looked at: the common, all-finite batch pays nothing.
+        eager_rows = self._needs_bounds()
+        dropped, bounds = 0, None
+        if eager_rows:
+            xb, yb, dropped, bounds = self._finite_rows(xb, yb)
         configured = self._ctx.replay_batch
         # The methods' draws read it each step. Not while the first batch decides (the fixed-shape step may be
         # rebuilt then) nor on the fixed-shape step: it sized its draws when it was built.
@@ -567,9 +572,31 @@ class OnlineLearner:
             self._ctx.replay_batch = int(replay)
         try:
             stats = self._learn(xb, yb, started, bounds, keep_logits and not dropped)
+            if stats.skipped and not eager_rows and stats.lag == 0:
+                retry = self._finite_rows(xb, yb)
+                if retry[2]:
+                    # The skip was the bad rows' doing: it is undone, and the step runs on the other rows.
+                    self.counters.skipped_steps -= 1
+                    xb, yb, dropped, bounds = retry
+                    stats = self._learn(xb, yb, started, bounds, False)
         finally:
             self._ctx.replay_batch = configured
         return replace(stats, dropped=dropped) if dropped else stats
+
+    def _needs_bounds(self) -> bool:
+        """True when this step reads the batch's (min, max) -- the input checks, the standardiser's update -- or
+        may run on the fixed-shape step, whose skip is not undone whole (it keeps its random draws)."""
+        if self._fixed_decided:
+            fixed = self._fixed is not None
+        else:
+            fixed = self.config.step_mode == "fixed" or (self.config.step_mode == "auto" and self.device.type == "cuda")
+        return fixed or self.standardizer is not None or self._inputs_to_check()
+
+    def _inputs_to_check(self) -> bool:
+        """True while :meth:`_check_inputs` has something left to decide or watch."""
+        return ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
+                or (self._u8_limits is not None and not self._u8_range_warned)
+                or not (self._standardize_decided and self._scales_checked and self._f16_checked))
 
     @property
     def inputs_decided(self) -> bool:
@@ -608,9 +635,7 @@ class OnlineLearner:
 
     def _learn(self, xb: Tensor, yb: Tensor, started: float, bounds: tuple[float, float] | None,
                keep_logits: bool = False) -> LearnStats:
-        if ((self._f16_every_step and not self._f16_range_warned) or self._storage_pending
-                or (self._u8_limits is not None and not self._u8_range_warned)
-                or not (self._standardize_decided and self._scales_checked and self._f16_checked)):
+        if self._inputs_to_check():
             self._check_inputs(xb, bounds)
         fixed = self._fixed_step()
         if fixed is not None:
@@ -793,8 +818,10 @@ class OnlineLearner:
         if len({d.key for d in draws}) != len(draws):
             raise ValueError(f"methods {self.config.method!r} ask for replay draws with the same key "
                              f"{[d.key for d in draws]}; each method must use keys of its own")
-        # A skipped step must leave the random state as it was, so keep it before the draws consume it.
-        rng_state = self.generator.get_state() if draws and len(self.buffer) else None
+        # A skipped step must leave the random state as it was (the draws, or a method's loss, consume it): the
+        # transaction's copy, taken before anything in this step drew a random number.
+        rng_state = (self._transaction.generator if self._transaction is not None
+                     else self.generator.get_state() if draws and len(self.buffer) else None)
         drawn = [(d, *self.buffer.draw_with_slots(d.size)) for d in draws]
         for m in self._hooked["begin_step"]:
             call(m, "begin_step", self.step)

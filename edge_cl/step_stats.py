@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 
@@ -46,8 +47,12 @@ class StepCounters:
         self.correct_learned += correct
 
     def values(self) -> tuple[int, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return _COUNTER_VALUES(self)
 
     def restore(self, values: tuple[int, ...]) -> None:
         for f, v in zip(fields(self), values, strict=True):
             setattr(self, f.name, v)
+
+
+# Read every step (the transaction keeps them): one C-level getter, not a walk over the dataclass's fields.
+_COUNTER_VALUES = attrgetter(*(f.name for f in fields(StepCounters)))

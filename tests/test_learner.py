@@ -123,12 +123,20 @@ def test_non_finite_loss_skips_and_leaves_state_untouched():
     assert learner.learn(bad, np.array([0, 1, 2, 0, 1])).skipped
 
 
-def test_one_non_finite_cell_costs_its_row_only(caplog):
+@pytest.mark.parametrize(("method", "storage", "step_mode"), [
+    ("er", "auto", "auto"),         # float16 storage on CPU: the batch's range is read every step, rows dropped first
+    ("er", "float32", "auto"),      # nothing reads the range: the step skips, then runs again on the finite rows
+    ("der++", "float32", "auto"),
+    ("er+ewc", "float32", "auto"),  # a method that works after the weights moved
+    ("er", "float32", "fixed"),     # the fixed-shape step (uncaptured on CPU)
+])
+def test_one_non_finite_cell_costs_its_row_only(caplog, method, storage, step_mode):
     """Issue #26: one NaN cell made learn() skip its whole batch silently (9 valid rows lost). The row is left out,
-    the others learned, and the learner says so once."""
+    the others learned -- exactly as if the batch had held the nine only --, and the learner says so once."""
     def run(x: np.ndarray, y: np.ndarray) -> OnlineLearner:
         torch.manual_seed(0)
-        learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, method="er", device="cpu", standardize=False)
+        learner = OnlineLearner(models.mlp(4, [8], 3), 100_000, method=method, device="cpu", standardize=False,
+                                storage=storage, step_mode=step_mode)
         learner.learn(np.random.default_rng(1).random((5, 4)).astype(np.float32), np.array([0, 1, 2, 0, 1]))
         with caplog.at_level(logging.WARNING, logger="edge_cl"):
             stats = learner.learn(x, y)
@@ -141,9 +149,12 @@ def test_one_non_finite_cell_costs_its_row_only(caplog):
     damaged, stats = run(bad, y)
     assert not stats.skipped and stats.dropped == 1 and stats.batch_size == 9
     assert damaged.samples_learned == 5 + 9 and damaged.step == 2
+    assert damaged.skipped_steps == 0
     clean, _ = run(np.delete(x, 3, 0), np.delete(y, 3))  # the same step on the nine good rows
     for a, b in zip(damaged.params, clean.params, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(damaged.generator.get_state(), clean.generator.get_state())
+    assert torch.equal(damaged.buffer.x[: damaged.buffer.size], clean.buffer.x[: clean.buffer.size])
     warnings = [r.getMessage() for r in caplog.records if "hold NaN or Inf" in r.getMessage()]
     assert len(warnings) == 1 and "1 of 10 rows" in warnings[0]
     damaged.learn(bad, y)

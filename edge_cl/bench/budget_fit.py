@@ -156,7 +156,10 @@ def summarize(t: Timings, confidence: float) -> dict[str, Any]:
             "budget_bytes": rep["budget_bytes"], "used_bytes": rep["used_bytes"],
             "buffer_capacity": rep["buffer_capacity"], "bytes_per_sample": rep.get("bytes_per_sample"),
             "parts": rep.get("parts"), "step_workspace_bytes": rep.get("step_workspace_bytes"),
-            "device": t.device, "steps_timed": n, "samples_per_s": (n / busy) if busy > 0 else None}
+            "device": t.device, "steps_timed": n, "samples_per_s": (n / busy) if busy > 0 else None,
+            # every timing (ms, repeats in order), for the plots (--plots)
+            "learn_ms": [round(1e3 * s, 4) for block in t.learn_s for s in block],
+            "predict_ms": [round(1e3 * s, 4) for block in t.predict_s for s in block]}
 
 
 def run_fit(fit: FitConfig, steps: int = 300, measure: Measure | None = None,
@@ -168,7 +171,8 @@ def run_fit(fit: FitConfig, steps: int = 300, measure: Measure | None = None,
     if steps < 1:
         raise ValueError(f"--fit-steps {steps} must be >= 1")
     measure = measure or default_measure(fit, steps)
-    doc: dict[str, Any] = {"kind": "budget-fit", "config": fit.source, "latency_budget_ms": fit.latency_budget_ms,
+    doc: dict[str, Any] = {"kind": "budget-fit", "config": fit.source, "model": _plain(fit.model),
+                           "latency_budget_ms": fit.latency_budget_ms,
                            "rss_budget_mb": fit.rss_budget_mb, "learner": _plain(fit.learner), "batch": fit.batch,
                            "threads": torch.get_num_threads(), "repeats": fit.repeats, "confidence": fit.confidence}
     try:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend; ValueError naming the extra when it is missing."""
     try:
         import matplotlib
 
@@ -26,7 +27,7 @@ def _safe(name: str) -> str:
 
 def write_plots(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write every plot for ``doc`` into ``out_dir``; returns the files written."""
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

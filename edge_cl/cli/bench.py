@@ -16,11 +16,13 @@ DEFAULT_REPEATS = 5          # edge_cl.bench.fit_stats's defaults, repeated so -
 DEFAULT_CONFIDENCE = 0.95
 # Options the budget fit (--config) reads; any other option given with --config would be silently ignored.
 FIT_OPTIONS = frozenset({"config", "latency_budget_ms", "rss_budget_mb", "sweep", "fit_steps", "repeats",
-                         "confidence", "batch", "json_path", "write_benchmarks", "benchmarks_file", "threads"})
+                         "confidence", "batch", "json_path", "plots", "write_benchmarks", "benchmarks_file", "threads"})
 FIT_ONLY = frozenset({"latency_budget_ms", "rss_budget_mb", "sweep", "fit_steps", "repeats", "confidence"})
 
 # Options shared by `bench` (old spelling: the budget fit with --config) and `bench fit`.
 JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the whole result document here.")]
+Plots = Annotated[Path | None, typer.Option(help="Write PNG plots into this folder (budget fit: the configured "
+                                                 "model's learn / predict latency against the budget, the sweep).")]
 WriteBenchmarks = Annotated[str | None, typer.Option(help="Write the table into this BENCHMARKS.md section.")]
 BenchmarksFile = Annotated[Path, typer.Option(help="File for --write-benchmarks.")]
 LatencyBudget = Annotated[float | None, typer.Option(help="Budget fit: learn latency budget (p99, ms; default "
@@ -119,7 +121,7 @@ def bench(
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $EDGE_CL_DATA or ../shared/data).")]
     = None,
     json_path: JsonPath = None,
-    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    plots: Plots = None,
     write_benchmarks: WriteBenchmarks = None,
     benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
     config: Annotated[Path | None, typer.Option(help="Budget fit (same as `bench fit --config`): the daemon's "
@@ -141,14 +143,13 @@ def bench(
         return
     command = _command_line(ctx)
     _check_mode(ctx, config is not None)
-    if plots is not None and importlib.util.find_spec("matplotlib") is None:  # before the run, not after it
-        _fail(f"--plots {plots} needs matplotlib: pip install -e '.[bench]' (or drop --plots)")
+    _check_plots(plots)
     _set_threads(threads)
     if config is not None:
         settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
                     "repeats": repeats, "confidence": confidence}
         _budget_fit(config, settings,
-                    sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command)
+                    sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command, plots)
         return
     from edge_cl.bench.methods import parse_methods
     from edge_cl.bench.runner import BenchConfig
@@ -186,6 +187,7 @@ def fit(
     repeats: Repeats = DEFAULT_REPEATS,
     confidence: Confidence = DEFAULT_CONFIDENCE,
     json_path: JsonPath = None,
+    plots: Plots = None,
     write_benchmarks: WriteBenchmarks = None,
     benchmarks_file: BenchmarksFile = Path("BENCHMARKS.md"),
     threads: Threads = 1,
@@ -193,10 +195,16 @@ def fit(
     """Does a device configuration fit its budgets? FITS (exit 0) or DOES NOT FIT (exit 1, with the reasons):
     learn p99's bootstrap upper bound over k repeats, predict latency beside it, state bytes and peak RSS."""
     command = _command_line(ctx)
+    _check_plots(plots)
     _set_threads(threads)
     settings = {"latency_budget_ms": latency_budget_ms, "rss_budget_mb": rss_budget_mb, "batch": batch,
                 "repeats": repeats, "confidence": confidence}
-    _budget_fit(config, settings, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command)
+    _budget_fit(config, settings, sweep, fit_steps, json_path, write_benchmarks, benchmarks_file, command, plots)
+
+
+def _check_plots(plots: Path | None) -> None:
+    if plots is not None and importlib.util.find_spec("matplotlib") is None:  # before the run, not after it
+        _fail(f"--plots {plots} needs matplotlib: pip install -e '.[bench]' (or drop --plots)")
 
 
 def _set_threads(threads: int) -> None:
@@ -228,8 +236,7 @@ def _check_mode(ctx: typer.Context, fit: bool) -> None:
         return
     names = ", ".join(_option(ctx, n) for n in stray)
     if fit:
-        hint = " (the budget fit writes no plots; --json keeps its whole result)" if "plots" in stray else ""
-        _fail(f"{names} {'does' if len(stray) == 1 else 'do'} not apply to the budget fit (--config){hint}; it reads only "
+        _fail(f"{names} {'does' if len(stray) == 1 else 'do'} not apply to the budget fit (--config); it reads only "
               f"{', '.join(sorted(_option(ctx, n) for n in FIT_OPTIONS))}. Drop {names}, or drop --config to "
               "benchmark a stream")
     _fail(f"{names} {'applies' if len(stray) == 1 else 'apply'} only to the budget fit: add --config device.toml, or drop {names}")
@@ -306,7 +313,7 @@ def _emit(doc: dict[str, Any], json_path: Path | None, plots: Path | None, secti
 
 
 def _budget_fit(config: Path, settings: dict[str, Any], sweep: bool, steps: int, json_path: Path | None,
-                section: str | None, benchmarks_file: Path, command: str) -> None:
+                section: str | None, benchmarks_file: Path, command: str, plots: Path | None = None) -> None:
     from edge_cl.bench.budget_fit import load_fit_config, run_fit
     from edge_cl.bench.fit_report import fit_report_markdown
     from edge_cl.bench.fit_sweep import run_sweep
@@ -321,6 +328,15 @@ def _budget_fit(config: Path, settings: dict[str, Any], sweep: bool, steps: int,
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(doc, indent=1))
+    if plots is not None:  # also for DOES NOT FIT: the plot shows by how much
+        from edge_cl.bench.fit_plots import write_fit_plots
+
+        try:
+            files = write_fit_plots(doc, plots)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote {len(files)} plot(s) into {plots}"
+                   + ("" if files else " (nothing was timed: the configuration does not fit its byte budget)"), err=True)
     if section is not None:
         from edge_cl.reporting import machine_line, write_section
 

@@ -33,6 +33,35 @@ class Refused:
     reason: str
 
 
+@dataclass(frozen=True)
+class CheckpointJob:
+    """A checkpoint to write: its path, the learner's state copied at one moment (with the daemon's progress in
+    its ``extra``), the lowest spool seq it may still need, and the model step."""
+
+    path: Path
+    state: dict[str, Any]
+    safe: int
+    step: int
+
+
+def copied(obj: Any) -> Any:
+    """``obj`` (a state dict) with every tensor and array copied: the learner changes the originals in place at its
+    next step, while the copy is still being written (``state_dict`` hands out its optimiser's and buffer's own)."""
+    if isinstance(obj, dict):
+        return {k: copied(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [copied(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(copied(v) for v in obj)
+    clone = getattr(obj, "clone", None)  # a torch tensor (torch is not imported here: inference processes)
+    if clone is not None and hasattr(obj, "detach"):
+        return obj.detach().clone()
+    copy = getattr(obj, "copy", None)  # a numpy array
+    if copy is not None and hasattr(obj, "dtype"):
+        return copy()
+    return obj
+
+
 def record_path(path: Path) -> Path:
     """The integrity record beside checkpoint ``path``."""
     return path.with_name(path.name + RECORD_SUFFIX)

@@ -85,6 +85,10 @@ class LabelJoin:
         """Spool positions of the waiting samples (saved in checkpoints to rebuild the window)."""
         return [p.seq for p in self._pending.values()]
 
+    def early_count(self) -> int:
+        """How many labels wait for their sample (safe to read from another thread, unlike a copy of them)."""
+        return len(self._early)
+
     def early_labels(self) -> dict[str, int]:
         """Labels that arrived before their sample (saved in checkpoints)."""
         return dict(self._early)

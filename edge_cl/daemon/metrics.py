@@ -75,7 +75,8 @@ class Metrics:
         self.snapshots = Counter("edge_cl_snapshots", "ONNX snapshots, by outcome.", ["outcome"], registry=r)
         self.snapshot_version = Gauge("edge_cl_snapshot_version", "Model step of the latest ONNX snapshot.",
                                       registry=r)
-        self.connected = Gauge("edge_cl_broker_connected", "1 while connected to the broker.", registry=r)
+        self.connected = Gauge("edge_cl_broker_connected", "1 while connected to the broker (every session: the "
+                                                          "samples' and the labels' own).", registry=r)
         self.sessions_lost = Counter("edge_cl_broker_sessions_lost",
                                      "Reconnects where the broker no longer held our session (queued messages lost).",
                                      registry=r)

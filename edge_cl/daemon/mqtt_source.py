@@ -6,6 +6,12 @@ them only then, and drains the outbound queue that the learner fills. paho error
 :class:`BrokerError` here. A spool that refuses writes (disk full, read-only) does not stop the link: what
 arrives is held in memory unacknowledged (edge_cl.daemon.held) and written, then acknowledged, once the
 disk takes writes again.
+
+Labels come in a session of their own (:class:`Role`): the broker delivers each session's messages in order and
+acknowledged one inflight window at a time, so in one shared session a sample published during a storm of
+labels waited until every label queued before it was spooled and acknowledged (p99 above 1 s for a
+10,000-message storm, issue #26). With two sessions a label backlog waits at the broker, in its own queue,
+while samples keep arriving on theirs. The labels session's client id is ``<broker.client_id>-labels``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from edge_cl.config import BrokerConfig, BrokerProtocol, TopicsConfig
@@ -35,6 +42,17 @@ log = logging.getLogger("edge_cl.daemon.mqtt")
 
 # CONNACK reasons that retrying cannot fix: bad credentials, refused id, unsupported protocol, banned.
 _FATAL_REASONS = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
+
+
+class Role(Enum):
+    """Which topics one MQTT session reads, and whether it is the one that publishes."""
+
+    ALL = "all"          # samples and labels in one session (no labels topic, or a link on its own in tests)
+    SAMPLES = "samples"  # samples; publishes predictions, dead letters and the status; labels have a session apart
+    LABELS = "labels"    # labels only, client id "<client_id>-labels"; publishes nothing
+
+
+LABELS_CLIENT_SUFFIX = "-labels"
 
 
 class BrokerError(RuntimeError):
@@ -93,7 +111,12 @@ class MqttLink:
     def __init__(self, broker: BrokerConfig, topics: TopicsConfig, codec: MessageCodec, open_spool: Callable[[], Spool],
                  metrics: Metrics, outbox: Outbox, consumed: Callable[[], int], *, seed: int = 0,
                  warn_interval_s: float = 10.0, hold_limit: int = 10_000,
-                 spool_retry: WriteRetry | None = None) -> None:
+                 spool_retry: WriteRetry | None = None, role: Role = Role.ALL,
+                 spooled: threading.Condition | None = None) -> None:
+        self.role = role
+        self.client_id = broker.client_id + (LABELS_CLIENT_SUFFIX if role == Role.LABELS else "")
+        # The spool meta key recording that the broker holds this session (one per session).
+        self._session_key = "mqtt_session" + ("_labels" if role == Role.LABELS else "")
         self.broker = broker
         self.topics = topics
         self.codec = codec
@@ -127,7 +150,8 @@ class MqttLink:
         self._session_known = False  # a session for our client id was created (remembered in the spool)
         self._password: str | None = None
         self.fatal: BaseException | None = None
-        self.spooled = threading.Condition()  # notified after each spool write (wakes the learner)
+        # Notified after each spool write (wakes the learner); shared by the daemon's two sessions.
+        self.spooled = spooled or threading.Condition()
         self._client: Any = None
         self._close_deadline = 0.0
         self._spool: Spool | None = None
@@ -140,7 +164,8 @@ class MqttLink:
         (exit 3, like every configuration problem) and not a refusal by the broker.
         """
         self._password = self.broker.password()
-        self._thread = threading.Thread(target=self._run, name="edge-cl-mqtt", daemon=True)
+        name = "edge-cl-mqtt" + ("-labels" if self.role == Role.LABELS else "")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         if not self._first_result.wait(self.broker.connect_timeout_s):
             log.warning("no connection to %s:%d within %.0fs; still retrying in the background",
@@ -175,7 +200,7 @@ class MqttLink:
         kwargs: dict[str, Any] = {}
         if not v5:
             kwargs["clean_session"] = False  # 3.1.1: the persistent session
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.broker.client_id,
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **kwargs)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(100)
@@ -186,7 +211,7 @@ class MqttLink:
             client.tls_insecure_set(self.broker.tls_insecure)
         if self.broker.username:
             client.username_pw_set(self.broker.username, self._password)
-        if self.topics.status:
+        if self.topics.status and self._publishes:
             client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -198,7 +223,7 @@ class MqttLink:
         spool: Spool | None = None
         try:
             spool = self._spool = self._open_spool()
-            self._session_known = spool.get_meta("mqtt_session") == self.broker.client_id
+            self._session_known = spool.get_meta(self._session_key) == self.client_id
             self._client = self._make_client()
             self._serve(spool)
         except BaseException as exc:  # noqa: BLE001 - the thread must report, never die silently
@@ -250,7 +275,7 @@ class MqttLink:
                 delay = self.broker.reconnect_min_s
                 self._drain_outbox()
             now = time.monotonic()
-            if now - last_limit_check > 1.0 and not self.spool_retry.failing:
+            if now - last_limit_check > 1.0 and not self.spool_retry.failing and self._publishes:
                 last_limit_check = now
                 self._enforce_limit(spool)
             if self._redeliver and rc == mqtt.MQTT_ERR_SUCCESS:
@@ -314,14 +339,18 @@ class MqttLink:
         if not self._session_known and self._spool is not None:
             # From now on the broker holds our session: never clean-start it again, even after a restart.
             try:
-                self._spool.set_meta("mqtt_session", self.broker.client_id)
+                self._spool.set_meta(self._session_key, self.client_id)
             except sqlite3.Error as exc:  # a full or read-only spool disk: known to this process all the same
                 log.warning("spool %s: cannot record that the broker holds our MQTT session (%s)", self._spool.path,
                             exc)
             self._session_known = True
-        subs = [(self.topics.samples, self.topics.qos)]
-        if self.topics.labels:
-            subs.append((self.topics.labels, self.topics.qos))
+        wanted = {Role.ALL: [self.topics.samples, self.topics.labels], Role.SAMPLES: [self.topics.samples],
+                  Role.LABELS: [self.topics.labels]}[self.role]
+        subs = [(t, self.topics.qos) for t in wanted if t]
+        if self.role == Role.SAMPLES and self.topics.labels:
+            # A session kept from an older edge_cl (one session for both topics) still holds the labels
+            # subscription: without this the broker would send every label twice, once to each session.
+            client.unsubscribe(self.topics.labels)
         # Renewed on every connect. "Online" (and start() returning) waits for the broker's SUBACK: before it, a
         # fresh session has no subscription and the broker drops what is published to it.
         self._sub_mid = client.subscribe(subs)[1]
@@ -331,15 +360,16 @@ class MqttLink:
             return
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
         if refused:
-            log.error("the broker refused the subscription to %s: %s (check the broker's ACL for this user)",
-                      self.topics.samples, refused)
-        if self.topics.status:
+            log.error("the broker refused the subscription to %s (client_id=%r): %s (check the broker's ACL for this "
+                      "user and client id)", self.topics.labels if self.role == Role.LABELS else self.topics.samples,
+                      self.client_id, refused)
+        if self.topics.status and self._publishes:
             client.publish(self.topics.status, b"online", qos=1, retain=True)
         self._first_result.set()
 
     def _report_session(self, resumed: bool, properties: Any) -> None:
         b = self.broker
-        where = f"{b.host}:{b.port} (MQTT {b.protocol.value}, client_id={b.client_id!r})"
+        where = f"{b.host}:{b.port} (MQTT {b.protocol.value}, client_id={self.client_id!r})"
         if resumed:
             log.info("connected to %s: session resumed", where)
         elif not self._session_known:
@@ -366,7 +396,7 @@ class MqttLink:
         # would redeliver the same message to every restart: whatever happens, the message gets a row.
         if not self._intake.is_set():
             return  # not acked: stays with the broker
-        is_label = bool(self.topics.labels) and msg.topic == self.topics.labels
+        is_label = self.role == Role.LABELS or (bool(self.topics.labels) and msg.topic == self.topics.labels)
         payload = b""
         t0 = time.perf_counter()
         try:
@@ -461,7 +491,14 @@ class MqttLink:
         with self.spooled:
             self.spooled.notify_all()
 
+    @property
+    def _publishes(self) -> bool:
+        """This session publishes (predictions, dead letters, status) and enforces the spool limit."""
+        return self.role != Role.LABELS
+
     def _drain_outbox(self, limit: int = 2000) -> None:
+        if not self._publishes:
+            return
         t0 = time.perf_counter()
         sent = 0
         for _ in range(limit):
@@ -486,7 +523,7 @@ class MqttLink:
                 # accessor); leaving before they are out would drop the last predictions.
                 if len(self.outbox) == 0 and not client.want_write() and not client._out_messages:
                     break
-            if self.topics.status:
+            if self.topics.status and self._publishes:
                 client.publish(self.topics.status, b"offline", qos=1, retain=True)
                 end = time.monotonic() + 1.0
                 while client.want_write() and time.monotonic() < end:

@@ -1,8 +1,8 @@
 """The daemon: wires config, spool, MQTT link, learner, metrics, checkpoints and snapshots; owns lifecycle.
 
-Threads: the caller's thread runs the learning loop (it alone touches the learner), the MQTT link owns
-its network thread, the snapshot worker exports ONNX, prometheus-client serves HTTP. The learner
-consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
+Threads: the caller's thread runs the learning loop (it alone touches the learner), each MQTT session (samples;
+labels, in a session of their own) owns its network thread, the snapshot worker exports ONNX, prometheus-client
+serves HTTP. The learner consumes the spool in ``seq`` order; each checkpoint stores the last ``seq`` consumed, the unlabeled
 samples still waiting and the early labels, so after a crash every message is learned exactly once
 relative to the restored model. A disk that refuses writes stops neither thread: a failing checkpoint is
 retried with backoff (edge_cl.daemon.retry), and while the spool refuses writes the learner predicts the
@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,18 @@ import numpy as np
 from edge_cl.config import Config
 from edge_cl.daemon import checkpoints
 from edge_cl.daemon.batching import BatchSizer, scaled_replay
+from edge_cl.daemon.checkpoint_writer import CheckpointWriter
+from edge_cl.daemon.checkpoints import CheckpointJob
 from edge_cl.daemon.codec import Bad, BadReason, Label, MessageCodec, Sample, encode_binary
 from edge_cl.daemon.held import PredictedEarly
 from edge_cl.daemon.intake import DeadLetter, Intake, dead_letter
 from edge_cl.daemon.labels import LabelJoin, Pending
 from edge_cl.daemon.logsetup import RateLimiter
 from edge_cl.daemon.metrics import Metrics
-from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing
+from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Outbox, Outgoing, Role
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import SAMPLE, Row, Spool, SpoolError
+from edge_cl.daemon.spool import LABEL, SAMPLE, Row, Spool, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -46,8 +49,10 @@ log = logging.getLogger("edge_cl.daemon")
 EXIT_OK = 0
 EXIT_BROKER = 2
 EXIT_ERROR = 3
+CHECKPOINT_WAIT_S = 60.0  # longest wait at shutdown for a checkpoint write in progress
 SEND_WAIT_S = 30.0  # longest wait for room in the outbound queue while connected (a stuck network thread)
 _DIGEST_MOD = 1 << 64
+LABEL_ROWS_PER_CHUNK = 512  # label rows a chunk may hold beyond its batch of samples (see chunk_of)
 
 
 def id_digest(mid: str) -> int:
@@ -115,7 +120,12 @@ class Daemon:
         self.hold_limit = 10_000  # messages held in memory while the spool refuses writes (beyond: at the broker)
         self._last_ckpt_path: Path | None = None
         self.checkpoint_retry = WriteRetry("checkpoint")
+        # Checkpoints are serialised and written on the writer's thread (edge_cl.daemon.checkpoint_writer); how the
+        # state reaches the disk is a seam the fault tests replace.
+        self.checkpoint_writer: CheckpointWriter[CheckpointJob] = CheckpointWriter(self._write_in_background)
+        self.save_state: Callable[[dict[str, Any], Path, int], object] = save_state
         self._link: MqttLink | None = None
+        self._labels_link: MqttLink | None = None  # the labels' own session (when topics.labels is set)
         self._snap_step = -1
         self.outbox = Outbox(10_000, self.metrics)
         self.history = StatusHistory()
@@ -198,6 +208,7 @@ class Daemon:
         spool = open_spool(cfg)
         server = None
         link: MqttLink | None = None
+        labels_link: MqttLink | None = None
         worker: SnapshotWorker | None = None
         code = EXIT_OK
         consistent = False  # True once the loop ended between two chunks: safe to checkpoint
@@ -220,21 +231,34 @@ class Daemon:
                          f", status page on http://{cfg.metrics.host}:{self.metrics_port}/"
                          if cfg.metrics.page_enabled else "")
             worker = self._start_snapshots()
-            outbox = self.outbox
-            link = MqttLink(cfg.broker, cfg.topics, self.codec,
-                            lambda: open_spool(cfg), self.metrics, outbox, lambda: self.progress.position,
-                            seed=cfg.learner.seed, warn_interval_s=cfg.logging.warn_interval_s,
-                            hold_limit=self.hold_limit)
-            self._link = link
+            spooled = threading.Condition()  # either session's spool write wakes the learning loop
+
+            def make_link(role: Role) -> MqttLink:
+                return MqttLink(cfg.broker, cfg.topics, self.codec, lambda: open_spool(cfg), self.metrics,
+                                self.outbox, lambda: self.progress.position, seed=cfg.learner.seed,
+                                warn_interval_s=cfg.logging.warn_interval_s, hold_limit=self.hold_limit, role=role,
+                                spooled=spooled)
+
+            if cfg.topics.labels:
+                # Labels in a session of their own, so that a storm of them never queues ahead of a sample at
+                # the broker. Started first: its subscription stands before the samples session drops the labels
+                # subscription an older edge_cl left in it (no label published in between is lost).
+                labels_link = self._labels_link = make_link(Role.LABELS)
+                labels_link.start()
+            link = self._link = make_link(Role.SAMPLES if cfg.topics.labels else Role.ALL)
+            sessions = [each for each in (labels_link, link) if each is not None]
+            # One gauge for both sessions, read when scraped: 1 only while every one is up.
+            self.metrics.connected.set_function(lambda: float(all(each.connected for each in sessions)))
             link.start()
             self.ready.set()
             self._loop(stop, spool, link, worker)
             consistent = True
-            if link.fatal is not None:
-                code = EXIT_BROKER if isinstance(link.fatal, BrokerError) else EXIT_ERROR
-                self.exit_reason = str(link.fatal)
-                if isinstance(link.fatal, BrokerError):
-                    log.error("stopping: %s", link.fatal)
+            fatal = self._fatal(link)
+            if fatal is not None:
+                code = EXIT_BROKER if isinstance(fatal, BrokerError) else EXIT_ERROR
+                self.exit_reason = str(fatal)
+                if isinstance(fatal, BrokerError):
+                    log.error("stopping: %s", fatal)
                 else:  # the link logged its cause (a full spool disk ...) when it stopped: once is enough
                     log.error("stopping: the MQTT link stopped (cause logged above)")
         except BrokerError as exc:
@@ -252,16 +276,18 @@ class Daemon:
             code = EXIT_ERROR
         finally:
             self.ready.set()
-            if link is not None:
-                link.stop_intake()
+            for each in (link, labels_link):
+                if each is not None:
+                    each.stop_intake()
             if consistent:
                 self._guard("checkpoint", lambda: self._final_checkpoint(spool))
             if worker is not None:
                 fresh = self.learner is not None and self.learner.step and self.learner.step != self._snap_step
                 final = make_job(self.learner, self.snapshot_input_shape()) if fresh else None
                 self._guard("snapshot", lambda: worker.close(final, timeout=15.0))
-            if link is not None:
-                self._guard("disconnect", lambda: link.close(timeout=3.0))
+            for each in (link, labels_link):
+                if each is not None:
+                    self._guard("disconnect", functools.partial(each.close, timeout=3.0))
             if server is not None:
                 self._guard("metrics server", lambda: (server.shutdown(), server.server_close()))
             if self.fleet is not None:
@@ -298,28 +324,39 @@ class Daemon:
         last_ckpt_t = last_snap_t = last_stats_t = time.monotonic()
         last_ckpt_step = last_snap_step = self.learner.step
         ckpt_position = self.progress.position
-        while not stop.is_set() and link.fatal is None:
-            if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
-                self.fleet.apply_pending(self.learner)
-            self._predict_held(link)
-            if not self.next_chunk(spool):
-                with link.spooled:
-                    link.spooled.wait(0.02)
-            now = time.monotonic()
-            if now - last_stats_t >= 0.5:
-                last_stats_t = now
-                self._expire(now)
-                self._refresh_gauges(spool)
-            step = self.learner.step
-            if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
-                    and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
-                    and self._try_checkpoint(spool):
-                last_ckpt_step, last_ckpt_t, ckpt_position = step, now, self.progress.position
-            if worker is not None and step > last_snap_step and (
-                    step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
-                if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
-                    self._snap_step = step
-                last_snap_step, last_snap_t = step, now
+        submitted = (last_ckpt_step, last_ckpt_t, ckpt_position)
+        try:
+            while not stop.is_set() and self._fatal(link) is None:
+                if self.fleet is not None:  # between two steps: merges a global model, answers weight reads
+                    self.fleet.apply_pending(self.learner)
+                self._predict_held(link)
+                if not self.next_chunk(spool):
+                    with link.spooled:
+                        link.spooled.wait(0.02)
+                now = time.monotonic()
+                if now - last_stats_t >= 0.5:
+                    last_stats_t = now
+                    self._expire(now)
+                    self._refresh_gauges(spool)
+                step = self.learner.step
+                if self.checkpoint_writer.outcome():  # the last one submitted is written: the schedule restarts
+                    last_ckpt_step, last_ckpt_t, ckpt_position = submitted
+                # Copied here, written by the writer thread: a slow or full disk holds up neither predictions nor
+                # learning. One at a time; a failed one is submitted again when the retry's backoff allows.
+                if (step - last_ckpt_step >= cfg.checkpoint.every_steps or now - last_ckpt_t >= cfg.checkpoint.every_s) \
+                        and self.progress.position != ckpt_position and self.checkpoint_retry.due() \
+                        and not self.checkpoint_writer.busy \
+                        and self.checkpoint_writer.submit(self._checkpoint_job()):
+                    submitted = (step, now, self.progress.position)
+                if worker is not None and step > last_snap_step and (
+                        step - last_snap_step >= cfg.snapshot.every_steps or now - last_snap_t >= cfg.snapshot.every_s):
+                    if worker.offer(make_job(self.learner, self.snapshot_input_shape())):
+                        self._snap_step = step
+                    last_snap_step, last_snap_t = step, now
+        finally:  # the final checkpoint (run) comes after the one in progress, never beside it
+            if not self.checkpoint_writer.close(timeout=CHECKPOINT_WAIT_S):
+                log.error("a checkpoint write still runs after %.0fs (a stuck disk?); stopping without waiting for it",
+                          CHECKPOINT_WAIT_S)
 
     # ---- one chunk of spooled messages ------------------------------------------------------------------
     def next_chunk(self, spool: Spool) -> int:
@@ -327,21 +364,21 @@ class Daemon:
         rows read (0: the spool is drained)."""
         t0 = time.perf_counter()
         limit = self.sizer.limit
-        rows = spool.read_after(self.progress.position, limit)
+        rows, weight = chunk_of(spool.read_after(self.progress.position, limit + LABEL_ROWS_PER_CHUNK), limit)
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)
         if not rows:
             return 0
         try:
-            self._process(rows)
+            self._process(rows, weight)
         except Exception:  # one poison chunk must not crash-loop the daemon
             log.exception("internal error on spool rows %d..%d; skipping them", rows[0].seq, rows[-1].seq)
             self.metrics.samples_skipped.labels("internal_error").inc(len(rows))
             self.progress.position = rows[-1].seq
-        self.sizer.done(len(rows), time.perf_counter() - t0)
+        self.sizer.done(weight, time.perf_counter() - t0)
         self.metrics.batch_limit.set(self.sizer.limit)
         return len(rows)
 
-    def _process(self, rows: list[Row]) -> None:
+    def _process(self, rows: list[Row], weight: int | None = None) -> None:
         """Predict every sample of the chunk, then go through its rows in spool order: a labelled sample, or a
         label that completes a waiting one, joins the step (learned in the order their rows came, whatever the
         chunk's size), a dead letter goes out; then learn the step."""
@@ -351,7 +388,7 @@ class Daemon:
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)  # the records read back
         # Test-then-train: under a backlog, a labelled sample learned in this chunk's one step is predicted by that
         # step's own forward where it gives the same prediction (edge_cl.step_logits): one forward, not two.
-        single = bool(samples) and self._single_forward(len(rows))
+        single = bool(samples) and self._single_forward(len(rows) if weight is None else weight)
         step = int(self.learner.step)
         proba: list[np.ndarray | None] = [None] * len(samples)
         # Samples predicted from memory while the spool refused writes: learned now, not predicted again.
@@ -401,6 +438,11 @@ class Daemon:
             if single:
                 self._finish_predictions(samples, late, logits, proba, step, quiet)
         self.progress.position = rows[-1].seq
+
+    def _fatal(self, link: MqttLink) -> BaseException | None:
+        """Why a session stopped (the samples session's reason first), or None while both run."""
+        labels = self._labels_link
+        return link.fatal if link.fatal is not None or labels is None else labels.fatal
 
     def _predict_held(self, link: MqttLink) -> None:
         """Predict the samples the link holds in memory while the spool refuses writes (each once)."""
@@ -616,15 +658,18 @@ class Daemon:
         self._page = snapshot(lr, report, self.metrics.registry, depth)
 
     def _try_checkpoint(self, spool: Spool) -> bool:
-        """Checkpoint; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
-        path = self._checkpoint_path()
+        """Checkpoint now, on the calling thread; False when the disk refused (see :meth:`_try_write`)."""
+        return self._try_write(self._checkpoint_job(), spool)
+
+    def _try_write(self, job: CheckpointJob, spool: Spool | None) -> bool:
+        """Write ``job``; a disk that refuses (full, read-only) is retried with backoff, not a reason to stop."""
         try:
-            self._checkpoint(spool)
+            self._write_checkpoint(job, spool)
         except OSError as exc:
             self.metrics.checkpoint_failures.inc()
-            self.checkpoint_retry.failed(path, exc)
+            self.checkpoint_retry.failed(job.path, exc)
             return False
-        self.checkpoint_retry.succeeded(path)
+        self.checkpoint_retry.succeeded(job.path)
         return True
 
     def _final_checkpoint(self, spool: Spool) -> None:
@@ -635,25 +680,51 @@ class Daemon:
     def _checkpoint_path(self) -> Path:
         return self.cfg.checkpoint.dir / f"ckpt-{self.progress.position:012d}.pt"
 
-    def _checkpoint(self, spool: Spool) -> Path:
-        """Save learner + progress atomically, drop old checkpoints, free spooled payloads now safe."""
-        cc = self.cfg.checkpoint
-        path = self._checkpoint_path()
-        self.learner.save(path, extra=self.progress.extra(self.join))
-        os.chmod(path, cc.file_mode)  # learner.save writes the library default (0640); the config may differ
+    def _checkpoint_job(self) -> CheckpointJob:
+        """A copy of the learner's state and the progress it stands for (learning loop, between two chunks)."""
+        extra = self.progress.extra(self.join)
+        self.learner.extra = dict(extra)
         pending = self.join.pending_seqs()
-        checkpoints.write_record(path, min([self.progress.position, *(s - 1 for s in pending)]))
+        return CheckpointJob(self._checkpoint_path(), checkpoints.copied(self.learner.state_dict()),
+                             min([self.progress.position, *(s - 1 for s in pending)]), int(self.learner.step))
+
+    def _checkpoint(self, spool: Spool) -> Path:
+        """Checkpoint now, on the calling thread (tests; the final checkpoint at shutdown)."""
+        job = self._checkpoint_job()
+        self._write_checkpoint(job, spool)
+        return job.path
+
+    def _write_checkpoint(self, job: CheckpointJob, spool: Spool | None) -> None:
+        """Write ``job`` atomically with its integrity record, drop old checkpoints, free spooled payloads now safe
+        (any thread: it touches no live state of the learner)."""
+        cc = self.cfg.checkpoint
+        self.save_state(job.state, job.path, cc.file_mode)
+        checkpoints.write_record(job.path, job.safe)
         self.metrics.checkpoints.inc()
-        self._last_ckpt_path = path
+        self._last_ckpt_path = job.path
         # Free only what every kept checkpoint has consumed: a fallback to the oldest still finds its messages.
         upto = checkpoints.prune(cc.dir, cc.keep)
         try:
+            if spool is None:
+                raise SpoolError(f"spool.path={str(self.cfg.spool.path)!r}: cannot be opened")
             spool.compact(upto, self.cfg.spool.dedupe_window)
         except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
             self._warn_once("compact", "spool %s: cannot free the messages checkpoint %s covers (%s); the next "
-                            "checkpoint tries again", spool.path, path.name, exc.__cause__ or exc)
-        log.debug("checkpoint %s (step %d)", path, self.learner.step)
-        return path
+                            "checkpoint tries again", self.cfg.spool.path, job.path.name, exc.__cause__ or exc)
+        log.debug("checkpoint %s (step %d)", job.path, job.step)
+
+    def _write_in_background(self, job: CheckpointJob) -> bool:
+        """The checkpoint writer thread's work: ``job`` with the retry's bookkeeping, on a spool connection of its
+        own (SQLite connections are per thread)."""
+        try:
+            spool: Spool | None = open_spool(self.cfg)
+        except (OSError, sqlite3.Error):  # the checkpoint can still be written; compaction waits for the next one
+            spool = None
+        try:
+            return self._try_write(job, spool)
+        finally:
+            if spool is not None:
+                spool.close()
 
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
@@ -681,6 +752,30 @@ class Daemon:
                 "received": m.value("edge_cl_messages_received_total", kind="sample"),
                 "predictions": m.value("edge_cl_predictions_published_total"),
                 "bad_inputs": sum(m.value("edge_cl_bad_inputs_total", reason=r.value) for r in _reasons())}
+
+
+def save_state(state: dict[str, Any], path: Path, mode: int) -> None:
+    """Write a learner state atomically with permissions ``mode`` (torch imported here, not with the module)."""
+    from edge_cl.state_file import atomic_save
+
+    atomic_save(state, path, mode)
+
+
+def chunk_of(rows: list[Row], limit: int) -> tuple[list[Row], int]:
+    """The leading rows up to and including the ``limit``-th that is not a label, and how many of those there are.
+
+    Label rows do not count against the batch: one costs the learner a lookup in the label join, and counted like
+    samples, a storm of labels for unknown ids made the loop crawl through them ``max_batch`` at a time while the
+    samples spooled after them waited (issue #26). A label that completes a waiting sample still joins the step,
+    and :meth:`Daemon._learn` splits a step larger than the batch.
+    """
+    weight = 0
+    for k, row in enumerate(rows):
+        if row.kind != LABEL:
+            weight += 1
+            if weight == limit:
+                return rows[:k + 1], weight
+    return rows, weight
 
 
 def torch_softmax(logits: Any) -> np.ndarray:

@@ -8,7 +8,7 @@ at each position, so ``"der+++ewc"`` and ``"der++ + ewc"`` both mean DER++ with 
 
 from __future__ import annotations
 
-from edge_cl.methods import agem, cls_er, der, er, er_ace, ewc, lwf, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
+from edge_cl.methods import agem, cls_er, der, er, er_ace, ewc, gen_replay, lwf, mas, rwalk, scp, sgd, si  # noqa: F401 - importing registers the built-in methods
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Segment, Step
 from edge_cl.methods.importance import ImportanceMethod, ImportanceSettings
 from edge_cl.methods.registry import (

@@ -91,8 +91,6 @@ def test_budget_fit_flags_repeats_rss_and_batch(tmp_path, one_thread):
 
 
 def test_options_a_mode_would_ignore_are_refused(tmp_path):
-    plots = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--plots", str(tmp_path)])
-    assert plots.exit_code == 2 and "--plots does not apply to the budget fit" in plots.output
     stream = CliRunner().invoke(app, ["bench", "--config", _device(tmp_path), "--stream", "sea", "--scale", "0.1"])
     assert stream.exit_code == 2 and "--stream, --scale do not apply" in stream.output
     fit_only = CliRunner().invoke(app, ["bench", "--stream", "sea", "--latency-budget-ms", "5", "--sweep"])

@@ -98,16 +98,16 @@ def predictions(d: Daemon) -> int:
 
 def test_disk_full_checkpoint_degrades_then_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     d, sp = make(tmp_path / "ckpt", tmp_path)
-    real_save = d.learner.save
+    real_save = d.save_state
     full = threading.Event()
     full.set()
 
-    def save(path, extra=None):  # type: ignore[no-untyped-def]
+    def save(state, path, mode):  # type: ignore[no-untyped-def]
         if full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(path, extra=extra)
+        real_save(state, path, mode)
 
-    d.learner.save = save  # type: ignore[method-assign]
+    d.save_state = save
     with caplog.at_level(logging.INFO, logger="edge_cl.daemon"), looping(d, sp):
         feed(sp, 0, 40)
         assert wait_until(lambda: predictions(d) >= 40)
@@ -122,6 +122,33 @@ def test_disk_full_checkpoint_degrades_then_resumes(tmp_path: Path, caplog: pyte
     assert causes[0].levelno == logging.ERROR and not causes[0].exc_info  # a cause, not a traceback
     assert any("written again" in r.getMessage() for r in caplog.records)
     assert not d.checkpoint_retry.failing
+
+
+def test_learning_and_predicting_go_on_while_a_checkpoint_write_is_stuck(tmp_path: Path) -> None:
+    """The learning loop only copies the state; the write (here stuck until released) runs on the writer thread."""
+    d, sp = make(tmp_path / "ckpt", tmp_path)
+    real_save = d.save_state
+    entered, release = threading.Event(), threading.Event()
+    writers: list[str] = []
+
+    def stuck(state, path, mode):  # type: ignore[no-untyped-def]
+        writers.append(threading.current_thread().name)
+        entered.set()
+        assert release.wait(30)
+        real_save(state, path, mode)
+
+    d.save_state = stuck
+    with looping(d, sp):
+        feed(sp, 0, 40)
+        assert wait_until(entered.is_set)  # a checkpoint is being written, and stays stuck
+        learned, predicted = d.progress.learned, predictions(d)
+        feed(sp, 40, 40)
+        assert wait_until(lambda: predictions(d) >= predicted + 40 and d.progress.learned >= learned + 40)
+        assert not list((tmp_path / "ckpt").glob("ckpt-*.pt")) and len(writers) == 1  # one write at a time
+        release.set()
+        assert wait_until(lambda: bool(list((tmp_path / "ckpt").glob("ckpt-*.pt"))))
+    assert writers and all(name == "edge-cl-checkpoint" for name in writers)
+    assert d.metrics.value("edge_cl_checkpoint_failures_total") == 0
 
 
 def test_a_really_full_checkpoint_disk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -87,8 +87,10 @@ def test_a_session_the_broker_lost_is_reported(broker: Mosquitto, tmp_path: Path
         f.unlink()
     broker.start()
     with caplog.at_level(logging.INFO, logger="edge_cl.daemon.mqtt"), running(cfg) as d:
-        assert wait_until(lambda: d.metrics.value("edge_cl_broker_sessions_lost_total") == 1, 10)
-    assert "no longer holds our session" in caplog.text and "lost" in caplog.text
+        # both sessions: the samples' (client_id) and the labels' own (client_id-labels)
+        assert wait_until(lambda: d.metrics.value("edge_cl_broker_sessions_lost_total") == 2, 10)
+    lost = [r.getMessage() for r in caplog.records if "no longer holds our session" in r.getMessage()]
+    assert len(lost) == 2 and any("'edge-cl-test-labels'" in m for m in lost), lost
 
 
 def publish_in_order(port: int, messages: list[tuple[str, bytes]]) -> None:
