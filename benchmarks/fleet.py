@@ -3,12 +3,13 @@ non-IID drifting part of rotated-MNIST (its own rotations, in its own order), ag
 and one central learner fed the union with N budgets.
 
 Rounds run in-process: every K steps, the sample-weighted FedAvg of the devices' weights
-(:func:`edge_cl.fleet.aggregate.sample_weighted_average`, the function the ServerApp's strategy calls), then each
-device merges ``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
+(:func:`edge_cl.fleet.aggregate.sample_weighted_average`, the function the ServerApp's strategy calls) and the
+server's step from the previous global model towards it (:func:`edge_cl.fleet.aggregate.server_step`, rate ``lr``,
+the ServerApp's ``server-lr``), then each device merges ``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
 :func:`edge_cl.fleet.merge.merge_global`, the daemon's merge). The transport is excluded: a real SuperLink with N
 SuperNodes and N learners does not fit a 2-core machine's benchmark time, and Flower's simulation engine needs ray.
 What the transport would carry is measured: the encoded payload (:mod:`edge_cl.fleet.wire`) of every upload and
-download. ``a`` and K are chosen on validation seeds (100-102), results are reported on seeds 0-2.
+download. ``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
 
     python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
     python benchmarks/fleet.py --quick          # tiny run, prints JSON, writes nothing
@@ -31,7 +32,7 @@ import torch
 from edge_cl.bench.runner import BenchConfig, _budget_for, build_model, default_model_spec, evaluate
 from edge_cl.bench.streams import TaskStream, make_stream
 from edge_cl.fleet import wire
-from edge_cl.fleet.aggregate import blend, sample_weighted_average
+from edge_cl.fleet.aggregate import blend, sample_weighted_average, server_step
 from edge_cl.fleet.merge import local_weights, merge_global
 from edge_cl.learner import OnlineLearner
 from edge_cl.learner_config import DEFAULT_METHOD
@@ -85,38 +86,42 @@ def device_budget(spec: dict[str, Any], budget_samples: int) -> int:
     return _budget_for(cfg, spec, DEFAULT_METHOD)
 
 
-def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float) -> tuple[list[int], list[int]]:
-    """One round in process: FedAvg of the learners' weights by ``samples``, then each merges with weight ``a``.
+def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float, server_lr: float = 1.0,
+                previous: dict[str, np.ndarray] | None = None) -> tuple[list[int], list[int], dict[str, np.ndarray] | None]:
+    """One round in process: FedAvg of the learners' weights by ``samples``, the server's step of rate ``server_lr``
+    from ``previous`` (the last global model) towards it, then each device merges with weight ``a``.
 
-    Returns the encoded bytes each device would send up and receive down. A round where no device learned
-    anything keeps every model (as the ServerApp does).
+    Returns the encoded bytes each device would send up and receive down, and the new global model (``previous``
+    when no device learned anything: that round keeps every model, as the ServerApp does).
     """
     models = [local_weights(lrn) for lrn in learners]
     up = [len(wire.encode(m)) for m in models]
-    glob = sample_weighted_average(models, samples)
-    if glob is None:
-        return up, [0] * len(learners)
+    average = sample_weighted_average(models, samples)
+    if average is None:
+        return up, [0] * len(learners), previous
+    glob = server_step(previous, average, server_lr)
     down_payload = len(wire.encode(glob))
     for lrn, mine in zip(learners, models, strict=True):
         merge_global(lrn, blend(glob, mine, a))
-    return up, [down_payload] * len(learners)
+    return up, [down_payload] * len(learners), glob
 
 
 def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
-                every: int | None, a: float) -> FleetRun:
+                every: int | None, a: float, server_lr: float = 1.0) -> FleetRun:
     """Devices stepping in lock-step over their own concepts; a round every ``every`` steps (None: isolated)."""
     learners = [make_learner(spec, budget, seed, 1000 * seed + d) for d in range(len(own))]
     data = [_device_stream(stream, concepts) for concepts in own]
     steps = min(len(y) for _, y in data) // BATCH
     run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
     since = [0] * len(learners)
+    glob: dict[str, np.ndarray] | None = None
     for i in range(steps):
         for d, (lrn, (x, y)) in enumerate(zip(learners, data, strict=True)):
             lrn.learn(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
             since[d] += BATCH
         if every is not None and ((i + 1) % every == 0 or i + 1 == steps):
             t0 = time.perf_counter()
-            up, down = fleet_round(learners, since, a)
+            up, down, glob = fleet_round(learners, since, a, server_lr, glob)
             run.round_s.append(time.perf_counter() - t0)
             run.up_bytes += up
             run.down_bytes += down
@@ -144,17 +149,17 @@ def _device_stream(stream: TaskStream, concepts: list[int]) -> tuple[torch.Tenso
 
 
 def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samples: int,
-             settings: list[tuple[float, int]], with_baselines: bool = True) -> dict[str, Any]:
-    """Fleet runs for each ``(a, K)`` of ``settings`` and (optionally) isolated and central, on one seed."""
+             settings: list[tuple[float, int, float]], with_baselines: bool = True) -> dict[str, Any]:
+    """Fleet runs for each ``(a, K, lr)`` of ``settings`` and (optionally) isolated and central, on one seed."""
     stream = make_stream(STREAM, scale=scale, seed=seed, num_tasks=devices * per_device)
     assert isinstance(stream, TaskStream)
     spec = default_model_spec(stream.input_dim, stream.num_classes)
     budget = device_budget(spec, budget_samples)
     own = assign_concepts(devices, per_device, seed)
     out: dict[str, Any] = {"seed": seed, "budget_bytes": budget, "fleet": {}}
-    for a, k in settings:
-        run = run_devices(stream, own, spec, budget, seed, k, a)
-        out["fleet"][f"a={a:g},K={k}"] = _summary(run)
+    for a, k, lr in settings:
+        run = run_devices(stream, own, spec, budget, seed, k, a, lr)
+        out["fleet"][setting_name(a, k, lr)] = _summary(run)
     if with_baselines:
         out["isolated"] = _summary(run_devices(stream, own, spec, budget, seed, None, 0.0))
         out["central"] = run_central(stream, own, spec, budget, seed)
@@ -203,8 +208,10 @@ def choose(val: list[dict[str, Any]], payload: int) -> tuple[str, list[dict[str,
         f = average([v["fleet"][name] for v in val])
         f["payload_bytes"] = payload
         ok = verdict(f, iso, central)
+        drop = max(i["own"] - fd["own"] for fd, i in zip(f["per_device"], iso["per_device"], strict=True))
         table.append({"setting": name, "mean_all": f["mean_all"], "mean_own": f["mean_own"],
-                      "met": sum(ok.values()), "verdict": ok})
+                      "central_gap": central - f["mean_all"], "own_drop": drop, "met": sum(ok.values()),
+                      "verdict": ok})
     best = max(table, key=lambda r: (r["met"], r["mean_all"]))
     return str(best["setting"]), table
 
@@ -215,8 +222,13 @@ def payload_bytes(budget_samples: int) -> int:
     return len(wire.encode(local_weights(make_learner(spec, device_budget(spec, budget_samples), 0, 0))))
 
 
-def parse_settings(a_values: str, k_values: str) -> list[tuple[float, int]]:
-    return [(float(a), int(k)) for a in a_values.split(",") for k in k_values.split(",")]
+def parse_settings(a_values: str, k_values: str, lr_values: str = "1") -> list[tuple[float, int, float]]:
+    return [(float(a), int(k), float(lr)) for a in a_values.split(",") for k in k_values.split(",")
+            for lr in lr_values.split(",")]
+
+
+def setting_name(a: float, k: int, lr: float) -> str:
+    return f"a={a:g},K={k},lr={lr:g}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concepts-per-device", type=int, default=2)
     p.add_argument("--scale", type=float, default=0.1, help="fraction of MNIST's 60k samples per concept")
     p.add_argument("--budget-samples", type=int, default=500, help="each device's buffer, in float32 samples")
-    p.add_argument("--a", default="0.5,0.8,1.0", help="merge weights to validate, comma-separated")
-    p.add_argument("--every", default="2,5,20", help="round periods K (steps) to validate, comma-separated")
+    p.add_argument("--a", default="1.0", help="merge weights to validate, comma-separated")
+    p.add_argument("--every", default="1,2", help="round periods K (steps) to validate, comma-separated")
+    p.add_argument("--server-lr", default="1,2,3", help="server learning rates to validate, comma-separated")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--val-seeds", default="100,101,102")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
@@ -235,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.devices, args.scale, args.seeds, args.val_seeds, args.a, args.every = 4, 0.01, "0", "100", "1.0", "10"
+        args.server_lr = "1"
     torch.set_num_threads(1)  # 2 shared cores: one thread each is faster than contention
-    settings = parse_settings(args.a, args.every)
+    settings = parse_settings(args.a, args.every, args.server_lr)
     seeds = [int(s) for s in args.seeds.split(",")]
     val_seeds = [int(s) for s in args.val_seeds.split(",")]
     t0 = time.perf_counter()
@@ -244,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings)
            for s in val_seeds]
     chosen, table = choose(val, payload)
-    a, k = next((a, k) for a, k in settings if f"a={a:g},K={k}" == chosen)
-    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k)])
+    a, k, lr = next(s for s in settings if setting_name(*s) == chosen)
+    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k, lr)])
             for s in seeds]
     fleet = average([t["fleet"][chosen] for t in test])
     fleet["payload_bytes"] = payload
@@ -291,7 +305,9 @@ def render(doc: dict[str, Any]) -> str:
         f"{n} budgets fed every device's batches in the fleet's time order. Accuracy after the stream on each "
         "rotation's test set; seeds " + ", ".join(map(str, doc["seeds"])) + ", mean.", "",
         ("Rounds run in-process: every K steps the sample-weighted FedAvg of the devices' weights "
-        "(`edge_cl.fleet.aggregate.sample_weighted_average`, which the ServerApp's strategy calls), then each device "
+        "(`edge_cl.fleet.aggregate.sample_weighted_average`, which the ServerApp's strategy calls), the server's step "
+        "from the previous global model towards it, `w_global = w_prev + lr*(average - w_prev)` "
+        "(`edge_cl.fleet.aggregate.server_step`, the ServerApp's `server-lr`; lr=1 is plain FedAvg), then each device "
         "merges `w = a*w_global + (1-a)*w_local` (`edge_cl.fleet.aggregate.blend` + `edge_cl.fleet.merge.merge_global`, "
         "the daemon's merge). The transport is excluded: a real SuperLink with "
         f"{n} SuperNodes and {n} learners does not fit a 2-core machine's benchmark time, and Flower's simulation "
@@ -299,9 +315,13 @@ def render(doc: dict[str, Any]) -> str:
         "and download; round latency below is aggregation, payload encoding and merges, in one process."), "",
         (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
         f"**{doc['chosen']}**."), "",
-        "| validation setting | fleet mean (all) | own concepts | targets met |", "|---|---|---|---|"]
+        ("| validation setting | fleet mean (all) | below central | own concepts | largest own drop vs isolated "
+         "| targets met |"), "|---|---|---|---|---|---|"]
     for r in doc["validation"]:
-        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['mean_own']:.1f} | {r['met']}/4 |")
+        missed = [k for k, ok in r["verdict"].items() if not ok]
+        lines.append(f"| {r['setting']} | {r['mean_all']:.1f} | {r['central_gap']:.1f} | {r['mean_own']:.1f} | "
+                     f"{r['own_drop']:.1f} | {r['met']}/4"
+                     + (f" (missed: {', '.join(missed)})" if missed else "") + " |")
     lines += ["", "| device | fleet own | isolated own | fleet transfer | isolated transfer | fleet all | isolated all |",
               "|---|---|---|---|---|---|---|"]
     for d, (fd, idd) in enumerate(zip(f["per_device"], i["per_device"], strict=True)):

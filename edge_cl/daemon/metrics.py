@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from edge_cl.daemon.codec import BadReason
+from edge_cl.fleet.stats import FAILURE_REASONS, FleetStats
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 # Where a message's time goes, by stage. The network thread: decode (client bytes -> spool record), spool_write
@@ -87,6 +89,10 @@ class Metrics:
         self.batch_limit = Gauge("edge_cl_batch_limit", "New samples the next step may take (adaptive micro-batch).",
                                  registry=r)
 
+    def watch_fleet(self, stats: FleetStats) -> None:
+        """Export the fleet channel's counters (``edge_cl_fleet_*``), read from ``stats`` at each scrape."""
+        self.registry.register(_FleetCollector(stats))
+
     def serve(self, host: str, port: int, status: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, int]:
         """Start the HTTP endpoint (``/metrics``; with ``status`` also the status page at ``/`` and
         ``/status.json``); returns (server, bound port). The caller shuts the server down."""
@@ -114,3 +120,31 @@ class Metrics:
         """Current value of a sample by its exported name (for tests and summaries)."""
         got = self.registry.get_sample_value(name, labels or None)
         return 0.0 if got is None else float(got)
+
+
+class _FleetCollector:
+    """The fleet channel's counters as Prometheus metrics. Read at scrape time rather than mirrored into
+    Counters: the channel's threads count, and the channel package stays free of prometheus_client."""
+
+    def __init__(self, stats: FleetStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats.snapshot()
+        yield CounterMetricFamily("edge_cl_fleet_rounds_joined", "Fleet rounds this device sent its weights to "
+                                  "(weight reads by the Flower ClientApp answered).", value=s["rounds_joined"])
+        yield CounterMetricFamily("edge_cl_fleet_merges", "Global models merged into the learner.",
+                                  value=s["merges"])
+        yield GaugeMetricFamily("edge_cl_fleet_last_merge_timestamp_seconds", "Unix time of the last merge of a "
+                                "global model (0: none yet).", value=s["last_merge_unix"])
+        yield CounterMetricFamily("edge_cl_fleet_bytes_sent", "Bytes of weights handed to the ClientApp (sent "
+                                  "up through Flower).", value=s["bytes_sent"])
+        yield CounterMetricFamily("edge_cl_fleet_bytes_received", "Bytes of global models received from the "
+                                  "ClientApp, merged or not.", value=s["bytes_received"])
+        failures = CounterMetricFamily("edge_cl_fleet_merge_failures", "Global models not merged, by reason: "
+                                       "refused (wrong architecture or shapes, NaN / Inf), timeout (the learning "
+                                       "loop did not serve it within fleet.timeout_s), bad_body, internal.",
+                                       labels=["reason"])
+        for reason in FAILURE_REASONS:
+            failures.add_metric([reason], s["failures"][reason])
+        yield failures

@@ -230,6 +230,8 @@ class Daemon:
             self._log_user_modules()
             self._restore(spool)
             self.fleet = FleetChannel.from_config(cfg.fleet)
+            if self.fleet is not None:
+                self.metrics.watch_fleet(self.fleet.stats)
             self.metrics.budget_total.set(cfg.learner.budget_bytes)
             if cfg.metrics.enabled:
                 try:
@@ -761,9 +763,12 @@ class Daemon:
     # ---- for the demo and tests ------------------------------------------------------------------------------
     def page_status(self) -> dict[str, Any]:
         """What the status page shows: the loop's last snapshot (refreshed every 0.5 s) and the history."""
-        return {**self._page, "history": self.history.to_json(), "latency_ms": self.history.latency_ms(),
+        page = {**self._page, "history": self.history.to_json(), "latency_ms": self.history.latency_ms(),
                 "client_id": self.cfg.broker.client_id,
                 "connected": bool(self._link is not None and self._link.connected)}
+        if self.fleet is not None:  # the page's fleet line: rounds joined, merges, the last one, failures
+            page["fleet"] = self.fleet.stats.snapshot()
+        return page
 
     def status(self) -> dict[str, Any]:
         """A few live numbers (read from another thread: values may be one step stale)."""

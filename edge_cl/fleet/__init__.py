@@ -7,7 +7,26 @@ merge and hand back the global model, which the daemon's learning thread merges 
 ``fleet`` extra); the daemon side needs the standard library alone.
 """
 
-from edge_cl.fleet.channel import FleetChannel
-from edge_cl.fleet.settings import FleetConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["FleetChannel", "FleetConfig"]
+
+if TYPE_CHECKING:
+    from edge_cl.fleet.channel import FleetChannel
+    from edge_cl.fleet.settings import FleetConfig
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: a SuperNode starts the ClientApp in a new process for every message, and the ClientApp needs neither
+    # torch (the channel's merge) nor pydantic (the settings); importing them cost it ~2 s a message.
+    if name == "FleetChannel":
+        from edge_cl.fleet.channel import FleetChannel
+
+        return FleetChannel
+    if name == "FleetConfig":
+        from edge_cl.fleet.settings import FleetConfig
+
+        return FleetConfig
+    raise AttributeError(f"module 'edge_cl.fleet' has no attribute {name!r}")

@@ -54,3 +54,25 @@ def blend(global_arrays: Arrays, local_arrays: Arrays, a: float) -> dict[str, np
     return {name: (a * np.asarray(global_arrays[name], dtype=np.float32)
                    + (1.0 - a) * np.asarray(local_arrays[name], dtype=np.float32)).astype(np.float32)
             for name in local_arrays}
+
+
+def server_step(previous: Arrays | None, average: Arrays, server_lr: float) -> dict[str, np.ndarray]:
+    """The server's SGD step on the round's pseudo-gradient (FedOpt; Flower's FedAvgM without momentum):
+    ``previous + server_lr * (average - previous)``. The average itself on the first round (no previous global
+    model) or with ``server_lr`` = 1 (plain FedAvg).
+
+    Why > 1 helps: devices that step side by side and are averaged every K steps move the shared model by one
+    averaged update, where one learner fed the same samples in turn takes N updates; the server rate scales the
+    averaged update back up (the linear scaling rule of large-batch SGD).
+    """
+    if not 0.0 < server_lr <= 16.0:
+        raise ValueError(f"server learning rate {server_lr!r} must be in (0, 16] (1: plain FedAvg)")
+    if previous is None or server_lr == 1.0:
+        return {name: np.asarray(value, dtype=np.float32) for name, value in average.items()}
+    if set(previous) != set(average) or any(np.shape(previous[k]) != np.shape(average[k]) for k in average):
+        raise ValueError("the previous global model and this round's average do not have the same parameter names "
+                         "and shapes; every device of a fleet must run the same model")
+    return {name: (np.asarray(previous[name], dtype=np.float32)
+                   + np.float32(server_lr) * (np.asarray(average[name], dtype=np.float32)
+                                              - np.asarray(previous[name], dtype=np.float32))).astype(np.float32)
+            for name in average}

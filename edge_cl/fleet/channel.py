@@ -16,11 +16,9 @@ import hmac
 import json
 import logging
 import queue
-import stat
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -28,30 +26,12 @@ import numpy as np
 from edge_cl.fleet import merge, wire
 from edge_cl.fleet.aggregate import blend
 from edge_cl.fleet.settings import FleetConfig
+from edge_cl.fleet.stats import FleetStats
+from edge_cl.fleet.token import read_token
 
 log = logging.getLogger("edge_cl.fleet")
 
 HOST = "127.0.0.1"  # never configurable: the ClientApp runs on the same device
-
-
-def read_token(path: Path) -> str:
-    """The first line of ``path``; ValueError saying how to fix a missing, unreadable or empty file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"fleet token file {str(path)!r} cannot be read ({exc.strerror}); create it with a random "
-                         "token, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > fleet.token; "
-                         "chmod 600 fleet.token`") from None
-    token = text.splitlines()[0].strip() if text.strip() else ""
-    if len(token) < 16:
-        raise ValueError(f"fleet token file {str(path)!r} holds no token of at least 16 characters; write a random "
-                         "one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
-    try:
-        if Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("fleet token file %s is readable by other users; chmod 600 it", path)
-    except OSError:
-        pass
-    return token
 
 
 @dataclass
@@ -79,7 +59,8 @@ class FleetChannel:
         self.max_body_bytes = int(max_body_bytes)
         self._requests: queue.Queue[_Request] = queue.Queue()
         self._merged_at: int | None = None  # samples_learned at the last merge; None before the first
-        self.merges = 0
+        self.stats = FleetStats()
+        self._refusals_logged: set[str] = set()
         try:
             self._server = ThreadingHTTPServer((HOST, port), _handler_for(self))
         except OSError as exc:
@@ -98,6 +79,11 @@ class FleetChannel:
             return None
         assert cfg.token_file is not None  # FleetConfig insists on it when enabled
         return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight)
+
+    @property
+    def merges(self) -> int:
+        """Global models merged so far."""
+        return self.stats.merges
 
     @property
     def address(self) -> str:
@@ -144,15 +130,27 @@ class FleetChannel:
                             arrays = blend(arrays, merge.local_weights(learner), self.global_weight)
                         merge.merge_global(learner, arrays)
                         self._merged_at = int(learner.samples_learned)
-                        self.merges += 1
+                        self.stats.merged()
                         merged += 1
                         log.info("fleet: merged a global model (merge %d)", self.merges)
                 except ValueError as exc:
                     req.error = str(exc)
+                    if req.kind == "merge":
+                        self.stats.failed("refused")
+                        self._warn_refused(str(exc))
                 except Exception as exc:
                     log.exception("fleet: %s request failed", req.kind)
                     req.error = f"internal error: {exc}"
+                    if req.kind == "merge":
+                        self.stats.failed("internal")
                 req.done.set()
+
+    def _warn_refused(self, reason: str) -> None:
+        # Once per distinct reason: a SuperLink that keeps sending the same bad model must not flood the log
+        # (the count is in edge_cl_fleet_merge_failures_total).
+        if reason not in self._refusals_logged:
+            self._refusals_logged.add(reason)
+            log.warning("fleet: global model refused, local learning goes on: %s", reason)
 
     # ---- the HTTP thread's side -----------------------------------------------------------------------
     def _submit(self, req: _Request) -> bool:
@@ -213,7 +211,9 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             if req.error is not None:
                 return self._error(500, req.error)
             arrays, samples = req.result
-            return self._reply(200, wire.encode(arrays), wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
+            body = wire.encode(arrays)
+            channel.stats.joined(len(body))  # before the reply: a client that has it sees it counted
+            return self._reply(200, body, wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})
 
         def do_POST(self) -> None:
             if self.path != "/global":
@@ -223,16 +223,22 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
+                channel.stats.failed("bad_body")
                 return self._error(411, "Content-Length is required")
             if not 0 < length <= channel.max_body_bytes:
+                channel.stats.failed("bad_body")
                 return self._error(413, f"a global model of {length} bytes is outside (0, fleet.max_body_bytes="
                                         f"{channel.max_body_bytes}]")
+            body = self.rfile.read(length)
+            channel.stats.received(len(body))
             try:
-                arrays = wire.decode(self.rfile.read(length))
+                arrays = wire.decode(body)
             except ValueError as exc:
+                channel.stats.failed("bad_body")
                 return self._error(400, str(exc))
             req = _Request("merge", arrays)
             if not channel._submit(req):
+                channel.stats.failed("timeout")
                 return self._timed_out()
             if req.error is not None:
                 return self._error(422, req.error)

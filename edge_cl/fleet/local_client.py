@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from edge_cl.fleet import wire
-from edge_cl.fleet.channel import read_token
+from edge_cl.fleet.token import read_token
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

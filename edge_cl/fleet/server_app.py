@@ -3,19 +3,22 @@ last merge, for ``num-server-rounds`` rounds; each round ends by sending the glo
 (FedAvg's evaluate message, which the ClientApp hands to its daemon to merge).
 
 Run config (``flwr run ... --run-config``): ``num-server-rounds`` (3), ``min-nodes`` (2): devices a round
-waits for, ``round-timeout-s`` (600).
+waits for, ``round-timeout-s`` (600), ``server-lr`` (1): the server's step on each round's average
+(:func:`edge_cl.fleet.aggregate.server_step`; 1 is plain FedAvg).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from edge_cl.fleet.aggregate import sample_weighted_average
+from edge_cl.fleet.aggregate import sample_weighted_average, server_step
 
 log = logging.getLogger("edge_cl.fleet")
 
@@ -25,7 +28,14 @@ app = ServerApp()
 class SampleWeightedFedAvg(FedAvg):
     """FedAvg whose average is :func:`edge_cl.fleet.aggregate.sample_weighted_average` (the function the fleet
     benchmark runs) and that keeps the current global model when no device learned anything since the last merge
-    (plain FedAvg would divide by a total weight of zero)."""
+    (plain FedAvg would divide by a total weight of zero). With ``server_lr`` != 1 the new global model is
+    :func:`edge_cl.fleet.aggregate.server_step` from the previous one towards the average."""
+
+    def __init__(self, *args: Any, server_lr: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        server_step({}, {}, server_lr)  # refuses an out-of-range rate before any round runs
+        self.server_lr = float(server_lr)
+        self.global_arrays: dict[str, np.ndarray] | None = None  # the last global model; None before round 1
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -44,7 +54,14 @@ class SampleWeightedFedAvg(FedAvg):
         models = [{k: a.numpy() for rec in c.array_records.values() for k, a in rec.items()} for c in contents]
         samples = [float(next(iter(c.metric_records.values()))[self.weighted_by_key]) for c in contents]
         average = sample_weighted_average(models, samples)
-        arrays = None if average is None else ArrayRecord({k: Array(v) for k, v in average.items()})
+        if average is None:
+            return None, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+        try:
+            self.global_arrays = server_step(self.global_arrays, average, self.server_lr)
+        except ValueError as exc:  # the fleet changed model between two rounds: no step to take from the old one
+            log.warning("round %d: %s; this round's average is the new global model", server_round, exc)
+            self.global_arrays = server_step(None, average, self.server_lr)
+        arrays = ArrayRecord({k: Array(v) for k, v in self.global_arrays.items()})
         return arrays, self.train_metrics_aggr_fn(contents, self.weighted_by_key)
 
 
@@ -53,7 +70,8 @@ def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
     rounds, nodes = int(cfg.get("num-server-rounds", 3)), int(cfg.get("min-nodes", 2))
     strategy = SampleWeightedFedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=nodes,
-                                    min_evaluate_nodes=nodes, min_available_nodes=nodes)
+                                    min_evaluate_nodes=nodes, min_available_nodes=nodes,
+                                    server_lr=float(cfg.get("server-lr", 1.0)))
     # No initial model: the devices' own weights, averaged, are the first global one.
     strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=rounds,
                    timeout=float(cfg.get("round-timeout-s", 600)))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from edge_cl.fleet import wire
-from edge_cl.fleet.aggregate import blend, sample_weighted_average
+from edge_cl.fleet.aggregate import blend, sample_weighted_average, server_step
 from edge_cl.fleet.merge import local_weights
 from tests.data_files import mnist_present
 
@@ -61,6 +61,44 @@ def test_sample_weighted_average_weights_by_samples_and_skips_an_empty_round() -
         blend(m1, m2, 1.5)
 
 
+def test_the_server_step_moves_from_the_previous_global_model_by_its_rate() -> None:
+    prev, avg = {"w": np.array([1.0, 1.0], np.float32)}, {"w": np.array([2.0, 0.0], np.float32)}
+    np.testing.assert_allclose(server_step(prev, avg, 2.0)["w"], [3.0, -1.0])
+    np.testing.assert_allclose(server_step(prev, avg, 0.5)["w"], [1.5, 0.5])
+    np.testing.assert_array_equal(server_step(prev, avg, 1.0)["w"], avg["w"])  # plain FedAvg
+    np.testing.assert_array_equal(server_step(None, avg, 2.0)["w"], avg["w"])  # round 1: nothing to step from
+    assert server_step(prev, avg, 2.0)["w"].dtype == np.float32
+    with pytest.raises(ValueError, match="same parameter names"):
+        server_step({"w": np.zeros(3, np.float32)}, avg, 2.0)
+    with pytest.raises(ValueError, match="server learning rate"):
+        server_step(prev, avg, 0.0)
+
+
+def test_the_server_strategy_takes_the_same_server_step() -> None:
+    pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
+    from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict
+
+    from edge_cl.fleet.server_app import SampleWeightedFedAvg
+
+    def reply(i: int, m: dict, s: int) -> Message:
+        meta = Metadata(run_id=1, message_id=f"m{i}", src_node_id=i + 1, dst_node_id=1, reply_to_message_id="r",
+                        group_id="1", created_at=0.0, ttl=600, message_type="train")
+        return Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in m.items()}),
+                                           "metrics": MetricRecord({"num-examples": s})}), metadata=meta)
+
+    rng = np.random.default_rng(1)
+    rounds = [[{"w": rng.normal(size=4).astype(np.float32)} for _ in range(2)] for _ in range(2)]
+    strategy = SampleWeightedFedAvg(server_lr=2.0)
+    got = [strategy.aggregate_train(r + 1, [reply(i, m, 10 * (i + 1)) for i, m in enumerate(models)])[0]
+           for r, models in enumerate(rounds)]
+    first = sample_weighted_average(rounds[0], [10, 20])
+    second = server_step(first, sample_weighted_average(rounds[1], [10, 20]), 2.0)
+    np.testing.assert_array_equal(got[0]["w"].numpy(), first["w"])
+    np.testing.assert_array_equal(got[1]["w"].numpy(), second["w"])
+    with pytest.raises(ValueError, match="server learning rate"):
+        SampleWeightedFedAvg(server_lr=-1.0)
+
+
 def test_the_server_strategy_averages_with_the_same_function() -> None:
     pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
     from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict
@@ -89,7 +127,9 @@ def test_a_round_moves_every_device_towards_the_global_model_and_costs_one_model
     learn_apart(lrns)
     before = [local_weights(lrn) for lrn in lrns]
     glob = sample_weighted_average(before, [50, 50, 50])
-    up, down = bench.fleet_round(lrns, [50, 50, 50], a=0.5)
+    up, down, returned = bench.fleet_round(lrns, [50, 50, 50], a=0.5)
+    for k, v in glob.items():
+        np.testing.assert_array_equal(returned[k], v)  # server lr 1: the global model is the average
     payload = len(wire.encode(glob))
     assert up == [len(wire.encode(b)) for b in before] and down == [payload] * 3
     assert max(up) <= payload and max(down) <= payload  # one model each way
@@ -107,8 +147,9 @@ def test_a_round_where_nobody_learned_changes_nothing(bench) -> None:
     lrns = learners(bench, 2)
     learn_apart(lrns)
     before = [local_weights(lrn) for lrn in lrns]
-    _, down = bench.fleet_round(lrns, [0, 0], a=1.0)
-    assert down == [0, 0]
+    prev = {k: np.zeros_like(v) for k, v in before[0].items()}
+    _, down, glob = bench.fleet_round(lrns, [0, 0], a=1.0, server_lr=2.0, previous=prev)
+    assert down == [0, 0] and glob is prev
     assert all(distance(b, local_weights(lrn)) == 0 for b, lrn in zip(before, lrns, strict=True))
 
 
@@ -150,7 +191,7 @@ def test_quick_run_end_to_end(bench, tmp_path) -> None:
     finally:
         torch.set_num_threads(threads)  # the benchmark pins one thread; other tests keep theirs
     doc = json.loads(out.read_text())
-    assert doc["devices"] == 4 and len(doc["fleet"]["per_device"]) == 4 and doc["chosen"] == "a=1,K=10"
+    assert doc["devices"] == 4 and len(doc["fleet"]["per_device"]) == 4 and doc["chosen"] == "a=1,K=10,lr=1"
     assert doc["verdict"]["bytes"] and doc["fleet"]["up_bytes_max"] == doc["fleet"]["payload_bytes"]
     assert doc["isolated"]["rounds"] == 0 and doc["fleet"]["rounds"] > 0
     text = bench.render(doc)

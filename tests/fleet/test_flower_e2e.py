@@ -4,77 +4,19 @@ and a run of edge_cl's ServerApp; every process on loopback ports."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
 
-import edge_cl.fleet
 from edge_cl.fleet import FleetChannel, merge
+from tests.fleet.flower_procs import APP_DIR, REPO, Processes, free_port, tool, wait_listening
 from tests.fleet.helpers import LearningLoop, batches, learner, token_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-APP_DIR = Path(edge_cl.fleet.__file__).parent / "app"
-REPO = Path(edge_cl.fleet.__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or str(Path(sys.executable).parent / name)
-    if not Path(path).exists():
-        pytest.skip(f"{name} is not on PATH (install 'edge-cl[fleet]')")
-    return path
-
-
-class Processes:
-    """Started processes, stopped (and their logs shown) at the end."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env, self.procs = tmp, env, []
-
-    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        with open(self.tmp / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
-                                    start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n" + (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
-                         for name, _ in self.procs)
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, 15)  # the session: a SuperNode's ClientApp processes too
-        for _, proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-
-
-def wait_listening(port: int, procs: Processes, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}\n{procs.logs()}")
 
 
 def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
@@ -84,7 +26,7 @@ def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
     # `flwr run` finds the SuperLink through a named connection in $FLWR_HOME/config.toml.
     (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
                                       f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
-    env = {**os.environ, "FLWR_HOME": str(home),
+    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
     # Two devices, each learning its own data (different classes' prototypes) in its own learning thread.
