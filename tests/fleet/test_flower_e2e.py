@@ -4,8 +4,10 @@ and a run of edge_cl's ServerApp; every process on loopback ports."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +21,39 @@ from tests.fleet.helpers import LearningLoop, batches, learner, token_file
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
+def _pki(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1 (what docs/fleet.md's TLS section has the user make)."""
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=edge-cl fleet test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["insecure", "tls"])
+def test_two_devices_end_with_the_sample_weighted_average(tmp_path, tls: bool) -> None:
     link_port = free_port()
     home = tmp_path / "flwr-home"
     home.mkdir()
+    if tls and shutil.which("openssl") is None:
+        pytest.fail("the TLS case needs the openssl command-line tool (Debian: openssl)")
+    pki = _pki(tmp_path / "pki") if tls else None
+    # The SuperLink's Fleet, Control and Runtime APIs on TLS; SuperNodes and `flwr run` verify it with the CA.
+    link_tls = (["--ssl-ca-certfile", str(pki["ca"]), "--ssl-certfile", str(pki["cert"]), "--ssl-keyfile",
+                 str(pki["key"])] if pki else ["--insecure"])
+    node_tls = ["--root-certificates", str(pki["ca"])] if pki else ["--insecure"]
     # `flwr run` finds the SuperLink through a named connection in $FLWR_HOME/config.toml.
+    secure = f'root-certificates = "{pki["ca"]}"\n' if pki else "insecure = true\n"
     (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-                                      f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
+                                      f'address = "127.0.0.1:{link_port}"\n{secure}')
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
@@ -48,11 +76,11 @@ def test_two_devices_end_with_the_sample_weighted_average(tmp_path) -> None:
         # A test that can fail: the devices' weights differ before the round.
         assert any(not np.array_equal(sent[0][0][k], sent[1][0][k]) for k in sent[0][0])
 
-        procs.start("superlink", tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+        procs.start("superlink", tool("flower-superlink"), *link_tls, "--host", "127.0.0.1",
                     "--port", str(link_port), "--disable-runtime-dependency-installation")
         wait_listening(link_port, procs)
         for i, (_, ch, tok, _) in enumerate(devices):
-            procs.start(f"supernode{i}", tool("flower-supernode"), "--insecure",
+            procs.start(f"supernode{i}", tool("flower-supernode"), *node_tls,
                         "--superlink", f"127.0.0.1:{link_port}", "--host", "127.0.0.1", "--port", str(free_port()),
                         "--node-config", f"fleet-address='{ch.address}' fleet-token-file='{tok}'")
         run = subprocess.run([tool("flwr"), "run", str(APP_DIR), "local", "--stream",
