@@ -14,7 +14,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from edge_cl.daemon.socket_batch import read_varint
 
 _U16 = struct.Struct(">H")
 _PUBACK = 0x40
@@ -52,16 +54,10 @@ def split_packets(buf: bytearray) -> tuple[list[tuple[int, bytes]], int]:
     out: list[tuple[int, bytes]] = []
     pos, end = 0, len(buf)
     while pos + 2 <= end:
-        n, shift, k = 0, 0, pos + 1
-        while True:
-            if k >= end:
-                return out, pos
-            b = buf[k]
-            n |= (b & 0x7F) << shift
-            k += 1
-            if not b & 0x80:
-                break
-            shift += 7
+        length = read_varint(buf, pos + 1, end)
+        if length is None:
+            break
+        n, k = length
         if k + n > end:
             break
         out.append((buf[pos], bytes(buf[k:k + n])))
@@ -102,6 +98,23 @@ class WireClient:
                 raise ConnectionError("the broker closed the connection")
             self._buf += chunk
 
+    def packets(self) -> Iterator[tuple[float, list[tuple[int, bytes]]]]:
+        """Each socket read's whole packets, with the time of the read, until the connection closes (reader
+        threads; blocking)."""
+        buf, sock = self._buf, self.sock
+        while True:
+            try:
+                chunk = sock.recv(1 << 20)
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.perf_counter()
+            buf += chunk
+            got, used = split_packets(buf)
+            del buf[:used]
+            yield now, got
+
     def subscribe(self, topics: Sequence[str], qos: int = 1) -> None:
         """Subscribe and wait for the SUBACK."""
         body = _U16.pack(1) + (varint(0) if self.v5 else b"") + b"".join(_string(t) + bytes([qos]) for t in topics)
@@ -131,18 +144,7 @@ class Publisher:
         self._reader.start()
 
     def _read(self) -> None:
-        buf = self.client._buf
-        sock = self.client.sock
-        while True:
-            try:
-                chunk = sock.recv(1 << 20)
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            got, used = split_packets(buf)
-            del buf[:used]
+        for _, got in self.client.packets():
             self.acked += sum(1 for first, _ in got if first >> 4 == _PUBACK >> 4)
             if 0 <= self._want <= self.acked:
                 self._done.set()
@@ -190,20 +192,9 @@ class Subscriber:
         self._reader.start()
 
     def _read(self) -> None:
-        buf = self.client._buf
         sock = self.client.sock
         messages, stamps = self.messages, self.stamps
-        while True:
-            try:
-                chunk = sock.recv(1 << 20)
-            except OSError:
-                break
-            if not chunk:
-                break
-            now = time.perf_counter()
-            buf += chunk
-            got, used = split_packets(buf)
-            del buf[:used]
+        for now, got in self.client.packets():
             acks = []
             for first, body in got:
                 if first >> 4 != 3:
@@ -214,14 +205,10 @@ class Subscriber:
                 if first & 0x06:  # QoS > 0: a packet id to acknowledge
                     acks.append(b"\x40\x02" + body[pos:pos + 2])
                     pos += 2
-                plen, shift = 0, 0
-                while True:  # MQTT 5 properties: skipped
-                    b = body[pos]
-                    pos += 1
-                    plen |= (b & 0x7F) << shift
-                    shift += 7
-                    if not b & 0x80:
-                        break
+                props = read_varint(body, pos, len(body))  # MQTT 5 properties: skipped
+                if props is None:
+                    raise ValueError(f"a PUBLISH on {topic!r} with a malformed property length")
+                plen, pos = props
                 messages.setdefault(topic, []).append(body[pos + plen:])
                 stamps.setdefault(topic, []).append(now)
             if acks:

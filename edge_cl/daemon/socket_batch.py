@@ -19,6 +19,20 @@ READ_SIZE = 1 << 18  # bytes asked of the kernel per recv: many messages of a bu
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
+def read_varint(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """MQTT's variable byte integer (a remaining length, a property length) at ``buf[pos:end]``: its value and the
+    position after it; None when it runs past ``end`` or past the 4 bytes MQTT allows."""
+    n, shift = 0, 0
+    while pos < end and shift <= 21:
+        b = buf[pos]
+        n |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return n, pos
+        shift += 7
+    return None
+
+
 class BatchedSocket:
     """Wraps a connected (plain or TLS) socket; paho uses it like the socket itself."""
 
@@ -72,16 +86,10 @@ class BatchedSocket:
             self._rbuf, self._rpos = data, 0
         buf, pos = self._rbuf, self._rpos
         end = len(buf)
-        n, shift, k = 0, 0, pos + 1
-        while True:
-            if k >= end or shift > 21:
-                return None
-            b = buf[k]
-            n |= (b & 0x7F) << shift
-            k += 1
-            if not b & 0x80:
-                break
-            shift += 7
+        length = read_varint(buf, pos + 1, end)
+        if length is None:
+            return None
+        n, k = length
         if k + n > end:
             return None
         self._rpos = k + n
