@@ -1,4 +1,4 @@
-"""Loaders for the local benchmark data (MNIST / Fashion-MNIST IDX files, Elec2 CSV); never downloads."""
+"""Loaders for the local benchmark data (MNIST / Fashion-MNIST IDX files, Elec2 and Occupancy CSV); never downloads."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class ImageData:
 # What a data folder holds, for error messages (README.md, "Benchmark data", says where to get each file).
 LAYOUT = ("mnist/ and fashion-mnist/ with the four IDX files each (train-images-idx3-ubyte.gz, "
           "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz), "
-          "elec2/electricity.csv; see README.md, 'Benchmark data', for the sources")
+          "elec2/electricity.csv, occupancy/ with datatest.txt, datatraining.txt and datatest2.txt; see README.md, 'Benchmark data', for the sources")
 
 
 def _candidates() -> list[Path]:
@@ -136,3 +136,42 @@ def load_elec2(data_dir: str | os.PathLike[str] | None = None,
         j = features.index("day")
         x[:, j] = (x[:, j] - 1.0) / 6.0
     return x, y
+
+
+OCCUPANCY_FILES = ("datatest.txt", "datatraining.txt", "datatest2.txt")  # chronological order of the three files
+OCCUPANCY_FEATURES = ("Temperature", "Humidity", "Light", "CO2", "HumidityRatio")
+
+
+def load_occupancy(data_dir: str | os.PathLike[str] | None = None,
+                   features: tuple[str, ...] = OCCUPANCY_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """The Occupancy Detection sensor stream in time order: float32 ``[20560, len(features)]`` in raw physical
+    units (degC, %, lux, ppm, kg/kg) and labels (1 = occupied).
+
+    The three files are read in the order their readings were taken (datatest, datatraining, datatest2). The time
+    stamp is left out: like Elec2's ``date`` it gives away the position in the stream.
+    """
+    unknown = [f for f in features if f not in OCCUPANCY_FEATURES]
+    if unknown:
+        raise ValueError(f"occupancy features {unknown} are unknown; use names from {OCCUPANCY_FEATURES}")
+    folder = find_data_dir(data_dir) / "occupancy"
+    xs: list[list[float]] = []
+    ys: list[int] = []
+    for name in OCCUPANCY_FILES:
+        path = _require(folder / name)
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or header[-1] != "Occupancy":
+                raise ValueError(f"{str(path)!r} does not start with the Occupancy header row (got {header!r})")
+            # Each data row has one more field than the header: a leading row id without a header name.
+            cols = [header.index(f) + 1 for f in features]
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(header) + 1:
+                    raise ValueError(f"{str(path)!r} line {line} has {len(row)} fields; expected "
+                                     f"{len(header) + 1} (a row id, then {', '.join(header)})")
+                xs.append([float(row[c]) for c in cols])
+                ys.append(int(float(row[-1])))
+    y = np.asarray(ys, dtype=np.int64)
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{str(folder)!r} has Occupancy values other than 0 and 1: {sorted(set(ys) - {0, 1})}")
+    return np.asarray(xs, dtype=np.float32).reshape(len(ys), len(features)), y

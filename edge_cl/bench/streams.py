@@ -1,5 +1,6 @@
 """Benchmark streams: task sequences (rotated / permuted / split / gradual-rotation MNIST) evaluated with an
-accuracy matrix, and prequential streams (Elec2, river's synthetic drift streams).
+accuracy matrix, and prequential streams (Elec2, the Occupancy sensor stream, river's synthetic drift streams,
+conflicting regimes).
 
 Every stream is deterministic for a given seed. Images stay uint8 until a task is asked for, so 20 tasks of
 MNIST cost 20 x 47 MB at most (only the test sets are cached).
@@ -17,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_cl.bench.datasets import ImageData, load_elec2, load_images
+from edge_cl.bench.datasets import OCCUPANCY_FEATURES, ImageData, load_elec2, load_images, load_occupancy
 
 TASK_STREAMS = ("rotated-mnist", "permuted-mnist", "split-mnist", "gradual-rotation")
-PREQUENTIAL_STREAMS = ("elec2", "sea", "agrawal", "rbf", "conflicting-regimes")
+PREQUENTIAL_STREAMS = ("elec2", "occupancy", "sea", "agrawal", "rbf", "conflicting-regimes")
 STREAMS = TASK_STREAMS + PREQUENTIAL_STREAMS
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -246,6 +247,16 @@ def elec2(data_dir: str | os.PathLike[str] | None = None, scale: float = 1.0) ->
                              ("period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"))
 
 
+def occupancy(data_dir: str | os.PathLike[str] | None = None, scale: float = 1.0) -> PrequentialStream:
+    """The Occupancy Detection office-room sensors in time order, prequential, in raw physical units (the
+    learner's standardiser sees degC, %, lux, ppm as they come); ``scale`` keeps the first fraction."""
+    scale = _check_scale(scale)
+    x, y = load_occupancy(data_dir)
+    n = _scaled(len(y), scale)
+    return PrequentialStream("occupancy", x[:n], y[:n], 2, {"samples": n, "scale": scale, "units": "raw"},
+                             OCCUPANCY_FEATURES)
+
+
 # Known feature ranges (river's generators) so the MLP sees inputs of order 1, without peeking at the stream.
 _AGRAWAL_SCALE = np.array([150_000, 75_000, 80, 4, 20, 8, 1_350_000, 30, 500_000], dtype=np.float32)
 
@@ -322,6 +333,8 @@ def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os
         return gradual_rotation(data, scale=scale, seed=seed)
     if name == "elec2":
         return elec2(data_dir, scale)
+    if name == "occupancy":
+        return occupancy(data_dir, scale)
     if name in ("sea", "agrawal", "rbf"):
         return river_synth(name, seed=seed, scale=scale)
     if name == "conflicting-regimes":

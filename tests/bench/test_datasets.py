@@ -71,3 +71,40 @@ def test_elec2_csv(tmp_path):
     np.testing.assert_array_equal(y, [1, 0])
     x2, _ = datasets.load_elec2(tmp_path, features=("day", "period"))
     np.testing.assert_allclose(x2[0], [1 / 6, 0.0])
+
+
+def _occupancy_folder(tmp_path, rows_per_file=2, bad=None):
+    folder = tmp_path / "occupancy"
+    folder.mkdir(parents=True)
+    header = '"date","Temperature","Humidity","Light","CO2","HumidityRatio","Occupancy"\n'
+    for k, name in enumerate(datasets.OCCUPANCY_FILES):
+        # datatest2.txt leaves the date unquoted, the other two quote it: both must read the same.
+        date = "2015-02-11 14:48:00" if name == "datatest2.txt" else '"2015-02-02 14:19:00"'
+        lines = [f'"{i + 1}",{date},{20 + k},{30 + i},{400 * k},{700 + i},0.005,{(i + k) % 2}\n'
+                 for i in range(rows_per_file)]
+        if bad == name:
+            lines.append('"9",2015-02-11 14:48:00,21,30,0,700,0.005\n')
+        (folder / name).write_text(header + "".join(lines))
+    return tmp_path
+
+
+def test_occupancy_reads_the_three_files_in_time_order(tmp_path):
+    x, y = datasets.load_occupancy(_occupancy_folder(tmp_path))
+    assert x.shape == (6, 5) and x.dtype == np.float32
+    # datatest (k=0), then datatraining (k=1), then datatest2 (k=2): Temperature is 20 + k.
+    np.testing.assert_array_equal(x[:, 0], [20, 20, 21, 21, 22, 22])
+    np.testing.assert_array_equal(x[:, 2], [0, 0, 400, 400, 800, 800])  # raw lux, unscaled
+    np.testing.assert_array_equal(y, [0, 1, 1, 0, 0, 1])
+    x2, _ = datasets.load_occupancy(tmp_path, features=("CO2",))
+    np.testing.assert_array_equal(x2[:, 0], [700, 701] * 3)
+
+
+def test_occupancy_short_row_and_missing_file_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"datatraining.txt.*line 4 has 7 fields"):
+        datasets.load_occupancy(_occupancy_folder(tmp_path / "bad", bad="datatraining.txt"))
+    good = _occupancy_folder(tmp_path / "good")
+    (good / "occupancy" / "datatest2.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="datatest2.txt"):
+        datasets.load_occupancy(good)
+    with pytest.raises(ValueError, match="Pressure"):
+        datasets.load_occupancy(good, features=("Pressure",))

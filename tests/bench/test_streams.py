@@ -114,6 +114,10 @@ def test_real_mnist_stream_when_present():
     assert x.shape == (600, 784) and s.num_tasks == 20
     e = streams.make_stream("elec2")
     assert len(e) == 45312 and e.input_dim == 6
+    o = streams.make_stream("occupancy")
+    # The data README's counts: 20,560 rows, 4,414 of them occupied, in time order (datatest first).
+    assert len(o) == 20560 and o.input_dim == 5 and int(o.y.sum()) == 972 + 1729 + 2049
+    assert o.x[0, 0] == np.float32(23.7) and o.feature_names[2] == "Light"
 
 
 def test_conflicting_regimes_same_inputs_new_labels_and_returns():
