@@ -5,7 +5,10 @@ Contexts come and go as in method ``contexts`` (edge_cl/methods/contexts.py): a 
 registry (``packnet_detector``, ADWIN by default, clock 1 and delta 0.5 as there) is fed the prequential error of the
 new rows; on a confirmed rise a context that explains the last ``packnet_window`` steps better than the active one
 (by ``packnet_margin``, and near the lowest loss it reached while active: a returning concept) is re-activated, else a
-new context opens. Between detections the same router may switch to such a context too.
+new context opens. Between detections the same router may switch to such a context too, but not away from an open
+context younger than ``packnet_patience`` steps (leaving it freezes it for good); and a frozen context
+that explains the new rows worse than ``packnet_return`` of its lowest loss for ``packnet_patience`` steps gives way
+to a new context (a frozen context cannot learn).
 
 What a context is here:
 
@@ -94,6 +97,10 @@ class PackNetSettings(MethodSettings):
                                   "loss must beat the active one's for the router to switch to it.")
     packnet_return: float = Field(0.25, ge=0, description="A context is re-activated only while its windowed loss is "
                                   "within this many ln(num_classes) of the lowest it reached while active.")
+    packnet_patience: int = Field(10, ge=1, le=100000, description="Steps a re-activated (frozen) context may explain "
+                                  "the new rows worse than packnet_return of its lowest loss before a new context "
+                                  "opens (a frozen context cannot learn); and steps a new context learns before the "
+                                  "router (without a detection) may leave it, freezing it.")
     packnet_detector: str = Field("adwin", description="Drift detector from the trigger registry fed the prequential "
                                   "error of the new rows; its confirmed rise freezes the open context and opens (or "
                                   "re-activates) one. 'adwin' or 'page-hinkley' (river), or any registered trigger.")
@@ -185,8 +192,10 @@ class PackNet(Method):
         self.usage = [0] * self.k
         self.level = [math.inf] * self.k
         self.pos, self.filled = 0, 0
+        self.patience, self.misfit = int(settings.packnet_patience), 0  # consecutive misfit steps of a frozen context
+        self.open_steps = 0  # steps the open context has learned
         self.counts = {"opened": 1, "frozen": 0, "reactivated": 0, "routed": 0, "evicted": 0, "merged": 0,
-                       "detections": 0}
+                       "detections": 0, "misfit_opened": 0}
         self._has_good = False  # whether `good` holds weights of the open context (saved in the state)
         self._pending: list[float] | None = None
 
@@ -289,6 +298,7 @@ class PackNet(Method):
             self.counts["detections"] += 1
             name, params = self._detector_args
             self.detector = make_trigger(name, **params)  # type: ignore[assignment]
+            self.misfit = 0
             best = self._better_context()
             if best is None:
                 self._open_new()
@@ -296,10 +306,28 @@ class PackNet(Method):
                 self.counts["reactivated"] += 1
                 self._switch(best)
             return
+        if self.active == self.open:
+            self.open_steps += 1
+            if self.open_steps < self.patience:
+                # Leaving the open context freezes it for good: a young one is left only on a confirmed change
+                # (above), not on the noise of its first steps' losses (on split-mnist the router flapped back to an
+                # old context at the start of a task, freezing the new one before it had learned anything).
+                return
         best = self._better_context()
         if best is not None:
             self.counts["routed"] += 1
             self._switch(best)
+            return
+        # A frozen context cannot learn: one that keeps explaining the data worse than it did while it was learned
+        # is not the concept it was; a new context opens on the free weights.
+        if self.active == self.open:
+            return
+        means = self.window_losses()
+        mine = means[self.active]
+        self.misfit = self.misfit + 1 if mine is not None and mine > self.level[self.active] + self.tolerance else 0
+        if self.active != self.open and self.misfit >= self.patience:
+            self.counts["misfit_opened"] += 1
+            self._open_new()
 
     def _restore_frozen(self) -> None:
         """Write the frozen values back over whatever the optimizer did to them (momentum, Adam, weight decay); a
@@ -393,6 +421,7 @@ class PackNet(Method):
 
     def _switch(self, slot: int) -> None:
         """Make frozen context ``slot`` the active one, freezing the open context if it is the one left."""
+        self.misfit = 0
         if self.active == self.open:
             self._freeze(self.active)
         self.active = slot
@@ -400,6 +429,7 @@ class PackNet(Method):
 
     def _open_new(self) -> None:
         """Freeze the open context (if active) and open a new one in a free slot, or in the least used one's."""
+        self.misfit = 0
         if self.active == self.open:
             self._freeze(self.active)
         free = [i for i, s in enumerate(self.serial_of) if s == _NO_SERIAL]
@@ -423,6 +453,7 @@ class PackNet(Method):
         self.usage[slot], self.level[slot] = 0, math.inf
         self.counts["opened"] += 1
         self.active = self.open = slot
+        self.open_steps = 0
         self._load(slot)
 
     def _evict(self, slot: int) -> None:
@@ -473,7 +504,8 @@ class PackNet(Method):
                 "serial_of": list(self.serial_of), "rank_of": list(self.rank_of), "next_rank": self.next_rank,
                 "next_serial": self.next_serial, "usage": list(self.usage), "level": list(self.level),
                 "pos": self.pos, "filled": self.filled, "counts": dict(self.counts),
-                "has_good": self._has_good, "detector": self.detector.state_dict()}
+                "has_good": self._has_good, "misfit": self.misfit, "open_steps": self.open_steps,
+                "detector": self.detector.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state.get("serial_of", [])) != self.k:
@@ -488,6 +520,7 @@ class PackNet(Method):
         self.level = [float(v) for v in state["level"]]
         self.pos, self.filled = int(state["pos"]), int(state["filled"])
         self.counts = {k: int(v) for k, v in state["counts"].items()}
-        self._has_good = bool(state["has_good"])
+        self._has_good, self.misfit = bool(state["has_good"]), int(state["misfit"])
+        self.open_steps = int(state["open_steps"])
         self.detector.load_state_dict(state["detector"])
         self._pending = None
