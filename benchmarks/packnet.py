@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-scale", type=float, default=1.0)
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--json", default=None, help="write every run's results here")
+    parser.add_argument("--from-json", default=None, help="render the section from a --json file of an earlier run "
+                        "(the same arguments) instead of running")
+    parser.add_argument("--note", default="", help="a sentence appended to the section (e.g. the settings chosen)")
     parser.add_argument("--write-benchmarks", default=None, metavar="SECTION")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -120,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                    ("sgd", "sgd", {})]
     base = BenchConfig(stream="conflicting-regimes", methods=[], device="cpu", trigger=None, bare=False)
     started = time.time()
-    regimes_budget = equal_budget(replace(base, method_params=params), 6, 3)
+    saved: dict[str, Any] = {"regimes": {}, "domain": {}}
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
     out: dict[str, Any] = {"regimes": {}, "domain": {}}
     reg_lines, dom_lines = [], []
+    regimes_budget = equal_budget(replace(base, method_params=params), 6, 3)
     for label, method, mp in runs_of:
         cfg = replace(base, budget_samples=None, budget_bytes=regimes_budget, method_params=mp)
-        runs = run_regimes(cfg, method, seeds)
+        runs = saved["regimes"][label] if args.from_json else run_regimes(cfg, method, seeds)
         out["regimes"][label] = runs
         reg_lines.append(regimes_rows(label, runs))
         print(reg_lines[-1], flush=True)
@@ -134,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         domain_budget = equal_budget(replace(dbase, method_params=params), 784, 2)
         for label, method, mp in runs_of:
             cfg = replace(dbase, budget_samples=None, budget_bytes=domain_budget, method_params=mp)
-            runs = run_domain(cfg, method, seeds, args.mnist_scale)
+            runs = saved["domain"][label] if args.from_json else run_domain(cfg, method, seeds, args.mnist_scale)
             out["domain"][label] = runs
             dom_lines.append(domain_rows(label, runs))
             print(dom_lines[-1], flush=True)
-    if args.json:
+    if args.json and not args.from_json:
         with open(args.json, "w") as f:
             json.dump(out, f, default=str)
     head_r = ("| method | prequential % | A % | B % | C % | A again % | return: first 200 % | A's previous visit: last "
@@ -163,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         body += (f"**split-mnist as domain-IL** (split-mnist's five two-digit tasks in order, label = digit parity, one "
                  f"2-way head; scale {args.mnist_scale}; test accuracy of each task after the last, with the context "
                  f"active at the end):\n\n{head_d}\n" + "\n".join(dom_lines) + "\n")
+    if args.note:
+        body += f"\n{args.note}\n"
     print(body)
     if args.write_benchmarks:
         command = "python benchmarks/packnet.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

@@ -439,7 +439,7 @@ class PackNet(Method):
             others = [i for i in range(self.k) if i != self.active]
             if not others:
                 # One slot: the only context stays frozen; it re-opens on the free weights left (no new serial).
-                self.open = self.active
+                self.open, self.open_steps = self.active, 0
                 self._load(self.active)
                 return
             slot = min(others, key=lambda i: (self.usage[i], self.rank_of[i]))

@@ -66,12 +66,14 @@ def test_frozen_weights_are_bit_identical_after_a_switch_and_further_learning():
         m._open_new()  # a confirmed switch: A's kept weights are frozen as slot 0's
         frozen = frozen_of(learner, 0)
         assert sum(int(w.sum()) for w, _ in frozen) > 0, options
-        run(learner, [("B", 250), ("C", 150)], seed=1)  # more switches may come, the model learns on
+        for _, x, y in concepts([("B", 250), ("C", 150)], seed=1):  # more switches may come, the model learns on
+            learner.learn(x, y)
+            # After every step, whichever context is active sees A's weights (every context is younger than A, or A
+            # itself), exactly as they were frozen ...
+            for (where, values), (now_where, now) in zip(frozen, frozen_of(learner, 0), strict=True):
+                assert torch.equal(where, now_where), options
+                assert torch.equal(values, now), options
         assert m.counts["frozen"] >= 1
-        # Whichever context is active now sees A's weights (every context is younger than A, or A itself) ...
-        for (where, values), (now_where, now) in zip(frozen, frozen_of(learner, 0), strict=True):
-            assert torch.equal(where, now_where), options
-            assert torch.equal(values, now), options
         # ... and the frozen copy never moved either.
         for (where, values), k in zip(frozen, m._views(m.kept, m.pruned), strict=True):
             assert torch.equal(k[where], values)
