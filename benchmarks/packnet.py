@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             out["domain"][label] = runs
             dom_lines.append(domain_rows(label, runs))
             print(dom_lines[-1], flush=True)
+    meta = saved.get("meta") if args.from_json else {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - started)}
+    out["meta"] = meta
     if args.json and not args.from_json:
         with open(args.json, "w") as f:
             json.dump(out, f, default=str)
@@ -156,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
              else f"seeds {args.seeds}")
     body = (f"### {args.write_benchmarks or 'packnet'}\n\n"
             f"Measured on: {platform.machine()}, {torch.get_num_threads()} torch thread; Python "
-            f"{platform.python_version()}, torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-            f" ({time.time() - started:.0f} s, a CPU shared with other jobs: samples/s are indicative only)\n\n"
-            f"Method `packnet` (task-free PackNet, `edge_cl/methods/packnet.py`) beside der++ and contexts at equal "
-            f"bytes, {which}, mean ± std over seeds. Protocol `edge` (batch 10, replay batch 10, lr 0.1, plain SGD), "
+            f"{platform.python_version()}, torch {torch.__version__}; "
+            + (f"{meta['date']} ({meta['seconds']} s, " if meta else "rendered from a saved run (")
+            + "a CPU shared with other jobs: samples/s are indicative only)\n\n"
+            "Method `packnet` (task-free PackNet, `edge_cl/methods/packnet.py`)"
+            + (" settings" if args.validate else " beside der++ and contexts at equal bytes")
+            + f", {which}, mean ± std over seeds. Protocol `edge` (batch 10, replay batch 10, lr 0.1, plain SGD), "
             f"MLP with two hidden layers of 100, learner default standardiser, no consolidation trigger. Every method "
             f"gets one budget: packnet's fixed state plus {BUFFER_SAMPLES} float32 samples (the largest need); "
             f"the others fill it with buffer.\n\n"
@@ -174,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         body += f"\n{args.note}\n"
     print(body)
     if args.write_benchmarks:
-        command = "python benchmarks/packnet.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        given = list(argv or sys.argv[1:])
+        command = "python benchmarks/packnet.py " + " ".join(shlex.quote(a) for a in given)
+        if args.from_json:
+            # The numbers came from an earlier run: name it (the same arguments, writing the JSON) before this one.
+            ran = [a for i, a in enumerate(given) if a not in ("--from-json", "--note", "--write-benchmarks")
+                   and (i == 0 or given[i - 1] not in ("--from-json", "--note", "--write-benchmarks"))]
+            command = ("python benchmarks/packnet.py " + " ".join(shlex.quote(a) for a in ran)
+                       + f" --json {shlex.quote(args.from_json)}`, then `{command}")
         write_section(args.write_benchmarks, body, command)
     return 0
 
