@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             out["domain"][label] = runs
             dom_lines.append(domain_rows(label, runs))
             print(dom_lines[-1], flush=True)
-    meta = saved.get("meta") if args.from_json else {
+    # A saved run without its own record of when it ran (older files) is dated by the file's modification time.
+    meta = (saved.get("meta") or {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(
+        args.from_json))), "seconds": None}) if args.from_json else {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - started)}
     out["meta"] = meta
     if args.json and not args.from_json:
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     body = (f"### {args.write_benchmarks or 'packnet'}\n\n"
             f"Measured on: {platform.machine()}, {torch.get_num_threads()} torch thread; Python "
             f"{platform.python_version()}, torch {torch.__version__}; "
-            + (f"{meta['date']} ({meta['seconds']} s, " if meta else "rendered from a saved run (")
+            + (f"{meta['date']} ({meta['seconds']} s, " if meta["seconds"] is not None
+               else f"{meta['date']} (the saved run's file time; ")
             + "a CPU shared with other jobs: samples/s are indicative only)\n\n"
             "Method `packnet` (task-free PackNet, `edge_cl/methods/packnet.py`)"
             + (" settings" if args.validate else " beside der++ and contexts at equal bytes")
