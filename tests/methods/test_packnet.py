@@ -204,3 +204,26 @@ def test_onnx_snapshot_predicts_with_the_active_mask():
 def test_an_unknown_detector_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="packnet_detector='frobnicate'.*unknown"):
         make(packnet_detector="frobnicate")
+
+
+def test_conv_weights_are_pruned_and_frozen_too():
+    from tests.model_zoo import build
+
+    net = build("conv_bn", DIM, CLASSES)
+    options = {"replay_batch": 10, "trigger": None, "lr": 0.1, "momentum": 0.9, **QUIET}
+    budget = OnlineLearner.required_bytes(net, buffer_samples=100, method="packnet", **options)
+    learner = OnlineLearner(net, budget_bytes=budget, method="packnet", device="cpu", **options)
+    m = learner.get_method("packnet")
+    # The learner wraps the model (its input standardiser) as `model`: Conv1d and Linear weights are pruned, the
+    # biases and BatchNorm affine parameters are per context.
+    assert [n for n, _ in m.pruned] == ["model.conv.weight", "model.fc.weight", "model.head.weight"]
+    assert {n for n, _ in m.others} >= {"model.conv.bias", "model.bn1.weight", "model.bn2.bias", "model.head.bias"}
+    run(learner, [("A", 100)])
+    m._open_new()
+    frozen = frozen_of(learner, 0)
+    conv = frozen[0]
+    assert 0 < int(conv[0].sum()) < conv[0].numel()  # a part of the conv kernel is A's, the rest freed
+    for _, x, y in concepts([("B", 60)], seed=1):
+        learner.learn(x, y)
+        for (where, values), (_, now) in zip(frozen, frozen_of(learner, 0), strict=True):
+            assert torch.equal(values, now)
