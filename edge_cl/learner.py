@@ -997,6 +997,16 @@ class OnlineLearner:
             net.train(was_training)
         return self.ncm.module(net, self.input_shape)
 
+    def export_model(self) -> nn.Module:
+        """The network a snapshot exports: :meth:`inference_model`, or a method's export network built on it (method
+        'contexts': every context's head, the router's choice a graph input); it predicts as the learner does."""
+        net = self.inference_model()
+        for m in self.methods:
+            wrapped = call(m, "export_network", net)
+            if wrapped is not None:
+                net = wrapped
+        return net
+
     @torch.inference_mode()
     def _logits(self, x: ArrayLike) -> Tensor:
         xb = self._inputs(x)

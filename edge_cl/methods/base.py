@@ -226,6 +226,12 @@ class Method:
         """A network that predicts (and is exported) instead of the model, e.g. an EMA copy; None: the model."""
         return None
 
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """The network a snapshot exports in place of ``net`` (the inference network), predicting as ``net`` does
+        and adding graph inputs or outputs of its own (edge_cl.export.graph); a copy: the learner stays as it was.
+        None: ``net`` as it is."""
+        return None
+
     # --- reporting and state -------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """Figures for ``memory_report`` (e.g. the seconds spent estimating importance)."""

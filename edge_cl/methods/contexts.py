@@ -373,6 +373,23 @@ class Contexts(Method):
         self.next_serial = (serial + 1) % SERIALS
         return serial
 
+    # --- export -------------------------------------------------------------------------------------
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """Every held context's head stacked over a copy of the trunk, the active one the ``context`` input's
+        default (edge_cl.methods.contexts_graph); None when another network predicts (a predictor, NCM)."""
+        if net is not self.ctx.model:
+            return None  # not the network these heads belong to: it is exported as it is
+        from edge_cl.methods.contexts_graph import ContextsNetwork
+
+        held = [i for i in range(self.k) if self.serial_of[i] != _NO_SERIAL]
+        with torch.no_grad():
+            # The active slot's copy is stale while it trains: the model's own head is the active context.
+            weight = torch.stack([self.head.weight if i == self.active else self.heads_w[i] for i in held])
+            bias = None if self.head.bias is None else \
+                torch.stack([self.head.bias if i == self.active else self.heads_b[i] for i in held])
+        return ContextsNetwork(net, self.head, weight.detach().clone(), None if bias is None else bias.detach().clone(),
+                               held.index(self.active), [self.serial_of[i] for i in held])
+
     # --- reporting and state -------------------------------------------------------------------------
     @property
     def active_serial(self) -> int:
