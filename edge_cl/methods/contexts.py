@@ -1,5 +1,7 @@
 """Task-free contexts: one output head per context over a shared trunk, opened on a confirmed change and
 re-activated when the concept it learned comes back (issue #23; context-dependent processing without task ids).
+This is the issue's ``multihead`` method (a shared trunk, a head per context, picked by the router): ``multihead`` is
+registered as another name of it, so ``method = "der++ + multihead"`` means ``der++ + contexts``.
 
 The model's last ``nn.Linear`` (the one whose output is the model's logits) is the *active* context's head; the
 heads of the other contexts are kept in this method's tensors, frozen while inactive. Each step:
@@ -33,8 +35,12 @@ the evicted context keep their old serial, which no head owns any more: they are
 0) until the reservoir replaces them. Serials count modulo 32768 (the int16 field) and skip those still in use.
 
 Export: the router needs labels, so it runs where they are, in the learner; the model always holds the active
-context's head, so ``learner.inference_model()``, ``predict`` and the ONNX snapshot are that one network (parity-gated
-as for any method). An inference process predicts with the context active when the snapshot was taken.
+context's head, so ``learner.inference_model()`` and ``predict`` are that one network. The ONNX snapshot holds every
+context (:meth:`Contexts.export_network`, edge_cl.methods.contexts_graph): the heads stacked ``[K, C, F]`` over the
+trunk, and the router's choice as the optional graph input ``context`` (an index into the metadata's ``contexts``, its
+default the context active when the snapshot was taken): an inference process that feeds only ``input`` predicts
+exactly as the learner did, one that knows the regime better can pick a context, and ``context_logits`` gives every
+context's logits. The parity gate checks the default and each index.
 
 Limits: samples learned between a change and its detection are filed under the old context; the optimizer's state
 (momentum, Adam) of the head is shared by all contexts (plain SGD, the default, keeps none); the model must compute
@@ -55,7 +61,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.registry import register
+from edge_cl.methods.registry import register, register_alias
 from edge_cl.triggers import make_trigger
 
 FIELD = "context"
@@ -102,19 +108,46 @@ class ContextsSettings(MethodSettings):
                                 "through its own context's head.")
 
 
+class _Route:
+    """Which replayed rows of the coming forward go through which context's head (set by ``before_forward``)."""
+
+    def __init__(self, batch: int, draws: list[tuple[Tensor, Tensor]], heads_w: Tensor, heads_b: Tensor) -> None:
+        self.batch = batch          # new rows first: never routed (they belong to the active context)
+        self.draws = draws          # per replay draw, in batch order: (slot of each row, rows to route)
+        self.heads_w, self.heads_b = heads_w, heads_b
+
+
 class _Capture:
-    """What the forward hook hands the step: the head's input, only while a step asked for it."""
+    """What the forward hook shares with the step: the head's input (only while a step asked for it), and the
+    routing of the replayed rows for the step's one forward."""
 
     def __init__(self) -> None:
         self.on = False
         self.feats: Tensor | None = None
+        self.route: _Route | None = None
 
 
-def _hook_for(capture: _Capture) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
+def _routed(route: _Route, feats: Tensor, output: Tensor) -> Tensor:
+    """``output`` with every replayed row of an inactive held context computed by that context's head."""
+    parts, row = [output[:route.batch]], route.batch
+    for slot, mask in route.draws:
+        end = row + slot.shape[0]
+        own = torch.einsum("rh,rch->rc", feats[row:end], route.heads_w[slot]) + route.heads_b[slot]
+        parts.append(torch.where(mask[:, None], own, output[row:end]))
+        row = end
+    if row != output.shape[0]:
+        raise RuntimeError(f"the step's forward has {output.shape[0]} rows, the new and replayed rows are {row}")
+    return torch.cat(parts)
+
+
+def _hook_for(capture: _Capture) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]:
     # A plain function (not a bound method): deep copies of the model (ONNX export) then share it, never the method.
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-        if capture.on:
-            capture.feats = args[0]
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
+        if not capture.on:
+            return None
+        capture.feats = args[0]
+        route, capture.route = capture.route, None  # one forward a step
+        return None if route is None else _routed(route, args[0], output)
     return hook
 
 
@@ -167,8 +200,9 @@ def contexts_that_fit(model: nn.Module, budget_bytes: int, **options: Any) -> in
 
 @register
 class Contexts(Method):
-    """Task-free contexts: a head per context over a shared trunk, replay through each sample's own head, a drift
-    detector that opens contexts and a router that re-activates the one explaining the recent samples best."""
+    """Task-free contexts (alias ``multihead``): a head per context over a shared trunk, replay through each sample's
+    own head, a drift detector that opens contexts and a router that re-activates the one explaining the recent
+    samples best."""
 
     name = "contexts"
     Settings: ClassVar[type[MethodSettings]] = ContextsSettings
@@ -234,7 +268,20 @@ class Contexts(Method):
         return (Draw(FIELD, self.ctx.replay_batch),)
 
     def begin_step(self, index: int) -> None:
-        self._capture.on, self._capture.feats = True, None
+        self._capture.on, self._capture.feats, self._capture.route = True, None, None
+
+    def before_forward(self, batch: int, replayed: Sequence[dict[str, Tensor]]) -> None:
+        # Every replayed row of a held context other than the active one gets that context's logits from the forward,
+        # whichever method drew it (ER's and DER++'s replay too): its labels and stored logits then pull the trunk,
+        # never the active head. Rows of an evicted context (no head) keep the active head's logits.
+        if not replayed:
+            return
+        draws = []
+        for fields in replayed:
+            match = fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
+            slot = match.to(torch.int8).argmax(1)
+            draws.append((slot, match.any(1) & (slot != self.active)))
+        self._capture.route = _Route(batch, draws, self.heads_w, self.heads_b)
 
     def loss(self, step: Step) -> Tensor | None:
         feats, self._capture.on, self._capture.feats = self._capture.feats, False, None
@@ -255,13 +302,10 @@ class Contexts(Method):
         seg = step.draws.get(FIELD)
         if seg is None or len(seg) == 0 or self.beta == 0:
             return None
-        rows = feats[seg.start:seg.start + len(seg)]
-        match = seg.fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
-        known = match.any(1)
-        slot = match.to(torch.int8).argmax(1)
-        own = torch.einsum("rh,rch->rc", rows, self.heads_w[slot]) + self.heads_b[slot]
-        own = torch.where((slot == self.active)[:, None], seg.logits, own)
-        ce_rows = F.cross_entropy(own, seg.y, reduction="none") * known
+        # The forward already gave each row its own context's logits (before_forward); rows of an evicted context
+        # (a serial no slot holds) are left out.
+        known = (seg.fields[FIELD].long()[:, None] == self.serials[None, :]).any(1)
+        ce_rows = F.cross_entropy(seg.logits, seg.y, reduction="none") * known
         total = ce_rows.sum() / known.sum().clamp_min(1)
         return total if self.beta == 1.0 else self.beta * total
 
@@ -424,3 +468,7 @@ class Contexts(Method):
         self.counts = {k: int(v) for k, v in state["counts"].items()}
         self.detector.load_state_dict(state["detector"])
         self._pending = None
+
+
+# The issue's name for this method (a shared trunk, a head per context, picked by the router): one method, two names.
+register_alias("multihead", Contexts.name)
