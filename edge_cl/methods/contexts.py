@@ -7,10 +7,12 @@ The model's last ``nn.Linear`` (the one whose output is the model's logits) is t
 heads of the other contexts are kept in this method's tensors, frozen while inactive. Each step:
 
 - every buffered sample carries the serial of the context that was active when it arrived (the per-sample field
-  ``context``, int16, 2 bytes a sample, counted in the buffer's bytes), and its replay cross-entropy is taken
-  with *its own* context's head: a replayed sample of context A pulls the shared trunk towards features A's head
-  still reads right, and never pulls the active head of context B towards A's labels. Inactive heads are not
-  trained (no gradient or optimizer bytes for them): only the trunk moves under them.
+  ``context``, int16, 2 bytes a sample, counted in the buffer's bytes), and in the step's forward every replayed
+  row, whichever method drew it (this method's own cross-entropy draw, ER's, DER++'s), gets the logits of *its own*
+  context's head (``before_forward`` hands the rows' contexts to the head's forward hook): a replayed sample of
+  context A pulls the shared trunk towards features A's head still reads right, and never pulls the active head of
+  context B towards A's labels or logits. So ``der++ + contexts`` (``der++ + multihead``) keeps conflicting regimes.
+  Inactive heads are not trained (no gradient or optimizer bytes for them): only the trunk moves under them.
 - each context's loss on the new labelled rows is measured before the update (the trunk's features through each
   head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
   context with the lowest mean over that window predicts; when it beats the active one by more than
@@ -32,7 +34,8 @@ the most slots a budget holds with the replay buffer still at ``replay_batch`` s
 use** and a new context must open, the least used context is evicted (fewest samples learned while it was active;
 the oldest on a tie; never the active one): its slot takes the new context under a new serial. Buffered samples of
 the evicted context keep their old serial, which no head owns any more: they are left out of the replay loss (weight
-0) until the reservoir replaces them. Serials count modulo 32768 (the int16 field) and skip those still in use.
+0) until the reservoir replaces them (another method's replay of them goes through the active head). Serials count
+modulo 32768 (the int16 field) and skip those still in use.
 
 Export: the router needs labels, so it runs where they are, in the learner; the model always holds the active
 context's head, so ``learner.inference_model()`` and ``predict`` are that one network. The ONNX snapshot holds every
