@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from edge_cl.bench.datasets import OCCUPANCY_FEATURES, ImageData, load_elec2, load_images, load_occupancy
 
 TASK_STREAMS = ("rotated-mnist", "permuted-mnist", "split-mnist", "gradual-rotation")
-PREQUENTIAL_STREAMS = ("elec2", "occupancy", "sea", "agrawal", "rbf", "conflicting-regimes")
+PREQUENTIAL_STREAMS = ("elec2", "occupancy", "sea", "agrawal", "rbf", "conflicting-regimes", "recurring-mnist")
 STREAMS = TASK_STREAMS + PREQUENTIAL_STREAMS
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -319,6 +319,33 @@ def conflicting_regimes(per_regime: int = 4000, regimes: str = "ABCA", features:
                              tuple(f"s{i}" for i in range(features)))
 
 
+def recurring_mnist(data: ImageData, per_visit: int = 3000, visits: str = "ABCDABCD", scale: float = 1.0,
+                    seed: int = 0) -> PrequentialStream:
+    """Image concepts that come back, prequential: each concept letter is a seeded fixed pixel permutation (``A``
+    the identity), visited in the order of ``visits`` (four concepts twice by default), ``per_visit`` distinct
+    training images each (no image is seen twice). ``params`` holds the visit boundaries for
+    :func:`edge_cl.bench.regimes.regime_report`: how fast a returning concept is recognised against what was kept.
+    """
+    scale = _check_scale(scale)
+    if not visits or not visits.isalpha():
+        raise ValueError(f"visits={visits!r} must be letters, one per visit (e.g. 'ABCDABCD')")
+    n = _scaled(per_visit, scale, floor=10)
+    if n * len(visits) > len(data.train_y):
+        raise ValueError(f"per_visit={n} x {len(visits)} visits needs {n * len(visits)} images; the training set "
+                         f"has {len(data.train_y)}: lower per_visit or --scale")
+    d = data.train_x.shape[1]
+    perms = {c: np.arange(d) if c == "A" else np.random.default_rng([seed, ord(c)]).permutation(d)
+             for c in set(visits)}
+    order = np.random.default_rng([seed, 1]).permutation(len(data.train_y))[:n * len(visits)]
+    x = np.empty((len(order), d), dtype=np.float32)
+    for i, c in enumerate(visits):
+        idx = order[i * n:(i + 1) * n]
+        x[i * n:(i + 1) * n] = data.train_x[idx][:, perms[c]].astype(np.float32) / 255.0
+    return PrequentialStream("recurring-mnist", x, data.train_y[order].astype(np.int64), 10,
+                             {"samples": len(order), "per_regime": n, "regimes": list(visits),
+                              "bounds": [i * n for i in range(len(visits) + 1)], "seed": seed, "scale": scale})
+
+
 def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os.PathLike[str] | None = None,
                 num_tasks: int = 20, images: str = "mnist") -> TaskStream | PrequentialStream:
     """Build a stream by name (one of :data:`STREAMS`); ``images`` swaps MNIST for ``fashion-mnist``."""
@@ -339,4 +366,6 @@ def make_stream(name: str, scale: float = 1.0, seed: int = 0, data_dir: str | os
         return river_synth(name, seed=seed, scale=scale)
     if name == "conflicting-regimes":
         return conflicting_regimes(seed=seed, scale=scale)
+    if name == "recurring-mnist":
+        return recurring_mnist(load_images(images, data_dir), scale=scale, seed=seed)
     raise ValueError(f"stream {name!r} is unknown; use one of {', '.join(STREAMS)}")

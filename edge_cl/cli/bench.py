@@ -67,7 +67,7 @@ def _command_line(ctx: typer.Context) -> str:
 def bench(
     ctx: typer.Context,
     stream: Annotated[str, typer.Option(help="rotated-mnist, permuted-mnist, split-mnist, gradual-rotation, elec2, "
-                                             "occupancy, sea, agrawal, rbf, conflicting-regimes.")] = "rotated-mnist",
+                                             "occupancy, sea, agrawal, rbf, conflicting-regimes, recurring-mnist.")] = "rotated-mnist",
     methods: Annotated[str, typer.Option(help="Comma list of registered methods or '+' combinations (sgd, er, "
                                               "ewc, mas, er+ewc ...; see edge_cl.methods.available()) and "
                                               "baselines: joint, no-change, bare-sgd, bare-er.")] = DEFAULT_METHODS,

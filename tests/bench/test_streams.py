@@ -138,3 +138,25 @@ def test_conflicting_regimes_same_inputs_new_labels_and_returns():
     again = streams.make_stream("conflicting-regimes", seed=3, scale=0.5)
     assert (again.x == s.x).all() and (again.y == s.y).all()
     assert not (streams.make_stream("conflicting-regimes", seed=4, scale=0.5).y == s.y).all()
+
+
+def test_recurring_mnist_concepts_are_fixed_permutations_that_come_back(data):
+    s = streams.recurring_mnist(data, per_visit=100, visits="ABCAB", seed=2)
+    b = s.params["bounds"]
+    assert s.x.shape == (500, 64) and s.num_classes == 10 and s.params["regimes"] == list("ABCAB")
+    assert b == [0, 100, 200, 300, 400, 500] and 0.0 <= s.x.min() and s.x.max() <= 1.0
+    # No image is seen twice: 500 distinct training indices. A visit of A shows images unpermuted.
+    flat = {bytes(row) for row in (s.x * 255).round().astype(np.uint8)}
+    assert len(flat) == 500
+    a0 = {bytes(r) for r in data.train_x}
+    assert all(bytes(r) in a0 for r in (s.x[b[3]:b[4]] * 255).round().astype(np.uint8))
+    # B's permutation is the same on both visits, and differs from C's: sorted pixel values are kept per image,
+    # and a B image un-permuted with B's permutation is a training image.
+    perm = np.random.default_rng([2, ord("B")]).permutation(64)
+    for lo, hi in ((b[1], b[2]), (b[4], b[5])):
+        back = np.empty_like(s.x[lo:hi])
+        back[:, perm] = s.x[lo:hi]
+        assert all(bytes(r) in a0 for r in (back * 255).round().astype(np.uint8))
+    assert np.array_equal(streams.recurring_mnist(data, per_visit=100, visits="ABCAB", seed=2).x, s.x)
+    with pytest.raises(ValueError, match="needs 1100 images"):
+        streams.recurring_mnist(data, per_visit=220, visits="ABCAB")

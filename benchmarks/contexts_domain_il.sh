@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Task-free contexts on the domain-IL and class-IL image streams (issue #23 target: the best context method within
+# 0.5 points of der++, or better; else der++ stays the default and docs/methods.md says when to choose which).
+# Same protocol and budget as the *-der-defaults sections (DER's protocol, 500 float32 samples of bytes), with
+# der++, contexts and der++ + contexts in one run. contexts keeps the settings chosen on validation seeds of the
+# conflicting-regimes stream: nothing is tuned on these streams. Sections: <stream>-contexts.
+# Usage: [ONLY=stream] benchmarks/contexts_domain_il.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+o=benchmarks/results/contexts-domain-il
+mkdir -p "$o"
+streams=("split-mnist:--batch 10 --replay-batch 10 --lr 0.1"
+         "rotated-mnist:--lr 0.2"
+         "permuted-mnist:--lr 0.2")
+for s in "${streams[@]}"; do
+  IFS=: read -r name opts <<< "$s"
+  [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ] && continue
+  # shellcheck disable=SC2086
+  python -m edge_cl.cli.main bench --stream "$name" --methods der++,contexts,der+++contexts --budget-samples 500 \
+    --protocol der $opts --seed 0 --repeat 3 --no-bare --threads 1 --json "$o/$name.json" \
+    --write-benchmarks "$name-contexts"
+done
