@@ -828,7 +828,7 @@ class OnlineLearner:
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
         if self._hooked["before_forward"]:
-            replayed = [f for _, f in order if f["y"].shape[0]]
+            replayed = [(d.key, f) for d, f in order if f["y"].shape[0]]
             for m in self._hooked["before_forward"]:
                 call(m, "before_forward", batch, replayed)
         parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]

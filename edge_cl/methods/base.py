@@ -187,8 +187,8 @@ class Method:
     def begin_step(self, index: int) -> None:
         """Called before the step's forward (``index`` = optimizer steps taken so far), after the draws."""
 
-    def before_forward(self, batch: int, replayed: Sequence[dict[str, Tensor]]) -> None:
-        """Right before the step's forward: every replay draw's stored fields (any method's, e.g. a per-sample
+    def before_forward(self, batch: int, replayed: Sequence[tuple[str, dict[str, Tensor]]]) -> None:
+        """Right before the step's forward: every replay draw's key and stored fields (any method's, e.g. a per-sample
         context), in the order their rows follow the ``batch`` new rows in the forward's batch (empty draws left out);
         e.g. to route replayed rows by a stored field (method 'contexts')."""
 

@@ -12,6 +12,9 @@ heads of the other contexts are kept in this method's tensors, frozen while inac
   context's head (``before_forward`` hands the rows' contexts to the head's forward hook): a replayed sample of
   context A pulls the shared trunk towards features A's head still reads right, and never pulls the active head of
   context B towards A's labels or logits. So ``der++ + contexts`` (``der++ + multihead``) keeps conflicting regimes.
+  ``context_replay='active'`` sends other methods' replay through the active head instead (the behaviour before
+  this routing, bit for bit): on a class-incremental stream the predicting head must keep seeing the old classes,
+  and there 'own' costs most of the accuracy (split-mnist: BENCHMARKS.md split-mnist-contexts).
   Inactive heads are not trained (no gradient or optimizer bytes for them): only the trunk moves under them.
 - each context's loss on the new labelled rows is measured before the update (the trunk's features through each
   head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
@@ -56,7 +59,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -109,14 +112,21 @@ class ContextsSettings(MethodSettings):
                                     "on conflicting regimes: BENCHMARKS.md conflicting-regimes-contexts-validation).")
     context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
+    context_replay: Literal["own", "active"] = Field(
+        "own", description="Which head another method's replayed rows (ER's, DER++'s) go through: 'own', their own "
+                           "context's (labels that conflict between regimes: a sample of context A never pulls B's "
+                           "head towards A's labels); 'active', the head that predicts now, as if there were one "
+                           "head (streams whose old samples do not conflict, e.g. class-incremental: old classes "
+                           "keep being taught to the predicting head). This method's own replay is always 'own'.")
 
 
 class _Route:
     """Which replayed rows of the coming forward go through which context's head (set by ``before_forward``)."""
 
-    def __init__(self, batch: int, draws: list[tuple[Tensor, Tensor]], heads_w: Tensor, heads_b: Tensor) -> None:
+    def __init__(self, batch: int, draws: list[tuple[Tensor, Tensor | None]], heads_w: Tensor,
+                 heads_b: Tensor) -> None:
         self.batch = batch          # new rows first: never routed (they belong to the active context)
-        self.draws = draws          # per replay draw, in batch order: (slot of each row, rows to route)
+        self.draws = draws          # per replay draw, in batch order: (slot of each row, rows to route; None: none)
         self.heads_w, self.heads_b = heads_w, heads_b
 
 
@@ -135,8 +145,11 @@ def _routed(route: _Route, feats: Tensor, output: Tensor) -> Tensor:
     parts, row = [output[:route.batch]], route.batch
     for slot, mask in route.draws:
         end = row + slot.shape[0]
-        own = torch.einsum("rh,rch->rc", feats[row:end], route.heads_w[slot]) + route.heads_b[slot]
-        parts.append(torch.where(mask[:, None], own, output[row:end]))
+        if mask is None:
+            parts.append(output[row:end])
+        else:
+            own = torch.einsum("rh,rch->rc", feats[row:end], route.heads_w[slot]) + route.heads_b[slot]
+            parts.append(torch.where(mask[:, None], own, output[row:end]))
         row = end
     if row != output.shape[0]:
         raise RuntimeError(f"the step's forward has {output.shape[0]} rows, the new and replayed rows are {row}")
@@ -219,6 +232,7 @@ class Contexts(Method):
         self.k, self.window_steps = int(settings.max_contexts), int(settings.context_window)
         self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
         self.keep_good = bool(settings.context_keep_good)
+        self.route_all = settings.context_replay == "own"
         params = dict(settings.context_detector_params)
         if not params:
             params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
@@ -273,17 +287,19 @@ class Contexts(Method):
     def begin_step(self, index: int) -> None:
         self._capture.on, self._capture.feats, self._capture.route = True, None, None
 
-    def before_forward(self, batch: int, replayed: Sequence[dict[str, Tensor]]) -> None:
+    def before_forward(self, batch: int, replayed: Sequence[tuple[str, dict[str, Tensor]]]) -> None:
         # Every replayed row of a held context other than the active one gets that context's logits from the forward,
-        # whichever method drew it (ER's and DER++'s replay too): its labels and stored logits then pull the trunk,
-        # never the active head. Rows of an evicted context (no head) keep the active head's logits.
+        # whichever method drew it (ER's and DER++'s replay too, unless context_replay='active'): its labels and
+        # stored logits then pull the trunk, never the active head. Rows of an evicted context (no head) keep the
+        # active head's logits.
         if not replayed:
             return
         draws = []
-        for fields in replayed:
+        for key, fields in replayed:
             match = fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
             slot = match.to(torch.int8).argmax(1)
-            draws.append((slot, match.any(1) & (slot != self.active)))
+            route = match.any(1) & (slot != self.active)
+            draws.append((slot, route if self.route_all or key == FIELD else None))
         self._capture.route = _Route(batch, draws, self.heads_w, self.heads_b)
 
     def loss(self, step: Step) -> Tensor | None:

@@ -264,3 +264,15 @@ def test_der_plus_plus_with_contexts_keeps_both_regimes_of_flipped_labels():
     a_index, b_index = m.contexts().index(0), m.contexts().index(m.contexts()[1])
     kept = {"A": per_context_accuracy(both, "A", a_index), "B": per_context_accuracy(both, "B", b_index)}
     assert min(kept.values()) >= 0.85, kept
+
+
+def test_context_replay_active_sends_other_methods_replay_through_the_predicting_head():
+    """context_replay='active' (streams whose old samples do not conflict, class-incremental): DER++'s replayed rows
+    go through the active head, so on flipped labels A's replay drags B's head back (B learned far worse than with
+    'own'), while this method's own replay still goes through each sample's own head."""
+    torch.set_num_threads(1)
+    own, active = make("der++ + contexts"), make("der++ + contexts", context_replay="active")
+    acc = {"own": run(own, ABA[:2]), "active": run(active, ABA[:2])}
+    end_b = {k: visit(a, 450, 50) for k, a in acc.items()}
+    assert end_b["active"] <= end_b["own"] - 0.15, end_b
+    assert active.get_method("contexts").counts["opened"] == 2
