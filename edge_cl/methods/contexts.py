@@ -14,7 +14,7 @@ heads of the other contexts are kept in this method's tensors, frozen while inac
   context B towards A's labels or logits. So ``der++ + contexts`` (``der++ + multihead``) keeps conflicting regimes.
   ``context_replay='active'`` sends other methods' replay through the active head instead (the behaviour before
   this routing, bit for bit): on a class-incremental stream the predicting head must keep seeing the old classes,
-  and there 'own' costs most of the accuracy (split-mnist: BENCHMARKS.md split-mnist-contexts).
+  and there 'own' costs most of the accuracy (BENCHMARKS.md split-mnist-contexts against split-mnist-contexts-active).
   Inactive heads are not trained (no gradient or optimizer bytes for them): only the trunk moves under them.
 - each context's loss on the new labelled rows is measured before the update (the trunk's features through each
   head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
