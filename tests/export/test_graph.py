@@ -96,3 +96,14 @@ def test_graph_extras_without_forward_graph_is_refused_naming_both() -> None:
 
     with pytest.raises(TypeError, match="graph_extras.*forward_graph"):
         extras_of(Half(DIM, CLASSES))
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_keeps_the_extra_input_and_its_default() -> None:
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript (extra 'dynamo')")
+    model = Scaled(default=1).eval()
+    data = export_onnx(model, exporter="dynamo")
+    assert check_parity(model, data, _x()).ok  # the default and every listed value
+    session = make_session(data)
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    assert [i.name for i in session.get_overridable_initializers()] == ["pick"]
