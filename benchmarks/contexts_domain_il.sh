@@ -3,7 +3,8 @@
 # 0.5 points of der++, or better; else der++ stays the default and docs/methods.md says when to choose which).
 # Same protocol and budget as the *-der-defaults sections (DER's protocol, 500 float32 samples of bytes), with
 # der++, contexts and der++ + contexts in one run. contexts keeps the settings chosen on validation seeds of the
-# conflicting-regimes stream: nothing is tuned on these streams. Sections: <stream>-contexts.
+# conflicting-regimes stream: nothing is tuned on these streams. Sections: <stream>-contexts; <stream>-contexts-active
+# runs der++ + contexts with context_replay = "active" (DER++'s replay through the predicting head, not each row's own).
 # Usage: [ONLY=stream] benchmarks/contexts_domain_il.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,8 @@ for s in "${streams[@]}"; do
   python -m edge_cl.cli.main bench --stream "$name" --methods der++,contexts,der+++contexts --budget-samples 500 \
     --protocol der $opts --seed 0 --repeat 3 --no-bare --threads 1 --json "$o/$name.json" \
     --write-benchmarks "$name-contexts"
+  # shellcheck disable=SC2086
+  python -m edge_cl.cli.main bench --stream "$name" --methods der+++contexts --method-param context_replay=active \
+    --budget-samples 500 --protocol der $opts --seed 0 --repeat 3 --no-bare --threads 1 \
+    --json "$o/$name-active.json" --write-benchmarks "$name-contexts-active"
 done

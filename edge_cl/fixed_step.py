@@ -56,7 +56,7 @@ log = logging.getLogger("edge_cl")
 
 # Step hooks the fixed-shape step cannot run (host work between the forward and the buffer insert): a method that
 # overrides one runs the eager step. Every other hook runs on both steps, through the same transaction.
-HOST_HOOKS = ("begin_step", "before_update", "before_step", "after_update")
+HOST_HOOKS = ("begin_step", "before_forward", "before_update", "before_step", "after_update")
 MAX_BUCKET = 4096  # larger micro-batches run the eager step (one capture per bucket up to here)
 CHECK_TOLERANCE = 1e-5  # captured steps must match the same steps run uncaptured to this (relative) on first use
 

@@ -827,6 +827,10 @@ class OnlineLearner:
             call(m, "begin_step", self.step)
         # Rows that join the cross-entropy come first (new, then joined draws), the others after them.
         order = [(d, f) for d, f, _ in drawn if d.join_ce] + [(d, f) for d, f, _ in drawn if not d.join_ce]
+        if self._hooked["before_forward"]:
+            replayed = [(d.key, f) for d, f in order if f["y"].shape[0]]
+            for m in self._hooked["before_forward"]:
+                call(m, "before_forward", batch, replayed)
         parts_x = [xb] + [f["x"] for _, f in order if f["y"].shape[0]]
         xs = torch.cat(parts_x) if len(parts_x) > 1 else xb
         n_ce = batch + sum(int(f["y"].shape[0]) for d, f in order if d.join_ce)
@@ -996,6 +1000,16 @@ class OnlineLearner:
         finally:
             net.train(was_training)
         return self.ncm.module(net, self.input_shape)
+
+    def export_model(self) -> nn.Module:
+        """The network a snapshot exports: :meth:`inference_model`, or a method's export network built on it (method
+        'contexts': every context's head, the router's choice a graph input); it predicts as the learner does."""
+        net = self.inference_model()
+        for m in self.methods:
+            wrapped = call(m, "export_network", net)
+            if wrapped is not None:
+                net = wrapped
+        return net
 
     @torch.inference_mode()
     def _logits(self, x: ArrayLike) -> Tensor:

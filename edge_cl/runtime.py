@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ def make_session(model: bytes | str | os.PathLike[str], *, threads: int = 1) -> 
     options.inter_op_num_threads = 1
     # Tiny models: spinning worker threads only burn the cores the learner needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Errors only: a snapshot's optional inputs (method 'contexts': `context`) are initializers that are also graph
+    # inputs, which onnxruntime warns about on every load although the graph means exactly that (a default).
+    options.log_severity_level = 3
     source = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
@@ -116,14 +120,30 @@ class SnapshotRunner:
             return True
         return False  # pragma: no cover - loop always returns or raises
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 ``[B, C]`` for ``x`` ``[B, D]`` (or one sample ``[D]``)."""
+    def predict_proba(self, x: np.ndarray, inputs: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Class probabilities, float32 ``[B, C]`` for ``x`` ``[B, D]`` (or one sample ``[D]``). ``inputs``: values
+        of the snapshot's optional inputs (:attr:`optional_inputs`, e.g. ``{"context": 1}`` for method 'contexts');
+        those left out take the learner's choice stored in the snapshot."""
         self._maybe_refresh()
-        return np.asarray(self._session.run(["probabilities"], {INPUT_NAME: self._prepare(x)})[0])
+        feed = {INPUT_NAME: self._prepare(x), **self._optional(inputs or {})}
+        return np.asarray(self._session.run(["probabilities"], feed)[0])
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class ids, int64 ``[B]``."""
-        return self.predict_proba(x).argmax(axis=1).astype(np.int64)
+    def predict(self, x: np.ndarray, inputs: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Class ids, int64 ``[B]`` (``inputs`` as for :meth:`predict_proba`)."""
+        return self.predict_proba(x, inputs).argmax(axis=1).astype(np.int64)
+
+    @property
+    def optional_inputs(self) -> dict[str, str]:
+        """The snapshot's inputs besides ``input`` that have a default (name -> onnx type), e.g. ``context``."""
+        return {i.name: i.type for i in self._session.get_overridable_initializers()}
+
+    def _optional(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        offered = self.optional_inputs
+        unknown = sorted(set(inputs) - set(offered))
+        if unknown:
+            raise ValueError(f"inputs {unknown} are not optional inputs of this snapshot; it offers "
+                             f"{sorted(offered) or 'none'} (edge_cl.graph_inputs in its metadata)")
+        return {k: np.asarray(v, dtype=np.int64 if "int64" in offered[k] else np.float32) for k, v in inputs.items()}
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float32)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Hooks that run once the weights may have moved: a failure there needs the weights and optimizer state back.
 POST_STEP_HOOKS = ("before_step", "after_update", "consolidate")
-STEP_HOOKS = ("replay_draws", "begin_step", "before_update", "sample_values", "before_step", "after_update")
+STEP_HOOKS = ("replay_draws", "begin_step", "before_forward", "before_update", "sample_values", "before_step", "after_update")
 
 
 class MethodError(RuntimeError):

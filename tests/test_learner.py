@@ -372,3 +372,12 @@ def test_inputs_of_another_per_sample_shape_are_refused_not_flattened():
     cnn.learn(np.zeros((4, 16), dtype=np.float32), np.zeros(4, dtype=np.int64))
     with pytest.raises(ValueError, match=r"the model takes \[B, 16\] or \[B, 2, 8\]"):
         cnn.learn(np.zeros((4, 8, 2), dtype=np.float32), np.zeros(4, dtype=np.int64))
+
+
+@pytest.mark.parametrize("method", ["sgd", "er", "der++", "cls-er"])
+def test_without_an_export_network_the_snapshot_is_the_inference_model(method):
+    """Only a method that contributes an export network (contexts) changes what a snapshot exports."""
+    learner = OnlineLearner(models.mlp(8, [8], 3), budget_bytes=50_000, method=method, device="cpu")
+    x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    learner.learn(x, np.arange(6) % 3)
+    assert learner.export_model() is learner.inference_model()

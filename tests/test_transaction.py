@@ -16,7 +16,7 @@ from edge_cl.learner import OnlineLearner
 from edge_cl.methods import Draw, Method, MethodSettings, SampleField
 from edge_cl.transaction import MethodError
 
-HOOKS = ("replay_draws", "begin_step", "loss", "before_update", "sample_values", "before_step", "after_update",
+HOOKS = ("replay_draws", "begin_step", "before_forward", "loss", "before_update", "sample_values", "before_step", "after_update",
          "consolidate")
 
 
@@ -54,6 +54,10 @@ class Raiser(Method):
     def begin_step(self, index: int) -> None:
         self.calls += 1
         self._maybe("begin_step")
+
+    def before_forward(self, batch: int, replayed: Any) -> None:
+        self.calls += 1
+        self._maybe("before_forward")
 
     def loss(self, step: Any) -> torch.Tensor:
         self.calls += 1

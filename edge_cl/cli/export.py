@@ -100,7 +100,7 @@ def export(
                       f"{learner.input_dim} per sample; give a shape whose product is {learner.input_dim}",
                       style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2)
-    model = learner.inference_model().eval()
+    model = learner.export_model().eval()
     inputs = buffer_inputs(learner.buffer, samples)
     if inputs is not None:
         source = f"{inputs.shape[0]} replay-buffer samples"

@@ -56,6 +56,21 @@ def read_inputs_and_ids(path: Path) -> tuple[np.ndarray, list[Any] | None]:
     return x, ids if any(i is not None for i in ids) else None
 
 
+def parse_graph_inputs(items: list[str]) -> dict[str, Any]:
+    """``["context=1"]`` -> ``{"context": 1}`` (each value a JSON number or list); ValueError naming a bad item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            value = json.loads(text) if sep and name.strip() else None
+        except json.JSONDecodeError:
+            value = None
+        if value is None or isinstance(value, (str, dict, bool)):
+            raise ValueError(f"--graph-input {item!r} must be NAME=NUMBER, e.g. context=0")
+        out[name.strip()] = value
+    return out
+
+
 def verify_snapshot_file(path: Path) -> str | None:
     """Check a single ``.onnx`` file against the manifest of the snapshot directory it lies in.
 
@@ -85,6 +100,9 @@ def predict(
                                                      "default: JSON lines on stdout.")] = None,
     proba: Annotated[bool, typer.Option("--proba", help="Include class probabilities.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per onnxruntime call.")] = 256,
+    graph_input: Annotated[list[str] | None, typer.Option(
+        "--graph-input", help="NAME=VALUE for an optional input of the snapshot, e.g. context=0 (method 'contexts': "
+                              "which context predicts); repeatable. Default: the learner's choice stored in it.")] = None,
 ) -> None:
     """Predict classes of the samples in --input with onnxruntime on a published snapshot."""
     from rich.console import Console
@@ -99,7 +117,8 @@ def predict(
                 console.print(f"[yellow]warning: {note}[/yellow]")
         runner = SnapshotRunner(snapshot)
         x, ids = read_inputs_and_ids(input)
-        probabilities = np.concatenate([runner.predict_proba(x[i:i + batch_size])
+        feed = parse_graph_inputs(graph_input or [])
+        probabilities = np.concatenate([runner.predict_proba(x[i:i + batch_size], feed)
                                         for i in range(0, len(x), batch_size)])
     except (SnapshotError, ValueError, OSError) as exc:
         console.print(f"[red]{exc}[/red]")

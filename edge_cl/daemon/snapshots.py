@@ -48,7 +48,7 @@ def make_job(learner: Any, input_shape: tuple[int, ...] | None = None) -> Snapsh
 
     Reads the learner and never draws from its generator: a snapshot must not change what is learned next.
     """
-    model = copy.deepcopy(learner.inference_model()).to("cpu").eval()
+    model = copy.deepcopy(learner.export_model()).to("cpu").eval()
     sample = buffer_inputs(learner.buffer, PARITY_SAMPLES)
     if sample is None:
         sample = torch.zeros((1, learner.input_dim))

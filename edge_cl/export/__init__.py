@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from edge_cl.export.graph import GraphExtras, GraphInput
     from edge_cl.export.manifest import SnapshotError, SnapshotIntegrityError, read_manifest
     from edge_cl.export.onnx_export import Exporter, ExportError, export_onnx, read_metadata
     from edge_cl.export.parity import ParityResult, check_parity
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 # Lazy so that inference processes (edge_cl.runtime reads manifests) need not import torch for it.
 _WHERE = {
+    "GraphExtras": "graph", "GraphInput": "graph",
     "SnapshotError": "manifest", "SnapshotIntegrityError": "manifest", "read_manifest": "manifest",
     "Exporter": "onnx_export", "ExportError": "onnx_export", "export_onnx": "onnx_export",
     "read_metadata": "onnx_export", "ParityResult": "parity", "check_parity": "parity",
@@ -26,7 +28,7 @@ _WHERE = {
     "publish_snapshot": "publish", "publish_state": "publish",
 }
 __all__ = [
-    "ExportError", "Exporter", "ParityResult", "SnapshotError", "SnapshotIntegrityError", "SnapshotPublisher",
+    "ExportError", "Exporter", "GraphExtras", "GraphInput", "ParityResult", "SnapshotError", "SnapshotIntegrityError", "SnapshotPublisher",
     "SnapshotResult", "check_parity", "current_snapshot", "export_onnx", "publish_snapshot", "publish_state",
     "read_manifest", "read_metadata",
 ]

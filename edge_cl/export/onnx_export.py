@@ -1,5 +1,6 @@
 """Torch -> ONNX: a flat ``[batch, D]`` float32 input named ``input``, outputs ``logits`` and
-``probabilities``, and edge_cl metadata stored in the model's ``metadata_props``."""
+``probabilities``, and edge_cl metadata stored in the model's ``metadata_props``; a network may add inputs with
+defaults, outputs and metadata of its own (:mod:`edge_cl.export.graph`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from edge_cl.export.graph import GraphExtras, extras_of
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probabilities")
@@ -38,13 +41,17 @@ class ExportError(RuntimeError):
 class _WithProbabilities(nn.Module):
     """Adds a softmax output so inference processes get probabilities without their own post-processing."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, extras: GraphExtras | None = None):
         super().__init__()
         self.model = model
+        self.extras = extras
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(x)
-        return logits, torch.softmax(logits, dim=-1)
+    def forward(self, x: Tensor, *inputs: Tensor) -> tuple[Tensor, ...]:
+        if self.extras is None:
+            logits = self.model(x)
+            return logits, torch.softmax(logits, dim=-1)
+        logits, *more = self.model.forward_graph(x, *inputs)  # type: ignore[operator]
+        return (logits, torch.softmax(logits, dim=-1), *more)
 
 
 def model_input_shape(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -88,21 +95,26 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
     shape = model_input_shape(model, input_shape)
     dim = math.prod(shape)
     # A private copy: tracing switches modes and the caller may keep training its model.
-    wrapped = _WithProbabilities(copy.deepcopy(model).to("cpu").eval()).eval()
+    private = copy.deepcopy(model).to("cpu").eval()
+    extras = extras_of(private)
+    wrapped = _WithProbabilities(private, extras).eval()
     example = torch.zeros(2, dim, dtype=torch.float32)
+    defaults = tuple(i.default.detach().to("cpu") for i in extras.inputs) if extras is not None else ()
     try:
         with torch.no_grad():
-            logits, _ = wrapped(example)
+            logits = wrapped(example, *defaults)[0]
     except Exception as exc:  # a model that cannot run cannot be exported
         raise ExportError(f"model forward on a [2, {dim}] float32 input failed: {type(exc).__name__}: {exc}") from exc
     if logits.dim() != 2 or logits.shape[0] != 2:
         raise ExportError(f"model returns shape {tuple(logits.shape)} for input [2, {dim}]; expected [2, num_classes]")
     num_classes = int(logits.shape[1])
     try:
-        raw = _run_exporter(wrapped, example, exporter, opset)
+        raw = _run_exporter(wrapped, (example, *defaults), exporter, opset, extras)
     except Exception as exc:  # any exporter failure means "no snapshot", with the reason
         raise ExportError(f"{exporter.value} export failed: {type(exc).__name__}: {exc}") from exc
     proto = onnx.load_from_string(raw)
+    if extras is not None:
+        _default_inputs(proto, extras)
     meta: dict[str, str] = {
         "version": __version__,
         "step": str(step),
@@ -119,6 +131,9 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
         meta["spec"] = json.dumps(spec, sort_keys=True, default=str)
     if hasattr(model, "standardizer"):
         meta["standardized"] = "true"  # the graph standardises its raw input itself
+    if extras is not None:
+        meta["graph_inputs"] = json.dumps({i.name: i.default.tolist() for i in extras.inputs})
+        meta.update(extras.metadata)
     meta.update(extra_metadata or {})
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -129,28 +144,56 @@ def export_onnx(model: nn.Module, *, step: int = 0, prequential_accuracy: float 
     return proto.SerializeToString()
 
 
-def _run_exporter(wrapped: nn.Module, example: Tensor, exporter: Exporter, opset: int | None) -> bytes:
-    common: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": list(OUTPUT_NAMES)}
+def _run_exporter(wrapped: nn.Module, args: tuple[Tensor, ...], exporter: Exporter, opset: int | None,
+                  extras: GraphExtras | None = None) -> bytes:
+    more_in = [i.name for i in extras.inputs] if extras is not None else []
+    more_out = list(extras.outputs) if extras is not None else []
+    common: dict[str, Any] = {"input_names": [INPUT_NAME, *more_in], "output_names": [*OUTPUT_NAMES, *more_out]}
     if opset is not None:
         common["opset_version"] = opset
     if exporter is Exporter.TORCHSCRIPT:
         buffer = io.BytesIO()
-        axes = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+        axes = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES, *more_out)}
         with warnings.catch_warnings():
             # The deprecation notice is known; the exporter was chosen by measured speed and parity.
             warnings.simplefilter("ignore", DeprecationWarning)
             # The TorchScript exporter writes to file objects too (the annotation names paths only).
-            torch.onnx.export(wrapped, (example,), buffer, dynamo=False,  # type: ignore[arg-type]
+            torch.onnx.export(wrapped, args, buffer, dynamo=False,  # type: ignore[arg-type]
                               dynamic_axes=axes, **common)
         return buffer.getvalue()
     from edge_cl.extras import require
 
     require("onnxscript", "dynamo", "the dynamo ONNX exporter (exporter='dynamo')")
-    program = torch.onnx.export(wrapped, (example,), None, dynamo=True, verbose=False,
-                                dynamic_shapes={"x": {0: torch.export.Dim(BATCH_AXIS)}}, **common)
+    batch = {0: torch.export.Dim(BATCH_AXIS)}
+    model: Any = wrapped
+    if more_in:
+        # torch.onnx turns the tuple of the extra inputs' shapes into a list, which torch.export then refuses for
+        # forward's *inputs: export the program first, with the shapes as given.
+        model = torch.export.export(wrapped, args, dynamic_shapes={"x": batch, "inputs": tuple(None for _ in more_in)})
+    program = torch.onnx.export(model, args, None, dynamo=True, verbose=False,
+                                dynamic_shapes=None if more_in else {"x": batch}, **common)
     if program is None:
         raise ExportError("dynamo exporter returned no program")
     return bytes(program.model_proto.SerializeToString())
+
+
+def _default_inputs(proto: Any, extras: GraphExtras) -> None:
+    """Give each extra graph input its default as an initializer of the same name (ONNX IR >= 4): onnxruntime then
+    runs the graph without it, and a caller that feeds it overrides the default."""
+    from onnx import numpy_helper
+
+    names = {i.name for i in proto.graph.input}
+    missing = [i.name for i in extras.inputs if i.name not in names]
+    if missing:
+        raise ExportError(f"graph inputs {missing} are not in the exported graph (the exporter dropped them: "
+                          "forward_graph does not use them)")
+    kept = {i.name for i in extras.inputs}
+    others = [t for t in proto.graph.initializer if t.name not in kept]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(others)
+    for spec in extras.inputs:
+        proto.graph.initializer.append(numpy_helper.from_array(spec.default.detach().cpu().numpy(), spec.name))
+    proto.ir_version = max(int(proto.ir_version), 4)
 
 
 def read_metadata(onnx_bytes: bytes) -> dict[str, str]:

@@ -5,6 +5,7 @@ backward, the optimizer step, device moves, the non-finite skip, the buffer inse
 
     draws = [d for m in methods for d in m.replay_draws()]      # sampled from the buffer
     m.begin_step(index)                                          # e.g. ask to see the forward's activations
+    m.before_forward(batch, replayed)                            # the draws' stored fields, in batch order
     logits = model(cat(new, *draws))                            # one forward
     loss = CE(new + draws that join the CE) + sum(m.loss(step))  # extra loss terms
     backward; m.before_update(step)                              # gradient work (penalties, projections)
@@ -186,6 +187,11 @@ class Method:
     def begin_step(self, index: int) -> None:
         """Called before the step's forward (``index`` = optimizer steps taken so far), after the draws."""
 
+    def before_forward(self, batch: int, replayed: Sequence[tuple[str, dict[str, Tensor]]]) -> None:
+        """Right before the step's forward: every replay draw's key and stored fields (any method's, e.g. a per-sample
+        context), in the order their rows follow the ``batch`` new rows in the forward's batch (empty draws left out);
+        e.g. to route replayed rows by a stored field (method 'contexts')."""
+
     def loss(self, step: Step) -> Tensor | None:
         """An extra loss term (a scalar with autograd), or None."""
         return None
@@ -224,6 +230,12 @@ class Method:
 
     def predictor(self) -> nn.Module | None:
         """A network that predicts (and is exported) instead of the model, e.g. an EMA copy; None: the model."""
+        return None
+
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """The network a snapshot exports in place of ``net`` (the inference network), predicting as ``net`` does
+        and adding graph inputs or outputs of its own (edge_cl.export.graph); a copy: the learner stays as it was.
+        None: ``net`` as it is."""
         return None
 
     # --- reporting and state -------------------------------------------------------------------------

@@ -1,14 +1,21 @@
 """Task-free contexts: one output head per context over a shared trunk, opened on a confirmed change and
 re-activated when the concept it learned comes back (issue #23; context-dependent processing without task ids).
+This is the issue's ``multihead`` method (a shared trunk, a head per context, picked by the router): ``multihead`` is
+registered as another name of it, so ``method = "der++ + multihead"`` means ``der++ + contexts``.
 
 The model's last ``nn.Linear`` (the one whose output is the model's logits) is the *active* context's head; the
 heads of the other contexts are kept in this method's tensors, frozen while inactive. Each step:
 
 - every buffered sample carries the serial of the context that was active when it arrived (the per-sample field
-  ``context``, int16, 2 bytes a sample, counted in the buffer's bytes), and its replay cross-entropy is taken
-  with *its own* context's head: a replayed sample of context A pulls the shared trunk towards features A's head
-  still reads right, and never pulls the active head of context B towards A's labels. Inactive heads are not
-  trained (no gradient or optimizer bytes for them): only the trunk moves under them.
+  ``context``, int16, 2 bytes a sample, counted in the buffer's bytes), and in the step's forward every replayed
+  row, whichever method drew it (this method's own cross-entropy draw, ER's, DER++'s), gets the logits of *its own*
+  context's head (``before_forward`` hands the rows' contexts to the head's forward hook): a replayed sample of
+  context A pulls the shared trunk towards features A's head still reads right, and never pulls the active head of
+  context B towards A's labels or logits. So ``der++ + contexts`` (``der++ + multihead``) keeps conflicting regimes.
+  ``context_replay='active'`` sends other methods' replay through the active head instead (the behaviour before
+  this routing, bit for bit): on a class-incremental stream the predicting head must keep seeing the old classes,
+  and there 'own' costs most of the accuracy (BENCHMARKS.md split-mnist-contexts against split-mnist-contexts-active).
+  Inactive heads are not trained (no gradient or optimizer bytes for them): only the trunk moves under them.
 - each context's loss on the new labelled rows is measured before the update (the trunk's features through each
   head; the active one's is the prequential loss) and kept over the last ``context_window`` steps. **Router**: the
   context with the lowest mean over that window predicts; when it beats the active one by more than
@@ -30,11 +37,16 @@ the most slots a budget holds with the replay buffer still at ``replay_batch`` s
 use** and a new context must open, the least used context is evicted (fewest samples learned while it was active;
 the oldest on a tie; never the active one): its slot takes the new context under a new serial. Buffered samples of
 the evicted context keep their old serial, which no head owns any more: they are left out of the replay loss (weight
-0) until the reservoir replaces them. Serials count modulo 32768 (the int16 field) and skip those still in use.
+0) until the reservoir replaces them (another method's replay of them goes through the active head). Serials count
+modulo 32768 (the int16 field) and skip those still in use.
 
 Export: the router needs labels, so it runs where they are, in the learner; the model always holds the active
-context's head, so ``learner.inference_model()``, ``predict`` and the ONNX snapshot are that one network (parity-gated
-as for any method). An inference process predicts with the context active when the snapshot was taken.
+context's head, so ``learner.inference_model()`` and ``predict`` are that one network. The ONNX snapshot holds every
+context (:meth:`Contexts.export_network`, edge_cl.methods.contexts_graph): the heads stacked ``[K, C, F]`` over the
+trunk, and the router's choice as the optional graph input ``context`` (an index into the metadata's ``contexts``, its
+default the context active when the snapshot was taken): an inference process that feeds only ``input`` predicts
+exactly as the learner did, one that knows the regime better can pick a context, and ``context_logits`` gives every
+context's logits. The parity gate checks the default and each index.
 
 Limits: samples learned between a change and its detection are filed under the old context; the optimizer's state
 (momentum, Adam) of the head is shared by all contexts (plain SGD, the default, keeps none); the model must compute
@@ -47,7 +59,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +67,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.registry import register
+from edge_cl.methods.registry import register, register_alias
 from edge_cl.triggers import make_trigger
 
 FIELD = "context"
@@ -100,21 +112,58 @@ class ContextsSettings(MethodSettings):
                                     "on conflicting regimes: BENCHMARKS.md conflicting-regimes-contexts-validation).")
     context_beta: float = Field(0.75, ge=0, description="Weight of the replay cross-entropy, each replayed sample "
                                 "through its own context's head.")
+    context_replay: Literal["own", "active"] = Field(
+        "own", description="Which head another method's replayed rows (ER's, DER++'s) go through: 'own', their own "
+                           "context's (labels that conflict between regimes: a sample of context A never pulls B's "
+                           "head towards A's labels); 'active', the head that predicts now, as if there were one "
+                           "head (streams whose old samples do not conflict, e.g. class-incremental: old classes "
+                           "keep being taught to the predicting head). This method's own replay is always 'own'.")
+
+
+class _Route:
+    """Which replayed rows of the coming forward go through which context's head (set by ``before_forward``)."""
+
+    def __init__(self, batch: int, draws: list[tuple[Tensor, Tensor | None]], heads_w: Tensor,
+                 heads_b: Tensor) -> None:
+        self.batch = batch          # new rows first: never routed (they belong to the active context)
+        self.draws = draws          # per replay draw, in batch order: (slot of each row, rows to route; None: none)
+        self.heads_w, self.heads_b = heads_w, heads_b
 
 
 class _Capture:
-    """What the forward hook hands the step: the head's input, only while a step asked for it."""
+    """What the forward hook shares with the step: the head's input (only while a step asked for it), and the
+    routing of the replayed rows for the step's one forward."""
 
     def __init__(self) -> None:
         self.on = False
         self.feats: Tensor | None = None
+        self.route: _Route | None = None
 
 
-def _hook_for(capture: _Capture) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
+def _routed(route: _Route, feats: Tensor, output: Tensor) -> Tensor:
+    """``output`` with every replayed row of an inactive held context computed by that context's head."""
+    parts, row = [output[:route.batch]], route.batch
+    for slot, mask in route.draws:
+        end = row + slot.shape[0]
+        if mask is None:
+            parts.append(output[row:end])
+        else:
+            own = torch.einsum("rh,rch->rc", feats[row:end], route.heads_w[slot]) + route.heads_b[slot]
+            parts.append(torch.where(mask[:, None], own, output[row:end]))
+        row = end
+    if row != output.shape[0]:
+        raise RuntimeError(f"the step's forward has {output.shape[0]} rows, the new and replayed rows are {row}")
+    return torch.cat(parts)
+
+
+def _hook_for(capture: _Capture) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]:
     # A plain function (not a bound method): deep copies of the model (ONNX export) then share it, never the method.
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-        if capture.on:
-            capture.feats = args[0]
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
+        if not capture.on:
+            return None
+        capture.feats = args[0]
+        route, capture.route = capture.route, None  # one forward a step
+        return None if route is None else _routed(route, args[0], output)
     return hook
 
 
@@ -167,8 +216,9 @@ def contexts_that_fit(model: nn.Module, budget_bytes: int, **options: Any) -> in
 
 @register
 class Contexts(Method):
-    """Task-free contexts: a head per context over a shared trunk, replay through each sample's own head, a drift
-    detector that opens contexts and a router that re-activates the one explaining the recent samples best."""
+    """Task-free contexts (alias ``multihead``): a head per context over a shared trunk, replay through each sample's
+    own head, a drift detector that opens contexts and a router that re-activates the one explaining the recent
+    samples best."""
 
     name = "contexts"
     Settings: ClassVar[type[MethodSettings]] = ContextsSettings
@@ -182,6 +232,7 @@ class Contexts(Method):
         self.k, self.window_steps = int(settings.max_contexts), int(settings.context_window)
         self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
         self.keep_good = bool(settings.context_keep_good)
+        self.route_all = settings.context_replay == "own"
         params = dict(settings.context_detector_params)
         if not params:
             params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
@@ -234,7 +285,22 @@ class Contexts(Method):
         return (Draw(FIELD, self.ctx.replay_batch),)
 
     def begin_step(self, index: int) -> None:
-        self._capture.on, self._capture.feats = True, None
+        self._capture.on, self._capture.feats, self._capture.route = True, None, None
+
+    def before_forward(self, batch: int, replayed: Sequence[tuple[str, dict[str, Tensor]]]) -> None:
+        # Every replayed row of a held context other than the active one gets that context's logits from the forward,
+        # whichever method drew it (ER's and DER++'s replay too, unless context_replay='active'): its labels and
+        # stored logits then pull the trunk, never the active head. Rows of an evicted context (no head) keep the
+        # active head's logits.
+        if not replayed:
+            return
+        draws = []
+        for key, fields in replayed:
+            match = fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
+            slot = match.to(torch.int8).argmax(1)
+            route = match.any(1) & (slot != self.active)
+            draws.append((slot, route if self.route_all or key == FIELD else None))
+        self._capture.route = _Route(batch, draws, self.heads_w, self.heads_b)
 
     def loss(self, step: Step) -> Tensor | None:
         feats, self._capture.on, self._capture.feats = self._capture.feats, False, None
@@ -255,13 +321,10 @@ class Contexts(Method):
         seg = step.draws.get(FIELD)
         if seg is None or len(seg) == 0 or self.beta == 0:
             return None
-        rows = feats[seg.start:seg.start + len(seg)]
-        match = seg.fields[FIELD].long()[:, None] == self.serials[None, :]      # [R, K]
-        known = match.any(1)
-        slot = match.to(torch.int8).argmax(1)
-        own = torch.einsum("rh,rch->rc", rows, self.heads_w[slot]) + self.heads_b[slot]
-        own = torch.where((slot == self.active)[:, None], seg.logits, own)
-        ce_rows = F.cross_entropy(own, seg.y, reduction="none") * known
+        # The forward already gave each row its own context's logits (before_forward); rows of an evicted context
+        # (a serial no slot holds) are left out.
+        known = (seg.fields[FIELD].long()[:, None] == self.serials[None, :]).any(1)
+        ce_rows = F.cross_entropy(seg.logits, seg.y, reduction="none") * known
         total = ce_rows.sum() / known.sum().clamp_min(1)
         return total if self.beta == 1.0 else self.beta * total
 
@@ -373,6 +436,23 @@ class Contexts(Method):
         self.next_serial = (serial + 1) % SERIALS
         return serial
 
+    # --- export -------------------------------------------------------------------------------------
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """Every held context's head stacked over a copy of the trunk, the active one the ``context`` input's
+        default (edge_cl.methods.contexts_graph); None when another network predicts (a predictor, NCM)."""
+        if net is not self.ctx.model:
+            return None  # not the network these heads belong to: it is exported as it is
+        from edge_cl.methods.contexts_graph import ContextsNetwork
+
+        held = [i for i in range(self.k) if self.serial_of[i] != _NO_SERIAL]
+        with torch.no_grad():
+            # The active slot's copy is stale while it trains: the model's own head is the active context.
+            weight = torch.stack([self.head.weight if i == self.active else self.heads_w[i] for i in held])
+            bias = None if self.head.bias is None else \
+                torch.stack([self.head.bias if i == self.active else self.heads_b[i] for i in held])
+        return ContextsNetwork(net, self.head, weight.detach().clone(), None if bias is None else bias.detach().clone(),
+                               held.index(self.active), [self.serial_of[i] for i in held])
+
     # --- reporting and state -------------------------------------------------------------------------
     @property
     def active_serial(self) -> int:
@@ -407,3 +487,7 @@ class Contexts(Method):
         self.counts = {k: int(v) for k, v in state["counts"].items()}
         self.detector.load_state_dict(state["detector"])
         self._pending = None
+
+
+# The issue's name for this method (a shared trunk, a head per context, picked by the router): one method, two names.
+register_alias("multihead", Contexts.name)

@@ -3,7 +3,8 @@
 Built-in methods register when ``edge_cl.methods`` is imported; a user's method registers with
 ``@edge_cl.methods.register`` when its module is imported (the learner config's ``plugins`` list and
 ``edge-cl bench --plugins`` import modules by name), or from an installed package's ``edge_cl.methods``
-entry point.
+entry point. ``register_alias`` gives a method a second name (``multihead`` is ``contexts``): it resolves to the
+method's own name wherever methods are named, so state files, reports and ``available()`` show that one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 ENTRY_POINT_GROUP = "edge_cl.methods"
 
 _REGISTRY: dict[str, type[Method]] = {}
+_ALIASES: dict[str, str] = {}  # alias -> the registered name it stands for
 _entry_points_loaded = False
 
 M = TypeVar("M", bound=type[Method])
@@ -34,6 +36,8 @@ def register(cls: M) -> M:
         raise ValueError(f"method name {name!r} must be lower case letters, digits and . _ - +, e.g. 'der++'")
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise TypeError(f"{cls!r} must subclass edge_cl.methods.Method to be registered")
+    if name in _ALIASES:
+        raise ValueError(f"method name {name!r} is already another name of method {_ALIASES[name]!r}")
     old = _REGISTRY.get(name)
     if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
         raise ValueError(f"method name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
@@ -41,9 +45,29 @@ def register(cls: M) -> M:
     return cls
 
 
+def register_alias(alias: str, name: str) -> None:
+    """Make ``alias`` a second name of the registered method ``name`` (configs, the bench, '+' combinations)."""
+    if not isinstance(alias, str) or not _NAME.match(alias):
+        raise ValueError(f"method alias {alias!r} must be lower case letters, digits and . _ - +")
+    if name not in _REGISTRY:
+        raise ValueError(f"method alias {alias!r}: {name!r} is not a registered method; register it first")
+    if alias in _REGISTRY or _ALIASES.get(alias, name) != name:
+        taken = alias if alias in _REGISTRY else _ALIASES[alias]
+        raise ValueError(f"method alias {alias!r} is already the name of method {taken!r}")
+    _ALIASES[alias] = name
+
+
+def aliases() -> dict[str, str]:
+    """Every alias and the registered method name it stands for."""
+    _load_entry_points()
+    return dict(_ALIASES)
+
+
 def unregister(name: str) -> None:
-    """Remove a registered method (tests and plugin reloads)."""
+    """Remove a registered method and its aliases (tests and plugin reloads)."""
     _REGISTRY.pop(name, None)
+    for alias in [a for a, n in _ALIASES.items() if n == name]:
+        del _ALIASES[alias]
 
 
 def _load_entry_points() -> None:
@@ -69,18 +93,23 @@ def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
 
 
 def available() -> list[str]:
-    """Names of every registered method."""
+    """Names of every registered method (aliases left out: :func:`aliases`)."""
     _load_entry_points()
     return sorted(_REGISTRY)
 
 
+def _offered() -> str:
+    also = ", ".join(f"{a} (= {n})" for a, n in sorted(_ALIASES.items()))
+    return ", ".join(available()) + (f"; also {also}" if also else "")
+
+
 def get(name: str) -> type[Method]:
-    """The method class registered as ``name`` (case-insensitive)."""
+    """The method class registered as ``name`` or an alias of it (case-insensitive)."""
     _load_entry_points()
-    cls = _REGISTRY.get(name.strip().lower())
+    key = name.strip().lower()
+    cls = _REGISTRY.get(_ALIASES.get(key, key))
     if cls is None:
-        raise ValueError(f"method {name!r} is unknown; available: {', '.join(available())} "
-                         "(combine with '+', e.g. 'er+ewc')")
+        raise ValueError(f"method {name!r} is unknown; available: {_offered()} (combine with '+', e.g. 'er+ewc')")
     return cls
 
 
@@ -88,7 +117,8 @@ def parse(spec: str | list[str] | tuple[str, ...]) -> list[str]:
     """Split a combination into registered names: ``"er+ewc"`` -> ``["er", "ewc"]``.
 
     Names may themselves contain '+' ("der++"), so the longest registered name wins at each position:
-    ``"der+++ewc"`` and ``"der++ + ewc"`` both give ``["der++", "ewc"]``. A list is taken as given.
+    ``"der+++ewc"`` and ``"der++ + ewc"`` both give ``["der++", "ewc"]``. A list is taken as given. An alias gives
+    the name it stands for (``"der++ + multihead"`` -> ``["der++", "contexts"]``).
     """
     _load_entry_points()
     if isinstance(spec, (list, tuple)):
@@ -99,16 +129,17 @@ def parse(spec: str | list[str] | tuple[str, ...]) -> list[str]:
         text = re.sub(r"\s+", "", str(spec).lower())
         names, pos = [], 0
         while pos < len(text):
-            match = max((n for n in _REGISTRY if text.startswith(n, pos)
+            match = max((n for n in (*_REGISTRY, *_ALIASES) if text.startswith(n, pos)
                          and (pos + len(n) == len(text) or text[pos + len(n)] == "+")), key=len, default=None)
             if match is None:
                 rest = text[pos:].split("+")[0] or text[pos:]
                 raise ValueError(f"method {spec!r}: {rest!r} is not a registered method; available: "
-                                 f"{', '.join(available())} (combine with '+', e.g. 'er+ewc')")
+                                 f"{_offered()} (combine with '+', e.g. 'er+ewc')")
             names.append(match)
             pos += len(match) + 1
     if not names:
-        raise ValueError(f"method {spec!r} names no method; available: {', '.join(available())}")
+        raise ValueError(f"method {spec!r} names no method; available: {_offered()}")
+    names = [_ALIASES.get(n, n) for n in names]
     if len(set(names)) != len(names):
         raise ValueError(f"method {spec!r} names a method twice")
     if len(names) > 1 and "sgd" in names:

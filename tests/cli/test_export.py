@@ -158,3 +158,29 @@ def test_export_of_a_text_file_is_one_line_without_torch_advice(tmp_path: Path, 
     assert len(lines) == 1, res.output
     assert str(junk) in lines[0] and "not an edge_cl state file" in lines[0]
     assert "weights_only" not in res.output and "trusted source" not in res.output
+
+
+def test_export_of_a_contexts_learner_holds_every_context(tmp_path: Path) -> None:
+    """`edge-cl export` publishes learner.export_model(): with method 'contexts', the heads and the router's choice."""
+    torch.manual_seed(0)
+    model = models.mlp(6, [16], 3)
+    learner = OnlineLearner(model, OnlineLearner.required_bytes(model, buffer_samples=100, method="contexts"),
+                            method="contexts", device="cpu", seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(300):  # the labels flip at step 150: a second context opens
+        x = rng.normal(size=(10, 6)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+        learner.learn(x, y if i < 150 else 2 - y)
+    held = learner.get_method("contexts").contexts()
+    assert len(held) >= 2
+    learner.save(tmp_path / "state.pt")
+    out = tmp_path / "model.onnx"
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "state.pt"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out.read_bytes())
+    assert json.loads(meta["contexts"]) == held
+    session = make_session(out.read_bytes())
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    np.testing.assert_allclose(session.run(["probabilities"], {"input": x})[0], learner.predict_proba(x), atol=1e-5)
+    every = session.run(["context_logits"], {"input": x})[0]
+    assert every.shape == (5, len(held), 3)

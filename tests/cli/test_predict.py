@@ -107,3 +107,33 @@ def test_predict_on_an_onnx_file_outside_a_snapshot_directory_warns_unverified(
     np.save(tmp_path / "x.npy", np.zeros((2, 6), np.float32))
     result = CliRunner().invoke(app, ["predict", str(lone), "--input", str(tmp_path / "x.npy")])
     assert result.exit_code == 0 and "not checked" in " ".join(result.output.split())
+
+
+def test_predict_picks_a_context_of_a_contexts_snapshot(tmp_path: Path) -> None:
+    """--graph-input context=I: the context I of a method 'contexts' snapshot predicts; left out, the learner's."""
+    from tests.methods.test_contexts import ABA, DIM, make, run
+
+    learner = make("contexts")
+    run(learner, ABA[:2])  # A then B (labels shifted by one): B's context predicts
+    job_model = learner.export_model().eval()
+    publish_snapshot(job_model, tmp_path / "snaps", step=learner.step, sample_inputs=torch.randn(8, DIM))
+    x = np.random.default_rng(0).normal(size=(40, DIM)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = {}
+    for extra in ([], ["--graph-input", "context=0"], ["--graph-input", "context=1"]):
+        result = CliRunner().invoke(app, ["predict", str(tmp_path / "snaps"), "--input", str(tmp_path / "x.npy"),
+                                          "--output", str(tmp_path / "p.npy"), *extra])
+        assert result.exit_code == 0, result.output
+        out[" ".join(extra)] = np.load(tmp_path / "p.npy")
+    with torch.no_grad():
+        for index in (0, 1):
+            want = job_model.forward_graph(torch.from_numpy(x), torch.tensor(index))[0].argmax(1).numpy()
+            np.testing.assert_array_equal(out[f"--graph-input context={index}"], want)
+    np.testing.assert_array_equal(out[""], learner.predict(x))
+    assert not np.array_equal(out["--graph-input context=0"], out["--graph-input context=1"])
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "snaps"), "--input", str(tmp_path / "x.npy"),
+                                   "--graph-input", "season=2"])
+    assert bad.exit_code == 2 and "offers ['context']" in " ".join(bad.output.split())
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "snaps"), "--input", str(tmp_path / "x.npy"),
+                                   "--graph-input", "context"])
+    assert bad.exit_code == 2 and "NAME=NUMBER" in bad.output

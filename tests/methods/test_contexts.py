@@ -13,7 +13,7 @@ from torch import nn
 
 from edge_cl import OnlineLearner, models
 from edge_cl.methods.contexts import Contexts, context_bytes, contexts_that_fit
-from tests.oracles import assert_same_state
+from tests.oracles import assert_same_state, owned_bytes
 
 DIM, CLASSES, BATCH = 6, 3, 10
 # Each concept relabels the same inputs: A's rule, B = A's labels shifted by one, C by two, D with 0 and 1 swapped.
@@ -121,6 +121,64 @@ def test_full_slots_evict_the_least_used_context():
     assert (stored == 1).any()
 
 
+def test_every_byte_of_every_context_is_counted_as_contexts_open_and_are_evicted():
+    learner = make("contexts", max_contexts=3, context_window=4)
+    m = learner.get_method("contexts")
+    per_slot = context_bytes(CLASSES, 32, window=4)
+    report = learner.memory_report()
+    assert report["parts"]["contexts"] == 3 * per_slot == sum(t.nbytes for t in m.tensors())
+    for i, (_, x, y) in enumerate(concepts([("A", 250), ("B", 80), ("C", 150), ("D", 150)])):
+        learner.learn(x, y)
+        if i % 90 == 0 or i == 629:
+            # Everything the learner holds (model, optimizer, buffer with each sample's context, every slot's head,
+            # loss window and serial), found by walking its objects, is what the budget counts.
+            found, report = owned_bytes(learner), learner.memory_report()
+            assert found == report["used_bytes"] <= report["budget_bytes"], (i, found, report["parts"])
+            assert report["parts"]["contexts"] == 3 * per_slot, (i, report["parts"])
+    assert m.counts["opened"] == 4 and m.counts["evicted"] == 1 and len(m.contexts()) == 3, m.report()
+    assert report["buffer_field_bytes_per_sample"]["context"] == 2
+
+
+EVICTING = [("A", 250), ("B", 80), ("C", 150), ("D", 150)]
+# name: (method, settings, stream, step of the save)
+RESUME_CASES = {
+    "default": ("contexts", {}, ABA, 300),
+    "window and kept heads": ("contexts", {"context_window": 3, "context_keep_good": True}, ABA, 300),
+    "der++ + multihead": ("der++ + multihead", {}, ABA, 300),
+    "full slots, then an eviction": ("contexts", {"max_contexts": 3}, EVICTING, 400),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_save_and_load_resume_exactly_as_learning_without_the_save(case, tmp_path):
+    """Saved with two or more contexts held: the loaded learner continues (a concept comes back and the router
+    switches, or a new one opens and evicts) bit for bit as one that never saved, predictions and export included."""
+    method, kw, plan, at = RESUME_CASES[case]
+    data = list(concepts(plan))
+    saved, never = make(method, **kw), make(method, **kw)
+    for _, x, y in data[:at]:
+        saved.learn(x, y)
+        never.learn(x, y)
+    before = dict(saved.get_method("contexts").counts)
+    assert before["opened"] >= 2
+    saved.save(tmp_path / "state.pt")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(99)  # another initialisation, all overwritten by the load
+        loaded = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
+    assert loaded.get_method("contexts").report() == never.get_method("contexts").report()
+    for _, x, y in data[at:]:
+        assert loaded.learn(x, y).new_correct == never.learn(x, y).new_correct
+    assert_same_state(never.state_dict(), loaded.state_dict())
+    after = loaded.get_method("contexts").counts
+    assert after != before, "nothing happened to the contexts after the save: the case tests too little"
+    x = torch.randn(64, DIM, generator=torch.Generator().manual_seed(5))
+    assert np.array_equal(loaded.predict_proba(x.numpy()), never.predict_proba(x.numpy()))
+    for index in range(len(loaded.get_method("contexts").contexts())):
+        with torch.no_grad():
+            assert torch.equal(loaded.export_model().forward_graph(x, torch.tensor(index))[1],
+                               never.export_model().forward_graph(x, torch.tensor(index))[1])
+
+
 def test_save_and_load_with_contexts_resumes_exactly(tmp_path):
     data = list(concepts(ABA))
     a = make("contexts")
@@ -176,3 +234,45 @@ def test_a_model_whose_logits_are_not_a_linear_layer_is_refused_with_what_to_cha
 def test_an_unknown_detector_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="context_detector='frobnicate'.*unknown"):
         make("contexts", context_detector="frobnicate")
+
+
+def per_context_accuracy(learner: OnlineLearner, name: str, index: int) -> float:
+    """Accuracy on fresh samples of concept ``name`` when context ``index`` (graph index) predicts them."""
+    rng = np.random.default_rng(77)
+    w = np.random.default_rng(1000).standard_normal((DIM, CLASSES))
+    x = rng.standard_normal((500, DIM)).astype(np.float32)
+    y = np.asarray(RELABEL[name])[np.argmax(x @ w, axis=1)]
+    net = learner.export_model().eval()
+    with torch.no_grad():
+        logits = net.forward_graph(torch.from_numpy(x), torch.tensor(index))[0]
+    return float((logits.argmax(1).cpu().numpy() == y).mean())
+
+
+def test_der_plus_plus_with_contexts_keeps_both_regimes_of_flipped_labels():
+    """'der++ + multihead' (= der++ + contexts): DER++'s replayed rows go through their own context's head, so A's
+    labels and logits never pull B's head; alone, DER++ learns B at 55-60% on this stream."""
+    torch.set_num_threads(1)
+    both, sgd, der = make("der++ + multihead"), make("sgd"), make("der++")
+    acc = {"both": run(both, ABA), "sgd": run(sgd, ABA), "der++": run(der, ABA)}
+    m = both.get_method("contexts")
+    assert both.method == "der+++contexts" and m.counts["opened"] == 2 and m.active_serial == 0, m.report()
+    end_b = {k: visit(a, 450, 50) for k, a in acc.items()}
+    assert end_b["both"] >= end_b["sgd"] - 0.04 and end_b["both"] >= end_b["der++"] + 0.2, end_b
+    back = {k: visit(a, 500, 20) for k, a in acc.items()}
+    assert back["both"] >= visit(acc["both"], 200, 50) - 0.1 and back["both"] >= back["sgd"] + 0.3, back
+    # Both regimes are kept at the end: each context's head, on fresh samples of its own concept.
+    a_index, b_index = m.contexts().index(0), m.contexts().index(m.contexts()[1])
+    kept = {"A": per_context_accuracy(both, "A", a_index), "B": per_context_accuracy(both, "B", b_index)}
+    assert min(kept.values()) >= 0.85, kept
+
+
+def test_context_replay_active_sends_other_methods_replay_through_the_predicting_head():
+    """context_replay='active' (streams whose old samples do not conflict, class-incremental): DER++'s replayed rows
+    go through the active head, so on flipped labels A's replay drags B's head back (B learned far worse than with
+    'own'), while this method's own replay still goes through each sample's own head."""
+    torch.set_num_threads(1)
+    own, active = make("der++ + contexts"), make("der++ + contexts", context_replay="active")
+    acc = {"own": run(own, ABA[:2]), "active": run(active, ABA[:2])}
+    end_b = {k: visit(a, 450, 50) for k, a in acc.items()}
+    assert end_b["active"] <= end_b["own"] - 0.15, end_b
+    assert active.get_method("contexts").counts["opened"] == 2

@@ -19,7 +19,7 @@ from tests.oracles import assert_same_state, owned_bytes
 from tests.streams import permuted_prototypes
 
 README_EXAMPLE = "confidence-replay"
-CASES = [*methods.available(), "er+ewc", "er+mas", README_EXAMPLE]
+CASES = [*methods.available(), "er+ewc", "er+mas", "der+++contexts", README_EXAMPLE]
 DIM, CLASSES, BATCH = 12, 4, 8
 
 
