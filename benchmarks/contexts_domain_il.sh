@@ -5,7 +5,8 @@
 # der++, contexts and der++ + contexts in one run. contexts keeps the settings chosen on validation seeds of the
 # conflicting-regimes stream: nothing is tuned on these streams. Sections: <stream>-contexts; <stream>-contexts-active
 # runs der++ + contexts with context_replay = "active" (DER++'s replay through the predicting head, not each row's own).
-# Usage: [ONLY=stream] benchmarks/contexts_domain_il.sh
+# Usage: [ONLY=stream] [SCALE=fraction] benchmarks/contexts_domain_il.sh (SCALE, default 1: the share of each task's
+# samples, as --scale; the rotated and permuted sections were run at SCALE=0.25 to fit a shared 2-core session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 o=benchmarks/results/contexts-domain-il
@@ -16,6 +17,7 @@ streams=("split-mnist:--batch 10 --replay-batch 10 --lr 0.1"
 for s in "${streams[@]}"; do
   IFS=: read -r name opts <<< "$s"
   [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ] && continue
+  opts="$opts --scale ${SCALE:-1}"
   # shellcheck disable=SC2086
   python -m edge_cl.cli.main bench --stream "$name" --methods der++,contexts,der+++contexts --budget-samples 500 \
     --protocol der $opts --seed 0 --repeat 3 --no-bare --threads 1 --json "$o/$name.json" \
