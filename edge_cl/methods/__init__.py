@@ -19,6 +19,7 @@ from edge_cl.methods import (  # noqa: F401 - importing registers the built-in m
     gen_replay,
     lwf,
     mas,
+    pnn,
     rwalk,
     scp,
     sgd,

@@ -169,6 +169,18 @@ class Method:
         self.ctx = ctx
         self.settings = settings
 
+    # --- the network --------------------------------------------------------------------------------
+    @classmethod
+    def wrap_model(cls, model: nn.Module, settings: MethodSettings, num_classes: int) -> nn.Module | None:
+        """A network the learner runs instead of ``model`` (e.g. ``model``'s layers as the first of several
+        columns), built before the learner collects the trainable parameters, so that the one step, the budget, the
+        state, ``predict`` and the ONNX snapshot all run on it; None (the default): ``model`` as it is.
+
+        It is called on the bare model (before the input standardiser goes in front of it) when the learner is
+        built and when :meth:`OnlineLearner.required_bytes` sizes a budget; a model it already returned must come
+        back unchanged (a learner loaded with such a model)."""
+        return None
+
     # --- budget -------------------------------------------------------------------------------------
     def tensors(self) -> list[Tensor]:
         """Every tensor this method keeps (counted in the budget under its name)."""
