@@ -99,6 +99,11 @@ class PNNSettings(MethodSettings):
                                  "within this many ln(num_classes) of the lowest it reached while active.")
     column_beta: float = Field(1.0, ge=0, description="Weight of the live column's replay cross-entropy on buffered "
                                "samples of its own concept (0: no replay of pnn's own).")
+    column_keep_good: bool = Field(True, description="The newest column's slot keeps a copy of it from the last step "
+                                   "on which it explained the new rows within column_return of its lowest loss; the "
+                                   "column is frozen as that copy, not as the steps of the next concept learned before "
+                                   "the change was detected made it (no extra bytes: the slot is the one it freezes "
+                                   "into).")
     column_init: Literal["copy", "random"] = Field("copy", description="A new column's weights: 'copy' of the "
                                                    "column it succeeds (starts where fine-tuning would) or 'random' "
                                                    "(PyTorch's default Linear initialisation, as in the paper).")
@@ -301,7 +306,7 @@ class PNN(Method):
         self.columns = _columns_in(ctx.model)
         self.k, self.window_steps = int(settings.max_columns), int(settings.column_window)
         self.margin, self.beta = float(settings.column_margin), float(settings.column_beta)
-        self.init = settings.column_init
+        self.init, self.keep_good = settings.column_init, bool(settings.column_keep_good)
         params = dict(settings.column_detector_params)
         if not params:
             params = dict(ADWIN_DEFAULTS) if settings.column_detector == "adwin" else {}
@@ -323,6 +328,7 @@ class PNN(Method):
         self.level = [math.inf] * self.k   # the lowest windowed loss each column reached while active
         self.next_serial = 1
         self.pos, self.filled = 0, 0
+        self.kept = False  # the newest column's slot holds a good copy of it (column_keep_good)
         self.counts = {"opened": 1, "reactivated": 0, "routed": 0, "reused": 0, "detections": 0}
         self._pending: list[float] | None = None
 
@@ -380,6 +386,9 @@ class PNN(Method):
         self.usage[cols.active] += step.batch
         if self.filled == self.window_steps:
             self.level[cols.active] = min(self.level[cols.active], float(self.window[cols.active].mean()))
+        if self.keep_good and cols.active == cols.newest and losses[cols.newest] <= self.level[cols.newest] + self.tolerance:
+            cols.freeze(cols.newest)  # the slot it will be frozen into: a copy, overwritten while it stays good
+            self.kept = True
         if self.detector.observe(err):
             self.counts["detections"] += 1
             self._fresh_detector()
@@ -435,7 +444,9 @@ class PNN(Method):
         n = cols.newest
         serial = self._new_serial()
         if n + 1 < self.k:
-            cols.freeze(n)
+            if not self.kept:
+                cols.freeze(n)  # no good copy kept (never explained its data well, or column_keep_good off): as it is
+            self.kept = False
             n += 1
             cols.newest = n
             with torch.no_grad():
@@ -449,6 +460,7 @@ class PNN(Method):
             self.counts["reused"] += 1
         cols.active = n
         self.serial_of[n], self.usage[n], self.level[n] = serial, 0, math.inf
+        self.kept = False
 
     def _reinitialise(self) -> None:
         """PyTorch's Linear initialisation for the live column, drawn from the learner's generator (reproducible)."""
@@ -486,7 +498,7 @@ class PNN(Method):
     def _host_state(self) -> dict[str, Any]:
         return {"active": self.columns.active, "newest": self.columns.newest, "serial_of": list(self.serial_of),
                 "usage": list(self.usage), "level": list(self.level), "next_serial": self.next_serial,
-                "pos": self.pos, "filled": self.filled, "counts": dict(self.counts),
+                "pos": self.pos, "filled": self.filled, "kept": self.kept, "counts": dict(self.counts),
                 "detector": self.detector.state_dict()}
 
     def _load_host_state(self, state: dict[str, Any]) -> None:
@@ -498,6 +510,7 @@ class PNN(Method):
         self.usage = [int(u) for u in state["usage"]]
         self.level = [float(v) for v in state["level"]]
         self.next_serial, self.pos, self.filled = int(state["next_serial"]), int(state["pos"]), int(state["filled"])
+        self.kept = bool(state["kept"])
         self.counts = {k: int(v) for k, v in state["counts"].items()}
         name, params = self._detector_args
         self.detector = make_trigger(name, **params)  # type: ignore[assignment]
@@ -513,13 +526,16 @@ class PNN(Method):
         super().load_state_dict(state)
 
     def step_state(self) -> Any:
-        # The store changes only when a column is frozen, and only in the slot of the then newest column, which is all
-        # zeros until then: putting back a step means zeroing the slots from the restored newest on (no copy per step).
-        return {"window": self.window.clone(), **self._host_state()}
+        # A step writes the store only in the newest column's slot (its good copy, or its frozen copy when a column
+        # opens); the slots after it are all zeros until a column is frozen there. So a step keeps one slot, not all.
+        n = self.columns.newest
+        return {"window": self.window.clone(), "slot": [t[n].clone() for t in self.columns.store], **self._host_state()}
 
     def load_step_state(self, state: Any) -> None:
         self._load_host_state(state)
+        n = self.columns.newest
         with torch.no_grad():
             self.window.copy_(state["window"])
-            for t in self.columns.store:
-                t[self.columns.newest:].zero_()
+            for t, kept in zip(self.columns.store, state["slot"], strict=True):
+                t[n].copy_(kept)
+                t[n + 1:].zero_()
