@@ -104,6 +104,10 @@ class PNNSettings(MethodSettings):
                                    "column is frozen as that copy, not as the steps of the next concept learned before "
                                    "the change was detected made it (no extra bytes: the slot is the one it freezes "
                                    "into).")
+    column_laterals: Literal["all", "head"] = Field("all", description="Which layers of a column read the older "
+                                                    "columns: 'all' above the first (the paper's; their bytes grow with "
+                                                    "width x width x columns) or 'head', only the output layer (the "
+                                                    "old columns' last hidden layer into the logits).")
     column_init: Literal["copy", "random"] = Field("copy", description="A new column's weights: 'copy' of the "
                                                    "column it succeeds (starts where fine-tuning would) or 'random' "
                                                    "(PyTorch's default Linear initialisation, as in the paper).")
@@ -143,16 +147,21 @@ class Columns(nn.Module):
     the column the forward returns, ``newest`` the live one.
     """
 
-    def __init__(self, model: nn.Module, k: int) -> None:
+    def __init__(self, model: nn.Module, k: int, laterals: str = "all") -> None:
         super().__init__()
         layers, acts = chain_of(model)
         self.model = model
-        self.k = int(k)
+        self.k, self.laterals = int(k), laterals
         self.layers, self.acts = layers, acts
+        # The layers that read the older columns: every one above the first ("all", the paper's), or only the output
+        # layer ("head": the old columns' last hidden layer into the logits, a fraction of the bytes).
+        first = 1 if laterals == "all" else len(layers) - 1
+        self.reads = [self.k > 1 and i >= max(first, 1) for i in range(len(layers))]
         ref = layers[0].weight
         self.lateral = nn.ParameterList(
             [nn.Parameter(torch.zeros((lay.out_features, (self.k - 1) * lay.in_features), dtype=ref.dtype,
-                                      device=ref.device)) for lay in layers[1:]] if self.k > 1 else [])
+                                      device=ref.device)) for i, lay in enumerate(layers) if self.reads[i]])
+        self.lateral_of = {i: j for j, i in enumerate(i for i in range(len(layers)) if self.reads[i])}
         # Per layer: weight [k, out, in], bias [k, out] (when the layer has one), lateral [k, out, (k-1)*in] (above
         # the first layer): plain tensors, not buffers, so the learner's step transaction does not copy them every
         # step (they change only when a column is frozen; the method puts that back itself).
@@ -161,8 +170,8 @@ class Columns(nn.Module):
             self.store.append(torch.zeros((self.k, *lay.weight.shape), dtype=ref.dtype, device=ref.device))
             if lay.bias is not None:
                 self.store.append(torch.zeros((self.k, lay.out_features), dtype=ref.dtype, device=ref.device))
-            if i > 0 and self.k > 1:
-                self.store.append(torch.zeros((self.k, *self.lateral[i - 1].shape), dtype=ref.dtype,
+            if self.reads[i]:
+                self.store.append(torch.zeros((self.k, *self.lateral[self.lateral_of[i]].shape), dtype=ref.dtype,
                                               device=ref.device))
         self.active, self.newest = 0, 0
         self.capture = False              # the method asks for the forward's input (set for one step's forward)
@@ -185,8 +194,8 @@ class Columns(nn.Module):
             out.append(lay.weight)
             if lay.bias is not None:
                 out.append(lay.bias)
-            if i > 0 and self.k > 1:
-                out.append(self.lateral[i - 1])
+            if self.reads[i]:
+                out.append(self.lateral[self.lateral_of[i]])
         return out
 
     def _column(self, c: int) -> list[tuple[Tensor, Tensor | None, Tensor | None]]:
@@ -200,7 +209,7 @@ class Columns(nn.Module):
             if lay.bias is not None:
                 b, pos = tensors[pos], pos + 1
             u = None
-            if i > 0 and self.k > 1:
+            if self.reads[i]:
                 u, pos = tensors[pos][:, :c * lay.in_features], pos + 1
             out.append((w, b, u))
         return out
@@ -243,13 +252,15 @@ class Columns(nn.Module):
         return logits
 
 
-def column_bytes(model: nn.Module, k: int) -> int:
+def column_bytes(model: nn.Module, k: int, laterals: str = "all") -> int:
     """Bytes of the column store for ``k`` slots of ``model`` (a supported chain): each slot's weights, biases and
-    laterals from ``k - 1`` sources. The live column's laterals and their gradients come on top (model parameters)."""
+    laterals from ``k - 1`` sources (into every layer above the first, or only the output layer for ``"head"``). The
+    live column's laterals and their gradients come on top (model parameters)."""
     layers, _ = chain_of(model)
     size = layers[0].weight.element_size()
     per = sum(lay.weight.numel() + (lay.out_features if lay.bias is not None else 0) for lay in layers)
-    lat = sum(lay.out_features * (k - 1) * lay.in_features for lay in layers[1:])
+    reading = layers[1:] if laterals == "all" else layers[-1:] if len(layers) > 1 else []
+    lat = sum(lay.out_features * (k - 1) * lay.in_features for lay in reading)
     return k * (per + lat) * size
 
 
@@ -293,11 +304,12 @@ class PNN(Method):
         if not isinstance(settings, PNNSettings):
             raise TypeError(f"{cls.__name__} needs PNNSettings, got {type(settings).__name__}")
         if isinstance(model, Columns):
-            if model.k != settings.max_columns:
-                raise ValueError(f"the model already holds {model.k} pnn columns, the settings ask for "
-                                 f"max_columns={settings.max_columns}; pass the bare model")
+            if (model.k, model.laterals) != (settings.max_columns, settings.column_laterals):
+                raise ValueError(f"the model already holds {model.k} pnn columns with column_laterals="
+                                 f"{model.laterals!r}, the settings ask for max_columns={settings.max_columns}, "
+                                 f"column_laterals={settings.column_laterals!r}; pass the bare model")
             return model
-        return Columns(model, settings.max_columns)
+        return Columns(model, settings.max_columns, settings.column_laterals)
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)

@@ -227,3 +227,23 @@ def test_random_column_init_is_reproducible_and_learns():
     run(b, ABAB[:2])
     assert_same_state(a.state_dict(), b.state_dict())
     assert visit(acc, 450, 50) >= 0.8 and BATCH == 10
+
+
+def test_head_laterals_cost_only_the_output_layer_and_keep_both_regimes():
+    def learner_with(laterals: str) -> OnlineLearner:
+        torch.manual_seed(0)
+        model = models.mlp(DIM, [32, 16], CLASSES)
+        opts = {"replay_batch": 10, "trigger": None, "lr": 0.1, "method": "pnn", "column_laterals": laterals}
+        budget = OnlineLearner.required_bytes(model, buffer_samples=300, **opts)
+        return OnlineLearner(model, budget_bytes=budget, seed=0, device="cpu", **opts)
+
+    head, full = learner_with("head"), learner_with("all")
+    model = head.model.model.model
+    assert head.memory_report()["parts"]["pnn"] == column_bytes(model, 4, "head") + 4 * 4
+    assert full.memory_report()["parts"]["pnn"] == column_bytes(model, 4, "all") + 4 * 4
+    assert column_bytes(model, 4, "head") < column_bytes(model, 4, "all")
+    assert [p.shape for p in pnn_of(head).columns.lateral] == [torch.Size([CLASSES, 3 * 16])]
+    assert [p.shape for p in pnn_of(full).columns.lateral] == [torch.Size([16, 3 * 32]), torch.Size([CLASSES, 3 * 16])]
+    acc = run(head, ABAB)
+    assert pnn_of(head).counts["opened"] == 2, pnn_of(head).report()
+    assert visit(acc, 501, 19) >= visit(acc, 230, 20) - 0.05 and visit(acc, 450, 50) >= 0.9
