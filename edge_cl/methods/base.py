@@ -16,6 +16,9 @@ backward, the optimizer step, device moves, the non-finite skip, the buffer inse
     trigger fires -> m.consolidate()
     buffer.add(new, **values)                                    # last: nothing after it can fail
 
+Before any of this, a method may hand the learner a network to run instead of the model (:meth:`Method.wrap_model`,
+e.g. PNN's columns): the one step above then runs on it.
+
 A step is a transaction (edge_cl.transaction): if any hook raises, the learner's whole state is put back and the
 error names the method and the hook.
 

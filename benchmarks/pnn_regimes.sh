@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Method pnn (issue #23) on the conflicting-regimes stream. validate: a grid of its settings on validation seeds 100-101
+# (never the reported seeds 0-2), sgd / der++ / contexts beside; section conflicting-regimes-pnn-validation. report:
+# the chosen settings (highest validation prequential accuracy, benchmarks/pnn_regimes.py pick) on seeds 0-2 against
+# der++, contexts and sgd at equal bytes (every method gets what pnn needs with a 500-sample buffer); section
+# conflicting-regimes-pnn. Usage: benchmarks/pnn_regimes.sh [validate|report ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+o=benchmarks/results/pnn
+mkdir -p "$o"
+bench() { python -m edge_cl.cli.main bench --stream conflicting-regimes --device cpu --threads 1 "$@"; }
+val() { name=$1; shift; [ -f "$o/$name.json" ] || bench --seed 100 --repeat 2 --json "$o/$name.json" "$@" > /dev/null; }
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(validate report)
+for stage in "${stages[@]}"; do
+  if [ "$stage" = validate ]; then
+    val baselines --methods sgd,der++,contexts
+    for lat in all head; do for init in copy random; do for w in 1 3; do for beta in 1.0 0.5 0; do
+      val "pnn-$lat-$init-w$w-b$beta" --methods pnn --method-param column_laterals=$lat --method-param column_init=$init \
+        --method-param column_window=$w --method-param column_beta=$beta
+    done; done; done; done
+    val pnn-all-copy-w1-b1.0-nokeep --methods pnn --method-param column_keep_good=false
+    python benchmarks/pnn_regimes.py section "$o"/baselines.json "$o"/pnn-*.json --write-benchmarks > /dev/null
+  else
+    chosen=$(python benchmarks/pnn_regimes.py pick "$o"/pnn-*.json)
+    # shellcheck disable=SC2086
+    bytes=$(python benchmarks/pnn_regimes.py budget $chosen)
+    # shellcheck disable=SC2086
+    bench --methods pnn,contexts,der++,sgd $chosen --budget-bytes "$bytes" --seed 0 --repeat 3 \
+      --json "$o/conflicting-regimes-pnn.json" --write-benchmarks conflicting-regimes-pnn > /dev/null
+  fi
+done
