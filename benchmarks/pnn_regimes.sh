@@ -18,7 +18,8 @@ for stage in "${stages[@]}"; do
       val "pnn-$lat-$init-w$w-b$beta" --methods pnn --method-param column_laterals=$lat --method-param column_init=$init \
         --method-param column_window=$w --method-param column_beta=$beta
     done; done; done; done
-    val pnn-all-copy-w1-b1.0-nokeep --methods pnn --method-param column_keep_good=false
+    val pnn-head-copy-w1-b0.5-nokeep --methods pnn --method-param column_laterals=head --method-param column_init=copy \
+      --method-param column_window=1 --method-param column_beta=0.5 --method-param column_keep_good=false
     python benchmarks/pnn_regimes.py section "$o"/baselines.json "$o"/pnn-*.json --write-benchmarks > /dev/null
   else
     chosen=$(python benchmarks/pnn_regimes.py pick "$o"/pnn-*.json)

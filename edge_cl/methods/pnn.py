@@ -106,17 +106,19 @@ class PNNSettings(MethodSettings):
                                                                  "0.5 (as method 'contexts').")
     column_return: float = Field(0.25, ge=0, description="A column is re-activated only while its windowed loss is "
                                  "within this many ln(num_classes) of the lowest it reached while active.")
-    column_beta: float = Field(1.0, ge=0, description="Weight of the live column's replay cross-entropy on buffered "
-                               "samples of its own concept (0: no replay of pnn's own).")
+    column_beta: float = Field(0.5, ge=0, description="Weight of the live column's replay cross-entropy on buffered "
+                               "samples of its own concept (0: no replay of pnn's own; 0.5 chosen on validation seeds, "
+                               "BENCHMARKS.md conflicting-regimes-pnn-validation).")
     column_keep_good: bool = Field(True, description="The newest column's slot keeps a copy of it from the last step "
                                    "on which it explained the new rows within column_return of its lowest loss; the "
                                    "column is frozen as that copy, not as the steps of the next concept learned before "
                                    "the change was detected made it (no extra bytes: the slot is the one it freezes "
                                    "into).")
-    column_laterals: Literal["all", "head"] = Field("all", description="Which layers of a column read the older "
+    column_laterals: Literal["all", "head"] = Field("head", description="Which layers of a column read the older "
                                                     "columns: 'all' above the first (the paper's; their bytes grow with "
                                                     "width x width x columns) or 'head', only the output layer (the "
-                                                    "old columns' last hidden layer into the logits).")
+                                                    "old columns' last hidden layer into the logits; chosen on "
+                                                    "validation seeds: more accurate there, a third of the bytes).")
     column_init: Literal["copy", "random"] = Field("copy", description="A new column's weights: 'copy' of the "
                                                    "column it succeeds (starts where fine-tuning would) or 'random' "
                                                    "(PyTorch's default Linear initialisation, as in the paper).")
