@@ -171,11 +171,18 @@ def test_a_failing_step_that_froze_a_column_is_put_back_exactly():
         methods.unregister(_FailAfter.name)
 
 
-def test_replay_combinations_run_and_keep_the_old_column():
-    learner = make("er+pnn")
-    run(learner, ABAB[:2])
+@pytest.mark.parametrize("method", ["er+pnn", "der++ + pnn"])
+def test_replay_combinations_run_and_keep_the_old_column(method):
+    learner = make(method)
     m = pnn_of(learner)
+    run(learner, ABAB[:1])
+    frozen_at = None
+    for _, x, y in concepts(ABAB[:2]):
+        if m.newest == 1 and frozen_at is None:
+            frozen_at = [t[0].clone() for t in m.columns.store]
+        learner.learn(x, y)
     assert m.newest == 1 and len(learner.buffer) > 0, m.report()
+    assert frozen_at is not None and all(torch.equal(a, t[0]) for a, t in zip(frozen_at, m.columns.store, strict=True))
 
 
 @pytest.mark.integration
