@@ -15,11 +15,19 @@ for stage in "${stages[@]}"; do
   if [ "$stage" = validate ]; then
     val baselines --methods sgd,der++,contexts
     for lat in all head; do for init in copy random; do for w in 1 3; do for beta in 1.0 0.5 0; do
-      val "pnn-$lat-$init-w$w-b$beta" --methods pnn --method-param column_laterals=$lat --method-param column_init=$init \
-        --method-param column_window=$w --method-param column_beta=$beta
+      val "pnn-$lat-$init-w$w-b$beta-s1.0" --methods pnn --method-param column_laterals=$lat \
+        --method-param column_init=$init --method-param column_window=$w --method-param column_beta=$beta \
+        --method-param column_lateral_scale=1.0
     done; done; done; done
-    val pnn-head-copy-w1-b0.5-nokeep --methods pnn --method-param column_laterals=head --method-param column_init=copy \
-      --method-param column_window=1 --method-param column_beta=0.5 --method-param column_keep_good=false
+    # The laterals' scale, tried on the best family of the grid above (copy, window 1, beta 0.5 or 0).
+    for lat in all head; do for beta in 0.5 0; do for scale in 0.3 0.1; do
+      val "pnn-$lat-copy-w1-b$beta-s$scale" --methods pnn --method-param column_laterals=$lat \
+        --method-param column_init=copy --method-param column_window=1 --method-param column_beta=$beta \
+        --method-param column_lateral_scale=$scale
+    done; done; done
+    val pnn-head-copy-w1-b0.5-s1.0-nokeep --methods pnn --method-param column_laterals=head \
+      --method-param column_init=copy --method-param column_window=1 --method-param column_beta=0.5 \
+      --method-param column_lateral_scale=1.0 --method-param column_keep_good=false
     python benchmarks/pnn_regimes.py section "$o"/baselines.json "$o"/pnn-*.json --write-benchmarks > /dev/null
   else
     chosen=$(python benchmarks/pnn_regimes.py pick "$o"/pnn-*.json)

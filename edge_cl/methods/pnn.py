@@ -119,6 +119,9 @@ class PNNSettings(MethodSettings):
                                                     "width x width x columns) or 'head', only the output layer (the "
                                                     "old columns' last hidden layer into the logits; chosen on "
                                                     "validation seeds: more accurate there, a third of the bytes).")
+    column_lateral_scale: float = Field(1.0, gt=0, le=1, description="Factor on the older columns' activations "
+                                        "where a lateral reads them (the paper's adapter scale, fixed here): below 1 "
+                                        "the laterals learn more slowly than the column's own weights.")
     column_init: Literal["copy", "random"] = Field("copy", description="A new column's weights: 'copy' of the "
                                                    "column it succeeds (starts where fine-tuning would) or 'random' "
                                                    "(PyTorch's default Linear initialisation, as in the paper).")
@@ -158,11 +161,11 @@ class Columns(nn.Module):
     the column the forward returns, ``newest`` the live one.
     """
 
-    def __init__(self, model: nn.Module, k: int, laterals: str = "all") -> None:
+    def __init__(self, model: nn.Module, k: int, laterals: str = "all", scale: float = 1.0) -> None:
         super().__init__()
         layers, acts = chain_of(model)
         self.model = model
-        self.k, self.laterals = int(k), laterals
+        self.k, self.laterals, self.scale = int(k), laterals, float(scale)
         self.layers, self.acts = layers, acts
         # The layers that read the older columns: every one above the first ("all", the paper's), or only the output
         # layer ("head": the old columns' last hidden layer into the logits, a fraction of the bytes).
@@ -242,13 +245,13 @@ class Columns(nn.Module):
             hidden = [self.acts[i](self._layer(cols, hidden, c, i)) for c in range(upto + 1)]
         return [self._layer(cols, hidden, c, last) for c in heads]
 
-    @staticmethod
-    def _layer(cols: list[list[tuple[Tensor, Tensor | None, Tensor | None]]], hidden: list[Tensor], c: int,
+    def _layer(self, cols: list[list[tuple[Tensor, Tensor | None, Tensor | None]]], hidden: list[Tensor], c: int,
                i: int) -> Tensor:
         w, b, u = cols[c][i]
         z = F.linear(hidden[c], w, b)
         if u is not None and c > 0:
-            z = z + F.linear(torch.cat(hidden[:c], 1), u)
+            old = torch.cat(hidden[:c], 1)
+            z = z + F.linear(old if self.scale == 1.0 else old * self.scale, u)
         return z
 
     def forward(self, x: Tensor) -> Tensor:
@@ -315,12 +318,13 @@ class PNN(Method):
         if not isinstance(settings, PNNSettings):
             raise TypeError(f"{cls.__name__} needs PNNSettings, got {type(settings).__name__}")
         if isinstance(model, Columns):
-            if (model.k, model.laterals) != (settings.max_columns, settings.column_laterals):
-                raise ValueError(f"the model already holds {model.k} pnn columns with column_laterals="
-                                 f"{model.laterals!r}, the settings ask for max_columns={settings.max_columns}, "
-                                 f"column_laterals={settings.column_laterals!r}; pass the bare model")
+            mine = (settings.max_columns, settings.column_laterals, settings.column_lateral_scale)
+            if (model.k, model.laterals, model.scale) != mine:
+                raise ValueError(f"the model already holds pnn columns (max_columns, column_laterals, "
+                                 f"column_lateral_scale) = {(model.k, model.laterals, model.scale)}, the settings ask "
+                                 f"for {mine}; pass the bare model")
             return model
-        return Columns(model, settings.max_columns, settings.column_laterals)
+        return Columns(model, settings.max_columns, settings.column_laterals, settings.column_lateral_scale)
 
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         super().__init__(ctx, settings)
