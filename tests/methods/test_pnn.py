@@ -254,3 +254,44 @@ def test_head_laterals_cost_only_the_output_layer_and_keep_both_regimes():
     acc = run(head, ABAB)
     assert pnn_of(head).counts["opened"] == 2, pnn_of(head).report()
     assert visit(acc, 501, 19) >= visit(acc, 230, 20) - 0.05 and visit(acc, 450, 50) >= 0.9
+
+
+@pytest.mark.parametrize("laterals", ["all", "head"])
+def test_a_column_computes_the_progressive_network_formula(laterals):
+    torch.manual_seed(0)
+    net = Columns(models.mlp(DIM, [8, 5], CLASSES), k=3, laterals=laterals, scale=0.5)
+    with torch.no_grad():
+        for t in [*net.store, *net.lateral]:
+            t.normal_()
+    net.newest = net.active = 2
+    x = torch.randn(4, DIM)
+
+    hs: list[list[torch.Tensor]] = []
+    for c in range(3):
+        if c == 2:
+            w = [lay.weight for lay in net.layers]
+            b = [lay.bias for lay in net.layers]
+            u = dict(zip([i for i in range(3) if net.reads[i]], net.lateral, strict=True))
+        else:
+            per = [t[c] for t in net.store]
+            w, b, u, pos = [], [], {}, 0
+            for i in range(3):
+                w.append(per[pos])
+                b.append(per[pos + 1])
+                pos += 2
+                if net.reads[i]:
+                    u[i] = per[pos]
+                    pos += 1
+        h, outs = x, []
+        for i in range(3):
+            z = h @ w[i].T + b[i]
+            if i in u and c > 0:
+                z = z + (0.5 * torch.cat([hs[j][i] for j in range(c)], 1)) @ u[i][:, :c * net.layers[i].in_features].T
+            outs.append(h)
+            h = torch.relu(z) if i < 2 else z
+        hs.append(outs)
+        if c == 2:
+            expected = h
+    assert net.reads == ([False, True, True] if laterals == "all" else [False, False, True])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
