@@ -57,8 +57,16 @@ recommended; with ``column_beta=0`` they are PNN with ordinary replay.
 **Export**: ``predict`` and the ONNX snapshot run the active column (traced with the columns it reads: ``0..active``),
 the router's choice when the snapshot was taken (the router needs labels, which inference does not have).
 
-**Task-free measurement**: BENCHMARKS.md ``conflicting-regimes-pnn`` (pnn against der++ and contexts at equal bytes,
-seeds 0-2, settings from validation seeds 100-101 in ``conflicting-regimes-pnn-validation``).
+**Task-free use, measured** (BENCHMARKS.md ``conflicting-regimes-pnn``: pnn against contexts, der++ and fine-tuning
+at equal bytes -- what pnn needs with a 500-sample buffer --, seeds 0-2, settings chosen on validation seeds 100-101 in
+``conflicting-regimes-pnn-validation``; ``benchmarks/pnn_regimes.sh``). On regimes that contradict each other and come
+back, PNN serves task-free use well: the highest prequential accuracy of the four, each new regime learned as well as
+fine-tuning learns it (the scaled laterals even help the second one), a returning regime's column re-activated after
+its first batch. What it gives away: that first batch (10 of the 200 samples a return is scored on go to the column
+active before, most of its gap to the end of the previous visit; one seed of three misses the issue's 5 points), a
+frozen copy of the whole network per column (a third of the bytes here, far more on wide models, and with laterals
+into every layer), and a column for good per confirmed change: on streams that drift without coming back the slots
+fill and the newest column is fine-tuning (not measured here: Elec2 and the domain-IL streams).
 
 Limits: the step runs on autograd (not the closed-form or fixed-shape steps); samples learned between a change and
 its detection are filed under the old column (its buffered samples, not its frozen copy, with column_keep_good); the
