@@ -33,7 +33,7 @@ def _runs(paths: list[Path]) -> list[tuple[str, dict[str, Any], dict[str, Any], 
         doc = json.loads(path.read_text())
         params = doc["config"].get("method_params") or {}
         for method, result in doc["methods"].items():
-            mine = params if method == "pnn" else {}
+            mine = params if "pnn" in method.split("+") else {}
             settings = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(mine.items()))
             label = f"{method} ({settings})" if settings else method
             out.append((label, mine, result, [str(s) for s in result.get("seeds") or [doc["config"].get("seed")]]))
@@ -42,7 +42,7 @@ def _runs(paths: list[Path]) -> list[tuple[str, dict[str, Any], dict[str, Any], 
 
 def pick(paths: list[Path]) -> tuple[str, dict[str, Any]]:
     """The pnn run with the highest mean prequential accuracy, and its settings."""
-    pnn = [(label, params, r) for label, params, r, _ in _runs(paths) if label.startswith("pnn")]
+    pnn = [(label, params, r) for label, params, r, _ in _runs(paths) if label.startswith("pnn ")]
     if not pnn:
         raise SystemExit("no pnn run in the files given")
     label, params, _ = max(pnn, key=lambda t: t[2]["prequential_acc"])
@@ -73,8 +73,9 @@ def section(paths: list[Path]) -> str:
     table = regimes_table({f"{lab} [{i}]": r for i, (lab, _, r, _) in enumerate(runs)})
     return (f"### {SECTION}\n\nMethod `pnn` settings on validation seeds {', '.join(seeds)} of the `conflicting-regimes` "
             "stream (never the reported seeds 0-2), each row naming the settings it was given (the others at their "
-            "defaults: max_columns 4, ADWIN clock 1 / delta 0.5, column_keep_good true); sgd, der++ and contexts "
-            "beside for reference, each at the bench's default budget (its own state plus 500 samples). Chosen: the "
+            "defaults: max_columns 4, ADWIN clock 1 / delta 0.5, column_keep_good true); er+pnn and der++ + pnn (pnn "
+            "with another method's replay of every buffered label or logit), sgd, der++ and contexts beside, each at the "
+            "bench's default budget (its own state plus 500 samples). Chosen: the "
             f"pnn run with the highest prequential accuracy, **{label}** (`{flags(params)}`), used for "
             "`conflicting-regimes-pnn`.\n\n"
             f"{preq}\n\n{table}\n")

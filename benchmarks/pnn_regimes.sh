@@ -28,7 +28,12 @@ for stage in "${stages[@]}"; do
     val pnn-head-copy-w1-b0.5-s1.0-nokeep --methods pnn --method-param column_laterals=head \
       --method-param column_init=copy --method-param column_window=1 --method-param column_beta=0.5 \
       --method-param column_lateral_scale=1.0 --method-param column_keep_good=false
-    python benchmarks/pnn_regimes.py section "$o"/baselines.json "$o"/pnn-*.json --write-benchmarks > /dev/null
+    # pnn with another method's replay (every buffered sample's label or logits, contradicting ones included).
+    val combos-head-copy-w1-b0.5-s0.3 --methods er+pnn,der+++pnn --method-param column_laterals=head \
+      --method-param column_init=copy --method-param column_window=1 --method-param column_beta=0.5 \
+      --method-param column_lateral_scale=0.3
+    python benchmarks/pnn_regimes.py section "$o"/baselines.json "$o"/combos-*.json "$o"/pnn-*.json \
+      --write-benchmarks > /dev/null
   else
     chosen=$(python benchmarks/pnn_regimes.py pick "$o"/pnn-*.json)
     # shellcheck disable=SC2086

@@ -52,7 +52,8 @@ learner is built, with what to use instead (``contexts`` keeps a head per contex
 **Combinations**: ``pnn`` replays by itself (its own draw, own-concept rows only). ``er+pnn`` and ``der++ + pnn`` run,
 but their replay pulls the live column towards every buffered sample's label or logits, contradicting ones
 included: on streams whose concepts conflict that is what PNN's columns are there to avoid, so they are not
-recommended; with ``column_beta=0`` they are PNN with ordinary replay.
+recommended there (measured on the validation seeds, ``conflicting-regimes-pnn-validation``: both learn the new regimes
+far below pnn alone); with ``column_beta=0`` they are PNN with ordinary replay, for streams whose concepts agree.
 
 **Export**: ``predict`` and the ONNX snapshot run the active column (traced with the columns it reads: ``0..active``),
 the router's choice when the snapshot was taken (the router needs labels, which inference does not have).
