@@ -72,7 +72,9 @@ fill and the newest column is fine-tuning (not measured here: Elec2 and the doma
 Limits: the step runs on autograd (not the closed-form or fixed-shape steps); samples learned between a change and
 its detection are filed under the old column (its buffered samples, not its frozen copy, with column_keep_good); the
 first batch of a returning concept is predicted by the column active before it (the router needs its labels); the
-optimizer's state is shared by every column that was ever live (plain SGD, the default, keeps none).
+optimizer's state is shared by every column that was ever live (plain SGD, the default, keeps none); each step
+copies the live column about three times (the learner's transaction keeps the weights, pnn's keeps the newest slot,
+and column_keep_good refreshes it), which a model far larger than a sensor MLP would feel.
 """
 
 from __future__ import annotations
