@@ -150,12 +150,25 @@ class _FailAfter(Method):
             raise RuntimeError("planned failure")
 
 
-def test_a_failing_step_that_froze_a_column_is_put_back_exactly():
+@pytest.mark.parametrize("when", ["freezing", "keeping-a-good-copy"])
+def test_a_failing_step_is_put_back_exactly(when):
+    """A step that froze a column, or refreshed the newest column's good copy (both write the store), then failed in
+    a later method's hook leaves the learner as it was before the step."""
     methods.register(_FailAfter)
     try:
         data = list(concepts(ABAB))
-        probe = make("pnn")  # where, on this stream, the first column is frozen
-        opened = next(i for i, (_, x, y) in enumerate(data) if probe.learn(x, y) and pnn_of(probe).newest == 1)
+        probe = make("pnn")  # on this stream: the step that freezes the first column, and steps that refresh its copy
+        refreshed, opened = [], -1
+        for i, (_, x, y) in enumerate(data):
+            before = pnn_of(probe).columns.store[0][0].clone()
+            probe.learn(x, y)
+            if pnn_of(probe).newest == 1:
+                opened = i
+                break
+            if not torch.equal(before, pnn_of(probe).columns.store[0][0]):
+                refreshed.append(i)
+        if when == "keeping-a-good-copy":
+            opened = next(i for i in refreshed if i >= 150)  # deep in A's visit
         learner = make("pnn+fail-after-test")
         for _, x, y in data[:opened]:
             learner.learn(x, y)
@@ -165,8 +178,13 @@ def test_a_failing_step_that_froze_a_column_is_put_back_exactly():
             learner.learn(*data[opened][1:])
         assert_same_state(before, learner.state_dict())
         _FailAfter.at = -1
+        slot = [t[0].clone() for t in pnn_of(learner).columns.store]
         learner.learn(*data[opened][1:])
-        assert pnn_of(learner).newest == 1  # the same step, run again, freezes the column
+        if when == "freezing":
+            assert pnn_of(learner).newest == 1  # the same step, run again, freezes the column
+        else:
+            assert pnn_of(learner).kept and not all(torch.equal(a, t[0]) for a, t in
+                                                    zip(slot, pnn_of(learner).columns.store, strict=True))
     finally:
         methods.unregister(_FailAfter.name)
 
