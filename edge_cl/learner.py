@@ -153,6 +153,17 @@ def _infer_io(model: nn.Module, device: torch.device, input_dim: int | None) -> 
     return int(dim), int(out.shape[1])
 
 
+def _wrapped(model: nn.Module, cfg: LearnerConfig, num_classes: int) -> nn.Module:
+    """``model`` as the methods want to run it (:meth:`Method.wrap_model`, e.g. PNN's columns); itself when none
+    wraps it. Before the standardiser and the parameters are collected: the wrapper is the model from then on."""
+    settings = cfg.method_settings()
+    for name in cfg.method_names:
+        wrapped = method_registry.get(name).wrap_model(model, settings[name], num_classes)
+        if wrapped is not None:
+            model = wrapped
+    return model
+
+
 def _build_methods(cfg: LearnerConfig, ctx: MethodContext) -> list[Method]:
     settings = cfg.method_settings()
     return [method_registry.get(name)(ctx, settings[name]) for name in cfg.method_names]
@@ -290,7 +301,7 @@ class OnlineLearner:
         self.model = model.to(self.device)
         self.input_dim, self.num_classes = _infer_io(self.model, self.device, cfg.input_dim)
         self.input_shape: tuple[int, ...] = tuple(getattr(model, "input_shape", (self.input_dim,)))
-        self.model = _standardized(self.model, cfg, self.input_dim, self.device)
+        self.model = _standardized(_wrapped(self.model, cfg, self.num_classes), cfg, self.input_dim, self.device)
         self.standardizer = self.model.standardizer if isinstance(self.model, Standardized) else None
         # The model's own buffers (BatchNorm's running statistics): a train-mode forward updates them in place.
         self._model_buffers = [b for b in _model_parts(self.model)["parameters"] if not isinstance(b, nn.Parameter)]
@@ -442,7 +453,7 @@ class OnlineLearner:
         cfg = config_from_arguments(1, importance, replay_batch=replay_batch, **options)
         device = next(model.parameters()).device
         dim, num_classes = _infer_io(model, device, cfg.input_dim)
-        model = _standardized(model, cfg, dim, device)
+        model = _standardized(_wrapped(model, cfg, num_classes), cfg, dim, device)
         plan = _plan(cfg, _context(model, cfg, device, torch.Generator(device=device).manual_seed(cfg.seed), dim,
                                    num_classes))
         return MemoryBudget.required(plan.fixed, plan.per_sample, buffer_samples if cfg.uses_buffer() else 0)

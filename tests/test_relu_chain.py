@@ -17,8 +17,9 @@ from edge_cl.methods.lwf import distill, distill_grad
 from edge_cl.relu_chain import ReLUChain, cross_entropy_grad, mse_grad, per_sample_cross_entropy_grad
 
 # Methods whose terms have a gradient at the trunk's features rather than at the logits (contexts: replay through each
-# sample's own context head): they read a layer's input with autograd, so their learner steps on autograd.
-AUTOGRAD_ONLY = {"contexts"}
+# sample's own context head; pnn: its columns are a network of their own): they read a layer's input with autograd, so
+# their learner steps on autograd.
+AUTOGRAD_ONLY = {"contexts", "pnn"}
 CASES = [m for m in methods.available() if m not in AUTOGRAD_ONLY] + ["er+ewc", "er+mas", "der++ + ewc", "er+si"]
 
 

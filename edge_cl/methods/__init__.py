@@ -20,6 +20,7 @@ from edge_cl.methods import (  # noqa: F401 - importing registers the built-in m
     lwf,
     mas,
     packnet,
+    pnn,
     rwalk,
     scp,
     sgd,

@@ -17,6 +17,9 @@ backward, the optimizer step, device moves, the non-finite skip, the buffer inse
     trigger fires -> m.consolidate()
     buffer.add(new, **values)                                    # last: nothing after it can fail
 
+Before any of this, a method may hand the learner a network to run instead of the model (:meth:`Method.wrap_model`,
+e.g. PNN's columns): the one step above then runs on it.
+
 A step is a transaction (edge_cl.transaction): if any hook raises, the learner's whole state is put back and the
 error names the method and the hook.
 
@@ -169,6 +172,18 @@ class Method:
     def __init__(self, ctx: MethodContext, settings: MethodSettings) -> None:
         self.ctx = ctx
         self.settings = settings
+
+    # --- the network --------------------------------------------------------------------------------
+    @classmethod
+    def wrap_model(cls, model: nn.Module, settings: MethodSettings, num_classes: int) -> nn.Module | None:
+        """A network the learner runs instead of ``model`` (e.g. ``model``'s layers as the first of several
+        columns), built before the learner collects the trainable parameters, so that the one step, the budget, the
+        state, ``predict`` and the ONNX snapshot all run on it; None (the default): ``model`` as it is.
+
+        It is called on the bare model (before the input standardiser goes in front of it) when the learner is
+        built and when :meth:`OnlineLearner.required_bytes` sizes a budget; a model it already returned must come
+        back unchanged (a learner loaded with such a model)."""
+        return None
 
     # --- budget -------------------------------------------------------------------------------------
     def tensors(self) -> list[Tensor]:

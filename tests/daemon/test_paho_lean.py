@@ -112,9 +112,7 @@ def test_an_untested_paho_gets_pahos_own_client(monkeypatch: pytest.MonkeyPatch)
     uses paho's own client instead (slower, never wrong)."""
     import paho.mqtt
 
-    from edge_cl.daemon.paho_lean import client_class
-
-    from edge_cl.daemon.paho_lean import TESTED_PAHO
+    from edge_cl.daemon.paho_lean import TESTED_PAHO, client_class
 
     installed = ".".join(paho.mqtt.__version__.split(".")[:2])
     assert client_class() is (LeanClient if installed in TESTED_PAHO else mqtt.Client)
