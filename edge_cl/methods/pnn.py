@@ -55,8 +55,9 @@ included: on streams whose concepts conflict that is what PNN's columns are ther
 recommended there (measured on the validation seeds, ``conflicting-regimes-pnn-validation``: both learn the new regimes
 far below pnn alone); with ``column_beta=0`` they are PNN with ordinary replay, for streams whose concepts agree.
 
-**Export**: ``predict`` and the ONNX snapshot run the active column (traced with the columns it reads: ``0..active``),
-the router's choice when the snapshot was taken (the router needs labels, which inference does not have).
+**Export**: ``predict`` runs the active column. The ONNX snapshot holds every held column and the router's choice
+(edge_cl.methods.pnn_graph): the ``context`` input picks a column, its default is the column active when the snapshot
+was taken (the router itself needs labels, which inference does not have), ``context_logits`` gives every column's.
 
 **Task-free use, measured** (BENCHMARKS.md ``conflicting-regimes-pnn``: pnn against contexts, der++ and fine-tuning
 at equal bytes -- what pnn needs with a 500-sample buffer --, seeds 0-2, settings chosen on validation seeds 100-101 in
@@ -203,6 +204,10 @@ class Columns(nn.Module):
         self.active, self.newest = 0, 0
         self.capture = False              # the method asks for the forward's input (set for one step's forward)
         self.captured: Tensor | None = None
+        # Set only around an export's forward (edge_cl.methods.pnn_graph): the chosen column as a tensor, so that
+        # tracing makes it a graph input, and every held column's logits.
+        self.route: Tensor | None = None
+        self.every: Tensor | None = None
         for attr in ("input_dim", "input_shape", "num_classes", "spec"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
@@ -271,6 +276,10 @@ class Columns(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if self.capture:
             self.captured = x
+        if self.route is not None:
+            # Column c's logits do not depend on the columns after it: each is what the learner computes with c active.
+            self.every = torch.stack(self.columns_logits(x, self.newest, range(self.newest + 1)), 1)
+            return self.every.index_select(1, self.route.reshape(1))[:, 0]
         logits = self.columns_logits(x, self.active, [self.active])[0]
         if self.active != self.newest and self.training and torch.is_grad_enabled():
             # A frozen column predicts: no trainable parameter is in the graph, but the learner's step takes its
@@ -519,6 +528,15 @@ class PNN(Method):
             serial = (serial + 1) % SERIALS
         self.next_serial = (serial + 1) % SERIALS
         return serial
+
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """Every held column, the active one the ``context`` input's default (edge_cl.methods.pnn_graph); None when
+        another network predicts (a predictor, NCM): it is exported as it is."""
+        if net is not self.ctx.model:
+            return None
+        from edge_cl.methods.pnn_graph import ColumnsNetwork
+
+        return ColumnsNetwork(net, self.serial_of[:self.columns.newest + 1])
 
     # --- reporting and state -------------------------------------------------------------------------
     @property

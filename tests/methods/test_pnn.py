@@ -5,6 +5,7 @@ budget (the newest one goes on learning when all slots are used), state, rollbac
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -313,3 +314,41 @@ def test_a_column_computes_the_progressive_network_formula(laterals):
     assert net.reads == ([False, True, True] if laterals == "all" else [False, False, True])
     with torch.no_grad():
         torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_onnx_snapshot_holds_every_column_and_the_router_choice():
+    """The snapshot of a learner with two columns, the old one re-activated: without a ``context`` input it predicts as
+    the learner; with each index, as the learner with that column active; the gate checks every index."""
+    from edge_cl.export.onnx_export import export_onnx, read_metadata
+    from edge_cl.export.parity import check_parity
+    from edge_cl.runtime import make_session
+
+    learner = make("pnn")
+    run(learner, ABAB[:3])
+    m = pnn_of(learner)
+    assert m.newest == 1 and m.active == 0, m.report()
+    x = torch.randn(32, DIM, generator=torch.Generator().manual_seed(3))
+    net = learner.export_model().eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), learner.inference_model().eval()(x))
+    data = export_onnx(net, step=learner.step)
+    assert check_parity(net, data, x).ok
+    meta = read_metadata(data)
+    assert json.loads(meta["contexts"]) == m.serial_of[:2] and meta["context"] == "0"
+    assert json.loads(meta["graph_inputs"]) == {"context": 0}
+    session = make_session(data)
+    plain = session.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(plain, learner.inference_model().eval()(x).numpy(), atol=1e-5)
+        std = learner.model.standardizer(x)
+    for index in range(2):
+        logits, _, every = session.run(None, {"input": x.numpy(), "context": np.array(index, np.int64)})
+        with torch.no_grad():
+            want = column_logits(m, index, std)
+        np.testing.assert_allclose(logits, want.numpy(), atol=1e-5, err_msg=f"column {index}")
+        np.testing.assert_allclose(every[:, index], want.numpy(), atol=1e-5)
+    # The columns disagree (B's labels contradict A's), so picking one is not a no-op.
+    assert not np.array_equal(every[:, 0].argmax(1), every[:, 1].argmax(1))
+    # Exporting left the learner as it was: it still predicts with column 0, and no route is set.
+    assert m.active == 0 and m.columns.route is None and m.columns.every is None
