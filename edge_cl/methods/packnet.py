@@ -30,8 +30,9 @@ What a context is here:
   nothing in the model learns while a frozen context is active (a returning concept is recognised, not relearned).
   Running statistics of normalisation layers (BatchNorm buffers) are shared by all contexts.
 - **The model holds the active context's weights** (older contexts' kept values, its own, and, when open, the free
-  ones; entries of younger contexts are zero), so ``predict``, ``learner.inference_model()`` and the ONNX snapshot
-  are the active context's masked network with no export change (parity-gated as for any method).
+  ones; entries of younger contexts are zero), so ``predict`` and ``learner.inference_model()`` are the active
+  context's masked network. The ONNX snapshot holds a copy of the network per held context and the router's choice
+  (edge_cl.methods.packnet_graph: the ``context`` input, its default the active context; parity-gated for each).
 - **Replay.** Buffered samples carry the serial of the context active when they arrived (per-sample field
   ``packnet_context``, int16, 2 bytes, counted in the buffer); this method's own replay cross-entropy (weight
   ``packnet_beta``) takes only the rows of the active context, so a sample of context A never pulls context B
@@ -53,7 +54,8 @@ weights learns only its non-pruned parameters (``report()['free_fraction']`` say
 Limits: pruned layers are ``nn.Linear`` and ``nn.Conv1d/2d/3d`` weights only (biases, normalisation affine parameters
 and any other parameter are copied per context, BatchNorm running statistics shared); samples learned between a
 change and its detection are learned by the old context (``packnet_keep_good`` freezes its last good weights
-instead); inference uses the context active when the snapshot was taken (the router needs labels); routing forwards
+instead); an inference process predicts with the context active when the snapshot was taken unless it feeds ``context`` (the
+router needs labels); routing forwards
 every held context on each step's new rows (one no-grad forward per context, in eval mode): its samples/s were a
 third to a fifth of der++'s in the measurements below; a false alarm of the detector freezes the open context early and spends capacity; not combinable with
 ``contexts`` (both write the model's output layer); steps on autograd or the closed-form chain, not the fixed-shape
@@ -74,6 +76,7 @@ validation seeds 100-101 in ``packnet-validation``; ``benchmarks/packnet.py``):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -492,6 +495,27 @@ class PackNet(Method):
             serial = (serial + 1) % SERIALS
         self.next_serial = (serial + 1) % SERIALS
         return serial
+
+    def export_network(self, net: nn.Module) -> nn.Module | None:
+        """A copy of the network per held context with the weights it predicts with, the active one the ``context``
+        input's default (edge_cl.methods.packnet_graph); None when another network predicts (a predictor, NCM)."""
+        if net is not self.ctx.model:
+            return None
+        from edge_cl.methods.packnet_graph import ContextCopiesNetwork
+
+        held = [s for s in range(self.k) if self.serial_of[s] != _NO_SERIAL]
+        nets = []
+        with torch.no_grad():
+            for slot in held:
+                copy_ = copy.deepcopy(net)
+                if slot != self.active:  # the model holds the active context's weights; the others are frozen
+                    for (name, _), w in zip(self.pruned, self._weights_of(slot), strict=True):
+                        copy_.get_parameter(name).copy_(w)
+                    for (name, _), v in zip(self.others, self._views(self.slot_params[slot], self.others),
+                                            strict=True):
+                        copy_.get_parameter(name).copy_(v)
+                nets.append(copy_)
+        return ContextCopiesNetwork(nets, held.index(self.active), [self.serial_of[s] for s in held])
 
     # --- reporting and state -------------------------------------------------------------------------
     @property

@@ -227,3 +227,43 @@ def test_conv_weights_are_pruned_and_frozen_too():
         learner.learn(x, y)
         for (where, values), (_, now) in zip(frozen, frozen_of(learner, 0), strict=True):
             assert torch.equal(values, now)
+
+
+@pytest.mark.integration
+def test_onnx_snapshot_holds_every_context_and_the_router_choice():
+    """Two contexts, A re-activated: without a ``context`` input the snapshot predicts as the learner; with each index,
+    as the learner does once the router has put that context's mask in (the method's own _load); the gate checks
+    every index; the metadata names the contexts."""
+    import json
+
+    from edge_cl.export.onnx_export import export_onnx, read_metadata
+    from edge_cl.export.parity import check_parity
+    from edge_cl.runtime import make_session
+
+    learner = make()
+    run(learner, ABA)
+    m = learner.get_method("packnet")
+    held = [s for s, serial in enumerate(m.serial_of) if serial >= 0]
+    assert len(held) == 2 and m.active == held[0] and m.open == -1, m.report()
+    x = torch.randn(32, DIM, generator=torch.Generator().manual_seed(3))
+    net = learner.export_model().eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), learner.inference_model().eval()(x))
+    data = export_onnx(net, step=learner.step)
+    assert check_parity(net, data, x).ok
+    meta = read_metadata(data)
+    assert json.loads(meta["contexts"]) == m.contexts() and meta["context"] == "0"
+    session = make_session(data)
+    outs = [session.run(None, {"input": x.numpy(), "context": np.array(i, np.int64)}) for i in range(len(held))]
+    active = m.active
+    try:
+        for index, slot in enumerate(held):
+            m._load(slot)
+            with torch.no_grad():
+                want = learner.inference_model().eval()(x)
+            np.testing.assert_allclose(outs[index][0], want.numpy(), atol=1e-5, err_msg=f"context {index}")
+            np.testing.assert_allclose(outs[index][2][:, index], want.numpy(), atol=1e-5)
+    finally:
+        m._load(active)
+    assert not np.array_equal(outs[0][0].argmax(1), outs[1][0].argmax(1))  # A's and B's labels disagree
+    np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], outs[0][0], atol=0)
