@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Generative replay (issue #23) against experience replay at equal bytes: the budget of each stream is what
-# gen-replay needs at its gen_rank, so ER gets the same bytes as a buffer. gen_rank is chosen on validation seed
+# Generative replay (issue #23) against experience replay and DER++ at equal bytes: the budget of each stream is what
+# gen-replay needs at its gen_rank, so ER and DER++ get the same bytes for their buffers (and logits). gen_rank is chosen on validation seed
 # 100 (never the reported seeds 0-2): the rank whose ACC (task streams) or prequential accuracy (drifting streams)
 # trails er's least. Sections: gen-replay-<stream>. Usage: [ONLY=stream] benchmarks/gen_replay.sh [validate|report ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 o=benchmarks/results/gen-replay
 mkdir -p "$o"
-bench() { python -m edge_cl.cli.main bench --methods er,gen-replay --no-bare --threads 1 "$@"; }
+bench() { python -m edge_cl.cli.main bench --methods er,der++,gen-replay --no-bare --threads 1 "$@"; }
 bytes() {  # $1 = input dim, $2 = classes, $3 = rank: what gen-replay needs with the stream's MLP
   python - "$@" <<'PY'
 import sys
