@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_PORT = 8471
+# A device that learned nothing since its last merge sends nothing: its weight in the average would be 0 anyway.
+DEFAULT_MIN_NEW_SAMPLES = 1
 
 
 class FleetConfig(BaseModel):
@@ -26,6 +28,11 @@ class FleetConfig(BaseModel):
                                                               "between two steps (1: take the global model; chosen "
                                                               "on validation seeds among 0.5 / 0.8 / 1, BENCHMARKS.md "
                                                               "fleet).")
+    min_new_samples: int = Field(DEFAULT_MIN_NEW_SAMPLES, ge=0, le=1_000_000_000,
+                                 description="Samples learned since the last merge a device needs to send its weights "
+                                             "in a round; below it the device answers the round without weights "
+                                             "(the server leaves it out of the average, and logs why) and still "
+                                             "merges the round's global model. 0: always send.")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> FleetConfig:
