@@ -34,6 +34,7 @@ from edge_cl.bench.streams import TaskStream, make_stream
 from edge_cl.fleet import wire
 from edge_cl.fleet.aggregate import blend, sample_weighted_average, server_step
 from edge_cl.fleet.merge import local_weights, merge_global
+from edge_cl.fleet.refresh import REFRESH_CHOICES, refresh_after_merge
 from edge_cl.learner import OnlineLearner
 from edge_cl.learner_config import DEFAULT_METHOD
 
@@ -74,22 +75,25 @@ def assign_concepts(num_devices: int, per_device: int, seed: int) -> list[list[i
     return [[int(c) for c in ids[d * per_device:(d + 1) * per_device]] for d in range(num_devices)]
 
 
-def make_learner(spec: dict[str, Any], budget: int, seed: int, device_seed: int) -> OnlineLearner:
-    """A device's learner: the default method, ``budget`` bytes; every device starts from the same model."""
-    return OnlineLearner(build_model(spec, seed), budget_bytes=budget, seed=device_seed, device="cpu")
+def make_learner(spec: dict[str, Any], budget: int, seed: int, device_seed: int,
+                 method: str = DEFAULT_METHOD) -> OnlineLearner:
+    """A device's learner: ``method`` (the default one unless told), ``budget`` bytes; every device starts from
+    the same model."""
+    return OnlineLearner(build_model(spec, seed), budget_bytes=budget, seed=device_seed, device="cpu", method=method)
 
 
-def device_budget(spec: dict[str, Any], budget_samples: int) -> int:
-    """One device's bytes: the bench's rule (fixed state + ``budget_samples`` float32 samples) for the default
-    method."""
-    cfg = BenchConfig(stream=STREAM, methods=[DEFAULT_METHOD], budget_samples=budget_samples).resolved()
-    return _budget_for(cfg, spec, DEFAULT_METHOD)
+def device_budget(spec: dict[str, Any], budget_samples: int, method: str = DEFAULT_METHOD) -> int:
+    """One device's bytes: the bench's rule (fixed state + ``budget_samples`` float32 samples) for ``method``."""
+    cfg = BenchConfig(stream=STREAM, methods=[method], budget_samples=budget_samples).resolved()
+    return _budget_for(cfg, spec, method)
 
 
 def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float, server_lr: float = 1.0,
-                previous: dict[str, np.ndarray] | None = None) -> tuple[list[int], list[int], dict[str, np.ndarray] | None]:
+                previous: dict[str, np.ndarray] | None = None,
+                refresh: str = "none") -> tuple[list[int], list[int], dict[str, np.ndarray] | None]:
     """One round in process: FedAvg of the learners' weights by ``samples``, the server's step of rate ``server_lr``
-    from ``previous`` (the last global model) towards it, then each device merges with weight ``a``.
+    from ``previous`` (the last global model) towards it, then each device merges with weight ``a`` and refreshes
+    ``refresh`` (:func:`edge_cl.fleet.refresh.refresh_after_merge`, the daemon's ``fleet.refresh_after_merge``).
 
     Returns the encoded bytes each device would send up and receive down, and the new global model (``previous``
     when no device learned anything: that round keeps every model, as the ServerApp does).
@@ -103,13 +107,15 @@ def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float, ser
     down_payload = len(wire.encode(glob))
     for lrn, mine in zip(learners, models, strict=True):
         merge_global(lrn, blend(glob, mine, a))
+        refresh_after_merge(lrn, refresh)
     return up, [down_payload] * len(learners), glob
 
 
 def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
-                every: int | None, a: float, server_lr: float = 1.0) -> FleetRun:
+                every: int | None, a: float, server_lr: float = 1.0, refresh: str = "none",
+                method: str = DEFAULT_METHOD) -> FleetRun:
     """Devices stepping in lock-step over their own concepts; a round every ``every`` steps (None: isolated)."""
-    learners = [make_learner(spec, budget, seed, 1000 * seed + d) for d in range(len(own))]
+    learners = [make_learner(spec, budget, seed, 1000 * seed + d, method) for d in range(len(own))]
     data = [_device_stream(stream, concepts) for concepts in own]
     steps = min(len(y) for _, y in data) // BATCH
     run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
@@ -121,7 +127,7 @@ def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], 
             since[d] += BATCH
         if every is not None and ((i + 1) % every == 0 or i + 1 == steps):
             t0 = time.perf_counter()
-            up, down, glob = fleet_round(learners, since, a, server_lr, glob)
+            up, down, glob = fleet_round(learners, since, a, server_lr, glob, refresh)
             run.round_s.append(time.perf_counter() - t0)
             run.up_bytes += up
             run.down_bytes += down
@@ -149,7 +155,8 @@ def _device_stream(stream: TaskStream, concepts: list[int]) -> tuple[torch.Tenso
 
 
 def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samples: int,
-             settings: list[tuple[float, int, float]], with_baselines: bool = True) -> dict[str, Any]:
+             settings: list[tuple[float, int, float]], with_baselines: bool = True,
+             refresh: str = "none") -> dict[str, Any]:
     """Fleet runs for each ``(a, K, lr)`` of ``settings`` and (optionally) isolated and central, on one seed."""
     stream = make_stream(STREAM, scale=scale, seed=seed, num_tasks=devices * per_device)
     assert isinstance(stream, TaskStream)
@@ -158,7 +165,7 @@ def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samp
     own = assign_concepts(devices, per_device, seed)
     out: dict[str, Any] = {"seed": seed, "budget_bytes": budget, "fleet": {}}
     for a, k, lr in settings:
-        run = run_devices(stream, own, spec, budget, seed, k, a, lr)
+        run = run_devices(stream, own, spec, budget, seed, k, a, lr, refresh)
         out["fleet"][setting_name(a, k, lr)] = _summary(run)
     if with_baselines:
         out["isolated"] = _summary(run_devices(stream, own, spec, budget, seed, None, 0.0))
@@ -242,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-lr", default="1,2,3", help="server learning rates to validate, comma-separated")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--val-seeds", default="100,101,102")
+    p.add_argument("--refresh-after-merge", default="none",
+                   help=f"what each merge refreshes ({' / '.join(REFRESH_CHOICES)}); with --compare-refresh a "
+                        "comma-separated list to compare")
+    p.add_argument("--methods", default=DEFAULT_METHOD,
+                   help="with --compare-refresh: the devices' methods, comma-separated (e.g. der++,der+++ewc)")
+    p.add_argument("--compare-refresh", action="store_true",
+                   help="compare --refresh-after-merge values on --val-seeds only (one a, K, lr; no baselines); "
+                        "writes section fleet-refresh")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
     p.add_argument("--write-benchmarks", action="store_true")
     p.add_argument("--json", help="write the full results here")
@@ -250,17 +265,22 @@ def main(argv: list[str] | None = None) -> int:
         args.devices, args.scale, args.seeds, args.val_seeds, args.a, args.every = 4, 0.01, "0", "100", "1.0", "10"
         args.server_lr = "1"
     torch.set_num_threads(1)  # 2 shared cores: one thread each is faster than contention
+    if args.compare_refresh:
+        return compare_refresh(args)
+    if args.refresh_after_merge not in REFRESH_CHOICES:
+        p.error(f"--refresh-after-merge {args.refresh_after_merge!r}: give one of {', '.join(REFRESH_CHOICES)} "
+                "(a list only with --compare-refresh)")
     settings = parse_settings(args.a, args.every, args.server_lr)
     seeds = [int(s) for s in args.seeds.split(",")]
     val_seeds = [int(s) for s in args.val_seeds.split(",")]
     t0 = time.perf_counter()
     payload = payload_bytes(args.budget_samples)
-    val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings)
-           for s in val_seeds]
+    val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings,
+                    refresh=args.refresh_after_merge) for s in val_seeds]
     chosen, table = choose(val, payload)
     a, k, lr = next(s for s in settings if setting_name(*s) == chosen)
-    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k, lr)])
-            for s in seeds]
+    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k, lr)],
+                     refresh=args.refresh_after_merge) for s in seeds]
     fleet = average([t["fleet"][chosen] for t in test])
     fleet["payload_bytes"] = payload
     iso = average([t["isolated"] for t in test])
@@ -282,6 +302,112 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: doc[k] for k in ("chosen", "verdict", "central", "wall_s")} |
                      {"fleet_mean": fleet["mean_all"], "isolated_mean": iso["mean_all"]}, indent=1))
     return 0
+
+
+def applicable_refreshes(method: str, spec: dict[str, Any], budget: int, wanted: list[str]) -> list[str]:
+    """The values of ``wanted`` that differ for ``method``: without DER ``logits`` refreshes nothing, without an
+    importance method ``anchors`` nothing (such a run would repeat ``none`` or ``logits``)."""
+    from edge_cl.methods.der import DER
+    from edge_cl.methods.importance import ImportanceMethod
+
+    lrn = make_learner(spec, budget, 0, 0, method)
+    der = any(isinstance(m, DER) for m in lrn.methods)
+    imp = any(isinstance(m, ImportanceMethod) for m in lrn.methods)
+    same = {"logits": "none" if not der else "logits", "anchors": "none" if not imp else "anchors",
+            "both": {(True, True): "both", (True, False): "logits", (False, True): "anchors"}.get((der, imp), "none")}
+    out: list[str] = []
+    for r in wanted:
+        if same.get(r, r) == r and r not in out:
+            out.append(r)
+    return out
+
+
+def compare_refresh(args: argparse.Namespace) -> int:
+    """Fleet runs with each ``--refresh-after-merge`` value, for each of ``--methods``, on the validation seeds
+    (one a, K, lr); the mean over seeds per method and value, and the refresh's share of the round latency."""
+    wanted = [r.strip() for r in args.refresh_after_merge.split(",")]
+    bad = [r for r in wanted if r not in REFRESH_CHOICES]
+    if bad:
+        raise SystemExit(f"--refresh-after-merge {bad}: each must be one of {', '.join(REFRESH_CHOICES)}")
+    settings = parse_settings(args.a, args.every, args.server_lr)
+    if len(settings) != 1:
+        raise SystemExit("--compare-refresh takes one --a, one --every and one --server-lr (the fleet's setting)")
+    (a, k, lr), = settings
+    methods = [m.strip() for m in args.methods.split(",")]
+    seeds = [int(s) for s in args.val_seeds.split(",")]
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        per_seed: dict[str, list[dict[str, Any]]] = {}
+        for seed in seeds:
+            stream = make_stream(STREAM, scale=args.scale, seed=seed, num_tasks=args.devices * args.concepts_per_device)
+            assert isinstance(stream, TaskStream)
+            spec = default_model_spec(stream.input_dim, stream.num_classes)
+            budget = device_budget(spec, args.budget_samples, method)
+            own = assign_concepts(args.devices, args.concepts_per_device, seed)
+            for refresh in applicable_refreshes(method, spec, budget, wanted):
+                run = run_devices(stream, own, spec, budget, seed, k, a, lr, refresh, method)
+                per_seed.setdefault(refresh, []).append(_summary(run) | {"seed": seed})
+                print(f"{method} refresh={refresh} seed {seed}: {per_seed[refresh][-1]['mean_all']:.2f}",
+                      file=sys.stderr, flush=True)
+        for refresh, runs in per_seed.items():
+            avg = average(runs)
+            rows.append({"method": method, "refresh": refresh, "mean_all": avg["mean_all"],
+                         "mean_own": avg["mean_own"], "mean_transfer": avg["mean_transfer"],
+                         "per_seed": [r["mean_all"] for r in runs], "round_ms_median": avg["round_ms_median"],
+                         "rounds": avg["rounds"]})
+    doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
+           "budget_samples": args.budget_samples, "setting": setting_name(a, k, lr), "val_seeds": seeds,
+           "rows": rows, "best": best_refresh(rows), "wall_s": time.perf_counter() - t0}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=1)
+    if args.write_benchmarks and not args.quick:
+        from edge_cl.reporting import write_section
+
+        write_section("fleet-refresh", render_refresh(doc),
+                      "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
+    print(json.dumps({"best": doc["best"], "rows": [{k: r[k] for k in ("method", "refresh", "mean_all", "mean_own")}
+                                                    for r in rows], "wall_s": doc["wall_s"]}, indent=1))
+    return 0
+
+
+def best_refresh(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per method, the refresh with the highest fleet mean (``none`` on a tie: refreshing costs a forward)."""
+    best: dict[str, tuple[float, int, str]] = {}
+    for r in rows:
+        key = (round(r["mean_all"], 6), r["refresh"] == "none", r["refresh"])
+        if r["method"] not in best or key[:2] > best[r["method"]][:2]:
+            best[r["method"]] = key
+    return {m: v[2] for m, v in best.items()}
+
+
+def render_refresh(doc: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section of --compare-refresh."""
+    from edge_cl.reporting import machine_line
+
+    n = doc["devices"]
+    lines = [
+        f"## Fleet: what a merge should refresh, {n} devices (issue #24)", "",
+        (f"{machine_line()}. The fleet benchmark's setup (rotated-MNIST, {n} devices each seeing its own "
+        f"{doc['concepts_per_device']} rotations, {doc['scale']:g} of MNIST's training set per rotation, "
+        f"{doc['budget_samples']} float32 samples of buffer + fixed state each, rounds in-process, "
+        f"**{doc['setting']}**), run on the validation seeds {', '.join(map(str, doc['val_seeds']))} only, with each "
+        "merge followed by `edge_cl.fleet.refresh.refresh_after_merge`: `none`, `logits` (DER's stored logits "
+        "recomputed by the merged model), `anchors` (importance anchors moved to the merged weights, omega kept), "
+        "`both`. A value that changes nothing for a method (anchors without an importance method) is not run. "
+        "No isolated or central baselines: the runs compare with each other. Round latency includes the refresh."), "",
+        "| method | refresh | fleet mean (all) | own concepts | transfer | per seed | median round (ms) |",
+        "|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        lat = r["round_ms_median"]
+        lines.append(f"| {r['method']} | {r['refresh']} | {r['mean_all']:.2f} | {r['mean_own']:.2f} | "
+                     f"{r['mean_transfer']:.2f} | {' / '.join(f'{v:.2f}' for v in r['per_seed'])} | "
+                     + (f"{lat:.1f}" if lat is not None else "n/a") + " |")
+    lines += ["", "Best per method (highest fleet mean; `none` on a tie): "
+              + "; ".join(f"{m}: **{r}**" for m, r in doc["best"].items()) + ".", "",
+              f"Wall time {doc['wall_s']:.0f} s."]
+    return "\n".join(lines)
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -27,7 +27,8 @@ import numpy as np
 
 from edge_cl.fleet import merge, wire
 from edge_cl.fleet.aggregate import blend
-from edge_cl.fleet.settings import DEFAULT_MIN_NEW_SAMPLES, FleetConfig
+from edge_cl.fleet.refresh import REFRESH_CHOICES, refresh_after_merge
+from edge_cl.fleet.settings import DEFAULT_MIN_NEW_SAMPLES, DEFAULT_REFRESH, FleetConfig
 from edge_cl.fleet.stats import FleetStats
 from edge_cl.fleet.token import read_token
 
@@ -52,7 +53,8 @@ class FleetChannel:
     once per loop iteration, from the thread that runs ``learner.learn``."""
 
     def __init__(self, token: str, port: int = 0, timeout_s: float = 30.0, max_body_bytes: int = 256 << 20,
-                 global_weight: float = 1.0, min_new_samples: int = DEFAULT_MIN_NEW_SAMPLES) -> None:
+                 global_weight: float = 1.0, min_new_samples: int = DEFAULT_MIN_NEW_SAMPLES,
+                 refresh: str = DEFAULT_REFRESH) -> None:
         if not 0.0 <= global_weight <= 1.0:
             raise ValueError(f"fleet.global_weight={global_weight} must be in [0, 1] (1: take the global model)")
         if min_new_samples < 0:
@@ -60,6 +62,9 @@ class FleetChannel:
         self._token = token
         self.global_weight = float(global_weight)
         self.min_new_samples = int(min_new_samples)
+        if refresh not in REFRESH_CHOICES:
+            raise ValueError(f"fleet.refresh_after_merge={refresh!r} must be one of {', '.join(REFRESH_CHOICES)}")
+        self.refresh = refresh
         self.timeout_s = float(timeout_s)
         self.max_body_bytes = int(max_body_bytes)
         self._requests: queue.Queue[_Request] = queue.Queue()
@@ -84,7 +89,7 @@ class FleetChannel:
             return None
         assert cfg.token_file is not None  # FleetConfig insists on it when enabled
         return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight,
-                   cfg.min_new_samples)
+                   cfg.min_new_samples, cfg.refresh_after_merge)
 
     @property
     def merges(self) -> int:
@@ -138,6 +143,8 @@ class FleetChannel:
                             merge.check_global(learner, arrays)
                             arrays = blend(arrays, merge.local_weights(learner), self.global_weight)
                         merge.merge_global(learner, arrays)
+                        # Part of the merge, before the next step: that step must see the refreshed state.
+                        refresh_after_merge(learner, self.refresh)
                         self._merged_at = int(learner.samples_learned)
                         self.stats.merged()
                         merged += 1

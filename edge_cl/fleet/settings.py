@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_PORT = 8471
+# What a merge refreshes (edge_cl.fleet.refresh), chosen by benchmarks/fleet.py --compare-refresh.
+DEFAULT_REFRESH = "none"
 # A device that learned nothing since its last merge sends nothing: its weight in the average would be 0 anyway.
 DEFAULT_MIN_NEW_SAMPLES = 1
 
@@ -33,6 +36,10 @@ class FleetConfig(BaseModel):
                                              "in a round; below it the device answers the round without weights "
                                              "(the server leaves it out of the average, and logs why) and still "
                                              "merges the round's global model. 0: always send.")
+    refresh_after_merge: Literal["none", "logits", "anchors", "both"] = Field(
+        DEFAULT_REFRESH, description="What a merge refreshes: DER's stored logits (recomputed by the merged model), "
+                                     "importance anchors (EWC, MAS ...: moved to the merged weights), both, or none "
+                                     "(BENCHMARKS.md fleet-refresh).")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> FleetConfig:
