@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --compare-refresh: the devices' methods, comma-separated (e.g. der++,der+++ewc)")
     p.add_argument("--compare-refresh", action="store_true",
                    help="compare --refresh-after-merge values on --val-seeds only (one a, K, lr; no baselines); "
-                        "writes section fleet-refresh")
+                        "writes section fleet-refresh-k<K>")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
     p.add_argument("--write-benchmarks", action="store_true")
     p.add_argument("--json", help="write the full results here")
@@ -365,7 +365,7 @@ def compare_refresh(args: argparse.Namespace) -> int:
     if args.write_benchmarks and not args.quick:
         from edge_cl.reporting import write_section
 
-        write_section("fleet-refresh", render_refresh(doc),
+        write_section(f"fleet-refresh-k{k}", render_refresh(doc),
                       "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
     print(json.dumps({"best": doc["best"], "rows": [{k: r[k] for k in ("method", "refresh", "mean_all", "mean_own")}
                                                     for r in rows], "wall_s": doc["wall_s"]}, indent=1))
@@ -388,7 +388,7 @@ def render_refresh(doc: dict[str, Any]) -> str:
 
     n = doc["devices"]
     lines = [
-        f"## Fleet: what a merge should refresh, {n} devices (issue #24)", "",
+        f"## Fleet: what a merge should refresh, {n} devices, {doc['setting']} (issue #24)", "",
         (f"{machine_line()}. The fleet benchmark's setup (rotated-MNIST, {n} devices each seeing its own "
         f"{doc['concepts_per_device']} rotations, {doc['scale']:g} of MNIST's training set per rotation, "
         f"{doc['budget_samples']} float32 samples of buffer + fixed state each, rounds in-process, "
