@@ -138,6 +138,33 @@ def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], 
     return run
 
 
+def run_devices_superlink(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
+                          every: int, a: float, server_lr: float, refresh: str = "none",
+                          method: str = DEFAULT_METHOD) -> tuple[FleetRun, dict[str, Any]]:
+    """:func:`run_devices` with its rounds through a real SuperLink and SuperNodes (``benchmarks/fleet_superlink.py``);
+    the run, and what Flower's rounds cost (wire and payload bytes per device and round, round latency)."""
+    import tempfile
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    for path in (str(here), str(here.parent)):  # fleet_superlink beside this file; tests.fleet's process helpers
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from fleet_superlink import run_rounds
+
+    learners = [make_learner(spec, budget, seed, 1000 * seed + d, method) for d in range(len(own))]
+    data = [_device_stream(stream, concepts) for concepts in own]
+    steps = min(len(y) for _, y in data) // BATCH
+    run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
+    with tempfile.TemporaryDirectory(prefix="edge-cl-fleet-") as tmp:
+        flower = run_rounds(learners, data, steps, every, BATCH, a, server_lr, refresh, Path(tmp))
+    run.rounds = flower["rounds"]
+    run.round_s = list(flower["round_s"])
+    run.acc = [[evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)] for lrn in learners]
+    run.weights = [local_weights(lrn) for lrn in learners]
+    return run, flower
+
+
 def run_central(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int) -> float:
     """One learner with ``len(own)`` budgets fed the union in the fleet's time order; mean accuracy (points)."""
     lrn = make_learner(spec, budget * len(own), seed, 1000 * seed + 999)
@@ -257,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-refresh", action="store_true",
                    help="compare --refresh-after-merge values on --val-seeds only (one a, K, lr; no baselines); "
                         "writes section fleet-refresh-k<K>")
+    p.add_argument("--transport", choices=("inprocess", "superlink"), default="inprocess",
+                   help="superlink: the rounds of one a, K, lr through a real SuperLink and SuperNodes on loopback, "
+                        "beside the same run in-process, on --seeds (writes section fleet-superlink)")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
     p.add_argument("--write-benchmarks", action="store_true")
     p.add_argument("--json", help="write the full results here")
@@ -267,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # 2 shared cores: one thread each is faster than contention
     if args.compare_refresh:
         return compare_refresh(args)
+    if args.transport == "superlink":
+        return superlink_transport(args)
     if args.refresh_after_merge not in REFRESH_CHOICES:
         p.error(f"--refresh-after-merge {args.refresh_after_merge!r}: give one of {', '.join(REFRESH_CHOICES)} "
                 "(a list only with --compare-refresh)")
@@ -370,6 +402,92 @@ def compare_refresh(args: argparse.Namespace) -> int:
     print(json.dumps({"best": doc["best"], "rows": [{k: r[k] for k in ("method", "refresh", "mean_all", "mean_own")}
                                                     for r in rows], "wall_s": doc["wall_s"]}, indent=1))
     return 0
+
+
+def superlink_transport(args: argparse.Namespace) -> int:
+    """One setting on ``--seeds``, its rounds through Flower and in-process: accuracy of both, Flower's bytes on the
+    wire and round latency."""
+    settings = parse_settings(args.a, args.every, args.server_lr)
+    if len(settings) != 1 or args.refresh_after_merge not in REFRESH_CHOICES:
+        raise SystemExit("--transport superlink takes one --a, --every, --server-lr and --refresh-after-merge")
+    (a, k, lr), = settings
+    method = args.methods.split(",")[0].strip()
+    t0 = time.perf_counter()
+    per_seed = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        stream = make_stream(STREAM, scale=args.scale, seed=seed, num_tasks=args.devices * args.concepts_per_device)
+        assert isinstance(stream, TaskStream)
+        spec = default_model_spec(stream.input_dim, stream.num_classes)
+        budget = device_budget(spec, args.budget_samples, method)
+        own = assign_concepts(args.devices, args.concepts_per_device, seed)
+        local = run_devices(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge, method)
+        flwr_run, flower = run_devices_superlink(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge,
+                                                 method)
+        same = all(np.array_equal(w[n], v[n]) for w, v in zip(flwr_run.weights, local.weights, strict=True)
+                   for n in w)
+        per_seed.append({"seed": seed, "superlink": _summary(flwr_run), "inprocess": _summary(local),
+                         "same_weights": same, "flower": flower})
+        print(f"seed {seed}: superlink {per_seed[-1]['superlink']['mean_all']:.2f}, in-process "
+              f"{per_seed[-1]['inprocess']['mean_all']:.2f}, same weights {same}", file=sys.stderr, flush=True)
+    doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
+           "budget_samples": args.budget_samples, "method": method, "setting": setting_name(a, k, lr),
+           "refresh": args.refresh_after_merge, "payload_bytes": payload_bytes(args.budget_samples),
+           "seeds": per_seed, "wall_s": time.perf_counter() - t0}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=1)
+    if args.write_benchmarks and not args.quick:
+        from edge_cl.reporting import write_section
+
+        write_section("fleet-superlink", render_superlink(doc),
+                      "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
+    print(json.dumps({"per_seed": [{k: r[k] for k in ("seed", "same_weights")} | {
+        "superlink": r["superlink"]["mean_all"], "inprocess": r["inprocess"]["mean_all"]} for r in per_seed],
+        "wall_s": doc["wall_s"]}, indent=1))
+    return 0
+
+
+def render_superlink(doc: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section of --transport superlink."""
+    from edge_cl.reporting import machine_line
+
+    n, runs = doc["devices"], doc["seeds"]
+    lines = [
+        f"## Fleet through a real SuperLink: {n} devices, {doc['setting']} (issue #24)", "",
+        (f"{machine_line()}. The fleet benchmark's setup ({n} devices, {doc['method']}, each its own "
+         f"{doc['concepts_per_device']} rotations of MNIST, {doc['scale']:g} of MNIST's training set per rotation, "
+         f"{doc['budget_samples']} float32 samples of buffer + fixed state each, refresh after merge: "
+         f"{doc['refresh']}) with its rounds through Flower: a real `flower-superlink`, one `flower-supernode` per "
+         "device and `flwr run` of edge_cl's Flower App on loopback, insecure; each device an OnlineLearner with the "
+         "daemon's fleet channel, learning K steps and then serving the channel until the round's global model is "
+         "merged (lock-step, like the in-process transport, which is run beside it on the same seed). Each SuperNode "
+         "dials the SuperLink through a byte-counting TCP proxy: wire bytes are Flower's HTTP traffic per device "
+         "(polling and heartbeats included, registration excluded), divided by the rounds; payload bytes are the "
+         "encoded models the channel handed over. Round latency: from the last device reaching the round to the "
+         "last device having merged its global model."), "",
+        "| seed | fleet mean, through Flower | fleet mean, in-process | same final weights | rounds | wall (s) |",
+        "|---|---|---|---|---|---|"]
+    for r in runs:
+        f = r["flower"]
+        lines.append(f"| {r['seed']} | {r['superlink']['mean_all']:.2f} | {r['inprocess']['mean_all']:.2f} | "
+                     f"{'yes' if r['same_weights'] else '**no**'} | {f['rounds']} | {f['wall_s']:.0f} |")
+    lat = [x for r in runs for x in r["flower"]["round_s"]]
+    up = [x for r in runs for x in r["flower"]["wire_up_per_round"]]
+    down = [x for r in runs for x in r["flower"]["wire_down_per_round"]]
+    pup = [x for r in runs for x in r["flower"]["payload_up_per_round"]]
+    pdown = [x for r in runs for x in r["flower"]["payload_down_per_round"]]
+    model = doc["payload_bytes"]
+    lines += [
+        "", "| per device and round | up | down |", "|---|---|---|",
+        f"| wire bytes (Flower's HTTP), mean over devices | {np.mean(up):,.0f} | {np.mean(down):,.0f} |",
+        f"| wire bytes, largest device | {max(up):,.0f} | {max(down):,.0f} |",
+        f"| payload bytes (encoded model through the channel) | {np.mean(pup):,.0f} | {np.mean(pdown):,.0f} |",
+        (f"| in models ({model:,} bytes an encoded model), largest device | {max(up) / model:.3f} | "
+        f"{max(down) / model:.3f} |"), "",
+        (f"Round latency through Flower: median {1000 * statistics.median(lat):.0f} ms, p90 "
+         f"{1000 * float(np.percentile(lat, 90)):.0f} ms, max {1000 * max(lat):.0f} ms over {len(lat)} rounds."), "",
+        f"Wall time {doc['wall_s']:.0f} s (the in-process runs included)."]
+    return "\n".join(lines)
 
 
 def best_refresh(rows: list[dict[str, Any]]) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The Flower ServerApp: FedAvg over the devices' weights, weighted by the samples each learned since the
 last merge, for ``num-server-rounds`` rounds; each round ends by sending the global model to every device
-(FedAvg's evaluate message, which the ClientApp hands to its daemon to merge). A device below its
+(FedAvg's evaluate message, which the ClientApp hands to its daemon to merge; the train message carries no model,
+so a round costs a device one model down). A device below its
 ``fleet.min_new_samples`` answers the train message without weights: it is left out of the average (logged with
 the reason, counted in the round's ``nodes-skipped`` metric) and still receives the global model.
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -41,6 +42,13 @@ class SampleWeightedFedAvg(FedAvg):
         server_step({}, {}, server_lr)  # refuses an out-of-range rate before any round runs
         self.server_lr = float(server_lr)
         self.global_arrays: dict[str, np.ndarray] | None = None  # the last global model; None before round 1
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        # No arrays in the train message: the ClientApp does not train on them (its daemon learns on its own stream)
+        # and the global model reaches every device in the evaluate message; FedAvg would send it in both, one
+        # model more down per device and round.
+        return super().configure_train(server_round, ArrayRecord(), config, grid)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:

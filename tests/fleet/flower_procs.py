@@ -152,9 +152,11 @@ class Flower:
                 child.kill()
         psutil.wait_procs(tree, timeout=10)
 
-    def start_supernode(self, i: int, address: str, token_file: Path) -> None:
+    def start_supernode(self, i: int, address: str, token_file: Path, superlink_port: int | None = None) -> None:
+        """SuperNode ``i`` for the daemon channel at ``address``; ``superlink_port``: where it dials the SuperLink
+        (default the SuperLink's own port; the fleet benchmark puts a byte-counting proxy there)."""
         self.procs.start(f"supernode{i}", tool("flower-supernode"), *self.node_tls,
-                         "--superlink", f"127.0.0.1:{self.link_port}", "--host", "127.0.0.1",
+                         "--superlink", f"127.0.0.1:{superlink_port or self.link_port}", "--host", "127.0.0.1",
                          "--port", str(free_port()),
                          "--node-config", f"fleet-address='{address}' fleet-token-file='{token_file}'")
 

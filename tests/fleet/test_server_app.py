@@ -54,3 +54,23 @@ def test_skip_reason_reads_the_counts() -> None:
     assert skip_reason({"num-examples": 12}) is None
     assert skip_reason(skipped_metrics(3, 10)) == ("learned 3 samples since its last merge, below its "
                                                    "fleet.min_new_samples 10")
+
+
+class _Grid:
+    """What FedAvg's node sampling asks of a Grid: the connected nodes."""
+
+    def get_node_ids(self) -> list[int]:
+        return [11, 12]
+
+
+def test_the_train_message_carries_no_model_so_a_round_costs_one_model_down() -> None:
+    from flwr.app import ConfigRecord
+
+    glob = ArrayRecord({k: Array(v) for k, v in models(1)[0].items()})
+    strategy = SampleWeightedFedAvg(min_available_nodes=2)
+    # Messages are built inside a run (Flower sets its id); what they would carry is what matters here.
+    strategy._construct_messages = lambda record, nodes, kind: [(record, nodes, kind)]  # type: ignore[method-assign]
+    [(record, nodes, kind)] = strategy.configure_train(3, glob, ConfigRecord(), _Grid())
+    assert sorted(nodes) == [11, 12] and kind == "train"
+    assert all(len(a) == 0 for a in record.array_records.values()), "the global model goes in evaluate only"
+    assert record.config_records["config"]["server-round"] == 3
