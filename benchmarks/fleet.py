@@ -2,17 +2,26 @@
 non-IID drifting part of rotated-MNIST (its own rotations, in its own order), against isolated devices (no rounds)
 and one central learner fed the union with N budgets.
 
-Rounds run in-process: every K steps, the sample-weighted FedAvg of the devices' weights
-(:func:`edge_cl.fleet.aggregate.sample_weighted_average`, the function the ServerApp's strategy calls) and the
-server's step from the previous global model towards it (:func:`edge_cl.fleet.aggregate.server_step`, rate ``lr``,
-the ServerApp's ``server-lr``), then each device merges ``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
-:func:`edge_cl.fleet.merge.merge_global`, the daemon's merge). The transport is excluded: a real SuperLink with N
-SuperNodes and N learners does not fit a 2-core machine's benchmark time, and Flower's simulation engine needs ray.
-What the transport would carry is measured: the encoded payload (:mod:`edge_cl.fleet.wire`) of every upload and
-download. ``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
+Transport. The accuracy runs (8 devices, seeds 0-2, and the validation grids) run their rounds in-process: every K
+steps, the sample-weighted FedAvg of the devices' weights (:func:`edge_cl.fleet.aggregate.sample_weighted_average`,
+the function the ServerApp's strategy calls) and the server's step from the previous global model towards it
+(:func:`edge_cl.fleet.aggregate.server_step`, rate ``lr``, the ServerApp's ``server-lr``), then each device merges
+``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
+:func:`edge_cl.fleet.merge.merge_global`, the daemon's merge) and refreshes what ``--refresh-after-merge`` names
+(:func:`edge_cl.fleet.refresh.refresh_after_merge`). Why: a real SuperLink costs every round two ClientApp
+processes per device (Flower starts one per message: seconds a round on a shared 2-core machine, BENCHMARKS.md
+fleet-superlink), so 8 devices x 1,200 rounds x 6 seeds do not fit, and Flower's simulation engine needs ray. ``--transport
+superlink`` runs one setting's rounds through a real SuperLink and SuperNodes on loopback for fewer devices and
+rounds (``benchmarks/fleet_superlink.py``), beside the in-process run of the same seed: it ends on the same weights
+bit for bit, and measures what the in-process run cannot, Flower's bytes on the wire and its round latency.
+``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
 
     python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
     python benchmarks/fleet.py --quick          # tiny run, prints JSON, writes nothing
+    python benchmarks/fleet.py --compare-refresh --val-seeds 100,101 --methods der++,der+++ewc \\
+        --refresh-after-merge none,logits,anchors,both --a 1 --every 20 --server-lr 1 --scale 0.05
+    python benchmarks/fleet.py --transport superlink --devices 3 --scale 0.01 --seeds 0 --a 1 --every 20 \\
+        --server-lr 1
 """
 
 from __future__ import annotations
@@ -562,10 +571,12 @@ def render(doc: dict[str, Any]) -> str:
         "from the previous global model towards it, `w_global = w_prev + lr*(average - w_prev)` "
         "(`edge_cl.fleet.aggregate.server_step`, the ServerApp's `server-lr`; lr=1 is plain FedAvg), then each device "
         "merges `w = a*w_global + (1-a)*w_local` (`edge_cl.fleet.aggregate.blend` + `edge_cl.fleet.merge.merge_global`, "
-        "the daemon's merge). The transport is excluded: a real SuperLink with "
-        f"{n} SuperNodes and {n} learners does not fit a 2-core machine's benchmark time, and Flower's simulation "
-        "engine needs ray. Its cost is measured instead as the encoded payload (`edge_cl.fleet.wire`) of every upload "
-        "and download; round latency below is aggregation, payload encoding and merges, in one process."), "",
+        "the daemon's merge). The transport is excluded: a real SuperLink costs every round two ClientApp processes "
+        f"per device, so {n} devices and these rounds do not fit a 2-core machine's benchmark time, and Flower's "
+        "simulation engine needs ray. Its cost is measured here as the encoded payload (`edge_cl.fleet.wire`) of "
+        "every upload and download, and through a real SuperLink by `--transport superlink` for fewer devices and "
+        "rounds (section fleet-superlink, which ends on the in-process run's weights bit for bit); round latency "
+        "below is aggregation, payload encoding and merges, in one process."), "",
         (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
         f"**{doc['chosen']}**."), "",
         ("| validation setting | fleet mean (all) | below central | own concepts | largest own drop vs isolated "
