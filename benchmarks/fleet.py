@@ -13,7 +13,7 @@ processes per device (Flower starts one per message: seconds a round on a shared
 fleet-superlink), so 8 devices x 1,200 rounds x 6 seeds do not fit, and Flower's simulation engine needs ray. ``--transport
 superlink`` runs one setting's rounds through a real SuperLink and SuperNodes on loopback for fewer devices and
 rounds (``benchmarks/fleet_superlink.py``), beside the in-process run of the same seed: it ends on the same weights
-bit for bit, and measures what the in-process run cannot, Flower's bytes on the wire and its round latency.
+up to float32 rounding (the order Flower hands the replies over in), and measures what the in-process run cannot, Flower's bytes on the wire and its round latency.
 ``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
 
     python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
@@ -432,12 +432,15 @@ def superlink_transport(args: argparse.Namespace) -> int:
         local = run_devices(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge, method)
         flwr_run, flower = run_devices_superlink(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge,
                                                  method)
-        same = all(np.array_equal(w[n], v[n]) for w, v in zip(flwr_run.weights, local.weights, strict=True)
+        # Not bit for bit beyond 2 devices: Flower hands the replies over in the order they came, and float sums
+        # of 3+ models depend on the order; the difference is float32 rounding.
+        diff = max(float(np.max(np.abs(w[n] - v[n]))) for w, v in zip(flwr_run.weights, local.weights, strict=True)
                    for n in w)
         per_seed.append({"seed": seed, "superlink": _summary(flwr_run), "inprocess": _summary(local),
-                         "same_weights": same, "flower": flower})
+                         "max_weight_diff": diff, "flower": flower})
         print(f"seed {seed}: superlink {per_seed[-1]['superlink']['mean_all']:.2f}, in-process "
-              f"{per_seed[-1]['inprocess']['mean_all']:.2f}, same weights {same}", file=sys.stderr, flush=True)
+              f"{per_seed[-1]['inprocess']['mean_all']:.2f}, largest weight difference {diff:.3g}", file=sys.stderr,
+              flush=True)
     doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
            "budget_samples": args.budget_samples, "method": method, "setting": setting_name(a, k, lr),
            "refresh": args.refresh_after_merge, "payload_bytes": payload_bytes(args.budget_samples),
@@ -450,7 +453,7 @@ def superlink_transport(args: argparse.Namespace) -> int:
 
         write_section("fleet-superlink", render_superlink(doc),
                       "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
-    print(json.dumps({"per_seed": [{k: r[k] for k in ("seed", "same_weights")} | {
+    print(json.dumps({"per_seed": [{k: r[k] for k in ("seed", "max_weight_diff")} | {
         "superlink": r["superlink"]["mean_all"], "inprocess": r["inprocess"]["mean_all"]} for r in per_seed],
         "wall_s": doc["wall_s"]}, indent=1))
     return 0
@@ -469,17 +472,20 @@ def render_superlink(doc: dict[str, Any]) -> str:
          f"{doc['refresh']}) with its rounds through Flower: a real `flower-superlink`, one `flower-supernode` per "
          "device and `flwr run` of edge_cl's Flower App on loopback, insecure; each device an OnlineLearner with the "
          "daemon's fleet channel, learning K steps and then serving the channel until the round's global model is "
-         "merged (lock-step, like the in-process transport, which is run beside it on the same seed). Each SuperNode "
+         "merged (lock-step, like the in-process transport, which is run beside it on the same seed: the weights "
+         "differ by float32 rounding at most, as Flower hands the replies to the average in the order they came). "
+         "Each SuperNode "
          "dials the SuperLink through a byte-counting TCP proxy: wire bytes are Flower's HTTP traffic per device "
          "(polling and heartbeats included, registration excluded), divided by the rounds; payload bytes are the "
          "encoded models the channel handed over. Round latency: from the last device reaching the round to the "
          "last device having merged its global model."), "",
-        "| seed | fleet mean, through Flower | fleet mean, in-process | same final weights | rounds | wall (s) |",
+        ("| seed | fleet mean, through Flower | fleet mean, in-process | largest final weight difference | rounds "
+         "| wall (s) |"),
         "|---|---|---|---|---|---|"]
     for r in runs:
         f = r["flower"]
         lines.append(f"| {r['seed']} | {r['superlink']['mean_all']:.2f} | {r['inprocess']['mean_all']:.2f} | "
-                     f"{'yes' if r['same_weights'] else '**no**'} | {f['rounds']} | {f['wall_s']:.0f} |")
+                     f"{r['max_weight_diff']:.2g} | {f['rounds']} | {f['wall_s']:.0f} |")
     lat = [x for r in runs for x in r["flower"]["round_s"]]
     up = [x for r in runs for x in r["flower"]["wire_up_per_round"]]
     down = [x for r in runs for x in r["flower"]["wire_down_per_round"]]
@@ -575,7 +581,7 @@ def render(doc: dict[str, Any]) -> str:
         f"per device, so {n} devices and these rounds do not fit a 2-core machine's benchmark time, and Flower's "
         "simulation engine needs ray. Its cost is measured here as the encoded payload (`edge_cl.fleet.wire`) of "
         "every upload and download, and through a real SuperLink by `--transport superlink` for fewer devices and "
-        "rounds (section fleet-superlink, which ends on the in-process run's weights bit for bit); round latency "
+        "rounds (section fleet-superlink, which ends on the in-process run's weights up to float32 rounding); round latency "
         "below is aggregation, payload encoding and merges, in one process."), "",
         (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
         f"**{doc['chosen']}**."), "",

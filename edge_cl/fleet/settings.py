@@ -8,8 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_PORT = 8471
-# What a merge refreshes (edge_cl.fleet.refresh), chosen by benchmarks/fleet.py --compare-refresh.
-DEFAULT_REFRESH = "none"
+# What a merge refreshes (edge_cl.fleet.refresh), chosen by benchmarks/fleet.py --compare-refresh (BENCHMARKS.md
+# fleet-refresh-k20 and -k1): with der++ + EWC, moving the anchors beat no refresh on every validation seed at both
+# round periods and costs a copy; refreshing logits did not beat it consistently (der++ included) and costs a forward
+# over the buffer. Without an importance method "anchors" changes nothing.
+DEFAULT_REFRESH = "anchors"
 # A device that learned nothing since its last merge sends nothing: its weight in the average would be 0 anyway.
 DEFAULT_MIN_NEW_SAMPLES = 1
 
@@ -37,9 +40,10 @@ class FleetConfig(BaseModel):
                                              "(the server leaves it out of the average, and logs why) and still "
                                              "merges the round's global model. 0: always send.")
     refresh_after_merge: Literal["none", "logits", "anchors", "both"] = Field(
-        DEFAULT_REFRESH, description="What a merge refreshes: DER's stored logits (recomputed by the merged model), "
-                                     "importance anchors (EWC, MAS ...: moved to the merged weights), both, or none "
-                                     "(BENCHMARKS.md fleet-refresh).")
+        DEFAULT_REFRESH, description="What a merge refreshes: DER's stored logits (recomputed by the merged model: a "
+                                     "forward over the buffer), importance anchors (EWC, MAS ...: moved to the merged "
+                                     "weights, omega kept; nothing without an importance method), both, or none. "
+                                     "Default chosen on validation seeds, BENCHMARKS.md fleet-refresh-k20 / -k1.")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> FleetConfig:

@@ -1,5 +1,6 @@
 """benchmarks/fleet.py --transport superlink: its byte-counting proxy, and a tiny run whose rounds go through a real
-SuperLink and SuperNodes and end on the in-process run's weights, bit for bit."""
+SuperLink and SuperNodes and end on the in-process run's weights (bit for bit with 2 devices: a sum of two models
+does not depend on the order Flower hands them over in)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_rounds_through_a_superlink_end_on_the_in_process_weights(tmp_path) -> N
     doc = json.loads(out.read_text())
     run = doc["seeds"][0]
     flower = run["flower"]
-    assert run["same_weights"] and run["superlink"]["mean_all"] == run["inprocess"]["mean_all"]
+    assert run["max_weight_diff"] == 0 and run["superlink"]["mean_all"] == run["inprocess"]["mean_all"]
     assert flower["rounds"] == 4 and flower["merges"] == [4, 4] and len(flower["round_s"]) == 4
     model = doc["payload_bytes"]
     assert flower["payload_up_per_round"] == [model, model] == flower["payload_down_per_round"]

@@ -97,3 +97,22 @@ def test_the_daemon_merge_refreshes_what_fleet_refresh_after_merge_names(tmp_pat
     n, stored = len(lrn.buffer), lrn.buffer.values["logits"]
     assert torch.equal(stored[:n], model_logits(lrn).to(stored.dtype))
     assert all(torch.equal(a, p.detach()) for a, p in zip(imp.anchor, imp.params, strict=True))
+
+
+def test_the_default_moves_anchors_only(tmp_path) -> None:
+    """The measured default (BENCHMARKS.md fleet-refresh-k20 / -k1): anchors move, DER's logits stay."""
+    assert FleetConfig().refresh_after_merge == "anchors"
+    tok = token_file(tmp_path)
+    lrn = trained("der+++ewc")
+    imp = next(m for m in lrn.methods if isinstance(m, ImportanceMethod))
+    logits = lrn.buffer.values["logits"].clone()
+    with FleetChannel(tok.read_text().strip()) as ch:
+        assert ch.refresh == "anchors"
+        poster = threading.Thread(target=DaemonChannel(ch.address, tok).merge_global, args=(other_weights(lrn),))
+        poster.start()
+        while ch._requests.empty():
+            pass
+        assert ch.apply_pending(lrn) == 1
+        poster.join(10)
+    assert all(torch.equal(a, p.detach()) for a, p in zip(imp.anchor, imp.params, strict=True))
+    assert torch.equal(lrn.buffer.values["logits"], logits)
