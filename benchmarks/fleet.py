@@ -2,17 +2,26 @@
 non-IID drifting part of rotated-MNIST (its own rotations, in its own order), against isolated devices (no rounds)
 and one central learner fed the union with N budgets.
 
-Rounds run in-process: every K steps, the sample-weighted FedAvg of the devices' weights
-(:func:`edge_cl.fleet.aggregate.sample_weighted_average`, the function the ServerApp's strategy calls) and the
-server's step from the previous global model towards it (:func:`edge_cl.fleet.aggregate.server_step`, rate ``lr``,
-the ServerApp's ``server-lr``), then each device merges ``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
-:func:`edge_cl.fleet.merge.merge_global`, the daemon's merge). The transport is excluded: a real SuperLink with N
-SuperNodes and N learners does not fit a 2-core machine's benchmark time, and Flower's simulation engine needs ray.
-What the transport would carry is measured: the encoded payload (:mod:`edge_cl.fleet.wire`) of every upload and
-download. ``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
+Transport. The accuracy runs (8 devices, seeds 0-2, and the validation grids) run their rounds in-process: every K
+steps, the sample-weighted FedAvg of the devices' weights (:func:`edge_cl.fleet.aggregate.sample_weighted_average`,
+the function the ServerApp's strategy calls) and the server's step from the previous global model towards it
+(:func:`edge_cl.fleet.aggregate.server_step`, rate ``lr``, the ServerApp's ``server-lr``), then each device merges
+``w = a * w_global + (1 - a) * w_local`` (:func:`edge_cl.fleet.aggregate.blend` and
+:func:`edge_cl.fleet.merge.merge_global`, the daemon's merge) and refreshes what ``--refresh-after-merge`` names
+(:func:`edge_cl.fleet.refresh.refresh_after_merge`). Why: a real SuperLink costs every round two ClientApp
+processes per device (Flower starts one per message: seconds a round on a shared 2-core machine, BENCHMARKS.md
+fleet-superlink), so 8 devices x 1,200 rounds x 6 seeds do not fit, and Flower's simulation engine needs ray. ``--transport
+superlink`` runs one setting's rounds through a real SuperLink and SuperNodes on loopback for fewer devices and
+rounds (``benchmarks/fleet_superlink.py``), beside the in-process run of the same seed: it ends on the same weights
+up to float32 rounding (the order Flower hands the replies over in), and measures what the in-process run cannot, Flower's bytes on the wire and its round latency.
+``a``, K and ``lr`` are chosen on validation seeds (100-102), results are reported on seeds 0-2.
 
     python benchmarks/fleet.py [--devices 8] [--scale 0.1] [--write-benchmarks]
     python benchmarks/fleet.py --quick          # tiny run, prints JSON, writes nothing
+    python benchmarks/fleet.py --compare-refresh --val-seeds 100,101 --methods der++,der+++ewc \\
+        --refresh-after-merge none,logits,anchors,both --a 1 --every 20 --server-lr 1 --scale 0.05
+    python benchmarks/fleet.py --transport superlink --devices 3 --scale 0.01 --seeds 0 --a 1 --every 20 \\
+        --server-lr 1
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from edge_cl.bench.streams import TaskStream, make_stream
 from edge_cl.fleet import wire
 from edge_cl.fleet.aggregate import blend, sample_weighted_average, server_step
 from edge_cl.fleet.merge import local_weights, merge_global
+from edge_cl.fleet.refresh import REFRESH_CHOICES, refresh_after_merge
 from edge_cl.learner import OnlineLearner
 from edge_cl.learner_config import DEFAULT_METHOD
 
@@ -74,22 +84,25 @@ def assign_concepts(num_devices: int, per_device: int, seed: int) -> list[list[i
     return [[int(c) for c in ids[d * per_device:(d + 1) * per_device]] for d in range(num_devices)]
 
 
-def make_learner(spec: dict[str, Any], budget: int, seed: int, device_seed: int) -> OnlineLearner:
-    """A device's learner: the default method, ``budget`` bytes; every device starts from the same model."""
-    return OnlineLearner(build_model(spec, seed), budget_bytes=budget, seed=device_seed, device="cpu")
+def make_learner(spec: dict[str, Any], budget: int, seed: int, device_seed: int,
+                 method: str = DEFAULT_METHOD) -> OnlineLearner:
+    """A device's learner: ``method`` (the default one unless told), ``budget`` bytes; every device starts from
+    the same model."""
+    return OnlineLearner(build_model(spec, seed), budget_bytes=budget, seed=device_seed, device="cpu", method=method)
 
 
-def device_budget(spec: dict[str, Any], budget_samples: int) -> int:
-    """One device's bytes: the bench's rule (fixed state + ``budget_samples`` float32 samples) for the default
-    method."""
-    cfg = BenchConfig(stream=STREAM, methods=[DEFAULT_METHOD], budget_samples=budget_samples).resolved()
-    return _budget_for(cfg, spec, DEFAULT_METHOD)
+def device_budget(spec: dict[str, Any], budget_samples: int, method: str = DEFAULT_METHOD) -> int:
+    """One device's bytes: the bench's rule (fixed state + ``budget_samples`` float32 samples) for ``method``."""
+    cfg = BenchConfig(stream=STREAM, methods=[method], budget_samples=budget_samples).resolved()
+    return _budget_for(cfg, spec, method)
 
 
 def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float, server_lr: float = 1.0,
-                previous: dict[str, np.ndarray] | None = None) -> tuple[list[int], list[int], dict[str, np.ndarray] | None]:
+                previous: dict[str, np.ndarray] | None = None,
+                refresh: str = "none") -> tuple[list[int], list[int], dict[str, np.ndarray] | None]:
     """One round in process: FedAvg of the learners' weights by ``samples``, the server's step of rate ``server_lr``
-    from ``previous`` (the last global model) towards it, then each device merges with weight ``a``.
+    from ``previous`` (the last global model) towards it, then each device merges with weight ``a`` and refreshes
+    ``refresh`` (:func:`edge_cl.fleet.refresh.refresh_after_merge`, the daemon's ``fleet.refresh_after_merge``).
 
     Returns the encoded bytes each device would send up and receive down, and the new global model (``previous``
     when no device learned anything: that round keeps every model, as the ServerApp does).
@@ -103,13 +116,15 @@ def fleet_round(learners: list[OnlineLearner], samples: list[int], a: float, ser
     down_payload = len(wire.encode(glob))
     for lrn, mine in zip(learners, models, strict=True):
         merge_global(lrn, blend(glob, mine, a))
+        refresh_after_merge(lrn, refresh)
     return up, [down_payload] * len(learners), glob
 
 
 def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
-                every: int | None, a: float, server_lr: float = 1.0) -> FleetRun:
+                every: int | None, a: float, server_lr: float = 1.0, refresh: str = "none",
+                method: str = DEFAULT_METHOD) -> FleetRun:
     """Devices stepping in lock-step over their own concepts; a round every ``every`` steps (None: isolated)."""
-    learners = [make_learner(spec, budget, seed, 1000 * seed + d) for d in range(len(own))]
+    learners = [make_learner(spec, budget, seed, 1000 * seed + d, method) for d in range(len(own))]
     data = [_device_stream(stream, concepts) for concepts in own]
     steps = min(len(y) for _, y in data) // BATCH
     run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
@@ -121,7 +136,7 @@ def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], 
             since[d] += BATCH
         if every is not None and ((i + 1) % every == 0 or i + 1 == steps):
             t0 = time.perf_counter()
-            up, down, glob = fleet_round(learners, since, a, server_lr, glob)
+            up, down, glob = fleet_round(learners, since, a, server_lr, glob, refresh)
             run.round_s.append(time.perf_counter() - t0)
             run.up_bytes += up
             run.down_bytes += down
@@ -130,6 +145,33 @@ def run_devices(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], 
     run.acc = [[evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)] for lrn in learners]
     run.weights = [local_weights(lrn) for lrn in learners]
     return run
+
+
+def run_devices_superlink(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int,
+                          every: int, a: float, server_lr: float, refresh: str = "none",
+                          method: str = DEFAULT_METHOD) -> tuple[FleetRun, dict[str, Any]]:
+    """:func:`run_devices` with its rounds through a real SuperLink and SuperNodes (``benchmarks/fleet_superlink.py``);
+    the run, and what Flower's rounds cost (wire and payload bytes per device and round, round latency)."""
+    import tempfile
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    for path in (str(here), str(here.parent)):  # fleet_superlink beside this file; tests.fleet's process helpers
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from fleet_superlink import run_rounds
+
+    learners = [make_learner(spec, budget, seed, 1000 * seed + d, method) for d in range(len(own))]
+    data = [_device_stream(stream, concepts) for concepts in own]
+    steps = min(len(y) for _, y in data) // BATCH
+    run = FleetRun(acc=[], own=own, model_bytes=sum(v.nbytes for v in local_weights(learners[0]).values()))
+    with tempfile.TemporaryDirectory(prefix="edge-cl-fleet-") as tmp:
+        flower = run_rounds(learners, data, steps, every, BATCH, a, server_lr, refresh, Path(tmp))
+    run.rounds = flower["rounds"]
+    run.round_s = list(flower["round_s"])
+    run.acc = [[evaluate(lrn, *stream.test(c)) for c in range(stream.num_tasks)] for lrn in learners]
+    run.weights = [local_weights(lrn) for lrn in learners]
+    return run, flower
 
 
 def run_central(stream: TaskStream, own: list[list[int]], spec: dict[str, Any], budget: int, seed: int) -> float:
@@ -149,7 +191,8 @@ def _device_stream(stream: TaskStream, concepts: list[int]) -> tuple[torch.Tenso
 
 
 def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samples: int,
-             settings: list[tuple[float, int, float]], with_baselines: bool = True) -> dict[str, Any]:
+             settings: list[tuple[float, int, float]], with_baselines: bool = True,
+             refresh: str = "none") -> dict[str, Any]:
     """Fleet runs for each ``(a, K, lr)`` of ``settings`` and (optionally) isolated and central, on one seed."""
     stream = make_stream(STREAM, scale=scale, seed=seed, num_tasks=devices * per_device)
     assert isinstance(stream, TaskStream)
@@ -158,7 +201,7 @@ def one_seed(seed: int, devices: int, per_device: int, scale: float, budget_samp
     own = assign_concepts(devices, per_device, seed)
     out: dict[str, Any] = {"seed": seed, "budget_bytes": budget, "fleet": {}}
     for a, k, lr in settings:
-        run = run_devices(stream, own, spec, budget, seed, k, a, lr)
+        run = run_devices(stream, own, spec, budget, seed, k, a, lr, refresh)
         out["fleet"][setting_name(a, k, lr)] = _summary(run)
     if with_baselines:
         out["isolated"] = _summary(run_devices(stream, own, spec, budget, seed, None, 0.0))
@@ -242,6 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-lr", default="1,2,3", help="server learning rates to validate, comma-separated")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--val-seeds", default="100,101,102")
+    p.add_argument("--refresh-after-merge", default="none",
+                   help=f"what each merge refreshes ({' / '.join(REFRESH_CHOICES)}); with --compare-refresh a "
+                        "comma-separated list to compare")
+    p.add_argument("--methods", default=DEFAULT_METHOD,
+                   help="with --compare-refresh: the devices' methods, comma-separated (e.g. der++,der+++ewc)")
+    p.add_argument("--compare-refresh", action="store_true",
+                   help="compare --refresh-after-merge values on --val-seeds only (one a, K, lr; no baselines); "
+                        "writes section fleet-refresh-k<K>")
+    p.add_argument("--transport", choices=("inprocess", "superlink"), default="inprocess",
+                   help="superlink: the rounds of one a, K, lr through a real SuperLink and SuperNodes on loopback, "
+                        "beside the same run in-process, on --seeds (writes section fleet-superlink)")
     p.add_argument("--quick", action="store_true", help="tiny run (4 devices, scale 0.01, one seed each)")
     p.add_argument("--write-benchmarks", action="store_true")
     p.add_argument("--json", help="write the full results here")
@@ -250,17 +304,24 @@ def main(argv: list[str] | None = None) -> int:
         args.devices, args.scale, args.seeds, args.val_seeds, args.a, args.every = 4, 0.01, "0", "100", "1.0", "10"
         args.server_lr = "1"
     torch.set_num_threads(1)  # 2 shared cores: one thread each is faster than contention
+    if args.compare_refresh:
+        return compare_refresh(args)
+    if args.transport == "superlink":
+        return superlink_transport(args)
+    if args.refresh_after_merge not in REFRESH_CHOICES:
+        p.error(f"--refresh-after-merge {args.refresh_after_merge!r}: give one of {', '.join(REFRESH_CHOICES)} "
+                "(a list only with --compare-refresh)")
     settings = parse_settings(args.a, args.every, args.server_lr)
     seeds = [int(s) for s in args.seeds.split(",")]
     val_seeds = [int(s) for s in args.val_seeds.split(",")]
     t0 = time.perf_counter()
     payload = payload_bytes(args.budget_samples)
-    val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings)
-           for s in val_seeds]
+    val = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, settings,
+                    refresh=args.refresh_after_merge) for s in val_seeds]
     chosen, table = choose(val, payload)
     a, k, lr = next(s for s in settings if setting_name(*s) == chosen)
-    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k, lr)])
-            for s in seeds]
+    test = [one_seed(s, args.devices, args.concepts_per_device, args.scale, args.budget_samples, [(a, k, lr)],
+                     refresh=args.refresh_after_merge) for s in seeds]
     fleet = average([t["fleet"][chosen] for t in test])
     fleet["payload_bytes"] = payload
     iso = average([t["isolated"] for t in test])
@@ -282,6 +343,213 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: doc[k] for k in ("chosen", "verdict", "central", "wall_s")} |
                      {"fleet_mean": fleet["mean_all"], "isolated_mean": iso["mean_all"]}, indent=1))
     return 0
+
+
+def applicable_refreshes(method: str, spec: dict[str, Any], budget: int, wanted: list[str]) -> list[str]:
+    """The values of ``wanted`` that differ for ``method``: without DER ``logits`` refreshes nothing, without an
+    importance method ``anchors`` nothing (such a run would repeat ``none`` or ``logits``)."""
+    from edge_cl.methods.der import DER
+    from edge_cl.methods.importance import ImportanceMethod
+
+    lrn = make_learner(spec, budget, 0, 0, method)
+    der = any(isinstance(m, DER) for m in lrn.methods)
+    imp = any(isinstance(m, ImportanceMethod) for m in lrn.methods)
+    same = {"logits": "none" if not der else "logits", "anchors": "none" if not imp else "anchors",
+            "both": {(True, True): "both", (True, False): "logits", (False, True): "anchors"}.get((der, imp), "none")}
+    out: list[str] = []
+    for r in wanted:
+        if same.get(r, r) == r and r not in out:
+            out.append(r)
+    return out
+
+
+def compare_refresh(args: argparse.Namespace) -> int:
+    """Fleet runs with each ``--refresh-after-merge`` value, for each of ``--methods``, on the validation seeds
+    (one a, K, lr); the mean over seeds per method and value, and the refresh's share of the round latency."""
+    wanted = [r.strip() for r in args.refresh_after_merge.split(",")]
+    bad = [r for r in wanted if r not in REFRESH_CHOICES]
+    if bad:
+        raise SystemExit(f"--refresh-after-merge {bad}: each must be one of {', '.join(REFRESH_CHOICES)}")
+    settings = parse_settings(args.a, args.every, args.server_lr)
+    if len(settings) != 1:
+        raise SystemExit("--compare-refresh takes one --a, one --every and one --server-lr (the fleet's setting)")
+    (a, k, lr), = settings
+    methods = [m.strip() for m in args.methods.split(",")]
+    seeds = [int(s) for s in args.val_seeds.split(",")]
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        per_seed: dict[str, list[dict[str, Any]]] = {}
+        for seed in seeds:
+            stream = make_stream(STREAM, scale=args.scale, seed=seed, num_tasks=args.devices * args.concepts_per_device)
+            assert isinstance(stream, TaskStream)
+            spec = default_model_spec(stream.input_dim, stream.num_classes)
+            budget = device_budget(spec, args.budget_samples, method)
+            own = assign_concepts(args.devices, args.concepts_per_device, seed)
+            for refresh in applicable_refreshes(method, spec, budget, wanted):
+                run = run_devices(stream, own, spec, budget, seed, k, a, lr, refresh, method)
+                per_seed.setdefault(refresh, []).append(_summary(run) | {"seed": seed})
+                print(f"{method} refresh={refresh} seed {seed}: {per_seed[refresh][-1]['mean_all']:.2f}",
+                      file=sys.stderr, flush=True)
+        for refresh, runs in per_seed.items():
+            avg = average(runs)
+            rows.append({"method": method, "refresh": refresh, "mean_all": avg["mean_all"],
+                         "mean_own": avg["mean_own"], "mean_transfer": avg["mean_transfer"],
+                         "per_seed": [r["mean_all"] for r in runs], "round_ms_median": avg["round_ms_median"],
+                         "rounds": avg["rounds"]})
+    doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
+           "budget_samples": args.budget_samples, "setting": setting_name(a, k, lr), "val_seeds": seeds,
+           "rows": rows, "best": best_refresh(rows), "wall_s": time.perf_counter() - t0}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=1)
+    if args.write_benchmarks and not args.quick:
+        from edge_cl.reporting import write_section
+
+        write_section(f"fleet-refresh-k{k}", render_refresh(doc),
+                      "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
+    print(json.dumps({"best": doc["best"], "rows": [{k: r[k] for k in ("method", "refresh", "mean_all", "mean_own")}
+                                                    for r in rows], "wall_s": doc["wall_s"]}, indent=1))
+    return 0
+
+
+def superlink_transport(args: argparse.Namespace) -> int:
+    """One setting on ``--seeds``, its rounds through Flower and in-process: accuracy of both, Flower's bytes on the
+    wire and round latency."""
+    settings = parse_settings(args.a, args.every, args.server_lr)
+    if len(settings) != 1 or args.refresh_after_merge not in REFRESH_CHOICES:
+        raise SystemExit("--transport superlink takes one --a, --every, --server-lr and --refresh-after-merge")
+    (a, k, lr), = settings
+    method = args.methods.split(",")[0].strip()
+    t0 = time.perf_counter()
+    per_seed = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        stream = make_stream(STREAM, scale=args.scale, seed=seed, num_tasks=args.devices * args.concepts_per_device)
+        assert isinstance(stream, TaskStream)
+        spec = default_model_spec(stream.input_dim, stream.num_classes)
+        budget = device_budget(spec, args.budget_samples, method)
+        own = assign_concepts(args.devices, args.concepts_per_device, seed)
+        local = run_devices(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge, method)
+        flwr_run, flower = run_devices_superlink(stream, own, spec, budget, seed, k, a, lr, args.refresh_after_merge,
+                                                 method)
+        # Not bit for bit beyond 2 devices: Flower hands the replies over in the order they came, and float sums
+        # of 3+ models depend on the order; the difference is float32 rounding.
+        diff = max(float(np.max(np.abs(w[n] - v[n]))) for w, v in zip(flwr_run.weights, local.weights, strict=True)
+                   for n in w)
+        per_seed.append({"seed": seed, "superlink": _summary(flwr_run), "inprocess": _summary(local),
+                         "max_weight_diff": diff, "flower": flower})
+        print(f"seed {seed}: superlink {per_seed[-1]['superlink']['mean_all']:.2f}, in-process "
+              f"{per_seed[-1]['inprocess']['mean_all']:.2f}, largest weight difference {diff:.3g}", file=sys.stderr,
+              flush=True)
+    doc = {"devices": args.devices, "concepts_per_device": args.concepts_per_device, "scale": args.scale,
+           "budget_samples": args.budget_samples, "method": method, "setting": setting_name(a, k, lr),
+           "refresh": args.refresh_after_merge, "payload_bytes": payload_bytes(args.budget_samples),
+           "seeds": per_seed, "wall_s": time.perf_counter() - t0}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=1)
+    if args.write_benchmarks and not args.quick:
+        from edge_cl.reporting import write_section
+
+        write_section("fleet-superlink", render_superlink(doc),
+                      "python " + shlex.join(["benchmarks/fleet.py", *sys.argv[1:]]))
+    print(json.dumps({"per_seed": [{k: r[k] for k in ("seed", "max_weight_diff")} | {
+        "superlink": r["superlink"]["mean_all"], "inprocess": r["inprocess"]["mean_all"]} for r in per_seed],
+        "wall_s": doc["wall_s"]}, indent=1))
+    return 0
+
+
+def render_superlink(doc: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section of --transport superlink."""
+    from edge_cl.reporting import machine_line
+
+    n, runs = doc["devices"], doc["seeds"]
+    lines = [
+        f"## Fleet through a real SuperLink: {n} devices, {doc['setting']} (issue #24)", "",
+        (f"{machine_line()}. The fleet benchmark's setup ({n} devices, {doc['method']}, each its own "
+         f"{doc['concepts_per_device']} rotations of MNIST, {doc['scale']:g} of MNIST's training set per rotation, "
+         f"{doc['budget_samples']} float32 samples of buffer + fixed state each, refresh after merge: "
+         f"{doc['refresh']}) with its rounds through Flower: a real `flower-superlink`, one `flower-supernode` per "
+         "device and `flwr run` of edge_cl's Flower App on loopback, insecure; each device an OnlineLearner with the "
+         "daemon's fleet channel, learning K steps and then serving the channel until the round's global model is "
+         "merged (lock-step, like the in-process transport, which is run beside it on the same seed: the weights "
+         "differ by float32 rounding at most, as Flower hands the replies to the average in the order they came). "
+         "Each SuperNode "
+         "dials the SuperLink through a byte-counting TCP proxy: wire bytes are Flower's HTTP traffic per device "
+         "(polling and heartbeats included, registration excluded), divided by the rounds; payload bytes are the "
+         "encoded models the channel handed over. Round latency: from the last device reaching the round to the "
+         "last device having merged its global model."), "",
+        ("| seed | fleet mean, through Flower | fleet mean, in-process | largest final weight difference | rounds "
+         "| wall (s) |"),
+        "|---|---|---|---|---|---|"]
+    for r in runs:
+        f = r["flower"]
+        lines.append(f"| {r['seed']} | {r['superlink']['mean_all']:.2f} | {r['inprocess']['mean_all']:.2f} | "
+                     f"{r['max_weight_diff']:.2g} | {f['rounds']} | {f['wall_s']:.0f} |")
+    lat = [x for r in runs for x in r["flower"]["round_s"]]
+    up = [x for r in runs for x in r["flower"]["wire_up_per_round"]]
+    down = [x for r in runs for x in r["flower"]["wire_down_per_round"]]
+    pup = [x for r in runs for x in r["flower"]["payload_up_per_round"]]
+    pdown = [x for r in runs for x in r["flower"]["payload_down_per_round"]]
+    model = doc["payload_bytes"]
+    lines += [
+        "", "| per device and round | up | down |", "|---|---|---|",
+        f"| wire bytes (Flower's HTTP), mean over devices | {np.mean(up):,.0f} | {np.mean(down):,.0f} |",
+        f"| wire bytes, largest device | {max(up):,.0f} | {max(down):,.0f} |",
+        f"| payload bytes (encoded model through the channel) | {np.mean(pup):,.0f} | {np.mean(pdown):,.0f} |",
+        (f"| in models ({model:,} bytes an encoded model), largest device | {max(up) / model:.3f} | "
+        f"{max(down) / model:.3f} |"), "",
+        (f"Round latency through Flower: median {1000 * statistics.median(lat):.0f} ms, p90 "
+         f"{1000 * float(np.percentile(lat, 90)):.0f} ms, max {1000 * max(lat):.0f} ms over {len(lat)} rounds."), "",
+        f"Wall time {doc['wall_s']:.0f} s (the in-process runs included)."]
+    return "\n".join(lines)
+
+
+def best_refresh(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per method, the refresh that beats ``none`` on every validation seed with the largest mean gain; ``none``
+    when none does (refreshing logits costs a forward over the buffer at every merge, so it must pay for itself)."""
+    best: dict[str, str] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = {r["refresh"]: r for r in rows if r["method"] == method}
+        base = mine.get("none")
+        wins = [(r["mean_all"] - base["mean_all"], name) for name, r in mine.items() if base is not None
+                and name != "none" and all(v > b for v, b in zip(r["per_seed"], base["per_seed"], strict=True))]
+        best[method] = max(wins)[1] if wins else "none"
+    return best
+
+
+def render_refresh(doc: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section of --compare-refresh."""
+    from edge_cl.reporting import machine_line
+
+    n = doc["devices"]
+    lines = [
+        f"## Fleet: what a merge should refresh, {n} devices, {doc['setting']} (issue #24)", "",
+        (f"{machine_line()}. The fleet benchmark's setup (rotated-MNIST, {n} devices each seeing its own "
+        f"{doc['concepts_per_device']} rotations, {doc['scale']:g} of MNIST's training set per rotation, "
+        f"{doc['budget_samples']} float32 samples of buffer + fixed state each, rounds in-process, "
+        f"**{doc['setting']}**), run on the validation seeds {', '.join(map(str, doc['val_seeds']))} only, with each "
+        "merge followed by `edge_cl.fleet.refresh.refresh_after_merge`: `none`, `logits` (DER's stored logits "
+        "recomputed by the merged model), `anchors` (importance anchors moved to the merged weights, omega kept), "
+        "`both`. A value that changes nothing for a method (anchors without an importance method) is not run. "
+        "No isolated or central baselines: the runs compare with each other. Round latency includes the refresh."), "",
+        "| method | refresh | fleet mean (all) | per seed | vs none, per seed | median round (ms) |",
+        "|---|---|---|---|---|---|"]
+    base = {r["method"]: r for r in doc["rows"] if r["refresh"] == "none"}
+    for r in doc["rows"]:
+        lat, b = r["round_ms_median"], base.get(r["method"])
+        diff = (" / ".join(f"{v - w:+.2f}" for v, w in zip(r["per_seed"], b["per_seed"], strict=True))
+                if b is not None and r is not b else "")
+        lines.append(f"| {r['method']} | {r['refresh']} | {r['mean_all']:.2f} | "
+                     f"{' / '.join(f'{v:.2f}' for v in r['per_seed'])} | {diff} | "
+                     + (f"{lat:.1f}" if lat is not None else "n/a") + " |")
+    lines += ["", ("Only the fleet mean over all concepts is shown: with a = 1 and a round at the stream's end every "
+                   "device ends on the same model, whose own-concept and transfer means are that mean."), "",
+              "Chosen per method (a refresh only where it beats `none` on every validation seed, the largest mean "
+              "gain among those; else `none`, which costs nothing): "
+              + "; ".join(f"{m}: **{r}**" for m, r in doc["best"].items()) + ".", "",
+              f"Wall time {doc['wall_s']:.0f} s."]
+    return "\n".join(lines)
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -309,10 +577,12 @@ def render(doc: dict[str, Any]) -> str:
         "from the previous global model towards it, `w_global = w_prev + lr*(average - w_prev)` "
         "(`edge_cl.fleet.aggregate.server_step`, the ServerApp's `server-lr`; lr=1 is plain FedAvg), then each device "
         "merges `w = a*w_global + (1-a)*w_local` (`edge_cl.fleet.aggregate.blend` + `edge_cl.fleet.merge.merge_global`, "
-        "the daemon's merge). The transport is excluded: a real SuperLink with "
-        f"{n} SuperNodes and {n} learners does not fit a 2-core machine's benchmark time, and Flower's simulation "
-        "engine needs ray. Its cost is measured instead as the encoded payload (`edge_cl.fleet.wire`) of every upload "
-        "and download; round latency below is aggregation, payload encoding and merges, in one process."), "",
+        "the daemon's merge). The transport is excluded: a real SuperLink costs every round two ClientApp processes "
+        f"per device, so {n} devices and these rounds do not fit a 2-core machine's benchmark time, and Flower's "
+        "simulation engine needs ray. Its cost is measured here as the encoded payload (`edge_cl.fleet.wire`) of "
+        "every upload and download, and through a real SuperLink by `--transport superlink` for fewer devices and "
+        "rounds (section fleet-superlink, which ends on the in-process run's weights up to float32 rounding); round latency "
+        "below is aggregation, payload encoding and merges, in one process."), "",
         (f"Chosen on validation seeds {', '.join(map(str, doc['val_seeds']))} (most targets met, then fleet mean): "
         f"**{doc['chosen']}**."), "",
         ("| validation setting | fleet mean (all) | below central | own concepts | largest own drop vs isolated "

@@ -133,6 +133,9 @@ class _FleetCollector:
         s = self.stats.snapshot()
         yield CounterMetricFamily("edge_cl_fleet_rounds_joined", "Fleet rounds this device sent its weights to "
                                   "(weight reads by the Flower ClientApp answered).", value=s["rounds_joined"])
+        yield CounterMetricFamily("edge_cl_fleet_rounds_skipped", "Fleet rounds this device answered without its "
+                                  "weights: it had learned fewer than fleet.min_new_samples since its last merge.",
+                                  value=s["rounds_skipped"])
         yield CounterMetricFamily("edge_cl_fleet_merges", "Global models merged into the learner.",
                                   value=s["merges"])
         yield GaugeMetricFamily("edge_cl_fleet_last_merge_timestamp_seconds", "Unix time of the last merge of a "

@@ -1,8 +1,10 @@
 """The daemon's end of the fleet: a loopback HTTP endpoint a Flower ClientApp reaches the learner by.
 
 ``GET /weights`` answers the trainable parameters (float32 ``.npz``, see :mod:`edge_cl.fleet.wire`) and, in
-the ``X-Edge-CL-Samples-Since-Merge`` header, how many samples were learned since the last merge. ``POST
-/global`` hands over a global model. Nothing else is served: no samples, labels or ids ever cross it.
+the ``X-Edge-CL-Samples-Since-Merge`` header, how many samples were learned since the last merge; with fewer than
+``min_new_samples`` of them it answers 204 without weights (the device sits the round out), the count and the
+minimum in headers. ``POST /global`` hands over a global model. Nothing else is served: no samples, labels or ids
+ever cross it.
 
 The learner belongs to the daemon's learning thread. The HTTP thread never touches it: each request is queued
 and waits until that thread calls :meth:`FleetChannel.apply_pending` between two steps, which reads the
@@ -25,7 +27,8 @@ import numpy as np
 
 from edge_cl.fleet import merge, wire
 from edge_cl.fleet.aggregate import blend
-from edge_cl.fleet.settings import FleetConfig
+from edge_cl.fleet.refresh import REFRESH_CHOICES, refresh_after_merge
+from edge_cl.fleet.settings import DEFAULT_MIN_NEW_SAMPLES, DEFAULT_REFRESH, FleetConfig
 from edge_cl.fleet.stats import FleetStats
 from edge_cl.fleet.token import read_token
 
@@ -50,11 +53,18 @@ class FleetChannel:
     once per loop iteration, from the thread that runs ``learner.learn``."""
 
     def __init__(self, token: str, port: int = 0, timeout_s: float = 30.0, max_body_bytes: int = 256 << 20,
-                 global_weight: float = 1.0) -> None:
+                 global_weight: float = 1.0, min_new_samples: int = DEFAULT_MIN_NEW_SAMPLES,
+                 refresh: str = DEFAULT_REFRESH) -> None:
         if not 0.0 <= global_weight <= 1.0:
             raise ValueError(f"fleet.global_weight={global_weight} must be in [0, 1] (1: take the global model)")
+        if min_new_samples < 0:
+            raise ValueError(f"fleet.min_new_samples={min_new_samples} must be >= 0 (0: send the weights every round)")
         self._token = token
         self.global_weight = float(global_weight)
+        self.min_new_samples = int(min_new_samples)
+        if refresh not in REFRESH_CHOICES:
+            raise ValueError(f"fleet.refresh_after_merge={refresh!r} must be one of {', '.join(REFRESH_CHOICES)}")
+        self.refresh = refresh
         self.timeout_s = float(timeout_s)
         self.max_body_bytes = int(max_body_bytes)
         self._requests: queue.Queue[_Request] = queue.Queue()
@@ -78,7 +88,8 @@ class FleetChannel:
         if not cfg.enabled:
             return None
         assert cfg.token_file is not None  # FleetConfig insists on it when enabled
-        return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight)
+        return cls(read_token(cfg.token_file), cfg.port, cfg.timeout_s, cfg.max_body_bytes, cfg.global_weight,
+                   cfg.min_new_samples, cfg.refresh_after_merge)
 
     @property
     def merges(self) -> int:
@@ -121,7 +132,10 @@ class FleetChannel:
                     continue
                 try:
                     if req.kind == "weights":
-                        req.result = (merge.local_weights(learner), self.samples_since_merge(learner))
+                        samples = self.samples_since_merge(learner)
+                        # Below the minimum no weights are copied: the round goes on without this device.
+                        arrays = merge.local_weights(learner) if samples >= self.min_new_samples else None
+                        req.result = (arrays, samples)
                     else:
                         assert req.arrays is not None
                         arrays = req.arrays
@@ -129,6 +143,8 @@ class FleetChannel:
                             merge.check_global(learner, arrays)
                             arrays = blend(arrays, merge.local_weights(learner), self.global_weight)
                         merge.merge_global(learner, arrays)
+                        # Part of the merge, before the next step: that step must see the refreshed state.
+                        refresh_after_merge(learner, self.refresh)
                         self._merged_at = int(learner.samples_learned)
                         self.stats.merged()
                         merged += 1
@@ -211,6 +227,10 @@ def _handler_for(channel: FleetChannel) -> type[BaseHTTPRequestHandler]:
             if req.error is not None:
                 return self._error(500, req.error)
             arrays, samples = req.result
+            if arrays is None:
+                channel.stats.skipped()  # before the reply, as below
+                return self._reply(204, b"", headers={wire.SAMPLES_HEADER: str(samples),
+                                                      wire.MIN_SAMPLES_HEADER: str(channel.min_new_samples)})
             body = wire.encode(arrays)
             channel.stats.joined(len(body))  # before the reply: a client that has it sees it counted
             return self._reply(200, body, wire.CONTENT_TYPE, {wire.SAMPLES_HEADER: str(samples)})

@@ -1,7 +1,9 @@
 """The Flower ClientApp a device's ``flower-supernode`` runs: it reaches the daemon over the loopback channel.
 
 A train message asks for what the device learned: the reply carries the daemon's weights (an ArrayRecord) and
-the samples learned since the last merge (``num-examples``, FedAvg's weight). An evaluate message carries the
+the samples learned since the last merge (``num-examples``, FedAvg's weight). A daemon below its
+``fleet.min_new_samples`` sends no weights: the reply carries counts only (:mod:`edge_cl.fleet.replies`) and the
+server leaves it out of the average. An evaluate message carries the
 global model the round produced: it is handed to the daemon, which merges it between two steps. The ClientApp
 holds no model of its own and never sees a sample; its node config names the channel:
 
@@ -14,11 +16,11 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from edge_cl.fleet.local_client import DaemonChannel
+from edge_cl.fleet.replies import NUM_EXAMPLES, skipped_metrics
 
 ADDRESS_KEY = "fleet-address"
 TOKEN_KEY = "fleet-token-file"
 ARRAYS_KEY = "arrays"  # FedAvg's default arrayrecord_key
-NUM_EXAMPLES = "num-examples"  # FedAvg's default weighted_by_key
 
 app = ClientApp()
 
@@ -38,10 +40,13 @@ def channel(context: Context) -> DaemonChannel:
 def train(msg: Message, context: Context) -> Message:
     # The arrays the server sent are not trained on: the daemon trains continuously on its own stream, and the
     # global model reaches it through the evaluate message that ends each round.
-    weights, samples = channel(context).local_weights()
+    update = channel(context).read_update()
+    if update.arrays is None:  # too few new samples: counts only, no ArrayRecord
+        content = RecordDict({"metrics": MetricRecord(skipped_metrics(update.samples, update.min_new_samples))})
+        return Message(content=content, reply_to=msg)
     content = RecordDict({
-        ARRAYS_KEY: ArrayRecord({name: Array(a) for name, a in weights.items()}),
-        "metrics": MetricRecord({NUM_EXAMPLES: samples}),
+        ARRAYS_KEY: ArrayRecord({name: Array(a) for name, a in update.arrays.items()}),
+        "metrics": MetricRecord({NUM_EXAMPLES: update.samples}),
     })
     return Message(content=content, reply_to=msg)
 

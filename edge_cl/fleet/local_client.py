@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -18,6 +19,19 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 class ChannelError(RuntimeError):
     """The daemon's channel refused or could not be reached; the message says which and why."""
+
+
+class LocalUpdate(NamedTuple):
+    """What the daemon answers a round: its weights (None when it sits the round out), the samples it learned
+    since its last merge, and its ``fleet.min_new_samples`` (0 when it sent weights: the minimum is met)."""
+
+    arrays: dict[str, np.ndarray] | None
+    samples: int
+    min_new_samples: int = 0
+
+    @property
+    def skipped(self) -> bool:
+        return self.arrays is None
 
 
 class DaemonChannel:
@@ -52,13 +66,27 @@ class DaemonChannel:
             raise ChannelError(f"cannot reach the daemon's fleet channel at {self.address} ({exc}); is the daemon "
                                "running with [fleet] enabled = true on that port?") from None
 
-    def local_weights(self) -> tuple[dict[str, np.ndarray], int]:
-        """The daemon's weights and the samples it learned since the last merge."""
+    def read_update(self) -> LocalUpdate:
+        """The daemon's answer to a round: its weights and sample count, or (below its ``fleet.min_new_samples``)
+        the count and the minimum without weights."""
         body, headers = self._call("GET", "/weights")
-        samples = {k.lower(): v for k, v in headers.items()}.get(wire.SAMPLES_HEADER.lower())
+        lower = {k.lower(): v for k, v in headers.items()}
+        samples = lower.get(wire.SAMPLES_HEADER.lower())
         if samples is None:
             raise ChannelError(f"the daemon at {self.address} sent no {wire.SAMPLES_HEADER} header")
-        return wire.decode(body), int(samples)
+        minimum = lower.get(wire.MIN_SAMPLES_HEADER.lower())
+        if minimum is not None:  # a 204: the daemon withheld its weights
+            return LocalUpdate(None, int(samples), int(minimum))
+        return LocalUpdate(wire.decode(body), int(samples))
+
+    def local_weights(self) -> tuple[dict[str, np.ndarray], int]:
+        """The daemon's weights and the samples it learned since the last merge; ChannelError when it withheld
+        them (fewer new samples than its ``fleet.min_new_samples``)."""
+        update = self.read_update()
+        if update.arrays is None:
+            raise ChannelError(f"the daemon at {self.address} learned {update.samples} samples since its last merge, "
+                               f"below its fleet.min_new_samples={update.min_new_samples}; it sends no weights")
+        return update.arrays, update.samples
 
     def merge_global(self, arrays: dict[str, np.ndarray]) -> None:
         """Hand the global model to the daemon; returns once its learning thread merged it."""

@@ -4,8 +4,8 @@ Only the trainable parameters are exchanged (float32, named as in the model's ``
 on the device: the standardiser's running statistics and BatchNorm's are summaries of the local stream (as in
 FedBN), each device keeps normalising its own inputs.
 
-Method state is left as it is by a merge: the buffer, the optimizer's moments, and an importance method's
-(EWC, MAS ...) ``omega`` and anchor. The merged weights are then one more move of the weights between two
+Method state is left as it is by a merge (unless ``fleet.refresh_after_merge`` asks, :mod:`edge_cl.fleet.refresh`):
+the buffer, the optimizer's moments, and an importance method's (EWC, MAS ...) ``omega`` and anchor. The merged weights are then one more move of the weights between two
 steps, exactly like a step's: an importance penalty keeps pulling the important weights toward the anchor of
 the last consolidation (what this device judged worth protecting) until the trigger consolidates again at the
 merged weights. This keeps every invariant of the learner (the flat parameter buffer, the transaction

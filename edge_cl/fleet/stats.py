@@ -19,6 +19,7 @@ class FleetStats:
     """Counters of one channel; written by its HTTP and learning threads, read by the metrics thread."""
 
     rounds_joined: int = 0      # weight reads answered: the rounds this device contributed its weights to
+    rounds_skipped: int = 0     # weight reads answered without weights: fewer new samples than fleet.min_new_samples
     merges: int = 0             # global models merged into the learner
     last_merge_unix: float = 0.0  # wall-clock time of the last merge; 0 before the first
     bytes_sent: int = 0         # weight bodies handed to the ClientApp (what goes up through Flower)
@@ -30,6 +31,10 @@ class FleetStats:
         with self._lock:
             self.rounds_joined += 1
             self.bytes_sent += int(body_bytes)
+
+    def skipped(self) -> None:
+        with self._lock:
+            self.rounds_skipped += 1
 
     def received(self, body_bytes: int) -> None:
         with self._lock:
@@ -49,6 +54,6 @@ class FleetStats:
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of every counter (``failures`` a new dict)."""
         with self._lock:
-            return {"rounds_joined": self.rounds_joined, "merges": self.merges,
+            return {"rounds_joined": self.rounds_joined, "rounds_skipped": self.rounds_skipped, "merges": self.merges,
                     "last_merge_unix": self.last_merge_unix, "bytes_sent": self.bytes_sent,
                     "bytes_received": self.bytes_received, "failures": dict(self.failures)}

@@ -10,6 +10,8 @@ import numpy as np
 
 CONTENT_TYPE = "application/x-npz"
 SAMPLES_HEADER = "X-Edge-CL-Samples-Since-Merge"
+# Sent with a 204 (no weights): the daemon's fleet.min_new_samples, which the samples since the merge are below.
+MIN_SAMPLES_HEADER = "X-Edge-CL-Min-New-Samples"
 
 
 def encode(arrays: dict[str, np.ndarray]) -> bytes:

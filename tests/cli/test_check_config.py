@@ -34,6 +34,17 @@ def test_invalid_config_exits_1_naming_the_key(tmp_path: Path) -> None:
     assert "broker.port" in res.output and "99999" in res.output
 
 
+def test_fleet_min_new_samples_is_checked_and_printed(tmp_path: Path) -> None:
+    assert "\nmin_new_samples = 1\n" in EXAMPLE.read_text()  # the example names the setting and its default
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(EXAMPLE.read_text().replace("min_new_samples = 1", "min_new_samples = 50"))
+    data = json.loads(CliRunner().invoke(app, ["check-config", str(cfg), "--json"]).output)
+    assert data["fleet"]["min_new_samples"] == 50
+    cfg.write_text(EXAMPLE.read_text().replace("min_new_samples = 1", "min_new_samples = -5"))
+    res = CliRunner().invoke(app, ["check-config", str(cfg)])
+    assert res.exit_code == 1 and "fleet.min_new_samples" in res.output and "-5" in res.output
+
+
 def test_file_modes_print_as_octal(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(EXAMPLE.read_text().replace("file_mode = 0o640", "file_mode = 0o600", 1))

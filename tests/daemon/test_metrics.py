@@ -15,12 +15,14 @@ def test_fleet_counters_are_exported_at_each_scrape() -> None:
     m.watch_fleet(stats)
     stats.joined(1000)
     stats.joined(500)
+    stats.skipped()
     stats.received(700)
     stats.merged()
     stats.failed("refused")
     stats.failed("timeout")
     stats.failed("timeout")
     assert m.value("edge_cl_fleet_rounds_joined_total") == 2
+    assert m.value("edge_cl_fleet_rounds_skipped_total") == 1
     assert m.value("edge_cl_fleet_bytes_sent_total") == 1500
     assert m.value("edge_cl_fleet_bytes_received_total") == 700
     assert m.value("edge_cl_fleet_merges_total") == 1

@@ -1,5 +1,6 @@
 """Real Flower processes on loopback for the fleet tests: a SuperLink, one SuperNode per device and `flwr run`
-of edge_cl's Flower App. Every address is 127.0.0.1 and Flower's telemetry is off (tests/fleet/conftest.py)."""
+of edge_cl's Flower App, insecure or on TLS with a test CA. Every address is 127.0.0.1 and Flower's telemetry is
+off (tests/fleet/conftest.py)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,25 @@ class Processes:
             self.kill(proc)
 
 
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1 (what docs/fleet.md's TLS section has the user make)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the TLS fleet tests need the openssl command-line tool (Debian: openssl)")
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=edge-cl fleet test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
+
+
 def wait_listening(port: int, procs: Processes, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,14 +111,20 @@ class Flower:
     """A SuperLink on a fixed loopback port (so a restarted one is found where the SuperNodes left it), its
     SuperNodes and runs of the Flower App, under ``tmp``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, tls: bool = False) -> None:
         self.tmp = tmp
         self.link_port = free_port()
         home = tmp / "flwr-home"
         home.mkdir(exist_ok=True)
+        self.pki = make_pki(tmp / "pki") if tls else None
+        # The SuperLink's APIs on TLS; the SuperNodes and `flwr run` verify it with the test CA.
+        self.link_tls = (["--ssl-ca-certfile", str(self.pki["ca"]), "--ssl-certfile", str(self.pki["cert"]),
+                          "--ssl-keyfile", str(self.pki["key"])] if self.pki else ["--insecure"])
+        self.node_tls = ["--root-certificates", str(self.pki["ca"])] if self.pki else ["--insecure"]
+        secure = f'root-certificates = "{self.pki["ca"]}"\n' if self.pki else "insecure = true\n"
         # `flwr run` finds the SuperLink through a named connection in $FLWR_HOME/config.toml.
         (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-                                          f'address = "127.0.0.1:{self.link_port}"\ninsecure = true\n')
+                                          f'address = "127.0.0.1:{self.link_port}"\n{secure}')
         self.env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0",
                     "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         self.procs = Processes(tmp, self.env)
@@ -108,7 +134,7 @@ class Flower:
     def start_superlink(self) -> None:
         self.link_starts += 1
         self.superlink = self.procs.start(
-            f"superlink{self.link_starts}", tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+            f"superlink{self.link_starts}", tool("flower-superlink"), *self.link_tls, "--host", "127.0.0.1",
             "--port", str(self.link_port), "--disable-runtime-dependency-installation",
             # Its state in a file: a restarted SuperLink still knows the SuperNodes (an in-memory one answers
             # their heartbeats 401 and they exit).
@@ -126,9 +152,11 @@ class Flower:
                 child.kill()
         psutil.wait_procs(tree, timeout=10)
 
-    def start_supernode(self, i: int, address: str, token_file: Path) -> None:
-        self.procs.start(f"supernode{i}", tool("flower-supernode"), "--insecure",
-                         "--superlink", f"127.0.0.1:{self.link_port}", "--host", "127.0.0.1",
+    def start_supernode(self, i: int, address: str, token_file: Path, superlink_port: int | None = None) -> None:
+        """SuperNode ``i`` for the daemon channel at ``address``; ``superlink_port``: where it dials the SuperLink
+        (default the SuperLink's own port; the fleet benchmark puts a byte-counting proxy there)."""
+        self.procs.start(f"supernode{i}", tool("flower-supernode"), *self.node_tls,
+                         "--superlink", f"127.0.0.1:{superlink_port or self.link_port}", "--host", "127.0.0.1",
                          "--port", str(free_port()),
                          "--node-config", f"fleet-address='{address}' fleet-token-file='{token_file}'")
 

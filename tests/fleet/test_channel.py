@@ -154,3 +154,48 @@ def test_the_merge_blends_with_global_weight(tmp_path) -> None:
             np.testing.assert_allclose(p.detach().numpy(), 0.25 * 2.0 + 0.75 * local[name], rtol=1e-6)
     with pytest.raises(ValueError, match="global_weight"):
         FleetConfig(enabled=True, token_file=tok, global_weight=1.5)
+
+
+def test_below_min_new_samples_the_channel_sends_no_weights_and_counts_it(tmp_path) -> None:
+    """fleet.min_new_samples: a device that learned fewer samples since its last merge answers without weights
+    (204, the count and the minimum in headers), counted as a skipped round; at the minimum it sends them."""
+    tok = token_file(tmp_path)
+    ch = FleetChannel.from_config(FleetConfig(enabled=True, port=0, token_file=tok, timeout_s=10,
+                                              min_new_samples=30))
+    assert ch is not None and ch.min_new_samples == 30
+    lrn, data = learner(6), batches(6, 6)
+    client = DaemonChannel(ch.address, tok)
+    try:
+        with LearningLoop(lrn, ch, data[:3]) as loop:  # 24 samples: below 30
+            assert loop.learned_all.wait(30)
+            update = client.read_update()
+            assert update.skipped and update.arrays is None and (update.samples, update.min_new_samples) == (24, 30)
+            with pytest.raises(ChannelError, match="24 samples.*min_new_samples=30"):
+                client.local_weights()
+            s = ch.stats.snapshot()
+            assert (s["rounds_skipped"], s["rounds_joined"], s["bytes_sent"]) == (2, 0, 0)
+            loop.data += data[3:4]  # 32: at or above the minimum, the weights go
+            assert wait_until_learned(lrn, 32)
+            arrays, samples = client.local_weights()
+            assert samples == 32 and set(arrays) == {n for n, _ in lrn.model.named_parameters()}
+            assert ch.stats.snapshot()["rounds_joined"] == 1
+            # A merge starts the count again: right after it the device sits out.
+            client.merge_global(arrays)
+            assert client.read_update() == (None, 0, 30)
+    finally:
+        ch.close()
+    with pytest.raises(ValueError, match="min_new_samples"):
+        FleetConfig(enabled=True, token_file=tok, min_new_samples=-1)
+    with FleetChannel(tok.read_text().strip(), min_new_samples=0) as always:
+        with LearningLoop(learner(7), always, []):  # 0: weights go even with nothing learned
+            arrays, samples = DaemonChannel(always.address, tok).local_weights()
+        assert samples == 0 and arrays
+
+
+def wait_until_learned(lrn, n: int, timeout: float = 30) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while lrn.samples_learned < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return lrn.samples_learned >= n

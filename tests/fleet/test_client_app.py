@@ -64,3 +64,23 @@ def test_train_sends_only_the_weights_and_the_sample_count_and_evaluate_merges(t
 def test_a_node_config_without_the_channel_says_what_to_pass() -> None:
     with pytest.raises(ValueError, match="fleet-address and fleet-token-file"):
         fleet_client.train(message(MessageType.TRAIN, ArrayRecord()), context({}))
+
+
+def test_below_min_new_samples_train_sends_counts_only_and_evaluate_still_merges(tmp_path) -> None:
+    tok = token_file(tmp_path)
+    lrn = learner(8)
+    with FleetChannel(tok.read_text().strip(), timeout_s=30, min_new_samples=50) as ch, \
+            LearningLoop(lrn, ch, batches(8, 2)) as loop:
+        assert loop.learned_all.wait(30)
+        ctx = context({"fleet-address": ch.address, "fleet-token-file": str(tok)})
+        content = fleet_client.train(message(MessageType.TRAIN, ArrayRecord()), ctx).content
+        # No ArrayRecord at all: the counts say why, and nothing else leaves the device.
+        assert not content.array_records and not content.config_records and list(content.metric_records) == ["metrics"]
+        metrics = dict(content.metric_records["metrics"])
+        assert metrics == {"num-examples": 0, "skipped": 1, "new-samples": 16, "min-new-samples": 50}
+        assert ch.stats.snapshot()["rounds_skipped"] == 1
+        # The device still takes the round's global model (a late or idle device catches up).
+        glob = {k: np.ones(p.shape, np.float32) for k, p in merge.trainable(lrn)}
+        reply = fleet_client.evaluate(
+            message(MessageType.EVALUATE, ArrayRecord({k: Array(v) for k, v in glob.items()})), ctx)
+        assert reply.content.metric_records["metrics"]["merged"] == 1 and ch.merges == 1

@@ -1,6 +1,7 @@
 """Three real daemons learn from a real Mosquitto and average what they learned through a real Flower SuperLink
-and three SuperNodes, all on 127.0.0.1: samples go in over MQTT, rounds run, every daemon merges the global
-model between two steps, and predictions keep flowing (also while the SuperLink is gone)."""
+and three SuperNodes, all on 127.0.0.1 and on TLS (a test CA; insecure is covered by test_flower_e2e): samples go
+in over MQTT, rounds run, every daemon merges the global model between two steps, and predictions keep flowing
+(also while the SuperLink is gone)."""
 
 from __future__ import annotations
 
@@ -37,19 +38,21 @@ def device_samples(device: int, n: int, start: int = 0) -> list[bytes]:
             for k, y in enumerate(ys)]
 
 
-def device_config(tmp: Path, broker_port: int, device: int) -> tuple[Path, Path]:
+def device_config(tmp: Path, broker_port: int, device: int, min_new_samples: int = 1) -> tuple[Path, Path]:
     """A daemon config with [fleet] on (channel on any free loopback port) and its own topics; (config, token)."""
     tok = token_file(tmp, f"device{device}.token")
     cfg = daemon_toml(tmp / f"device{device}", broker_port, client_id=f"edge-cl-fleet-{device}",
-                      extra=f'\n[fleet]\nenabled = true\nport = 0\ntoken_file = "{tok}"\ntimeout_s = 30\n')
+                      extra=f'\n[fleet]\nenabled = true\nport = 0\ntoken_file = "{tok}"\ntimeout_s = 30\n'
+                            f'min_new_samples = {min_new_samples}\n')
     cfg.write_text(cfg.read_text().replace('"t/', f'"d{device}/'))
     return cfg, tok
 
 
 @contextlib.contextmanager
-def fleet_of_daemons(tmp: Path, broker: Mosquitto) -> Iterator[tuple[list[Daemon], list[Path], Collector]]:
+def fleet_of_daemons(tmp: Path, broker: Mosquitto, min_new_samples: tuple[int, ...] = (1,) * DEVICES
+                     ) -> Iterator[tuple[list[Daemon], list[Path], Collector]]:
     """Three daemons running in this process, and a collector of their predictions."""
-    configs = [device_config(tmp, broker.port, i) for i in range(DEVICES)]
+    configs = [device_config(tmp, broker.port, i, min_new_samples[i]) for i in range(DEVICES)]
     col = Collector(broker.port, [f"d{i}/predictions" for i in range(DEVICES)] + [f"d{i}/dead" for i in
                                                                                   range(DEVICES)])
     with contextlib.ExitStack() as stack:
@@ -89,8 +92,10 @@ def fleet_value(d: Daemon, name: str, **labels: str) -> float:
 
 
 def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_path: Path) -> None:
-    flower = Flower(tmp_path)
-    with fleet_of_daemons(tmp_path, broker) as (daemons, tokens, col):
+    flower = Flower(tmp_path, tls=True)
+    # Device 2 needs more new samples than it will have learned: it sits the round out (no weights sent), the
+    # server averages devices 0 and 1 only, and device 2 still takes the global model.
+    with fleet_of_daemons(tmp_path, broker, (1, 1, 41)) as (daemons, tokens, col):
         try:
             started = time.time()
             start_flower(flower, daemons, tokens)  # they start up while the daemons learn
@@ -103,25 +108,31 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
             run = flower.run_app(f"num-server-rounds=1 min-nodes={DEVICES} round-timeout-s=60")
             assert run.wait(120) == 0, flower.procs.logs()
             assert wait_until(lambda: all(d.fleet.merges == 1 for d in daemons), 30), flower.procs.logs()
+            run_log = (tmp_path / "flwr-run.log").read_text(errors="replace")
         finally:
             flower.stop()
+        assert "sat the round out: it learned 40 samples since its last merge, below its fleet.min_new_samples 41" \
+            in run_log, run_log[-3000:]
 
-        # Every daemon took the round's global model: the sample-weighted average of what they sent.
-        expected = sample_weighted_average(sent)
+        # Every daemon took the round's global model: the sample-weighted average of what devices 0 and 1 sent.
+        expected = sample_weighted_average(sent[:2])
         for d in daemons:
             held = merge.local_weights(d.learner)
             for name, value in expected.items():
                 np.testing.assert_allclose(held[name], value, rtol=1e-5, atol=1e-6)
         for i, d in enumerate(daemons):
-            assert fleet_value(d, "rounds_joined_total") == 1
+            joined = int(i < 2)
+            assert fleet_value(d, "rounds_joined_total") == joined
+            assert fleet_value(d, "rounds_skipped_total") == 1 - joined
             assert fleet_value(d, "merges_total") == 1
-            assert fleet_value(d, "bytes_sent_total") == len(wire.encode(sent[i][0]))
+            assert fleet_value(d, "bytes_sent_total") == joined * len(wire.encode(sent[i][0]))
             assert fleet_value(d, "bytes_received_total") >= len(wire.encode(expected)) * 0.9
             assert started <= fleet_value(d, "last_merge_timestamp_seconds") <= time.time()
             for reason in ("refused", "timeout", "bad_body", "internal"):
                 assert fleet_value(d, "merge_failures_total", reason=reason) == 0
             page = d.page_status()["fleet"]  # the status page's fleet line
-            assert (page["rounds_joined"], page["merges"]) == (1, 1) and page["last_merge_unix"] > 0
+            assert (page["rounds_joined"], page["rounds_skipped"], page["merges"]) == (joined, 1 - joined, 1)
+            assert page["last_merge_unix"] > 0
         assert [d.learner.step for d in daemons] == step_before, "a merge is not a step"
 
         # A poisoned global model (NaN), handed over as a ClientApp would, is refused and counted; nothing changes.
@@ -145,7 +156,7 @@ def test_three_daemons_merge_a_round_and_keep_predicting(broker: Mosquitto, tmp_
 
 def test_superlink_killed_mid_round_daemons_keep_learning_and_rejoin_the_next_round(
         broker: Mosquitto, tmp_path: Path) -> None:
-    flower = Flower(tmp_path)
+    flower = Flower(tmp_path, tls=True)
     with fleet_of_daemons(tmp_path, broker) as (daemons, tokens, col):
         try:
             start_flower(flower, daemons, tokens)

@@ -4,10 +4,8 @@ and a run of edge_cl's ServerApp; every process on loopback ports."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,27 +13,10 @@ import pytest
 pytest.importorskip("flwr", reason="fleet learning needs Flower: pip install 'edge-cl[fleet]'")
 
 from edge_cl.fleet import FleetChannel, merge
-from tests.fleet.flower_procs import APP_DIR, REPO, Processes, free_port, tool, wait_listening
+from tests.fleet.flower_procs import APP_DIR, REPO, Processes, free_port, make_pki, tool, wait_listening
 from tests.fleet.helpers import LearningLoop, batches, learner, token_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _pki(folder: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 (what docs/fleet.md's TLS section has the user make)."""
-    folder.mkdir()
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=edge-cl fleet test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
-    return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["insecure", "tls"])
@@ -43,9 +24,7 @@ def test_two_devices_end_with_the_sample_weighted_average(tmp_path, tls: bool) -
     link_port = free_port()
     home = tmp_path / "flwr-home"
     home.mkdir()
-    if tls and shutil.which("openssl") is None:
-        pytest.fail("the TLS case needs the openssl command-line tool (Debian: openssl)")
-    pki = _pki(tmp_path / "pki") if tls else None
+    pki = make_pki(tmp_path / "pki") if tls else None
     # The SuperLink's Fleet, Control and Runtime APIs on TLS; SuperNodes and `flwr run` verify it with the CA.
     link_tls = (["--ssl-ca-certfile", str(pki["ca"]), "--ssl-certfile", str(pki["cert"]), "--ssl-keyfile",
                  str(pki["key"])] if pki else ["--insecure"])
