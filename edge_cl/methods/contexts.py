@@ -81,6 +81,21 @@ ADWIN_DEFAULTS = {"clock": 1, "delta": 0.5}
 _NO_SERIAL = -1
 
 
+def change_detector(prefix: str, name: str, params: dict[str, Any], method: str, purpose: str
+                    ) -> tuple[Any, tuple[str, dict[str, Any]]]:
+    """The drift detector a task-free method opens its contexts with (``<prefix>_detector`` and its params; ADWIN's
+    defaults above when none are given), and the (name, params) that build it again; errors name the settings."""
+    params = dict(params) or (dict(ADWIN_DEFAULTS) if name == "adwin" else {})
+    try:
+        detector = make_trigger(name, **params)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}_detector={name!r} with {prefix}_detector_params={params}: {exc}") from None
+    if detector is None:
+        raise ValueError(f"{prefix}_detector='none': method '{method}' needs a detector to {purpose}; use 'adwin' or "
+                         "'page-hinkley'")
+    return detector, (name, params)
+
+
 class ContextsSettings(MethodSettings):
     """Settings of the task-free contexts method."""
 
@@ -233,19 +248,8 @@ class Contexts(Method):
         self.margin, self.beta = float(settings.context_margin), float(settings.context_beta)
         self.keep_good = bool(settings.context_keep_good)
         self.route_all = settings.context_replay == "own"
-        params = dict(settings.context_detector_params)
-        if not params:
-            params = dict(ADWIN_DEFAULTS) if settings.context_detector == "adwin" else {}
-        self._detector_args = (settings.context_detector, params)
-        try:
-            detector = make_trigger(settings.context_detector, **params)
-        except ValueError as exc:
-            raise ValueError(f"context_detector={settings.context_detector!r} with context_detector_params={params}: "
-                             f"{exc}") from None
-        if detector is None:
-            raise ValueError("context_detector='none': method 'contexts' needs a detector to open contexts; use "
-                             "'adwin' or 'page-hinkley'")
-        self.detector = detector
+        self.detector, self._detector_args = change_detector(
+            "context", settings.context_detector, settings.context_detector_params, "contexts", "open contexts")
         self.tolerance = float(settings.context_return) * math.log(max(ctx.num_classes, 2))
         self.head = output_head(ctx.model, ctx.num_classes, ctx.input_dim, ctx.device)
         w = self.head.weight

@@ -88,7 +88,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.contexts import ADWIN_DEFAULTS, SERIALS
+from edge_cl.methods.contexts import SERIALS, change_detector
 from edge_cl.methods.registry import register
 from edge_cl.triggers import make_trigger
 
@@ -169,19 +169,8 @@ class PackNet(Method):
         self.window_steps, self.margin = int(settings.packnet_window), float(settings.packnet_margin)
         self.beta = float(settings.packnet_beta)
         self.tolerance = float(settings.packnet_return) * math.log(max(ctx.num_classes, 2))
-        params = dict(settings.packnet_detector_params)
-        if not params:
-            params = dict(ADWIN_DEFAULTS) if settings.packnet_detector == "adwin" else {}
-        self._detector_args = (settings.packnet_detector, params)
-        try:
-            detector = make_trigger(settings.packnet_detector, **params)
-        except ValueError as exc:
-            raise ValueError(f"packnet_detector={settings.packnet_detector!r} with packnet_detector_params={params}: "
-                             f"{exc}") from None
-        if detector is None:
-            raise ValueError("packnet_detector='none': method 'packnet' needs a detector to freeze and open contexts; "
-                             "use 'adwin' or 'page-hinkley'")
-        self.detector = detector
+        self.detector, self._detector_args = change_detector(
+            "packnet", settings.packnet_detector, settings.packnet_detector_params, "packnet", "freeze and open contexts")
         self.pruned = pruned_weights(ctx.model)
         if not self.pruned:
             raise ValueError("method 'packnet' prunes the weights of nn.Linear / nn.Conv layers and the model has no "

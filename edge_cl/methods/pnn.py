@@ -90,7 +90,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.contexts import ADWIN_DEFAULTS, SERIALS
+from edge_cl.methods.contexts import SERIALS, change_detector
 from edge_cl.methods.registry import register
 from edge_cl.models import SpecModel
 from edge_cl.triggers import make_trigger
@@ -356,19 +356,8 @@ class PNN(Method):
         self.k, self.window_steps = int(settings.max_columns), int(settings.column_window)
         self.margin, self.beta = float(settings.column_margin), float(settings.column_beta)
         self.init, self.keep_good = settings.column_init, bool(settings.column_keep_good)
-        params = dict(settings.column_detector_params)
-        if not params:
-            params = dict(ADWIN_DEFAULTS) if settings.column_detector == "adwin" else {}
-        self._detector_args = (settings.column_detector, params)
-        try:
-            detector = make_trigger(settings.column_detector, **params)
-        except ValueError as exc:
-            raise ValueError(f"column_detector={settings.column_detector!r} with column_detector_params={params}: "
-                             f"{exc}") from None
-        if detector is None:
-            raise ValueError("column_detector='none': method 'pnn' needs a detector to open columns; use 'adwin' or "
-                             "'page-hinkley'")
-        self.detector = detector
+        self.detector, self._detector_args = change_detector(
+            "column", settings.column_detector, settings.column_detector_params, "pnn", "open columns")
         self.tolerance = float(settings.column_return) * math.log(max(ctx.num_classes, 2))
         self.window = torch.zeros((self.k, self.window_steps), dtype=torch.float32, device=ctx.device)
         # Host-side bookkeeping (saved in the state).
