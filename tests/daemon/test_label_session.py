@@ -91,3 +91,30 @@ def test_a_session_from_before_the_split_does_not_get_labels_twice(broker: Mosqu
         assert wait_until(lambda: d.metrics.value("edge_cl_messages_received_total", kind="label") >= 50, 5)
         assert d.metrics.value("edge_cl_duplicates_total") == 0
         assert d.metrics.value("edge_cl_messages_received_total", kind="label") == 50
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_the_labels_session_waits_while_predictions_queue(broker: Mosquitto, tmp_path: Path) -> None:
+    """The labels session shares the outbox but never publishes: predictions waiting there must not turn its wait
+    for the broker into a busy loop (it took a sixth of the daemon's GIL in a burst, issue #27)."""
+    from edge_cl.daemon.outbox import Outgoing
+
+    cfg = daemon_toml(tmp_path / "d", broker.port)
+    with running(cfg) as d:
+        labels, link = d._labels_link, d._link
+        assert labels is not None and link is not None
+        link._drain_outbox = lambda: None  # type: ignore[method-assign]  # the queue stays full for the test
+        turns = [0]
+        real_turn = labels._turn
+
+        def counted(spool: Any) -> int:
+            turns[0] += 1
+            return real_turn(spool)
+
+        labels._turn = counted  # type: ignore[method-assign]
+        d.outbox.put_many([Outgoing("t/predictions", b"{}", 1) for _ in range(10)], timeout=1.0)
+        assert len(d.outbox) == 10
+        threading.Event().wait(0.5)
+        # A turn waits 5 ms for the broker: at most ~100 in half a second; a busy loop makes thousands.
+        assert turns[0] < 250, turns[0]
