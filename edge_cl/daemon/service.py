@@ -382,7 +382,7 @@ class Daemon:
         rows read (0: the spool is drained)."""
         t0 = time.perf_counter()
         limit = self.sizer.limit
-        rows, weight = chunk_of(spool.read_after(self.progress.position, limit + LABEL_ROWS_PER_CHUNK), limit)
+        rows, weight = read_chunk(spool, self.progress.position, limit)
         self.metrics.stage["spool_read"].inc(time.perf_counter() - t0)
         if not rows:
             return 0
@@ -809,6 +809,28 @@ def chunk_of(rows: list[Row], limit: int) -> tuple[list[Row], int]:
             weight += 1
             if weight == limit:
                 return rows[:k + 1], weight
+    return rows, weight
+
+
+def read_chunk(spool: Spool, position: int, limit: int) -> tuple[list[Row], int]:
+    """``chunk_of(spool.read_after(position, limit + LABEL_ROWS_PER_CHUNK), limit)``, reading no row past the chunk.
+
+    Reading the whole ``limit + LABEL_ROWS_PER_CHUNK`` rows at once fetched and built ~9 rows for each one a chunk
+    kept in a burst of samples: the learning loop's largest cost per message (issue #27). Here rows are read a
+    sample deficit at a time, so a stream without labels takes one query of ``limit`` rows.
+    """
+    total = limit + LABEL_ROWS_PER_CHUNK
+    rows: list[Row] = []
+    weight = 0
+    while len(rows) < total:
+        want = min(limit - weight, total - len(rows))
+        got = spool.read_after(rows[-1].seq if rows else position, want)
+        for row in got:
+            rows.append(row)
+            if row.kind != LABEL:
+                weight += 1
+        if weight >= limit or len(got) < want:
+            break
     return rows, weight
 
 

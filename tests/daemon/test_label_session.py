@@ -15,8 +15,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_cl.daemon.codec import encode_json
-from edge_cl.daemon.service import LABEL_ROWS_PER_CHUNK, chunk_of
-from edge_cl.daemon.spool import LABEL, SAMPLE, Row
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_cl.daemon.service import LABEL_ROWS_PER_CHUNK, chunk_of, read_chunk
+from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Row, Spool
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all
 from tests.daemon.test_service_broker import CLASSES, running, samples, wait_until
 
@@ -31,6 +34,25 @@ def test_a_chunk_counts_samples_not_labels() -> None:
     rows, weight = chunk_of(_rows("LLLL"), 2)  # labels only: all of them, a chunk of no weight
     assert len(rows) == 4 and weight == 0
     assert LABEL_ROWS_PER_CHUNK >= 64
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from("SL"), max_size=700).map("".join), limit=st.integers(1, 70),
+       start=st.integers(0, 30), gone=st.sets(st.integers(1, 700), max_size=40))
+def test_a_chunk_read_piecewise_is_the_chunk_of_the_long_read(tmp_path: Path, kinds: str, limit: int, start: int,
+                                                              gone: set[int]) -> None:
+    """read_chunk reads no row past the chunk, yet returns exactly what chunk_of made of the long read, label storms
+    and rows dropped by overflow (no payload) included."""
+    sp = Spool(tmp_path / f"s{abs(hash((kinds, limit, start)))}.db")
+    try:
+        sp.put_many([Incoming(LABEL if k == "L" else SAMPLE, None, False, b"p") for k in kinds])
+        if gone:
+            sp._db.execute(f"UPDATE spool SET payload = NULL WHERE seq IN ({','.join(map(str, gone))})")
+        rows, weight = read_chunk(sp, start, limit)
+        want_rows, want_weight = chunk_of(sp.read_after(start, limit + LABEL_ROWS_PER_CHUNK), limit)
+        assert [r.seq for r in rows] == [r.seq for r in want_rows] and weight == want_weight
+    finally:
+        sp.close()
 
 
 @pytest.mark.integration
