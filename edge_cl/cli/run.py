@@ -20,7 +20,7 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
     from edge_cl.config import ConfigError, load_config
     from edge_cl.daemon.logsetup import configure_logging
     from edge_cl.daemon.preflight import check
-    from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings
+    from edge_cl.daemon.service import EXIT_ERROR, Daemon, apply_process_settings, settle_heap
 
     try:
         cfg = load_config(config)
@@ -37,7 +37,9 @@ def run(config: Annotated[Path, typer.Argument(help="TOML config file (see deplo
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = Daemon(cfg).run(stop)
+        daemon = Daemon(cfg)
+        settle_heap()
+        code = daemon.run(stop)
     except ValueError as exc:  # checkpoint mismatch, budget too small, unset password_env ...: no traceback
         typer.echo(f"error: {exc}", err=True)
         code = EXIT_ERROR

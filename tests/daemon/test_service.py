@@ -233,3 +233,16 @@ def test_a_spread_checkpoint_frees_the_spool_a_slice_at_a_time(tmp_path: Path) -
     before = d._compact_upto
     d._checkpoint(sp)  # not spread: what the kept checkpoints allow is freed at once
     assert d._compacted == d._compact_upto >= before and not d._compact_some(sp)
+
+
+def test_settle_heap_puts_startup_objects_out_of_the_collectors_sight() -> None:
+    import gc
+
+    from edge_cl.daemon.service import settle_heap
+
+    gc.unfreeze()
+    settle_heap()
+    try:
+        assert gc.get_freeze_count() > 1000  # torch and the modules: not scanned by full collections any more
+    finally:
+        gc.unfreeze()
