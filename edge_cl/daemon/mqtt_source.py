@@ -185,6 +185,8 @@ class MqttLink:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        if hasattr(client, "on_publishes"):
+            client.on_publishes = self._on_publishes
         return client
 
     def _run(self) -> None:
@@ -426,6 +428,16 @@ class MqttLink:
             payload = exc
         self._raw.append((payload, is_label, msg.mid, msg.qos))
 
+    def _on_publishes(self, msgs: list[tuple[str, bytes, int, bool, bool]]) -> None:
+        """:meth:`_on_message` for a run of plain QoS 1 publishes (the lean client's ``on_publishes``)."""
+        if not self._intake.is_set():
+            return  # not acked: stays with the broker
+        labels = self.topics.labels
+        if self.role == Role.LABELS:
+            self._raw += [(payload, True, mid, 1) for _, payload, mid, _, _ in msgs]
+        else:
+            self._raw += [(payload, bool(labels) and topic == labels, mid, 1) for topic, payload, mid, _, _ in msgs]
+
     def _admit_arrivals(self) -> None:
         """Decode the messages read since the last call into spool rows (:meth:`Intake.admit_many`), in order."""
         raw, self._raw = self._raw, []
@@ -499,9 +511,12 @@ class MqttLink:
             self.metrics.duplicates.inc(len(dups))
             self._duplicates.ignored(dups)
         self._wake_learner()
-        for a in batch:  # durable now: acknowledge
-            if a.qos > 0:
-                self._client.ack(a.mid, a.qos)
+        acks = [(a.mid, a.qos) for a in batch if a.qos > 0]  # durable now: acknowledge
+        if hasattr(self._client, "ack_many"):
+            self._client.ack_many(acks)
+        else:
+            for mid, qos in acks:
+                self._client.ack(mid, qos)
 
     def _hold(self, batch: list[Arrived]) -> None:
         """Hold ``batch`` while the spool refuses writes; QoS 0 messages beyond the limit are lost: counted."""
@@ -562,9 +577,12 @@ class MqttLink:
         if room <= 0 or not len(self.outbox):
             return
         t0 = time.perf_counter()
-        publish = client.publish
-        for out in self.outbox.take(room):
-            publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        outs = self.outbox.take(room)
+        if hasattr(client, "publish_many"):
+            client.publish_many([(out.topic, out.payload, out.qos, out.retain) for out in outs])
+        else:
+            for out in outs:
+                client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
         self.metrics.stage["send"].inc(time.perf_counter() - t0)
 
     def _shutdown(self) -> None:

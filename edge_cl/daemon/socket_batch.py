@@ -97,6 +97,49 @@ class BatchedSocket:
             self._rbuf, self._rpos = b"", 0
         return buf[pos], buf[k:k + n]
 
+    def take_publishes(self, v5: bool, limit: int, names: dict[bytes, str]
+                       ) -> list[tuple[str, bytes, int, bool, bool]]:
+        """The run of whole QoS 1 PUBLISH packets without properties at the head of what was read, at most
+        ``limit``, as (topic, payload, packet id, dup, retain); stops at anything else, a topic that is not UTF-8
+        included (left to :meth:`take_packet` and paho). Reads nothing from the socket. ``names`` caches the
+        topics decoded."""
+        out: list[tuple[str, bytes, int, bool, bool]] = []
+        if self._error is not None:
+            return out
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        while pos < end and len(out) < limit:
+            first = buf[pos]
+            if first & 0xF6 != 0x32:  # PUBLISH with QoS 1 (DUP and RETAIN may be set)
+                break
+            length = read_varint(buf, pos + 1, end)
+            if length is None:
+                break
+            n, k = length
+            stop = k + n
+            if stop > end or n < 4:
+                break
+            slen = (buf[k] << 8) | buf[k + 1]
+            at = k + 2 + slen  # the packet id
+            if slen == 0 or at + 2 + v5 > stop or (v5 and buf[at + 2] != 0):
+                break  # properties, or a topic alias: paho's path
+            raw = buf[k + 2:at]
+            topic = names.get(raw)
+            if topic is None:
+                try:
+                    topic = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    break
+                if len(names) < 1024:
+                    names[raw] = topic
+            out.append((topic, buf[at + 2 + v5:stop], (buf[at] << 8) | buf[at + 1], bool(first & 0x08),
+                        bool(first & 0x01)))
+            pos = stop
+        if pos >= end:
+            self._rbuf, self._rpos = b"", 0
+        else:
+            self._rpos = pos
+        return out
+
     def pending(self) -> int:
         """Bytes readable without touching the socket (paho's loop then skips its wait and reads)."""
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0

@@ -11,13 +11,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_cl.daemon.codec import encode_json
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from edge_cl.daemon.service import LABEL_ROWS_PER_CHUNK, chunk_of, read_chunk
 from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Row, Spool
 from tests.broker import Collector, Mosquitto, daemon_toml, publish_all

@@ -34,7 +34,8 @@ def _stream(v5: bool) -> bytes:
     return b"".join(out)
 
 
-def _client(cls: type, v5: bool, chunks: list[bytes]) -> tuple[Any, list[tuple[Any, ...]], socket.socket]:
+def _client(cls: type, v5: bool, chunks: list[bytes], setup: Any = None
+            ) -> tuple[Any, list[tuple[Any, ...]], socket.socket]:
     a, b = socket.socketpair()
     client = cls(mqtt.CallbackAPIVersion.VERSION2, client_id="x", protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
                  manual_ack=True)
@@ -50,6 +51,8 @@ def _client(cls: type, v5: bool, chunks: list[bytes]) -> tuple[Any, list[tuple[A
             c.ack(msg.mid, msg.qos)
 
     client.on_message = on_message
+    if setup is not None:
+        setup(client, got)
     for chunk in chunks:
         b.sendall(chunk)
         for _ in range(2):
@@ -121,3 +124,106 @@ def test_an_untested_paho_gets_pahos_own_client(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(paho.mqtt, "__version__", "2.2.0")
     monkeypatch.delattr(mqtt.Client, "_handle_pubackcomp")
     assert client_class() is mqtt.Client
+
+
+_BATCH = [("t/predictions", b"p%d" % i * (i % 5), (1, 1, 0, 1, 1, 2)[i % 6], i % 4 == 0) for i in range(40)]
+
+
+def _published(cls: type, v5: bool, lean: bool) -> tuple[Any, socket.socket]:
+    client, _, b = _client(cls, v5, [])
+    client.publish("t/status", b"online", qos=1)  # paho's own, before: the order on the wire must hold
+    if lean:
+        client.publish_many(_BATCH)
+    else:
+        for topic, payload, qos, retain in _BATCH:
+            client.publish(topic, payload, qos=qos, retain=retain)
+    return client, b
+
+
+def _held(client: Any) -> list[tuple[Any, ...]]:
+    return [(m.mid, m.topic, bytes(m.payload), m.qos, m.retain, m.state, m.dup) for m in client._out_messages.values()]
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_publish_many_writes_and_holds_what_pahos_publish_does(v5: bool) -> None:
+    ref, ref_b = _published(mqtt.Client, v5, lean=False)
+    lean, lean_b = _published(LeanClient, v5, lean=True)
+    assert _written(lean_b) == _written(ref_b)
+    assert _held(lean) == _held(ref) and lean._inflight_messages == ref._inflight_messages
+    for client, b in ((ref, ref_b), (lean, lean_b)):  # every PUBACK completes its publish
+        b.sendall(b"".join(b"\x40\x02" + struct.pack("!H", m.mid) for m in list(client._out_messages.values())
+                           if m.qos == 1))
+        for _ in range(60):
+            client.loop_read()
+    assert _held(lean) == _held(ref) and lean._inflight_messages == ref._inflight_messages
+    assert all(m[3] == 2 for m in _held(lean))  # only the QoS 2 ones wait (for their PUBREC)
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_publishes_in_flight_are_sent_again_on_reconnect_as_pahos(v5: bool) -> None:
+    sent = []
+    for cls, lean in ((mqtt.Client, False), (LeanClient, True)):
+        client, b = _published(cls, v5, lean)
+        _written(b)
+        client._messages_reconnect_reset()
+        b.sendall(b"\x20\x03\x01\x00\x00" if v5 else b"\x20\x02\x01\x00")  # CONNACK, session present
+        client._state = _ConnectionState.MQTT_CS_CONNECT_ASYNC
+        for _ in range(5):
+            client.loop_read()
+        sent.append(_written(b))
+    assert sent[0] == sent[1] and len(sent[1]) > 100  # the same DUP publishes, in the same order
+
+
+def test_ack_many_writes_what_pahos_ack_does() -> None:
+    acks = [(i + 1, (1, 1, 2, 0, 1)[i % 5]) for i in range(30)]
+    written = []
+    for cls in (mqtt.Client, LeanClient):
+        client, _, b = _client(cls, True, [])
+        if cls is LeanClient:
+            client.ack_many(acks)
+        else:
+            for mid, qos in acks:
+                client.ack(mid, qos)
+        written.append(_written(b))
+    assert written[0] == written[1] and len(written[1]) == 4 * 24
+
+
+@pytest.mark.parametrize("v5", [True, False])
+@pytest.mark.parametrize("piece", [0, 3, 1000])
+def test_runs_of_plain_publishes_reach_on_publishes_as_paho_delivers_them(v5: bool, piece: int) -> None:
+    """With on_publishes set, runs of QoS 1 publishes without properties come in lists, everything else through
+    on_message as before: together, the same messages in the same order as paho's, and the same bytes written."""
+    data = _stream(v5)
+    chunks = [data] if not piece else [data[i:i + piece] for i in range(0, len(data), piece)]
+    _, ref_got, ref_b = _client(mqtt.Client, v5, chunks)
+    runs: list[int] = []
+
+    def setup(client: Any, got: list[tuple[Any, ...]]) -> None:
+        def on_publishes(msgs: list[tuple[str, bytes, int, bool, bool]]) -> None:
+            runs.append(len(msgs))
+            for topic, payload, mid, dup, retain in msgs:
+                got.append((topic, payload, mid, 1, dup, retain))
+                client.ack(mid, 1)
+
+        client.on_publishes = on_publishes
+
+    _, lean_got, lean_b = _client(LeanClient, v5, chunks, setup)
+    assert lean_got == ref_got and len(ref_got) == 48
+    assert _written(lean_b) == _written(ref_b)
+    if piece != 3:  # 3-byte fragments never hold a whole packet: paho's byte-wise path takes them all
+        assert sum(runs) >= 15 and max(runs) > 1
+
+
+def test_a_run_stops_at_a_topic_that_is_not_utf8() -> None:
+    a, b = socket.socketpair()
+    sock = BatchedSocket(a)
+    good = _publish(b"t/samples", b"x", 1, 1, True)
+    b.sendall(good + _publish(b"t/\xff", b"y", 1, 2, True) + good)
+    assert sock.take_packet() is not None and sock.take_packet() is not None  # read, then put back by hand
+    sock._rpos = 0
+    names: dict[bytes, str] = {}
+    assert [m[2] for m in sock.take_publishes(True, 10, names)] == [1]
+    assert sock.take_packet()[1].startswith(b"\x00\x03t/\xff")  # left to paho, which reports it
+    assert [m[2] for m in sock.take_publishes(True, 10, names)] == [1] and names == {b"t/samples": "t/samples"}
+    a.close()
+    b.close()
