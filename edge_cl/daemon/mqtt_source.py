@@ -295,6 +295,8 @@ class MqttLink:
         # outbox without waiting and took a sixth of the GIL from the two threads that work in a burst.
         if sock.pending() or (self._publishes and len(self.outbox) and len(client._out_messages) < PUBLISH_WINDOW):
             timeout = 0.0
+            self._waiting = False  # a look, not a wait: a hand-over now needs no wake-up (a system call and a GIL
+            # hand-off on the learning loop's side, once a chunk in a burst)
         try:
             readable, writable, _ = select.select([sock] if self._wake_r is None else [sock, self._wake_r],
                                                   [sock] if client.want_write() or sock.unsent else [], [], timeout)
