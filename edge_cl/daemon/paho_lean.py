@@ -184,10 +184,30 @@ class LeanClient(mqtt.Client):  # type: ignore[misc]
                 run = sock.take_publishes(self._protocol == mqtt.MQTTv5, 256, self._lean_names)
                 if run:
                     return self._deliver(run)
+            if self.on_publish is None and self._max_inflight_messages == 0:
+                mids = sock.take_pubacks(256)
+                if mids:
+                    return self._complete(mids)
             got = sock.take_packet()
             if got is not None:
                 return self._lean_handle(*got)
         return super()._packet_read()
+
+    def _complete(self, mids: list[int]) -> Any:
+        """Complete the publishes of a run of plain PUBACKs as paho's _do_on_publish does when there is no
+        on_publish callback and no in-flight limit (~5 us a PUBACK through paho's path)."""
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        with self._out_message_mutex:
+            out = self._out_messages
+            for mid in mids:
+                msg = out.pop(mid, None)
+                if msg is None:
+                    continue  # unknown: ignored, as paho's own path does
+                msg.info._set_as_published()
+                if msg.qos > 0:
+                    self._inflight_messages -= 1
+        return _SUCCESS
 
     def _deliver(self, msgs: list[tuple[str, bytes, int, bool, bool]]) -> Any:
         """Hand a run of QoS 1 publishes to ``on_publishes`` as (topic, payload, mid, dup, retain) tuples."""

@@ -140,6 +140,22 @@ class BatchedSocket:
             self._rpos = pos
         return out
 
+    def take_pubacks(self, limit: int) -> list[int]:
+        """The packet ids of the run of plain PUBACKs (no reason code, no properties) at the head of what was read,
+        at most ``limit``; reads nothing from the socket."""
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        mids: list[int] = []
+        if self._error is not None:
+            return mids
+        while pos + 4 <= end and len(mids) < limit and buf[pos] == 0x40 and buf[pos + 1] == 2:
+            mids.append((buf[pos + 2] << 8) | buf[pos + 3])
+            pos += 4
+        if pos >= end:
+            self._rbuf, self._rpos = b"", 0
+        else:
+            self._rpos = pos
+        return mids
+
     def pending(self) -> int:
         """Bytes readable without touching the socket (paho's loop then skips its wait and reads)."""
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
