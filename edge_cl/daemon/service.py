@@ -40,7 +40,7 @@ from edge_cl.daemon.mqtt_source import BrokerError, MqttLink, Role
 from edge_cl.daemon.outbox import Outbox, Outgoing
 from edge_cl.daemon.retry import WriteRetry
 from edge_cl.daemon.snapshots import SnapshotWorker, find_publisher, make_job
-from edge_cl.daemon.spool import LABEL, SAMPLE, Row, Spool, SpoolError
+from edge_cl.daemon.spool import LABEL, SAMPLE, Row, Spool, SpoolBusy, SpoolError
 from edge_cl.daemon.status_page import StatusHistory, snapshot
 from edge_cl.fleet import FleetChannel
 from edge_cl.transaction import MethodError
@@ -759,7 +759,11 @@ class Daemon:
         if self._compact_upto <= self._compacted:
             return False
         try:
-            freed = spool.compact(self._compact_upto, self.cfg.spool.dedupe_window, limit)
+            # A slice never waits for the network thread's spool write (up to ~0.1 s in a burst, the learning
+            # loop's longest stall, issue #27): it is tried again after the next chunk. The final one waits.
+            freed = spool.compact(self._compact_upto, self.cfg.spool.dedupe_window, limit, wait=limit is None)
+        except SpoolBusy:
+            return False
         except SpoolError as exc:  # the checkpoint stands; the rows stay until a later checkpoint frees them
             self._warn_once("compact", "spool %s: cannot free the messages up to %d that the checkpoints cover (%s); "
                             "the next checkpoint tries again", spool.path, self._compact_upto, exc.__cause__ or exc)

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _INSERT = "INSERT OR IGNORE INTO spool(kind, msg_id, labeled, nbytes, received, payload) VALUES "
 _ROW = "(?,?,?,?,?,?)"
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another connection's transaction
 _ROWS_PER_INSERT = 150  # 6 parameters a row: under SQLite's historical limit of 999 per statement
 
 
@@ -63,6 +64,10 @@ class SpoolError(OSError):
     """The spool file refused a read or write (disk full, read-only, I/O error); the message names the file."""
 
 
+class SpoolBusy(Exception):
+    """Another connection holds the spool's write lock and the caller asked not to wait for it."""
+
+
 class Spool:
     """One connection to the spool file; not shared between threads."""
 
@@ -77,7 +82,8 @@ class Spool:
         self.max_bytes = int(max_bytes)
         self.drop_labeled = drop_labeled
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=True)
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=True)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: every commit is fsync'd, so an acknowledged message survives power loss. A connection that only frees
         # what checkpoints hold (``durable=False``, the learning loop's) loses nothing that matters with NORMAL: a
@@ -253,11 +259,23 @@ class Spool:
             raise
         return dropped
 
-    def compact(self, upto: int, dedupe_window: int, limit: int | None = None) -> int:
+    def compact(self, upto: int, dedupe_window: int, limit: int | None = None, wait: bool = True) -> int:
         """Free payloads at or below ``upto`` (learned and checkpointed) and forget ids older than the window; with
         ``limit``, the oldest ``limit`` payloads at most, so that a caller can spread the work. How many payloads
-        were freed."""
-        self._db.execute("BEGIN IMMEDIATE")
+        were freed. ``wait=False``: raise :class:`SpoolBusy` at once if another connection is writing."""
+        if wait:
+            self._db.execute("BEGIN IMMEDIATE")
+        else:
+            self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise SpoolBusy(str(exc)) from None
+                self._abort(exc)
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         try:
             if limit is None:
                 cur = self._db.execute("UPDATE spool SET payload = NULL WHERE seq <= ? AND payload IS NOT NULL",

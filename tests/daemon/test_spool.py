@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge_cl.daemon.spool import LABEL, SAMPLE, Incoming, Spool
 
 
@@ -122,3 +124,21 @@ def test_compaction_in_slices_frees_the_oldest_first_and_says_how_many(tmp_path:
     assert sp.compact(upto=7, dedupe_window=100) == 0
     assert [r.seq for r in sp.read_seqs(range(1, 11))] == [8, 9, 10]
     assert sp.put_many(items(["m1"])) == [None]  # ids kept for dedupe
+
+
+def test_a_compaction_that_must_not_wait_gives_way_to_a_writer(tmp_path: Path) -> None:
+    from edge_cl.daemon.spool import BUSY_TIMEOUT_S, SpoolBusy
+
+    writer, loop = Spool(tmp_path / "s.db"), Spool(tmp_path / "s.db", durable=False)
+    writer.put_many([Incoming(SAMPLE, f"m{i}", True, b"x" * 100) for i in range(10)])
+    writer._db.execute("BEGIN IMMEDIATE")  # the network thread's spool write in progress
+    try:
+        with pytest.raises(SpoolBusy):
+            loop.compact(10, 1000, limit=4, wait=False)
+    finally:
+        writer._db.execute("COMMIT")
+    assert loop._db.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)  # waits again
+    assert loop.compact(10, 1000, limit=4, wait=False) == 4
+    assert len(loop.read_after(0, 100)) == 6
+    writer.close()
+    loop.close()
