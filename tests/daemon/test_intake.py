@@ -179,3 +179,13 @@ def test_read_many_shares_the_chunk_only_for_labelled_samples(tmp_path: Path) ->
     a, b = intake.read_many(sp.read_after(0, 10))
     assert isinstance(a, Sample) and isinstance(b, Sample)
     assert a.x.base is not None and b.x.base is None  # b may wait in the label join: it holds only its own row
+
+
+def test_admit_many_casts_json_features_to_float32_as_admit_does() -> None:
+    """Values at float32's edges (out of range, rounding, subnormal, integers) give the same rows either way."""
+    intake = Intake(MessageCodec("json", 8, CLASSES))
+    edges = [[1e39, 1, 2, 3, 4, 5, 6, 7], [-1e39] * 8, [3.4028235e38, 3.4028236e38, 1e-46, -1e-46, 1.4e-45, 0.1,
+                                                      16777217, -0.0], [2.5] * 8]
+    pairs = [(json.dumps({"id": f"e{i}", "x": x, "y": 1}).encode(), False) for i, x in enumerate(edges)]
+    with np.errstate(over="ignore"):
+        assert intake.admit_many(pairs) == [intake.admit(p, lab) for p, lab in pairs]
