@@ -48,9 +48,11 @@ class Outbox:
         False: the caller tries again) when it was dropped."""
         return self.put_many([msg], timeout, count_drop) == 1
 
-    def put_many(self, msgs: Sequence[Outgoing], timeout: float = 1.0, count_drop: bool = True) -> int:
+    def put_many(self, msgs: Sequence[Outgoing], timeout: float = 1.0, count_drop: bool = True,
+                 wake: bool = True) -> int:
         """Queue ``msgs`` in order, waiting up to ``timeout`` in all for room; how many were queued (a prefix of
-        ``msgs``). The rest are counted as dropped unless ``count_drop`` is False (the caller tries again)."""
+        ``msgs``). The rest are counted as dropped unless ``count_drop`` is False (the caller tries again).
+        ``wake=False``: no wake-up call (the caller knows the network thread turns soon anyway)."""
         done = 0
         deadline: float | None = None
         with self._room:
@@ -69,7 +71,7 @@ class Outbox:
                 if left <= 0:
                     break
                 self._room.wait(left)
-        if done and self._on_put is not None:
+        if done and wake and self._on_put is not None:
             self._on_put()
         if count_drop and done < len(msgs):
             self.dropped(len(msgs) - done)

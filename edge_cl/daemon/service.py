@@ -514,7 +514,9 @@ class Daemon:
         missing = [i for i, p in enumerate(proba) if p is None and i not in quiet]
         if missing:
             self._predict_into(samples, missing, proba)
-        self._publish(samples, proba, step)
+        # A full chunk: more wait in the spool, so the network thread turns soon anyway (reading them); a wake-up
+        # would cost this loop a system call and a GIL hand-off per chunk of a burst (issue #27).
+        self._publish(samples, proba, step, wake=False)
 
     def _predict_into(self, samples: list[tuple[Row, Sample]], which: list[int], proba: list[np.ndarray | None]
                       ) -> None:
@@ -528,8 +530,10 @@ class Daemon:
             proba[i] = got[k]
         self.metrics.stage["predict"].inc(time.perf_counter() - t0)
 
-    def _publish(self, samples: list[tuple[Row, Sample]], proba: list[np.ndarray | None], step: int) -> None:
-        """Queue the prediction of each sample whose probabilities are known, in the chunk's order."""
+    def _publish(self, samples: list[tuple[Row, Sample]], proba: list[np.ndarray | None], step: int,
+                 wake: bool = True) -> None:
+        """Queue the prediction of each sample whose probabilities are known, in the chunk's order (``wake``: wake
+        the network thread if it waits, as for any hand-over)."""
         t0 = time.perf_counter()
         known = [i for i, p in enumerate(proba) if p is not None]
         if not known:
@@ -551,7 +555,7 @@ class Daemon:
             observe(max(waited, 0.0))
             out.append(Outgoing(topic, encode(Prediction(s.id, preds[k], rounded[k], step, round(waited * 1000.0, 3))),
                                 qos))
-        sent = self._send_many(out)
+        sent = self._send_many(out, wake=wake)
         self.metrics.predictions_published.inc(sent)
         self.metrics.stage["publish"].inc(time.perf_counter() - t0)
 
@@ -648,7 +652,7 @@ class Daemon:
         """Queue one message for the broker (see :meth:`_send_many`)."""
         return self._send_many([msg]) == 1
 
-    def _send_many(self, msgs: list[Outgoing]) -> int:
+    def _send_many(self, msgs: list[Outgoing], wake: bool = True) -> int:
         """Queue messages for the broker, in order, in one hand-over; how many were queued. While connected, wait
         for room: the network thread drains the queue every few milliseconds, and dropping after a short wait lost
         predictions behind a storm of labels. While the broker is away, drop (counted) at once rather than stall
@@ -656,7 +660,7 @@ class Daemon:
         deadline = time.monotonic() + SEND_WAIT_S
         done = 0
         while self._link is not None and self._link.connected and self._link.fatal is None:
-            done += self.outbox.put_many(msgs[done:], timeout=0.5, count_drop=False)
+            done += self.outbox.put_many(msgs[done:], timeout=0.5, count_drop=False, wake=wake)
             if done == len(msgs):
                 return done
             if time.monotonic() > deadline:
@@ -665,7 +669,7 @@ class Daemon:
                                 msgs[done].topic)
                 self.outbox.dropped(len(msgs) - done)
                 return done
-        return done + self.outbox.put_many(msgs[done:], timeout=0.0)
+        return done + self.outbox.put_many(msgs[done:], timeout=0.0, wake=wake)
 
     def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
         ok, held = self._warn.allow(key)

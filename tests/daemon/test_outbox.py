@@ -59,3 +59,13 @@ def test_each_hand_over_that_queues_wakes_the_network_thread_once() -> None:
     box.take(3)
     box.put_many(msgs(1))
     assert woken == [2, 3]
+
+
+def test_a_hand_over_that_says_so_wakes_nobody() -> None:
+    box = Outbox(10, Metrics())
+    woken: list[int] = []
+    box.on_put(lambda: woken.append(len(box)))
+    box.put_many(msgs(2), wake=False)  # a full chunk of a backlog: the network thread turns soon anyway
+    assert len(box) == 2 and woken == []
+    box.put_many(msgs(1))
+    assert woken == [3]
