@@ -209,7 +209,7 @@ class MessageCodec:
         """The typed path's checks of a JSON sample but its features' finiteness as float32: (id, features, label,
         ts), or None where the general path must judge. A caller that checks the features of many messages at once
         (edge_cl.daemon.intake) gets :meth:`decode_sample`'s result for every one that passes."""
-        if payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH:
+        if _brackets_over(payload, MAX_JSON_DEPTH):
             return None
         try:
             got = _SAMPLE_DECODER.decode(payload)
@@ -275,6 +275,15 @@ def _nested_shape(xs: list[object]) -> tuple[int, ...] | None:
     return tuple(int(n) for n in arr.shape) if arr.ndim > 1 else None
 
 
+def _brackets_over(payload: bytes, limit: int) -> bool:
+    """True when ``payload`` holds more than ``limit`` opening brackets and braces. A sample holds one of each:
+    two memchr scans tell that case (~0.3 us for 6 KB) where counting both took ~4 us a message."""
+    square, curly = payload.find(b"["), payload.find(b"{")
+    if (square < 0 or payload.find(b"[", square + 1) < 0) and (curly < 0 or payload.find(b"{", curly + 1) < 0):
+        return (square >= 0) + (curly >= 0) > limit
+    return payload.count(b"[") + payload.count(b"{") > limit
+
+
 def id_problem(mid: object) -> str | None:
     """Why ``mid`` cannot be a message id (None when it can): 1..MAX_ID_LEN bytes of valid UTF-8.
 
@@ -325,7 +334,7 @@ def _parse_json(payload: bytes) -> object:
     """The parsed JSON (msgspec, else ``json.loads``) bounded in depth, or a Bad naming what is wrong; never
     raises."""
     # Only as many levels as opening brackets: most payloads skip the scan.
-    depth = 0 if payload.count(b"[") + payload.count(b"{") <= MAX_JSON_DEPTH else json_depth(payload)
+    depth = 0 if not _brackets_over(payload, MAX_JSON_DEPTH) else json_depth(payload)
     if depth > MAX_JSON_DEPTH:
         return Bad(BadReason.MALFORMED, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted")
     try:

@@ -101,3 +101,12 @@ def test_arbitrary_bytes_never_raise(payload: bytes) -> None:
             assert got.x.shape == (4,) and np.isfinite(got.x).all()
         assert isinstance(codec.decode_label(payload), (Label, Bad))
         codec.message_id(payload)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="[]{}a,\"", max_size=80), st.integers(0, 40))
+def test_the_bracket_guard_counts_as_counting_does(text: str, limit: int) -> None:
+    from edge_cl.daemon.codec import _brackets_over
+
+    payload = text.encode()
+    assert _brackets_over(payload, limit) == (payload.count(b"[") + payload.count(b"{") > limit)
