@@ -47,6 +47,11 @@ class GenReplaySettings(MethodSettings):
     gen_batch: int = Field(10, ge=0, le=65536, description="Inputs generated and replayed per step (its own "
                            "setting: replay_batch sizes draws from the buffer, which this method does not keep).")
     gen_weight: float = Field(1.0, ge=0, description="Weight of the cross-entropy on generated inputs.")
+    gen_components: int = Field(1, ge=1, le=64, description="Gaussians per class: a drifting class is modelled "
+                                "as a mixture in time, a new component every gen_span of its samples, the two "
+                                "closest merged (Ward) when all are in use.")
+    gen_span: int = Field(500, ge=1, description="Samples of a class one component takes before the next opens "
+                          "(only with gen_components > 1).")
 
 
 @register
@@ -66,18 +71,25 @@ class GenerativeReplay(Method):
         self.rank = int(settings.gen_rank)
         self.weight = float(settings.gen_weight)
         self.batch = int(settings.gen_batch)
+        self.components = int(settings.gen_components)
+        self.span = int(settings.gen_span)
         c, d, dev = ctx.num_classes, ctx.input_dim, ctx.device
-        self.means = torch.zeros(c, d, device=dev)
-        self.counts = torch.zeros(c, dtype=torch.int64, device=dev)
+        # One slot per (class, component): slot c * components + k. With one component the slots are the classes.
+        slots = c * self.components
+        self.means = torch.zeros(slots, d, device=dev)
+        self.counts = torch.zeros(slots, dtype=torch.int64, device=dev)
         # 2 x rank rows: new rows fill the second half, then one SVD shrinks the sketch back to ``rank`` rows.
-        self.sketch = torch.zeros(c, 2 * self.rank, d, device=dev)
-        self.filled = torch.zeros(c, dtype=torch.int64, device=dev)
+        self.sketch = torch.zeros(slots, 2 * self.rank, d, device=dev)
+        self.filled = torch.zeros(slots, dtype=torch.int64, device=dev)
         self.low = torch.full((d,), float("inf"), device=dev)
         self.high = torch.full((d,), float("-inf"), device=dev)
+        # The component of each class that takes its new samples (only kept where there is more than one).
+        self.head = torch.zeros(c if self.components > 1 else 0, dtype=torch.int64, device=dev)
         self._warned = False
 
     def tensors(self) -> list[Tensor]:
-        return [self.means, self.counts, self.sketch, self.filled, self.low, self.high]
+        state = [self.means, self.counts, self.sketch, self.filled, self.low, self.high]
+        return state + [self.head] if self.components > 1 else state
 
     # --- the step -----------------------------------------------------------------------------------
     def loss(self, step: Step) -> Tensor | None:
@@ -112,62 +124,105 @@ class GenerativeReplay(Method):
 
     # --- the generator ------------------------------------------------------------------------------
     def sample(self, n: int) -> tuple[Tensor, Tensor] | None:
-        """``n`` generated inputs and their labels (classes uniform among those seen); None before any class."""
-        seen = torch.nonzero(self.counts > 0).flatten()
+        """``n`` generated inputs and their labels (classes uniform among those seen, a class's components in
+        proportion to the samples each holds); None before any class."""
+        k = self.components
+        seen = torch.nonzero(self.counts.view(-1, k).sum(1) > 0).flatten()
         if seen.numel() == 0:
             return None
         gen = self.ctx.generator
         y = seen[torch.randint(seen.numel(), (n,), generator=gen, device=seen.device)]
-        x = self.means.index_select(0, y)
+        slot = y
+        if k > 1:
+            weights = self.counts.view(-1, k).index_select(0, y).to(torch.float32)
+            slot = y * k + torch.multinomial(weights, 1, generator=gen).flatten()
+        x = self.means.index_select(0, slot)
         if self.rank:
             rows = 2 * self.rank
             z = torch.randn(n, rows, generator=gen, device=x.device)
-            z = z * (torch.arange(rows, device=x.device) < self.filled.index_select(0, y)[:, None])  # rows in use
-            z = z / self.counts.index_select(0, y).clamp(min=1).to(z.dtype).sqrt()[:, None]
-            # One product with every class's sketch (z placed in its class's block): reads the sketches once
+            z = z * (torch.arange(rows, device=x.device) < self.filled.index_select(0, slot)[:, None])  # rows in use
+            z = z / self.counts.index_select(0, slot).clamp(min=1).to(z.dtype).sqrt()[:, None]
+            # One product with every slot's sketch (z placed in its slot's block): reads the sketches once
             # instead of gathering a copy per generated row.
             placed = torch.zeros(n, self.sketch.shape[0], rows, device=x.device)
-            placed[torch.arange(n, device=x.device), y] = z
+            placed[torch.arange(n, device=x.device), slot] = z
             x = x + placed.view(n, -1) @ self.sketch.view(-1, self.sketch.shape[2])
         return torch.clamp(torch.nan_to_num(x), self.low, self.high), y
 
     def _learn_class(self, c: int, rows: Tensor) -> None:
-        """Fold ``rows`` of class ``c`` into its running mean and its Frequent Directions sketch."""
+        """Fold ``rows`` of class ``c`` into the running mean and Frequent Directions sketch of its component."""
+        slot = c
+        if self.components > 1:
+            slot = c * self.components + int(self.head[c])
+            if int(self.counts[slot]) >= self.span:
+                slot = self._open(c)
         # float64 arithmetic, stored saturated at float32's range: a glitching sensor's 1e38 must not become inf.
         rows = rows.double()
-        n = int(self.counts[c]) + rows.shape[0]
-        mean = self.means[c].double()
+        n = int(self.counts[slot]) + rows.shape[0]
+        mean = self.means[slot].double()
         mean += (rows.sum(0) - rows.shape[0] * mean) / n
-        self.means[c] = _saturate(mean)
-        self.counts[c] = n
+        self.means[slot] = _saturate(mean)
+        self.counts[slot] = n
         if not self.rank:
             return
         centred = _saturate(rows - mean)
         while centred.shape[0]:
-            filled = int(self.filled[c])
+            filled = int(self.filled[slot])
             room = 2 * self.rank - filled
             if room == 0:
-                self._shrink(c)
+                self._shrink(slot)
                 continue
             take = centred[:room]
-            self.sketch[c, filled:filled + take.shape[0]] = take
-            self.filled[c] = filled + take.shape[0]
+            self.sketch[slot, filled:filled + take.shape[0]] = take
+            self.filled[slot] = filled + take.shape[0]
             centred = centred[room:]
 
-    def _shrink(self, c: int) -> None:
+    def _open(self, c: int) -> int:
+        """A fresh component for class ``c`` (its slot): an unused one, else the two whose merge adds the least
+        spread (Ward's criterion) become one and the freed one opens."""
+        first = c * self.components
+        counts = self.counts[first:first + self.components]
+        free = torch.nonzero(counts == 0).flatten()
+        if free.numel() == 0:
+            n = counts.double()
+            means = self.means[first:first + self.components].double()
+            cost = (n[:, None] * n[None, :] / (n[:, None] + n[None, :])) * torch.cdist(means, means).square()
+            cost.fill_diagonal_(float("inf"))
+            i, j = divmod(int(torch.argmin(cost)), self.components)
+            self._merge(first + min(i, j), first + max(i, j))
+            free = torch.tensor([max(i, j)])
+        k = int(free[0])
+        self.head[c] = k
+        return first + k
+
+    def _merge(self, a: int, b: int) -> None:
+        """Slot ``b``'s Gaussian folded into slot ``a``'s (the pooled mean and scatter); ``b`` left empty."""
+        na, nb = float(self.counts[a]), float(self.counts[b])
+        n = na + nb
+        ma, mb = self.means[a].double(), self.means[b].double()
+        self.means[a] = _saturate((na * ma + nb * mb) / n)
+        self.counts[a] = int(n)
+        if self.rank:
+            # The pooled scatter is both scatters plus the between-means term na nb / n (ma - mb)(ma - mb)^T.
+            rows = torch.cat([self.sketch[a, : int(self.filled[a])].double(),
+                              self.sketch[b, : int(self.filled[b])].double(),
+                              ((na * nb / n) ** 0.5 * (ma - mb))[None]])
+            if rows.shape[0] > 2 * self.rank:
+                rows = _fd_shrink(rows, self.rank)
+            self.sketch[a].zero_()
+            self.sketch[a, : rows.shape[0]] = _saturate(rows)
+            self.filled[a] = rows.shape[0]
+        self.means[b].zero_()
+        self.counts[b] = 0
+        self.sketch[b].zero_()
+        self.filled[b] = 0
+
+    def _shrink(self, slot: int) -> None:
         """Frequent Directions' shrink: keep the ``rank`` strongest directions, less the variance of the next one."""
-        # Through the small Gram matrix (2 rank x 2 rank) rather than an SVD of the sketch: B B^T = U S^2 U^T gives
-        # the right singular vectors as S^-1 U^T B, so the shrunk rows are sqrt(S^2 - delta) / S * U^T B.
-        sketch = self.sketch[c].double()
-        squared, u = torch.linalg.eigh(sketch @ sketch.T)  # ascending
-        squared, u = squared.flip(0).clamp(min=0), u.flip(1)
-        delta = squared[self.rank]
-        top = squared[: self.rank]
-        scale = torch.where(top > delta, ((top - delta) / top.clamp(min=1e-300)).sqrt(), torch.zeros_like(top))
-        shrunk = (scale[:, None] * u[:, : self.rank].T) @ sketch
-        self.sketch[c].zero_()
-        self.sketch[c, : self.rank] = _saturate(shrunk)
-        self.filled[c] = self.rank
+        shrunk = _fd_shrink(self.sketch[slot].double(), self.rank)
+        self.sketch[slot].zero_()
+        self.sketch[slot, : self.rank] = _saturate(shrunk)
+        self.filled[slot] = self.rank
 
     def report(self) -> dict[str, object]:
         return {"classes_modelled": int((self.counts > 0).sum()), "gen_rank": self.rank}
@@ -175,6 +230,18 @@ class GenerativeReplay(Method):
     def load_state_dict(self, state: dict) -> None:  # type: ignore[type-arg]
         super().load_state_dict(state)
         self._warned = False
+
+
+def _fd_shrink(sketch: Tensor, rank: int) -> Tensor:
+    """The ``rank`` rows Frequent Directions keeps of ``sketch`` (more than ``rank`` rows, float64)."""
+    # Through the small Gram matrix rather than an SVD of the sketch: B B^T = U S^2 U^T gives the right singular
+    # vectors as S^-1 U^T B, so the shrunk rows are sqrt(S^2 - delta) / S * U^T B.
+    squared, u = torch.linalg.eigh(sketch @ sketch.T)  # ascending
+    squared, u = squared.flip(0).clamp(min=0), u.flip(1)
+    delta = squared[rank]
+    top = squared[:rank]
+    scale = torch.where(top > delta, ((top - delta) / top.clamp(min=1e-300)).sqrt(), torch.zeros_like(top))
+    return (scale[:, None] * u[:, :rank].T) @ sketch
 
 
 def _saturate(t: Tensor) -> Tensor:
