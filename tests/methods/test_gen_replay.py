@@ -93,3 +93,104 @@ def test_rank_zero_replays_class_means():
     assert set(y.tolist()) == {0, 2}
     for c in (0, 2):
         assert torch.allclose(x[y == c], learner.methods[0].means[c].expand_as(x[y == c]))
+
+
+# --- a class that drifts: components in time, spare rows, int8 rows -----------------------------------------------
+MIXTURE = {"gen_components": 3, "gen_span": 100, "gen_rank": 2, "gen_spare": 1, "gen_storage": "int8"}
+
+
+def _phases(learner: OnlineLearner, centres: list[np.ndarray], steps: int = 30) -> None:
+    """Class 0 only, around each centre in turn (the same label, its inputs moved: a drifting concept)."""
+    rng = np.random.default_rng(8)
+    for centre in centres:
+        for _ in range(steps):
+            learner.learn((centre + 0.3 * rng.standard_normal((10, DIM))).astype(np.float32), np.zeros(10, int))
+
+
+def test_components_keep_each_phase_of_a_drifting_class_where_one_gaussian_blurs_them():
+    centres = [np.full(DIM, -4.0, np.float32), np.full(DIM, 4.0, np.float32)]
+    one, two = _learner("gen-replay", gen_rank=2), _learner("gen-replay", **MIXTURE)
+    for learner in (one, two):
+        _phases(learner, centres)
+    x1, _ = one.methods[0].sample(2000)
+    x2, y2 = two.methods[0].sample(2000)
+    assert set(y2.tolist()) == {0}
+    # One Gaussian replays the average and its spread, never the phases themselves (the middle of the two is the
+    # densest); the mixture replays each phase, half of its rows near each centre.
+    near = [(np.abs(x2.numpy() - c).max(1) < 2.0).mean() for c in centres]
+    assert min(near) > 0.4 and sum(near) > 0.95, near
+    assert max((np.abs(x1.numpy() - c).max(1) < 2.0).mean() for c in centres) < 0.4
+
+
+def test_full_components_merge_the_two_closest_with_their_pooled_spread():
+    """Four phases in three components: the first two phases (close) are merged when the fourth opens, and the
+    merged Gaussian spreads along the line between them (the between-means term of the pooled scatter)."""
+    a, b = np.zeros(DIM, np.float32), np.full(DIM, 1.0, np.float32)
+    far, farther = np.full(DIM, 9.0, np.float32), np.full(DIM, -9.0, np.float32)
+    learner = _learner("gen-replay", **(MIXTURE | {"gen_storage": "float32"}))
+    _phases(learner, [a, b, far, farther], steps=10)  # 100 samples per phase: one span each
+    gen = learner.methods[0]
+    means, counts = gen.means[:3], gen.counts[:3].tolist()
+    assert sorted(counts) == [100, 100, 200], counts
+    merged = int(np.argmax(counts))
+    assert torch.allclose(means[merged], torch.full((DIM,), 0.5), atol=0.1)
+    others = sorted(float(means[i].mean()) for i in range(3) if i != merged)
+    assert abs(others[0] + 9) < 0.1 and abs(others[1] - 9) < 0.1, others
+    x, _ = gen.sample(3000)
+    rows = x.numpy()[np.abs(x.numpy() - 0.5).max(1) < 3]
+    along = (rows - 0.5) @ (np.ones(DIM) / DIM ** 0.5)
+    # a to b is sqrt(DIM) = 4 apart: half-and-half points have std 2 along it, 0.3 across
+    assert 1.5 < float(along.std()) < 2.5, float(along.std())
+
+
+def test_int8_rows_keep_the_spread_in_a_quarter_of_the_bytes():
+    means, axes = _blobs(0)
+    learners = {s: _learner("gen-replay", gen_rank=4, gen_spare=2, gen_storage=s) for s in ("float32", "int8")}
+    seen = []
+    for learner in learners.values():
+        rng = np.random.default_rng(1)
+        for _ in range(300):
+            seen.append(_draw(rng, means, axes, list(range(CLASSES)), 10))
+            learner.learn(*seen[-1])
+    f32, q8 = (learners[s].methods[0] for s in ("float32", "int8"))
+    assert q8.sketch.dtype == torch.int8 and q8.sketch.nbytes * 4 == f32.sketch.nbytes
+    x_all, y_all = np.concatenate([x for x, _ in seen[:300]]), np.concatenate([y for _, y in seen[:300]])
+    for c in range(CLASSES):
+        rows = torch.from_numpy(x_all[y_all == c]).double()
+        centred = rows - rows.mean(0)
+        truth = centred.T @ centred
+        # Frequent Directions' guarantee: the sketch's scatter is off the true one by at most |A|_F^2 / (rank + 1)
+        # in any direction. float32 rows keep it; int8 rows, stored again at each shrink, stay within it too.
+        bound = float(centred.square().sum()) / (4 + 1)
+        for gen in (f32, q8):
+            dense = gen.sketch[c].double() * (gen.scales[c].double()[:, None] if gen.quantised else 1)
+            assert float(torch.linalg.matrix_norm(truth - dense.T @ dense, ord=2)) <= bound
+    x, y = q8.sample(4000)
+    for c in range(CLASSES):
+        rows = x[y == c].numpy()
+        top = np.linalg.svd(rows - rows.mean(0), full_matrices=False)[2][0]
+        assert abs(float(top @ axes[c])) > 0.9
+
+
+def test_mixture_state_is_counted_and_resumes_bit_identically(tmp_path):
+    learner = _learner("gen-replay", **(MIXTURE | {"gen_span": 20}))  # merges before the save and after it
+    rows = MIXTURE["gen_rank"] + MIXTURE["gen_spare"]
+    slots = CLASSES * MIXTURE["gen_components"]
+    # means (float32), int8 sketch rows and their float32 scales per slot; counts, rows filled per slot and the
+    # component taking new samples per class (int64); the range seen (2 x dim)
+    expected = slots * DIM * 4 + slots * rows * (DIM + 4) + 2 * slots * 8 + CLASSES * 8 + 2 * DIM * 4
+    assert learner.memory_report()["parts"]["gen-replay"] == expected
+    means, axes = _blobs(3)
+    data = [_draw(np.random.default_rng(i), means, axes, list(range(CLASSES)), 10) for i in range(120)]
+    for x, y in data[:80]:
+        learner.learn(x, y)
+    counts = learner.methods[0].counts
+    assert int(counts.min()) > 0 and int(counts.sum()) == 800  # every component in use, every sample in one
+    learner.save(tmp_path / "state.pt")
+    twin = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
+    for x, y in data[80:]:
+        learner.learn(x, y)
+        twin.learn(x, y)
+    for mine, theirs in zip(learner.methods[0].tensors(), twin.methods[0].tensors(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert all(torch.equal(p, q) for p, q in zip(learner.model.parameters(), twin.model.parameters(), strict=True))
