@@ -1,4 +1,4 @@
-"""Generative replay without stored samples: a class-conditional Gaussian per class, learned online.
+"""Generative replay without stored samples: class-conditional Gaussians, learned online.
 
 The device keeps no raw sensor data: instead of a buffer of inputs, the method keeps, for each class, the running
 mean of its inputs and a Frequent Directions sketch (Liberty 2013) of their spread -- ``gen_rank`` directions that
@@ -7,18 +7,36 @@ hold the largest share of the class's covariance, shrunk by the variance they co
 range seen) with their class as label, in a cross-entropy term of weight ``gen_weight``: the idea of deep generative
 replay (Shin et al. 2017) with the cheapest generator that is learned in one pass and cannot collapse.
 
-Bytes: ``classes x input_dim x (2 gen_rank + 1)`` float32 numbers (mean and sketch), counted in the budget under
-the method's name; the learner keeps no buffer for it.
+A class whose inputs drift (a sensor ageing, a rotating view) is one Gaussian of everything it ever was: its mean
+is the average of every phase, and what it generates resembles none of them. ``gen_components`` > 1 models it as a
+mixture in time: a new Gaussian every ``gen_span`` samples of the class and, when all are in use, the two whose
+merge adds the least spread (Ward's criterion; pooled mean and scatter, the between-means term as one more sketch
+row) become one, so old phases keep a Gaussian of their own. A class's components are drawn in proportion to the
+samples each holds. With two components the only pair merges at every opening (the newest span against all the
+rest); three or more keep distinct phases apart.
 
-When it serves and when not (BENCHMARKS.md, sections ``gen-replay-*``, ``benchmarks/gen_replay.sh``): a Gaussian
-per class keeps what separates the classes on average, not the samples' detail. At small budgets, where a buffer
-holds few real samples, it is ahead of experience replay at equal bytes; where the buffer holds thousands of real
-images it trails it in retention (split-mnist at 2.8 MB on the validation seed), while its prequential accuracy on
-new data stays at least as high (replayed real samples slow adaptation more). A step costs 2-4x er's (a second
-forward on the generated rows, the generator's update on the host). It is the mode for devices that must not keep
-raw data.
-Against DER++ at the same bytes (same sections, seeds 0-2): ahead on sea (98.28 against 97.74), behind on split-mnist
-(ACC 56.77 against 58.74) and gradual rotation (74.67 against 82.32): where raw samples may be kept, DER++ keeps more.
+Bytes: per class and component, ``input_dim x (gen_rank + gen_spare + 1)`` numbers (sketch and mean), float32 or,
+with ``gen_storage = "int8"``, the sketch rows as bytes with a float32 scale each (the mean stays float32: a running
+mean needs the precision), plus small counters; counted in the budget under the method's name; the learner keeps no
+buffer for it. The spare rows only batch the shrinks (Frequent Directions' error bound depends on ``gen_rank``
+alone), so few spare rows leave the bytes to rank or components.
+
+Where it stands (BENCHMARKS.md ``gen-replay-*``, ``benchmarks/gen_replay.sh``; settings chosen per stream on
+validation seeds 100 and 101, figures on seeds 0-2, every method at gen-replay's bytes):
+- sea (concept drift): ahead of both, 98.26 prequential against er 97.68 and der++ 97.43 (4 components, rank 2).
+- split-mnist at 0.77 MB (means only, ``gen_batch`` 20; er holds 48 samples there): ahead of er, ACC 57.48 against
+  52.37, behind der++ (58.74). Where the bytes buy a buffer of hundreds of real images it trails er: at 1.05 MB
+  (int8 rank 32, er 409 samples) by 1.38 points on the validation seeds, at 2.8 MB (float32 rank 32, er 2604
+  samples) by 10.23.
+- gradual rotation: ACC 77.91 against er 78.42 (0.51 behind, er's spread over seeds is 1.50) and der++ 82.71;
+  prequential 81.05, ahead of both (78.51, 80.68). With one Gaussian per class (before the mixture, same stream
+  and seeds) it was 74.67 against er 78.09: the first angles were the ones lost (validation seeds: 47.4 and 53.6
+  on the first tenth of the rotation against er's 56.8 and 63.2), the latest ones kept better than er; six
+  components in time with int8 rows (in fewer bytes than before: 2.63 MB against 2.77) bring the first tenth to
+  63.0 and 62.5. More rank alone did not (rank 64 or 128 at any bytes, validation seed 100: 77.15 and 75.11
+  against 75.75 at rank 32), nor a spread tied across a class's components.
+Where raw samples may be kept, DER++ keeps more. A step costs 2.5-6x er's (a second forward on the generated rows, the
+generator's update on the host). It is the mode for devices that must not keep raw data.
 Inputs are modelled and replayed as ``learn()`` receives them (raw units); the learner's standardiser, when it
 runs one, standardises generated rows as it does new ones.
 """
@@ -49,12 +67,12 @@ class GenReplaySettings(MethodSettings):
     gen_weight: float = Field(1.0, ge=0, description="Weight of the cross-entropy on generated inputs.")
     gen_components: int = Field(1, ge=1, le=64, description="Gaussians per class: a drifting class is modelled "
                                 "as a mixture in time, a new component every gen_span of its samples, the two "
-                                "closest merged (Ward) when all are in use.")
+                                "closest merged (Ward) when all are in use; 3 or more keep distinct phases apart.")
     gen_span: int = Field(500, ge=1, description="Samples of a class one component takes before the next opens "
                           "(only with gen_components > 1).")
-    gen_spare: int | None = Field(None, ge=1, le=256, description="Sketch rows beyond gen_rank that take new rows "
-                                  "before a shrink (None: gen_rank). Fewer spare rows cost more shrinks, not "
-                                  "accuracy: Frequent Directions' error bound depends on gen_rank only.")
+    gen_spare: int = Field(0, ge=0, le=256, description="Sketch rows beyond gen_rank that take new rows before a "
+                           "shrink (0: as many as gen_rank). Fewer spare rows cost more shrinks, not a looser "
+                           "sketch: Frequent Directions' error bound depends on gen_rank only.")
     gen_storage: Literal["float32", "int8"] = Field("float32", description="How sketch rows are kept: int8 "
                                                     "holds each row as bytes with a float32 scale (a quarter of "
                                                     "the bytes, within 0.4% of the row's largest value).")
@@ -79,7 +97,7 @@ class GenerativeReplay(Method):
         self.batch = int(settings.gen_batch)
         self.components = int(settings.gen_components)
         self.span = int(settings.gen_span)
-        self.spare = self.rank if settings.gen_spare is None else int(settings.gen_spare)
+        self.spare = int(settings.gen_spare) or self.rank
         c, d, dev = ctx.num_classes, ctx.input_dim, ctx.device
         # One slot per (class, component): slot c * components + k. With one component the slots are the classes.
         slots = c * self.components
