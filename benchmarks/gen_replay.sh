@@ -24,20 +24,27 @@ params() { for kv in "$@"; do printf -- '--method-param %s ' "$kv"; done; }
 # Configurations tried on validation, per stream: "name KEY=VALUE ...". r<N>: gen_rank N, float32 sketch rows, as many
 # spare rows as kept ones (the method's defaults). k<K>: K Gaussians per class in time (a new one every 50 samples of
 # the class, the closest two merged). q8: int8 sketch rows and 4 spare ones. b20: 20 generated rows a step (not 10).
-# The split-mnist configurations r0b20 and q8r32b20 were added after a first report (at q8r32) trailed er.
+# a5: gen_alpha 0.5, DER's logit term on generated rows (targets: each component's mean logits).
+# Added after a first report: split-mnist's r0b20 and q8r32b20 (the report at q8r32 trailed er), then every a5 (the
+# *32b20a5 ones of split-mnist to measure where it trails er at larger budgets).
 configs() {
   case "$1" in
     split-mnist) printf '%s\n' "r0 gen_rank=0" "r8 gen_rank=8" "r32 gen_rank=32" \
       "q8r16 gen_rank=16 gen_spare=4 gen_storage=int8" "q8r32 gen_rank=32 gen_spare=4 gen_storage=int8" \
       "q8r64 gen_rank=64 gen_spare=4 gen_storage=int8" "k4r0 gen_rank=0 gen_components=4 gen_span=50" \
-      "r0b20 gen_rank=0 gen_batch=20" "q8r32b20 gen_rank=32 gen_spare=4 gen_storage=int8 gen_batch=20" ;;
+      "r0b20 gen_rank=0 gen_batch=20" "q8r32b20 gen_rank=32 gen_spare=4 gen_storage=int8 gen_batch=20" \
+      "r0b20a5 gen_rank=0 gen_batch=20 gen_alpha=0.5" \
+      "q8r32b20a5 gen_rank=32 gen_spare=4 gen_storage=int8 gen_batch=20 gen_alpha=0.5" \
+      "r32b20a5 gen_rank=32 gen_batch=20 gen_alpha=0.5" ;;
     gradual-rotation) printf '%s\n' "r8 gen_rank=8" "r32 gen_rank=32" "r32b20 gen_rank=32 gen_batch=20" \
       "q8k6r32 gen_rank=32 gen_spare=4 gen_storage=int8 gen_components=6 gen_span=50" \
       "q8k6r32b20 gen_rank=32 gen_spare=4 gen_storage=int8 gen_components=6 gen_span=50 gen_batch=20" \
       "q8k4r56b20 gen_rank=56 gen_spare=4 gen_storage=int8 gen_components=4 gen_span=50 gen_batch=20" \
-      "q8k8r24b20 gen_rank=24 gen_spare=4 gen_storage=int8 gen_components=8 gen_span=50 gen_batch=20" ;;
+      "q8k8r24b20 gen_rank=24 gen_spare=4 gen_storage=int8 gen_components=8 gen_span=50 gen_batch=20" \
+      "q8k6r32b20a5 gen_rank=32 gen_spare=4 gen_storage=int8 gen_components=6 gen_span=50 gen_batch=20 gen_alpha=0.5" ;;
     sea) printf '%s\n' "r1 gen_rank=1" "r2 gen_rank=2" \
-      "k4r2 gen_rank=2 gen_spare=2 gen_components=4 gen_span=50" ;;
+      "k4r2 gen_rank=2 gen_spare=2 gen_components=4 gen_span=50" \
+      "k4r2a5 gen_rank=2 gen_spare=2 gen_components=4 gen_span=50 gen_alpha=0.5" ;;
   esac
 }
 # stream name : its options : input dim : classes

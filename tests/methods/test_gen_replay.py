@@ -173,12 +173,13 @@ def test_int8_rows_keep_the_spread_in_a_quarter_of_the_bytes():
 
 
 def test_mixture_state_is_counted_and_resumes_bit_identically(tmp_path):
-    learner = _learner("gen-replay", **(MIXTURE | {"gen_span": 20}))  # merges before the save and after it
+    # merges before the save and after it; logit targets kept
+    learner = _learner("gen-replay", **(MIXTURE | {"gen_span": 20, "gen_alpha": 0.5}))
     rows = MIXTURE["gen_rank"] + MIXTURE["gen_spare"]
     slots = CLASSES * MIXTURE["gen_components"]
-    # means (float32), int8 sketch rows and their float32 scales per slot; counts, rows filled per slot and the
-    # component taking new samples per class (int64); the range seen (2 x dim)
-    expected = slots * DIM * 4 + slots * rows * (DIM + 4) + 2 * slots * 8 + CLASSES * 8 + 2 * DIM * 4
+    # means and logit targets (float32), int8 sketch rows and their float32 scales per slot; counts, rows filled per
+    # slot and the component taking new samples per class (int64); the range seen (2 x dim)
+    expected = slots * (DIM + CLASSES) * 4 + slots * rows * (DIM + 4) + 2 * slots * 8 + CLASSES * 8 + 2 * DIM * 4
     assert learner.memory_report()["parts"]["gen-replay"] == expected
     means, axes = _blobs(3)
     data = [_draw(np.random.default_rng(i), means, axes, list(range(CLASSES)), 10) for i in range(120)]
@@ -194,3 +195,34 @@ def test_mixture_state_is_counted_and_resumes_bit_identically(tmp_path):
     for mine, theirs in zip(learner.methods[0].tensors(), twin.methods[0].tensors(), strict=True):
         assert torch.equal(mine, theirs)
     assert all(torch.equal(p, q) for p, q in zip(learner.model.parameters(), twin.model.parameters(), strict=True))
+
+
+def test_logit_targets_are_each_components_mean_logits_and_the_term_pulls_towards_them():
+    """gen_alpha keeps, per component, the mean of the logits the model gave its samples in the step each arrived
+    (before that step's update), and adds alpha x MSE between the model's logits on generated rows and them."""
+    means, axes = _blobs(4)
+    learner = _learner("gen-replay", gen_alpha=0.5, gen_weight=0.0, gen_rank=2, gen_components=3, gen_span=50)
+    gen = learner.methods[0]
+    rng = np.random.default_rng(9)
+    given: dict[int, list[torch.Tensor]] = {}  # slot -> the logits of the samples it took
+    for _ in range(25):  # 250 samples: no class fills 3 spans of 50, so no merge mixes the bookkeeping below
+        x, y = _draw(rng, means, axes, [0, 1], 10)
+        with torch.no_grad():
+            out = learner.model(torch.from_numpy(x))
+        before = gen.counts.clone()
+        learner.learn(x, y)
+        for slot in torch.nonzero(gen.counts != before).flatten().tolist():
+            given.setdefault(slot, []).extend(out[torch.from_numpy(y) == slot // 3])
+    assert len(given) >= 4  # both classes opened a second component
+    for slot, rows in given.items():
+        assert int(gen.counts[slot]) == len(rows)
+        assert torch.allclose(gen.logits[slot], torch.stack(rows).mean(0), atol=1e-5), slot
+    assert not gen.logits[2 * 3:].any()  # classes never seen keep no targets
+    # The term: with gen_weight 0, alpha x MSE to the drawn rows' component targets, nothing else.
+    state = gen.ctx.generator.get_state()
+    x, _, slot = gen._generate(gen.batch)
+    gen.ctx.generator.set_state(state)
+    term = gen.loss(None)  # type: ignore[arg-type]  # loss reads no field of the step
+    with torch.no_grad():
+        expected = 0.5 * torch.nn.functional.mse_loss(gen.ctx.model(x), gen.logits.index_select(0, slot))
+    assert term is not None and torch.allclose(term.detach(), expected)
