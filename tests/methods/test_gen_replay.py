@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from edge_cl import OnlineLearner, models
+from tests.methods import test_contract as contract
 
 DIM, CLASSES = 16, 4
 
@@ -226,3 +227,28 @@ def test_logit_targets_are_each_components_mean_logits_and_the_term_pulls_toward
     with torch.no_grad():
         expected = 0.5 * torch.nn.functional.mse_loss(gen.ctx.model(x), gen.logits.index_select(0, slot))
     assert term is not None and torch.allclose(term.detach(), expected)
+
+
+ALL_OPTIONS = {"gen_components": 3, "gen_span": 5, "gen_rank": 2, "gen_spare": 1, "gen_storage": "int8",
+               "gen_alpha": 0.5}
+
+
+def test_every_option_keeps_the_contract_on_wild_inputs():
+    """The contract suite runs the defaults; with every option on, the same checks: a non-finite batch is skipped
+    changing nothing, inputs up to float32's largest leave the parameters finite and learning goes on."""
+    learner = contract.make("gen-replay", **ALL_OPTIONS)
+    for x, y in contract.stream(5, 80):
+        learner.learn(x, y)
+    bad, y = next(contract.stream(6, 1))
+    bad[:, 2] = np.nan
+    assert contract.learn_and_check_skip(learner, bad, y)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        scale = 10.0 ** rng.uniform(-3, 38, size=(contract.BATCH, 1))
+        wild = (rng.standard_normal((contract.BATCH, contract.DIM)) * scale).clip(-3.4e38, 3.4e38).astype(np.float32)
+        learner.learn(wild, rng.integers(0, contract.CLASSES, contract.BATCH))
+        assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+    gen = learner.methods[0]
+    assert all(torch.isfinite(t.float()).all() for t in gen.tensors() if t is not gen.low and t is not gen.high)
+    taken = [not learner.learn(x, y).skipped for x, y in contract.stream(9, 100)]
+    assert sum(taken) >= 80 and all(taken[-20:]), f"{sum(taken)} of 100 normal steps taken"
