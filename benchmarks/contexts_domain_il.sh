@@ -6,7 +6,8 @@
 # conflicting-regimes stream: nothing is tuned on these streams. Sections: <stream>-contexts; <stream>-contexts-active
 # runs der++ + contexts with context_replay = "active" (DER++'s replay through the predicting head, not each row's own).
 # Usage: [ONLY=stream] [SCALE=fraction] benchmarks/contexts_domain_il.sh (SCALE, default 1: the share of each task's
-# samples, as --scale; the rotated and permuted sections were run at SCALE=0.25 to fit a shared 2-core session)
+# samples, as --scale). Every section was run at SCALE=1 (split-mnist and rotated-mnist, then permuted-mnist with
+# ONLY=permuted-mnist on 2026-12-05: about 25 minutes on a shared 2-core machine, at nice 19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 o=benchmarks/results/contexts-domain-il
