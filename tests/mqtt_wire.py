@@ -17,20 +17,11 @@ import time
 from collections.abc import Iterator, Sequence
 
 from edge_cl.daemon.socket_batch import read_varint
+from edge_cl.daemon.socket_batch import write_varint as varint
 
 _U16 = struct.Struct(">H")
 _PUBACK = 0x40
 _PUBLISH_QOS1 = 0x32
-
-
-def varint(n: int) -> bytes:
-    """MQTT's variable-length integer (remaining length, property lengths)."""
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _string(s: str) -> bytes:

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_cl.daemon.socket_batch import BatchedSocket
+from edge_cl.daemon.socket_batch import BatchedSocket, write_varint
 
 log = logging.getLogger("edge_cl.daemon")
 
@@ -83,15 +83,6 @@ class _UnwatchedInfo(mqtt.MQTTMessageInfo):  # type: ignore[misc]
 _UNWATCHED = _UnwatchedInfo()
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = n >> 7, n & 0x7F
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class LeanClient(mqtt.Client):  # type: ignore[misc]
     """paho's Client on a :class:`BatchedSocket`, with the lean paths above (manual acks assumed for QoS 1)."""
 
@@ -139,7 +130,7 @@ class LeanClient(mqtt.Client):  # type: ignore[misc]
                 msg.info, msg.properties = _UNWATCHED, None
                 out[mid] = msg
                 self._inflight_messages += 1
-                packets.append(bytes([0x32 | bool(retain)]) + _varint(len(name) + 2 + len(v5) + len(payload)) + name
+                packets.append(bytes([0x32 | bool(retain)]) + write_varint(len(name) + 2 + len(v5) + len(payload)) + name
                                + struct.pack("!H", mid) + v5 + payload)
             self._queue_lean(packets)
 

@@ -33,6 +33,16 @@ def read_varint(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] |
     return None
 
 
+def write_varint(n: int) -> bytes:
+    """MQTT's variable byte integer for ``n`` (a remaining length, a property length)."""
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 class BatchedSocket:
     """Wraps a connected (plain or TLS) socket; paho uses it like the socket itself."""
 
