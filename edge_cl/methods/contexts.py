@@ -67,18 +67,17 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
+from edge_cl.methods.loss_router import NO_SERIAL, LossRouter
 from edge_cl.methods.registry import register, register_alias
 from edge_cl.triggers import make_trigger
 
 FIELD = "context"
-SERIALS = 1 << 15  # serials fit the int16 per-sample field
 MAX_SLOTS = 64
 # ADWIN checks every step (river's clock 32 delays a detection by up to 31 steps) and is far more eager than river's
 # delta 0.002, which missed a label shift that fine-tuning absorbed within 10 steps: a false alarm costs a context
 # slot, a missed change pollutes a context. These, context_window and context_beta were chosen on validation seeds
 # 100-101 of the conflicting-regimes stream (BENCHMARKS.md conflicting-regimes-contexts-validation).
 ADWIN_DEFAULTS = {"clock": 1, "delta": 0.5}
-_NO_SERIAL = -1
 
 
 def change_detector(prefix: str, name: str, params: dict[str, Any], method: str, purpose: str
@@ -230,7 +229,7 @@ def contexts_that_fit(model: nn.Module, budget_bytes: int, **options: Any) -> in
 
 
 @register
-class Contexts(Method):
+class Contexts(LossRouter, Method):
     """Task-free contexts (alias ``multihead``): a head per context over a shared trunk, replay through each sample's
     own head, a drift detector that opens contexts and a router that re-activates the one explaining the recent
     samples best."""
@@ -256,7 +255,7 @@ class Contexts(Method):
         self.heads_w = torch.zeros((self.k, *w.shape), dtype=w.dtype, device=w.device)
         self.heads_b = torch.zeros((self.k, w.shape[0]), dtype=w.dtype, device=w.device)
         self.window = torch.zeros((self.k, self.window_steps), dtype=torch.float32, device=w.device)
-        self.serials = torch.full((self.k,), _NO_SERIAL, dtype=torch.int64, device=w.device)
+        self.serials = torch.full((self.k,), NO_SERIAL, dtype=torch.int64, device=w.device)
         with torch.no_grad():
             self.heads_w[0].copy_(w)
             if self.head.bias is not None:
@@ -264,7 +263,7 @@ class Contexts(Method):
         self.serials[0] = 0
         # Host-side bookkeeping (saved in the state): which slot is active, what each slot was used for.
         self.active = 0
-        self.serial_of = [0] + [_NO_SERIAL] * (self.k - 1)
+        self.serial_of = [0] + [NO_SERIAL] * (self.k - 1)
         self.usage = [0] * self.k          # samples learned while each slot was active
         self.level = [math.inf] * self.k   # the lowest windowed loss each slot reached while active
         self.next_serial = 1
@@ -341,12 +340,7 @@ class Contexts(Method):
         if pending is None:
             return
         err = pending[-1]
-        self.window[:, self.pos] = torch.tensor(pending[:-1], dtype=torch.float32, device=self.window.device)
-        self.pos = (self.pos + 1) % self.window_steps
-        self.filled = min(self.filled + 1, self.window_steps)
-        self.usage[self.active] += step.batch
-        if self.filled == self.window_steps:
-            self.level[self.active] = min(self.level[self.active], float(self.window[self.active].mean()))
+        self._record_losses(pending[:-1], step.batch)
         if self.keep_good and pending[self.active] <= self.level[self.active] + self.tolerance:
             self._store_head(self.active)
         if self.detector.observe(err):
@@ -355,44 +349,19 @@ class Contexts(Method):
             # change just handled (which read as a rise again while the new context is being learned).
             name, params = self._detector_args
             self.detector = make_trigger(name, **params)  # type: ignore[assignment]
-            best = self._better_context()
+            best = self._better_slot()
             if best is None:
                 self._open()
             else:
                 self.counts["reactivated"] += 1
                 self._switch(best)
             return
-        best = self._better_context()
+        best = self._better_slot()
         if best is not None:
             self.counts["routed"] += 1
             self._switch(best)
 
     # --- routing ------------------------------------------------------------------------------------
-    def window_losses(self) -> list[float | None]:
-        """Each slot's mean loss over the loss window (None for a free slot or an empty window)."""
-        if self.filled == 0:
-            return [None] * self.k
-        means = self.window[:, :self.filled].mean(1).tolist() if self.filled < self.window_steps \
-            else self.window.mean(1).tolist()
-        return [m if self.serial_of[i] != _NO_SERIAL else None for i, m in enumerate(means)]
-
-    def _better_context(self) -> int | None:
-        """The context whose windowed loss beats the active one's by the margin (the best such) and is near the
-        lowest it reached while active (a returning concept), else None; None too while the active context's loss is
-        near its own lowest."""
-        if self.filled < self.window_steps:
-            return None
-        means = self.window_losses()
-        mine = means[self.active]
-        if mine is not None and mine <= self.level[self.active] + self.tolerance:
-            return None  # the active context still explains the data about as well as ever: stay (no flapping)
-        best = min((i for i, m in enumerate(means) if m is not None and i != self.active
-                    and m <= self.level[i] + self.tolerance),
-                   key=lambda i: means[i], default=None)  # type: ignore[arg-type,return-value]
-        if best is None or mine is None or not means[best] < (1.0 - self.margin) * mine:  # type: ignore[operator]
-            return None
-        return best
-
     def _switch(self, slot: int) -> None:
         """Make ``slot`` the active context: the model's head goes back to its slot, ``slot``'s head into the model."""
         if not self.keep_good:
@@ -412,7 +381,7 @@ class Contexts(Method):
 
     def _open(self) -> None:
         """Open a new context (a copy of the active head) in a free slot, or in the least used one's when all are."""
-        free = [i for i, s in enumerate(self.serial_of) if s == _NO_SERIAL]
+        free = [i for i, s in enumerate(self.serial_of) if s == NO_SERIAL]
         if free:
             slot = free[0]
         else:
@@ -432,14 +401,6 @@ class Contexts(Method):
         self.counts["opened"] += 1
         self.active = slot
 
-    def _new_serial(self) -> int:
-        used = set(self.serial_of)
-        serial = self.next_serial
-        while serial in used:
-            serial = (serial + 1) % SERIALS
-        self.next_serial = (serial + 1) % SERIALS
-        return serial
-
     # --- export -------------------------------------------------------------------------------------
     def export_network(self, net: nn.Module) -> nn.Module | None:
         """Every held context's head stacked over a copy of the trunk, the active one the ``context`` input's
@@ -448,7 +409,7 @@ class Contexts(Method):
             return None  # not the network these heads belong to: it is exported as it is
         from edge_cl.methods.contexts_graph import ContextsNetwork
 
-        held = [i for i in range(self.k) if self.serial_of[i] != _NO_SERIAL]
+        held = [i for i in range(self.k) if self.serial_of[i] != NO_SERIAL]
         with torch.no_grad():
             # The active slot's copy is stale while it trains: the model's own head is the active context.
             weight = torch.stack([self.head.weight if i == self.active else self.heads_w[i] for i in held])
@@ -465,7 +426,7 @@ class Contexts(Method):
 
     def contexts(self) -> list[int]:
         """Serials of the contexts held (free slots left out), in slot order."""
-        return [s for s in self.serial_of if s != _NO_SERIAL]
+        return [s for s in self.serial_of if s != NO_SERIAL]
 
     def report(self) -> dict[str, Any]:
         return {"contexts": len(self.contexts()), "max_contexts": self.k, "active": self.active_serial,

@@ -88,14 +88,14 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.contexts import SERIALS, change_detector
+from edge_cl.methods.contexts import change_detector
+from edge_cl.methods.loss_router import NO_SERIAL, LossRouter
 from edge_cl.methods.registry import register
 from edge_cl.triggers import make_trigger
 
 FIELD = "packnet_context"
 PRUNED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 MAX_SLOTS = 255  # owner ids 1..255 fit the uint8 owner byte
-_NO_SERIAL = -1
 
 
 class PackNetSettings(MethodSettings):
@@ -151,7 +151,7 @@ def packnet_bytes(model: nn.Module, contexts: int, window: int = 1, keep_good: b
 
 
 @register
-class PackNet(Method):
+class PackNet(LossRouter, Method):
     """Task-free PackNet: at each confirmed context switch the open context's free weights are pruned by magnitude
     and the kept ones frozen as that context's; the freed ones learn the next context; a router re-activates the
     context (its mask) that explains the recent labelled samples best."""
@@ -187,11 +187,11 @@ class PackNet(Method):
         self.keep_good = bool(settings.packnet_keep_good)
         self.good = torch.zeros(n_w if self.keep_good else 0, dtype=first.dtype, device=first.device)
         self.good_others = torch.zeros(n_o if self.keep_good else 0, dtype=first.dtype, device=first.device)
-        self.serials = torch.full((self.k,), _NO_SERIAL, dtype=torch.int64, device=first.device)
+        self.serials = torch.full((self.k,), NO_SERIAL, dtype=torch.int64, device=first.device)
         self.serials[0] = 0
         # Host-side bookkeeping (saved in the state).
         self.active, self.open = 0, 0            # slot predicting now; slot learning the free weights (-1: none)
-        self.serial_of = [0] + [_NO_SERIAL] * (self.k - 1)
+        self.serial_of = [0] + [NO_SERIAL] * (self.k - 1)
         self.rank_of = [0] + [-1] * (self.k - 1)  # opening order: a context sees the weights of ranks <= its own
         self.next_rank, self.next_serial = 1, 1
         self.usage = [0] * self.k
@@ -217,7 +217,7 @@ class PackNet(Method):
         table = torch.zeros(MAX_SLOTS + 1, dtype=torch.bool, device=self.owner.device)
         table[0] = slot == self.open
         for s in range(self.k):
-            if self.serial_of[s] != _NO_SERIAL and self.rank_of[s] <= self.rank_of[slot]:
+            if self.serial_of[s] != NO_SERIAL and self.rank_of[s] <= self.rank_of[slot]:
                 table[s + 1] = True
         return table
 
@@ -243,7 +243,7 @@ class PackNet(Method):
         with torch.no_grad():
             ce = [math.inf] * self.k
             ce[self.active] = float(F.cross_entropy(step.logits.detach(), step.y))
-            held = [s for s in range(self.k) if self.serial_of[s] != _NO_SERIAL and s != self.active]
+            held = [s for s in range(self.k) if self.serial_of[s] != NO_SERIAL and s != self.active]
             if held:
                 model = self.ctx.model
                 was_training = model.training
@@ -290,12 +290,7 @@ class PackNet(Method):
         if pending is None:
             return
         err = pending[-1]
-        self.window[:, self.pos] = torch.tensor(pending[:-1], dtype=torch.float32, device=self.window.device)
-        self.pos = (self.pos + 1) % self.window_steps
-        self.filled = min(self.filled + 1, self.window_steps)
-        self.usage[self.active] += step.batch
-        if self.filled == self.window_steps:
-            self.level[self.active] = min(self.level[self.active], float(self.window[self.active].mean()))
+        self._record_losses(pending[:-1], step.batch)
         if self.keep_good and self.active == self.open and pending[self.active] <= self.level[self.active] \
                 + self.tolerance:
             self._store_good()
@@ -304,7 +299,7 @@ class PackNet(Method):
             name, params = self._detector_args
             self.detector = make_trigger(name, **params)  # type: ignore[assignment]
             self.misfit = 0
-            best = self._better_context()
+            best = self._better_slot()
             if best is None:
                 self._open_new()
             else:
@@ -318,7 +313,7 @@ class PackNet(Method):
                 # (above), not on the noise of its first steps' losses (on split-mnist the router flapped back to an
                 # old context at the start of a task, freezing the new one before it had learned anything).
                 return
-        best = self._better_context()
+        best = self._better_slot()
         if best is not None:
             self.counts["routed"] += 1
             self._switch(best)
@@ -348,30 +343,6 @@ class PackNet(Method):
                 for (_, p), v in zip(self.others, self._views(self.slot_params[self.active], self.others),
                                      strict=True):
                     p.copy_(v)
-
-    # --- routing ------------------------------------------------------------------------------------
-    def window_losses(self) -> list[float | None]:
-        """Each slot's mean loss over the loss window (None for a free slot or an empty window)."""
-        if self.filled == 0:
-            return [None] * self.k
-        means = self.window[:, :self.filled].mean(1).tolist()
-        return [m if self.serial_of[i] != _NO_SERIAL and math.isfinite(m) else None for i, m in enumerate(means)]
-
-    def _better_context(self) -> int | None:
-        """The context whose windowed loss beats the active one's by the margin and is near its own lowest (a
-        returning concept), else None; None too while the active context is near its own lowest (no flapping)."""
-        if self.filled < self.window_steps:
-            return None
-        means = self.window_losses()
-        mine = means[self.active]
-        if mine is not None and mine <= self.level[self.active] + self.tolerance:
-            return None
-        best = min((i for i, m in enumerate(means) if m is not None and i != self.active
-                    and m <= self.level[i] + self.tolerance),
-                   key=lambda i: means[i], default=None)  # type: ignore[arg-type,return-value]
-        if best is None or mine is None or not means[best] < (1.0 - self.margin) * mine:  # type: ignore[operator]
-            return None
-        return best
 
     # --- switches -----------------------------------------------------------------------------------
     def _store_good(self) -> None:
@@ -437,7 +408,7 @@ class PackNet(Method):
         self.misfit = 0
         if self.active == self.open:
             self._freeze(self.active)
-        free = [i for i, s in enumerate(self.serial_of) if s == _NO_SERIAL]
+        free = [i for i, s in enumerate(self.serial_of) if s == NO_SERIAL]
         if free:
             slot = free[0]
         else:
@@ -464,7 +435,7 @@ class PackNet(Method):
     def _evict(self, slot: int) -> None:
         """Free ``slot``: its weights go to the next younger context (no context's prediction changes), or back to
         the pool when it is the youngest."""
-        younger = [i for i in range(self.k) if self.serial_of[i] != _NO_SERIAL and self.rank_of[i] > self.rank_of[slot]]
+        younger = [i for i in range(self.k) if self.serial_of[i] != NO_SERIAL and self.rank_of[i] > self.rank_of[slot]]
         mine = self.owner == slot + 1
         with torch.no_grad():
             if younger:
@@ -474,16 +445,8 @@ class PackNet(Method):
             else:
                 self.owner[mine] = 0
                 self.kept[mine] = 0
-        self.serial_of[slot], self.serials[slot], self.rank_of[slot] = _NO_SERIAL, _NO_SERIAL, -1
+        self.serial_of[slot], self.serials[slot], self.rank_of[slot] = NO_SERIAL, NO_SERIAL, -1
         self.counts["evicted"] += 1
-
-    def _new_serial(self) -> int:
-        used = set(self.serial_of)
-        serial = self.next_serial
-        while serial in used:
-            serial = (serial + 1) % SERIALS
-        self.next_serial = (serial + 1) % SERIALS
-        return serial
 
     def export_network(self, net: nn.Module) -> nn.Module | None:
         """A copy of the network per held context with the weights it predicts with, the active one the ``context``
@@ -492,7 +455,7 @@ class PackNet(Method):
             return None
         from edge_cl.methods.packnet_graph import ContextCopiesNetwork
 
-        held = [s for s in range(self.k) if self.serial_of[s] != _NO_SERIAL]
+        held = [s for s in range(self.k) if self.serial_of[s] != NO_SERIAL]
         nets = []
         with torch.no_grad():
             for slot in held:
@@ -514,7 +477,7 @@ class PackNet(Method):
 
     def contexts(self) -> list[int]:
         """Serials of the contexts held, in slot order."""
-        return [s for s in self.serial_of if s != _NO_SERIAL]
+        return [s for s in self.serial_of if s != NO_SERIAL]
 
     def free_fraction(self) -> float:
         """Share of the pruned weights no context owns."""

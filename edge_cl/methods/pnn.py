@@ -90,7 +90,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from edge_cl.methods.base import Draw, Method, MethodContext, MethodSettings, SampleField, Step
-from edge_cl.methods.contexts import SERIALS, change_detector
+from edge_cl.methods.contexts import change_detector
+from edge_cl.methods.loss_router import NO_SERIAL, LossRouter
 from edge_cl.methods.registry import register
 from edge_cl.models import SpecModel
 from edge_cl.triggers import make_trigger
@@ -98,7 +99,6 @@ from edge_cl.triggers import make_trigger
 FIELD = "column"
 MAX_COLUMNS = 16
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.LeakyReLU, nn.ELU)
-_NO_SERIAL = -1
 
 
 class PNNSettings(MethodSettings):
@@ -326,7 +326,7 @@ def _columns_in(model: nn.Module) -> Columns:
 
 
 @register
-class PNN(Method):
+class PNN(LossRouter, Method):
     """Task-free progressive networks: a frozen column per past context with lateral connections into the live one,
     opened by a drift detector, and a router that re-activates the column explaining the recent labels best."""
 
@@ -361,7 +361,7 @@ class PNN(Method):
         self.tolerance = float(settings.column_return) * math.log(max(ctx.num_classes, 2))
         self.window = torch.zeros((self.k, self.window_steps), dtype=torch.float32, device=ctx.device)
         # Host-side bookkeeping (saved in the state).
-        self.serial_of = [0] + [_NO_SERIAL] * (self.k - 1)
+        self.serial_of = [0] + [NO_SERIAL] * (self.k - 1)
         self.usage = [0] * self.k          # samples learned while each column was active
         self.level = [math.inf] * self.k   # the lowest windowed loss each column reached while active
         self.next_serial = 1
@@ -416,28 +416,21 @@ class PNN(Method):
             return
         cols = self.columns
         err, losses = pending[-1], pending[:-1]
-        row = torch.zeros((self.k,), dtype=torch.float32)  # slots without a column: 0, never read (serial_of says)
-        row[:len(losses)] = torch.tensor(losses, dtype=torch.float32)
-        self.window[:, self.pos] = row.to(self.window.device)
-        self.pos = (self.pos + 1) % self.window_steps
-        self.filled = min(self.filled + 1, self.window_steps)
-        self.usage[cols.active] += step.batch
-        if self.filled == self.window_steps:
-            self.level[cols.active] = min(self.level[cols.active], float(self.window[cols.active].mean()))
+        self._record_losses(losses, step.batch)  # slots without a column: 0, never read (serial_of says)
         if self.keep_good and cols.active == cols.newest and losses[cols.newest] <= self.level[cols.newest] + self.tolerance:
             cols.freeze(cols.newest)  # the slot it will be frozen into: a copy, overwritten while it stays good
             self.kept = True
         if self.detector.observe(err):
             self.counts["detections"] += 1
             self._fresh_detector()
-            best = self._better_column()
+            best = self._better_slot()
             if best is None:
                 self._open()
             else:
                 self.counts["reactivated"] += 1
                 cols.active = best
             return
-        best = self._better_column()
+        best = self._better_slot()
         if best is not None:
             self.counts["routed"] += 1
             cols.active = best
@@ -449,31 +442,6 @@ class PNN(Method):
         """A new detector: it measures the next change from the level of the column now active."""
         name, params = self._detector_args
         self.detector = make_trigger(name, **params)  # type: ignore[assignment]
-
-    # --- routing ------------------------------------------------------------------------------------
-    def window_losses(self) -> list[float | None]:
-        """Each column's mean loss over the window (None for an empty slot, or a window it was not in yet)."""
-        if self.filled == 0:
-            return [None] * self.k
-        means = self.window[:, :self.filled].mean(1).tolist()
-        return [m if self.serial_of[i] != _NO_SERIAL else None for i, m in enumerate(means)]
-
-    def _better_column(self) -> int | None:
-        """The column whose windowed loss beats the active one's by the margin (the best such) and is near the lowest
-        it reached while active, else None; None too while the active column fits about as well as ever."""
-        if self.filled < self.window_steps:
-            return None
-        active = self.columns.active
-        means = self.window_losses()
-        mine = means[active]
-        if mine is None or mine <= self.level[active] + self.tolerance:
-            return None
-        best = min((i for i, m in enumerate(means) if m is not None and i != active
-                    and m <= self.level[i] + self.tolerance),
-                   key=lambda i: means[i], default=None)  # type: ignore[arg-type,return-value]
-        if best is None or not means[best] < (1.0 - self.margin) * mine:  # type: ignore[operator]
-            return None
-        return best
 
     def _open(self) -> None:
         """Freeze the newest column and open a new one; when every slot holds a column, the newest one takes the new
@@ -509,14 +477,6 @@ class PNN(Method):
             if lay.bias is not None:
                 b = torch.rand(lay.bias.shape, generator=self.ctx.generator, device=lay.bias.device)
                 lay.bias.copy_((b * 2 - 1) * bound)
-
-    def _new_serial(self) -> int:
-        used = set(self.serial_of)
-        serial = self.next_serial
-        while serial in used:
-            serial = (serial + 1) % SERIALS
-        self.next_serial = (serial + 1) % SERIALS
-        return serial
 
     def export_network(self, net: nn.Module) -> nn.Module | None:
         """Every held column, the active one the ``context`` input's default (edge_cl.methods.pnn_graph); None when
