@@ -14,10 +14,15 @@ Networks without them export exactly as before (``extras_of`` gives None).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
+
+CONTEXT_INPUT = "context"  # the router's choice, an int64 index into the metadata's "contexts" serials
+CONTEXT_OUTPUT = "context_logits"  # every context's logits, [batch, K, num_classes]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,34 @@ class GraphExtras:
     inputs: tuple[GraphInput, ...] = ()
     outputs: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+def context_extras(serials: list[int], default: int) -> GraphExtras:
+    """What every context method's network adds (contexts, pnn, packnet): the ``context`` input (its default the
+    learner's choice, the parity gate checks every index), the ``context_logits`` output and the serials."""
+    values = tuple(torch.tensor(i, dtype=torch.int64) for i in range(len(serials)))
+    meta = {"contexts": json.dumps(list(serials)), "context": str(int(default)),
+            "context_input": CONTEXT_INPUT, "context_output": CONTEXT_OUTPUT}
+    return GraphExtras(inputs=(GraphInput(CONTEXT_INPUT, torch.tensor(int(default), dtype=torch.int64), values),),
+                       outputs=(CONTEXT_OUTPUT,), metadata=meta)
+
+
+class ExportedNetwork(nn.Module):
+    """A network built for the snapshot around the learner's own: what the exporter reads off a model (input_dim,
+    input_shape, spec, standardizer) comes from the submodule ``_wrapped()`` names (by default ``self.net``)."""
+
+    wrapped_key: ClassVar[str] = "net"  # the submodule that must exist before attributes are forwarded
+
+    def _wrapped(self) -> nn.Module:
+        return self._modules[self.wrapped_key]  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == self.wrapped_key or self.wrapped_key not in self._modules:
+                raise
+            return getattr(self._wrapped(), name)
 
 
 def extras_of(model: nn.Module) -> GraphExtras | None:

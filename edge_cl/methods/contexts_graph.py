@@ -10,16 +10,14 @@ process predicts exactly as the learner does. Outputs: ``logits`` and ``probabil
 from __future__ import annotations
 
 import copy
-import json
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edge_cl.export.graph import GraphExtras, GraphInput
+from edge_cl.export.graph import CONTEXT_INPUT, CONTEXT_OUTPUT, ExportedNetwork, GraphExtras, context_extras
 
-CONTEXT_INPUT = "context"
-CONTEXT_OUTPUT = "context_logits"
+__all__ = ["CONTEXT_INPUT", "CONTEXT_OUTPUT", "ContextsNetwork", "RoutedHead"]
 
 
 class RoutedHead(nn.Module):
@@ -47,7 +45,7 @@ class RoutedHead(nn.Module):
         return F.linear(feats, w, b)
 
 
-class ContextsNetwork(nn.Module):
+class ContextsNetwork(ExportedNetwork):
     """A copy of the model whose output head is a :class:`RoutedHead`; ``forward(x)`` predicts as the learner."""
 
     def __init__(self, model: nn.Module, head: nn.Linear, weight: Tensor, bias: Tensor | None, default: int,
@@ -61,16 +59,6 @@ class ContextsNetwork(nn.Module):
         self.head = RoutedHead(weight, bias, default)
         setattr(parent, name.rpartition(".")[2], self.head)
         self.serials = list(serials)
-
-    def __getattr__(self, name: str) -> object:
-        # What the exporter reads off the model it is given (input_dim, input_shape, spec, standardizer) comes
-        # from the copied model.
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "net" or "net" not in self._modules:
-                raise
-            return getattr(self._modules["net"], name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -88,10 +76,4 @@ class ContextsNetwork(nn.Module):
 
     def graph_extras(self) -> GraphExtras:
         """The ``context`` input (default: the learner's choice; the gate checks every index), ``context_logits``."""
-        k = len(self.serials)
-        values = tuple(torch.tensor(i, dtype=torch.int64) for i in range(k))
-        default = self.head.default.detach().clone()
-        meta = {"contexts": json.dumps(self.serials), "context": str(int(default)),
-                "context_input": CONTEXT_INPUT, "context_output": CONTEXT_OUTPUT}
-        return GraphExtras(inputs=(GraphInput(CONTEXT_INPUT, default, values),), outputs=(CONTEXT_OUTPUT,),
-                           metadata=meta)
+        return context_extras(self.serials, int(self.head.default))

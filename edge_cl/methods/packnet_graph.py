@@ -11,16 +11,13 @@ mask without running every copy anyway).
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch import Tensor, nn
 
-from edge_cl.export.graph import GraphExtras, GraphInput
-from edge_cl.methods.contexts_graph import CONTEXT_INPUT, CONTEXT_OUTPUT
+from edge_cl.export.graph import ExportedNetwork, GraphExtras, context_extras
 
 
-class ContextCopiesNetwork(nn.Module):
+class ContextCopiesNetwork(ExportedNetwork):
     """K networks of one architecture, one per context; ``forward(x)`` is the default one's (the learner's)."""
 
     def __init__(self, nets: list[nn.Module], default: int, serials: list[int]) -> None:
@@ -32,15 +29,10 @@ class ContextCopiesNetwork(nn.Module):
         self.default = int(default)
         self.serials = list(serials)
 
-    def __getattr__(self, name: str) -> object:
-        # What the exporter reads off the model it is given (input_dim, input_shape, spec, standardizer) comes from
-        # the default network.
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("nets", "default") or "nets" not in self._modules:
-                raise
-            return getattr(self._modules["nets"][self.__dict__["default"]], name)
+    wrapped_key = "nets"
+
+    def _wrapped(self) -> nn.Module:
+        return self._modules["nets"][self.__dict__["default"]]  # type: ignore[index]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.nets[self.default](x)
@@ -52,9 +44,4 @@ class ContextCopiesNetwork(nn.Module):
 
     def graph_extras(self) -> GraphExtras:
         """The ``context`` input (default: the learner's context; the gate checks every index), ``context_logits``."""
-        default = torch.tensor(self.default, dtype=torch.int64)
-        values = tuple(torch.tensor(i, dtype=torch.int64) for i in range(len(self.nets)))
-        meta = {"contexts": json.dumps(self.serials), "context": str(self.default),
-                "context_input": CONTEXT_INPUT, "context_output": CONTEXT_OUTPUT}
-        return GraphExtras(inputs=(GraphInput(CONTEXT_INPUT, default, values),), outputs=(CONTEXT_OUTPUT,),
-                           metadata=meta)
+        return context_extras(self.serials, self.default)

@@ -11,20 +11,17 @@ all of them run anyway).
 from __future__ import annotations
 
 import copy
-import json
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
-from edge_cl.export.graph import GraphExtras, GraphInput
-from edge_cl.methods.contexts_graph import CONTEXT_INPUT, CONTEXT_OUTPUT
+from edge_cl.export.graph import ExportedNetwork, GraphExtras, context_extras
 
 if TYPE_CHECKING:
     from edge_cl.methods.pnn import Columns
 
 
-class ColumnsNetwork(nn.Module):
+class ColumnsNetwork(ExportedNetwork):
     """A copy of the learner's network whose :class:`~edge_cl.methods.pnn.Columns` computes every held column and
     returns the chosen one; ``forward(x)`` predicts as the learner."""
 
@@ -40,16 +37,6 @@ class ColumnsNetwork(nn.Module):
         if len(serials) != self.columns.newest + 1:
             raise ValueError(f"{len(serials)} column serials for {self.columns.newest + 1} held columns")
         self.serials = list(serials)
-
-    def __getattr__(self, name: str) -> object:
-        # What the exporter reads off the model it is given (input_dim, input_shape, spec, standardizer) comes from
-        # the copied network.
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "net" or "net" not in self._modules:
-                raise
-            return getattr(self._modules["net"], name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -68,10 +55,4 @@ class ColumnsNetwork(nn.Module):
 
     def graph_extras(self) -> GraphExtras:
         """The ``context`` input (default: the learner's column; the gate checks every index), ``context_logits``."""
-        k = len(self.serials)
-        default = torch.tensor(self.columns.active, dtype=torch.int64)
-        values = tuple(torch.tensor(i, dtype=torch.int64) for i in range(k))
-        meta = {"contexts": json.dumps(self.serials), "context": str(int(default)),
-                "context_input": CONTEXT_INPUT, "context_output": CONTEXT_OUTPUT}
-        return GraphExtras(inputs=(GraphInput(CONTEXT_INPUT, default, values),), outputs=(CONTEXT_OUTPUT,),
-                           metadata=meta)
+        return context_extras(self.serials, self.columns.active)
