@@ -17,6 +17,7 @@ from edge_cl.methods import (  # noqa: F401 - importing registers the built-in m
     er_ace,
     ewc,
     gen_replay,
+    latent_replay,
     lwf,
     mas,
     packnet,

@@ -26,7 +26,7 @@ CASES = [*methods.available(), "er+ewc", "er+mas", "er+si", "er+rwalk", "er+scp"
 DIM, CLASSES, BATCH = 12, 4, 8
 # Methods built on one kind of model (pnn: columns of a Linear chain) refuse the others when the learner is built; the
 # axis checks that refusal names the method and what to use, and runs them on the models they take.
-MODELS_TAKEN = {"pnn": {"mlp"}}
+MODELS_TAKEN = {"pnn": {"mlp"}, "latent-replay": {"mlp"}}
 
 
 def make(method: str, model: str, seed: int = 0, **kw: object) -> OnlineLearner:
