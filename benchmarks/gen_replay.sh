@@ -10,16 +10,7 @@ cd "$(dirname "$0")/.."
 o=benchmarks/results/gen-replay
 mkdir -p "$o"
 bench() { python -m edge_cl.cli.main bench --methods er,der++,gen-replay --no-bare --threads 1 "$@"; }
-bytes() {  # $1 = input dim, $2 = classes, then KEY=VALUE settings: what gen-replay needs with the stream's MLP
-  python - "$@" <<'PY'
-import json, sys
-from edge_cl import OnlineLearner, models
-dim, classes = map(int, sys.argv[1:3])
-settings = {k: json.loads(v) if v[:1].isdigit() else v for k, v in (a.split("=", 1) for a in sys.argv[3:])}
-hidden = [100, 100]  # the bench's MLP for every stream
-print(OnlineLearner.required_bytes(models.mlp(dim, hidden, classes), buffer_samples=0, method="gen-replay", **settings))
-PY
-}
+bytes() { python benchmarks/equal_bytes.py gen-replay "$@"; }  # $1 = input dim, $2 = classes, then KEY=VALUE
 params() { for kv in "$@"; do printf -- '--method-param %s ' "$kv"; done; }
 # Configurations tried on validation, per stream: "name KEY=VALUE ...". r<N>: gen_rank N, float32 sketch rows, as many
 # spare rows as kept ones (the method's defaults). k<K>: K Gaussians per class in time (a new one every 50 samples of

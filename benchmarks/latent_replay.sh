@@ -11,16 +11,7 @@ cd "$(dirname "$0")/.."
 o=benchmarks/results/latent-replay
 mkdir -p "$o"
 bench() { python -m edge_cl.cli.main bench --methods er,der++,latent-replay --no-bare --threads 1 "$@"; }
-bytes() {  # $1 = input dim, $2 = classes, then KEY=VALUE settings: what latent-replay needs with the stream's MLP
-  python - "$@" <<'PY'
-import json, sys
-from edge_cl import OnlineLearner, models
-dim, classes = map(int, sys.argv[1:3])
-settings = {k: json.loads(v) if v[:1].isdigit() else v for k, v in (a.split("=", 1) for a in sys.argv[3:])}
-print(OnlineLearner.required_bytes(models.mlp(dim, [100, 100], classes), buffer_samples=0, method="latent-replay",
-                                  **settings))
-PY
-}
+bytes() { python benchmarks/equal_bytes.py latent-replay "$@"; }  # $1 = input dim, $2 = classes, then KEY=VALUE
 params() { for kv in "$@"; do printf -- '--method-param %s ' "$kv"; done; }
 # w<N>: the first hidden layer freezes after N samples; n<N>: N latent rows (the bytes; 2000 unless said); b<N>: N
 # latent rows replayed a step (10 unless said, as er's replay batch). Added after the first three: the b and n ones.

@@ -73,3 +73,18 @@ def assert_same_state(a: Any, b: Any, path: str = "state", atol: float = 0.0) ->
         assert abs(a - b) <= atol * 10 or a == b, f"{path}: {a} vs {b}"
     else:
         assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def assert_resumes_bit_identically(learner: Any, model: Any, rest: list[tuple[Any, Any]], folder: Any) -> None:
+    """Save ``learner`` to ``folder``, load a twin on the fresh ``model``, learn ``rest`` with both: every method
+    tensor and every parameter must come out equal."""
+    from edge_cl import OnlineLearner
+
+    learner.save(folder / "state.pt")
+    twin = OnlineLearner.load(folder / "state.pt", model=model, device="cpu")
+    for x, y in rest:
+        learner.learn(x, y)
+        twin.learn(x, y)
+    for mine, theirs in zip(learner.methods[0].tensors(), twin.methods[0].tensors(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert all(torch.equal(p, q) for p, q in zip(learner.model.parameters(), twin.model.parameters(), strict=True))

@@ -32,11 +32,11 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
 from edge_cl.methods.base import Method, MethodContext, MethodSettings, Step
+from edge_cl.methods.pnn import chain_of
 from edge_cl.methods.registry import register
-from edge_cl.models import SpecModel
 from edge_cl.standardizer import Standardized
 
 
@@ -54,32 +54,6 @@ class LatentReplaySettings(MethodSettings):
     latent_dtype: Literal["float16", "float32"] = Field("float16", description="How latent rows are stored.")
 
 
-_HINT = ("method 'latent-replay' keeps the output of a model's leading nn.Linear layers: it needs a chain of "
-         "nn.Linear layers with elementwise activations between them (edge_cl.models.mlp, or an nn.Sequential of "
-         "those). Use er or der++ for other models")
-
-
-def split_chain(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]]:
-    """The Linear layers of ``model``'s chain and the activations between them; ValueError naming what to use for a
-    model that is not such a chain."""
-    from edge_cl.methods.pnn import ACTIVATIONS
-
-    net = model.model if isinstance(model, Standardized) else model
-    if isinstance(net, SpecModel):
-        if len(net.input_shape) != 1:
-            raise ValueError(f"the model takes inputs of shape {net.input_shape}, not flat vectors; {_HINT}")
-        net = net.body
-    if type(net) is not nn.Sequential:
-        raise ValueError(f"the model is a {type(net).__name__}, not a chain of layers; {_HINT}")
-    kids = list(net.children())
-    for i, kid in enumerate(kids):
-        if type(kid) not in ((nn.Linear,) if i % 2 == 0 else ACTIVATIONS):
-            raise ValueError(f"layer {i} of the model is {type(kid).__name__}; {_HINT}")
-    if len(kids) % 2 == 0:
-        raise ValueError(f"the model does not end with the logits' nn.Linear; {_HINT}")
-    return [k for k in kids[::2]], [k for k in kids[1::2]]  # type: ignore[misc]
-
-
 @register
 class LatentReplay(Method):
     """Replay of frozen lower-layer activations (see the module docstring)."""
@@ -92,7 +66,7 @@ class LatentReplay(Method):
         super().__init__(ctx, settings)
         if not isinstance(settings, LatentReplaySettings):
             raise TypeError(f"{type(self).__name__} needs LatentReplaySettings, got {type(settings).__name__}")
-        self.layers, self.acts = split_chain(ctx.model)
+        self.layers, self.acts = chain_of(ctx.model, self.name, "Use er or der++ for other models")
         self.depth = int(settings.latent_layers)
         if self.depth >= len(self.layers):
             raise ValueError(f"latent_layers={self.depth}, but the model has {len(self.layers)} Linear layers: at "

@@ -94,6 +94,7 @@ from edge_cl.methods.contexts import change_detector
 from edge_cl.methods.loss_router import NO_SERIAL, LossRouter
 from edge_cl.methods.registry import register
 from edge_cl.models import SpecModel
+from edge_cl.standardizer import Standardized
 from edge_cl.triggers import make_trigger
 
 FIELD = "column"
@@ -141,24 +142,27 @@ class PNNSettings(MethodSettings):
                                                    "(PyTorch's default Linear initialisation, as in the paper).")
 
 
-def chain_of(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]]:
-    """The Linear layers of a supported ``model`` and the activations between them; ValueError naming what to change
-    for any other model."""
-    hint = ("method 'pnn' builds progressive columns from a chain of nn.Linear layers with elementwise activations "
+def chain_of(model: nn.Module, method: str = "pnn",
+             instead: str = "Use edge_cl.models.mlp, or method 'contexts' (a head per context over any trunk)"
+             ) -> tuple[list[nn.Linear], list[nn.Module]]:
+    """The Linear layers of a chain ``model`` (an nn.Sequential of nn.Linear layers with elementwise activations
+    between them, edge_cl.models.mlp; a standardising wrapper is looked through) and the activations between them;
+    ValueError naming ``method``, what it needs and ``instead`` for any other model."""
+    hint = (f"method '{method}' reads a chain of nn.Linear layers with elementwise activations "
             f"({', '.join(a.__name__ for a in ACTIVATIONS)}) between them: edge_cl.models.mlp, or an nn.Sequential of "
-            "those. Use edge_cl.models.mlp, or method 'contexts' (a head per context over any trunk)")
-    net = model
+            f"those. {instead}")
+    net = model.model if isinstance(model, Standardized) else model
     if isinstance(net, SpecModel):
         if len(net.input_shape) != 1:
             raise ValueError(f"the model takes inputs of shape {net.input_shape}, not flat vectors; {hint}")
         net = net.body
     if type(net) is not nn.Sequential:
-        raise ValueError(f"the model is a {type(model).__name__}, not a chain pnn can read; {hint}")
+        raise ValueError(f"the model is a {type(model).__name__}, not a chain {method} can read; {hint}")
     kids = list(net.children())
     for i, kid in enumerate(kids):
         want: tuple[type[nn.Module], ...] = (nn.Linear,) if i % 2 == 0 else ACTIVATIONS
         if type(kid) not in want:
-            raise ValueError(f"layer {i} of the model is {type(kid).__name__}, where pnn expects "
+            raise ValueError(f"layer {i} of the model is {type(kid).__name__}, where {method} expects "
                              f"{'nn.Linear' if i % 2 == 0 else 'an activation'}; {hint}")
     if len(kids) % 2 == 0:
         raise ValueError(f"the model ends with {type(kids[-1]).__name__ if kids else 'nothing'}, not the logits' "

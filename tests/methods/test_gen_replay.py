@@ -4,11 +4,14 @@ The contract suite (tests/methods/test_contract.py) covers save / load / resume,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from edge_cl import OnlineLearner, models
 from tests.methods import test_contract as contract
+from tests.oracles import assert_resumes_bit_identically
 
 DIM, CLASSES = 16, 4
 
@@ -63,24 +66,24 @@ def test_it_keeps_no_samples_and_counts_its_bytes():
     assert report["parts"]["gen-replay"] == expected
 
 
-def test_generated_replay_retains_classes_no_longer_seen():
-    """Classes 0-1, then 2-3 only, each next to one of the first two: generated replay keeps 0-1 where
-    fine-tuning hands their region to 2-3."""
+def old_classes_kept(make: Callable[[str], OnlineLearner], method: str) -> tuple[float, float]:
+    """Accuracy on classes 0-1 and on 2-3 after learning 0-1, then 2-3 only, each next to one of the first two."""
     means, axes = _blobs(2)
     shift = np.random.default_rng(7).standard_normal(DIM).astype(np.float32)
     means[2:] = means[:2] + 2.5 * shift / np.linalg.norm(shift)
+    learner = make(method)
+    rng = np.random.default_rng(3)
+    for classes in ([0, 1], [2, 3]):
+        for _ in range(150):
+            learner.learn(*_draw(rng, means, axes, classes, 10))
+    old = _draw(np.random.default_rng(4), means, axes, [0, 1], 400)
+    new = _draw(np.random.default_rng(5), means, axes, [2, 3], 400)
+    return float((learner.predict(old[0]) == old[1]).mean()), float((learner.predict(new[0]) == new[1]).mean())
 
-    def retained(method: str) -> float:
-        learner = _learner(method)
-        rng = np.random.default_rng(3)
-        for classes in ([0, 1], [2, 3]):
-            for _ in range(150):
-                learner.learn(*_draw(rng, means, axes, classes, 10))
-        old = _draw(np.random.default_rng(4), means, axes, [0, 1], 400)
-        new = _draw(np.random.default_rng(5), means, axes, [2, 3], 400)
-        return float((learner.predict(old[0]) == old[1]).mean()), float((learner.predict(new[0]) == new[1]).mean())
 
-    (sgd_old, _), (gen_old, gen_new) = retained("sgd"), retained("gen-replay")
+def test_generated_replay_retains_classes_no_longer_seen():
+    """Generated replay keeps classes 0-1 where fine-tuning hands their region to 2-3."""
+    (sgd_old, _), (gen_old, gen_new) = old_classes_kept(_learner, "sgd"), old_classes_kept(_learner, "gen-replay")
     assert sgd_old < 0.3 and gen_old > 0.85 and gen_new > 0.85, (sgd_old, gen_old, gen_new)
 
 
@@ -188,14 +191,7 @@ def test_mixture_state_is_counted_and_resumes_bit_identically(tmp_path):
         learner.learn(x, y)
     counts = learner.methods[0].counts
     assert int(counts.min()) > 0 and int(counts.sum()) == 800  # every component in use, every sample in one
-    learner.save(tmp_path / "state.pt")
-    twin = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
-    for x, y in data[80:]:
-        learner.learn(x, y)
-        twin.learn(x, y)
-    for mine, theirs in zip(learner.methods[0].tensors(), twin.methods[0].tensors(), strict=True):
-        assert torch.equal(mine, theirs)
-    assert all(torch.equal(p, q) for p, q in zip(learner.model.parameters(), twin.model.parameters(), strict=True))
+    assert_resumes_bit_identically(learner, models.mlp(DIM, [32], CLASSES), data[80:], tmp_path)
 
 
 def test_logit_targets_are_each_components_mean_logits_and_the_term_pulls_towards_them():
