@@ -111,7 +111,7 @@ def test_predict_on_an_onnx_file_outside_a_snapshot_directory_warns_unverified(
 
 def test_predict_picks_a_context_of_a_contexts_snapshot(tmp_path: Path) -> None:
     """--graph-input context=I: the context I of a method 'contexts' snapshot predicts; left out, the learner's."""
-    from tests.methods.test_contexts import ABA, DIM, make, run
+    from tests.methods.flipped import ABA, DIM, make, run
 
     learner = make("contexts")
     run(learner, ABA[:2])  # A then B (labels shifted by one): B's context predicts

@@ -4,7 +4,6 @@ context, contexts live inside the byte budget (least used evicted when full), st
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,45 +12,18 @@ from torch import nn
 
 from edge_cl import OnlineLearner, models
 from edge_cl.methods.contexts import Contexts, context_bytes, contexts_that_fit
+from tests.methods.flipped import (
+    ABA,
+    CLASSES,
+    DIM,
+    RELABEL,
+    assert_resumes_after_two_contexts,
+    concepts,
+    make,
+    run,
+    visit,
+)
 from tests.oracles import assert_same_state, owned_bytes
-
-DIM, CLASSES, BATCH = 6, 3, 10
-# Each concept relabels the same inputs: A's rule, B = A's labels shifted by one, C by two, D with 0 and 1 swapped.
-RELABEL = {"A": [0, 1, 2], "B": [1, 2, 0], "C": [2, 0, 1], "D": [1, 0, 2]}
-
-
-def concepts(plan: list[tuple[str, int]], seed: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Batches of i.i.d. normal inputs labelled by one fixed linear rule, relabelled per concept of ``plan``."""
-    rng = np.random.default_rng(seed)
-    w = np.random.default_rng(1000 + seed).standard_normal((DIM, CLASSES))
-    for name, steps in plan:
-        for _ in range(steps):
-            x = rng.standard_normal((BATCH, DIM)).astype(np.float32)
-            yield name, x, np.asarray(RELABEL[name])[np.argmax(x @ w, axis=1)].astype(np.int64)
-
-
-def make(method: str, seed: int = 0, **kw: object) -> OnlineLearner:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = models.mlp(DIM, [32], CLASSES)
-    options = {"replay_batch": 10, "trigger": None, "lr": 0.1} | kw
-    budget = OnlineLearner.required_bytes(model, buffer_samples=300, method=method, **options)
-    return OnlineLearner(model, budget_bytes=budget, method=method, seed=seed, device="cpu", **options)
-
-
-def run(learner: OnlineLearner, plan: list[tuple[str, int]], seed: int = 0) -> list[tuple[str, float]]:
-    """Learn the plan test-then-train; each step's (concept, accuracy before the update)."""
-    out = []
-    for name, x, y in concepts(plan, seed):
-        out.append((name, learner.learn(x, y).new_correct / BATCH))
-    return out
-
-
-ABA = [("A", 250), ("B", 250), ("A", 60)]
-
-
-def visit(acc: list[tuple[str, float]], start: int, steps: int) -> float:
-    return float(np.mean([a for _, a in acc[start:start + steps]]))
 
 
 def test_flipped_labels_open_a_context_and_learn_both_and_recover_the_first_faster():
@@ -180,21 +152,7 @@ def test_save_and_load_resume_exactly_as_learning_without_the_save(case, tmp_pat
 
 
 def test_save_and_load_with_contexts_resumes_exactly(tmp_path):
-    data = list(concepts(ABA))
-    a = make("contexts")
-    for _, x, y in data[:300]:
-        a.learn(x, y)
-    assert a.get_method("contexts").counts["opened"] == 2
-    a.save(tmp_path / "state.pt")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(99)
-        b = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
-    assert b.get_method("contexts").report() == a.get_method("contexts").report()
-    for _, x, y in data[300:]:
-        a.learn(x, y)
-        b.learn(x, y)
-    assert_same_state(a.state_dict(), b.state_dict())
-    assert b.get_method("contexts").active_serial == 0
+    assert_resumes_after_two_contexts("contexts", tmp_path)
 
 
 @pytest.mark.integration

@@ -20,7 +20,7 @@ from edge_cl.export.parity import check_parity
 from edge_cl.methods.contexts import Contexts
 from edge_cl.methods.contexts_graph import ContextsNetwork
 from edge_cl.runtime import SnapshotRunner, make_session
-from tests.methods.test_contexts import DIM, make, run
+from tests.methods.flipped import DIM, make, run
 
 pytestmark = pytest.mark.integration
 PLAN = [("A", 200), ("B", 200), ("C", 200)]

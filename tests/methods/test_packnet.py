@@ -3,48 +3,29 @@ router re-activates the old mask, every byte is counted, state and ONNX export r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 
 from edge_cl import OnlineLearner, models
 from edge_cl.methods.packnet import PackNet, packnet_bytes
-from tests.oracles import assert_same_state
+from tests.methods import flipped
+from tests.methods.flipped import (
+    ABA,
+    BATCH,
+    CLASSES,
+    DIM,
+    assert_resumes_after_two_contexts,
+    concepts,
+    run,
+    visit,
+)
 
-DIM, CLASSES, BATCH = 6, 3, 10
-RELABEL = {"A": [0, 1, 2], "B": [1, 2, 0], "C": [2, 0, 1], "D": [1, 0, 2]}
-ABA = [("A", 250), ("B", 250), ("A", 60)]
 QUIET = {"packnet_detector_params": {"clock": 1, "delta": 1e-30}}  # no detection: the tests switch by hand
 
 
-def concepts(plan: list[tuple[str, int]], seed: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Batches of i.i.d. normal inputs labelled by one fixed linear rule, relabelled per concept of ``plan``."""
-    rng = np.random.default_rng(seed)
-    w = np.random.default_rng(1000 + seed).standard_normal((DIM, CLASSES))
-    for name, steps in plan:
-        for _ in range(steps):
-            x = rng.standard_normal((BATCH, DIM)).astype(np.float32)
-            yield name, x, np.asarray(RELABEL[name])[np.argmax(x @ w, axis=1)].astype(np.int64)
-
-
 def make(method: str = "packnet", seed: int = 0, **kw: object) -> OnlineLearner:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = models.mlp(DIM, [32], CLASSES)
-    options = {"replay_batch": 10, "trigger": None, "lr": 0.1} | kw
-    budget = OnlineLearner.required_bytes(model, buffer_samples=300, method=method, **options)
-    return OnlineLearner(model, budget_bytes=budget, method=method, seed=seed, device="cpu", **options)
-
-
-def run(learner: OnlineLearner, plan: list[tuple[str, int]], seed: int = 0) -> list[tuple[str, float]]:
-    """Learn the plan test-then-train; each step's (concept, accuracy before the update)."""
-    return [(name, learner.learn(x, y).new_correct / BATCH) for name, x, y in concepts(plan, seed)]
-
-
-def visit(acc: list[tuple[str, float]], start: int, steps: int) -> float:
-    return float(np.mean([a for _, a in acc[start:start + steps]]))
+    return flipped.make(method, seed, **kw)
 
 
 def frozen_of(learner: OnlineLearner, slot: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -157,21 +138,7 @@ def test_full_slots_free_the_youngest_least_used_context_back_to_the_pool():
 
 
 def test_save_and_load_resumes_exactly(tmp_path):
-    data = list(concepts(ABA))
-    a = make()
-    for _, x, y in data[:300]:
-        a.learn(x, y)
-    assert a.get_method("packnet").counts["opened"] == 2
-    a.save(tmp_path / "state.pt")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(99)
-        b = OnlineLearner.load(tmp_path / "state.pt", model=models.mlp(DIM, [32], CLASSES), device="cpu")
-    assert b.get_method("packnet").report() == a.get_method("packnet").report()
-    for _, x, y in data[300:]:
-        a.learn(x, y)
-        b.learn(x, y)
-    assert_same_state(a.state_dict(), b.state_dict())
-    assert b.get_method("packnet").active_serial == 0
+    assert_resumes_after_two_contexts("packnet", tmp_path)
 
 
 @pytest.mark.parametrize("method", ["er+packnet", "der++ + packnet"])

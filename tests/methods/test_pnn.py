@@ -16,7 +16,7 @@ from edge_cl import OnlineLearner, methods, models
 from edge_cl.methods import Method
 from edge_cl.methods.pnn import PNN, Columns, column_bytes, columns_that_fit
 from edge_cl.transaction import MethodError
-from tests.methods.test_contexts import BATCH, CLASSES, DIM, concepts, make, run, visit
+from tests.methods.flipped import BATCH, CLASSES, DIM, concepts, make, run, visit
 from tests.oracles import assert_same_state
 
 ABAB = [("A", 250), ("B", 250), ("A", 60), ("B", 60)]
