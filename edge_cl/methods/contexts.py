@@ -381,15 +381,11 @@ class Contexts(LossRouter, Method):
 
     def _open(self) -> None:
         """Open a new context (a copy of the active head) in a free slot, or in the least used one's when all are."""
-        free = [i for i, s in enumerate(self.serial_of) if s == NO_SERIAL]
-        if free:
-            slot = free[0]
-        else:
-            others = [i for i in range(self.k) if i != self.active]
-            if not others:
-                return  # one slot: the only context keeps learning (fine-tuning with replay)
-            slot = min(others, key=lambda i: (self.usage[i], self.serial_of[i]))
-            self.counts["evicted"] += 1
+        where = self._slot_to_open(self.serial_of)
+        if where is None:
+            return  # one slot: the only context keeps learning (fine-tuning with replay)
+        slot, evicted = where
+        self.counts["evicted"] += int(evicted)
         serial = self._new_serial()
         if not self.keep_good:
             self._store_head(self.active)
@@ -419,15 +415,6 @@ class Contexts(LossRouter, Method):
                                held.index(self.active), [self.serial_of[i] for i in held])
 
     # --- reporting and state -------------------------------------------------------------------------
-    @property
-    def active_serial(self) -> int:
-        """The serial of the context that predicts now."""
-        return self.serial_of[self.active]
-
-    def contexts(self) -> list[int]:
-        """Serials of the contexts held (free slots left out), in slot order."""
-        return [s for s in self.serial_of if s != NO_SERIAL]
-
     def report(self) -> dict[str, Any]:
         return {"contexts": len(self.contexts()), "max_contexts": self.k, "active": self.active_serial,
                 **self.counts}

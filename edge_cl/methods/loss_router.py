@@ -85,3 +85,23 @@ class LossRouter:
             serial = (serial + 1) % SERIALS
         self.next_serial = (serial + 1) % SERIALS
         return serial
+
+    def _slot_to_open(self, age: Sequence[int]) -> tuple[int, bool] | None:
+        """Where a new slot opens: the first free slot ``(slot, False)``, else the least used slot other than the
+        active one, ties to the lower ``age`` ``(slot, True)`` (its context is evicted); None with one slot."""
+        free = [i for i, s in enumerate(self.serial_of) if s == NO_SERIAL]
+        if free:
+            return free[0], False
+        others = [i for i in range(self.k) if i != self.active]
+        if not others:
+            return None
+        return min(others, key=lambda i: (self.usage[i], age[i])), True
+
+    @property
+    def active_serial(self) -> int:
+        """The serial of the context that predicts now."""
+        return self.serial_of[self.active]
+
+    def contexts(self) -> list[int]:
+        """Serials of the contexts held (free slots left out), in slot order."""
+        return [s for s in self.serial_of if s != NO_SERIAL]

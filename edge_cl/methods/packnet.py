@@ -408,17 +408,14 @@ class PackNet(LossRouter, Method):
         self.misfit = 0
         if self.active == self.open:
             self._freeze(self.active)
-        free = [i for i, s in enumerate(self.serial_of) if s == NO_SERIAL]
-        if free:
-            slot = free[0]
-        else:
-            others = [i for i in range(self.k) if i != self.active]
-            if not others:
-                # One slot: the only context stays frozen; it re-opens on the free weights left (no new serial).
-                self.open, self.open_steps = self.active, 0
-                self._load(self.active)
-                return
-            slot = min(others, key=lambda i: (self.usage[i], self.rank_of[i]))
+        where = self._slot_to_open(self.rank_of)
+        if where is None:
+            # One slot: the only context stays frozen; it re-opens on the free weights left (no new serial).
+            self.open, self.open_steps = self.active, 0
+            self._load(self.active)
+            return
+        slot, evict = where
+        if evict:
             self._evict(slot)
         with torch.no_grad():
             self.slot_params[slot].copy_(self.slot_params[self.active])
@@ -470,15 +467,6 @@ class PackNet(LossRouter, Method):
         return ContextCopiesNetwork(nets, held.index(self.active), [self.serial_of[s] for s in held])
 
     # --- reporting and state -------------------------------------------------------------------------
-    @property
-    def active_serial(self) -> int:
-        """The serial of the context that predicts now."""
-        return self.serial_of[self.active]
-
-    def contexts(self) -> list[int]:
-        """Serials of the contexts held, in slot order."""
-        return [s for s in self.serial_of if s != NO_SERIAL]
-
     def free_fraction(self) -> float:
         """Share of the pruned weights no context owns."""
         return float((self.owner == 0).sum()) / max(self.owner.numel(), 1)
